@@ -1,0 +1,242 @@
+//! The one macro that turns a field table of D3.1.3 into a Rust type with its decoder, encoder,
+//! checks and JSON Schema, so that the four can never disagree.
+//!
+//! Each field is declared with one of three kinds:
+//! - `req`: must be present and not null; type `T`.
+//! - `null`: may be null (the spec gives null a meaning, e.g. `heh_id`, `device`); type `Option<T>`;
+//!   always written, as `null` when `None`.
+//! - `opt`: may be left out (the spec calls it optional, e.g. `device_sn`, `range`); type
+//!   `Option<T>`; written only when `Some`.
+//!
+//! Decoding reads absent and `null` alike for both optional kinds, so a peer that writes `null`
+//! for an `opt` field or leaves out a `null` field is understood.
+
+/// The Rust type of a field of the given kind.
+macro_rules! field_type {
+    (req $t:ty) => { $t };
+    (null $t:ty) => { Option<$t> };
+    (opt $t:ty) => { Option<$t> };
+}
+
+/// The JSON name of a field: the Rust name unless one is given (`r#type` is `"type"`).
+macro_rules! json_name {
+    ($f:ident) => {
+        stringify!($f)
+    };
+    ($f:ident $j:literal) => {
+        $j
+    };
+}
+
+macro_rules! read_field {
+    (req $r:ident $name:expr) => {
+        $r.required($name)?
+    };
+    (null $r:ident $name:expr) => {
+        $r.optional($name)?
+    };
+    (opt $r:ident $name:expr) => {
+        $r.optional($name)?
+    };
+}
+
+macro_rules! write_field {
+    (req $m:ident $name:expr, $v:expr) => {
+        $m.serialize_entry($name, &$crate::field::AsJson($v))?
+    };
+    (null $m:ident $name:expr, $v:expr) => {
+        match $v {
+            Some(v) => $m.serialize_entry($name, &$crate::field::AsJson(v))?,
+            None => $m.serialize_entry($name, &())?,
+        }
+    };
+    (opt $m:ident $name:expr, $v:expr) => {
+        if let Some(v) = $v {
+            $m.serialize_entry($name, &$crate::field::AsJson(v))?
+        }
+    };
+}
+
+macro_rules! check_field {
+    (req $name:expr, $v:expr) => {
+        $crate::field::Field::check($v).map_err(|e| e.within($crate::field::Segment::Key($name.to_owned())))?
+    };
+    (null $name:expr, $v:expr) => {
+        if let Some(v) = $v {
+            $crate::field::Field::check(v).map_err(|e| e.within($crate::field::Segment::Key($name.to_owned())))?
+        }
+    };
+    (opt $name:expr, $v:expr) => {
+        check_field!(null $name, $v)
+    };
+}
+
+macro_rules! field_schema {
+    (req $t:ty) => {
+        <$t as $crate::field::Field>::schema()
+    };
+    (null $t:ty) => {
+        serde_json::json!({"anyOf": [<$t as $crate::field::Field>::schema(), {"type": "null"}]})
+    };
+    (opt $t:ty) => {
+        field_schema!(null $t)
+    };
+}
+
+macro_rules! is_required {
+    (req) => {
+        true
+    };
+    (null) => {
+        false
+    };
+    (opt) => {
+        false
+    };
+}
+
+/// Declares a JSON object type (a message body or a nested object) from its field table.
+macro_rules! json_object {
+    (
+        $(#[$meta:meta])*
+        $name:ident {
+            $( $(#[$fmeta:meta])* $kind:ident $field:ident $(($json:literal))? : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: field_type!($kind $ty), )*
+            /// Extension fields (`ext_…`, D3.1.3 4.2.5), kept and re-encoded untouched.
+            pub ext: $crate::field::Extensions,
+        }
+
+        impl $name {
+            /// The JSON names of the core fields, in the order of the spec's field table.
+            pub const FIELDS: &'static [&'static str] = &[ $( json_name!($field $($json)?) ),* ];
+
+            /// Reads the core fields and the extensions from `r`, then checks the type's rules.
+            #[allow(unused_mut)] // a type without fields (get_all_prices) reads nothing
+            pub(crate) fn read(mut r: $crate::field::ObjectReader) -> Result<Self, $crate::field::FieldError> {
+                let mut value = Self {
+                    $( $field: read_field!($kind r json_name!($field $($json)?)), )*
+                    ext: $crate::field::Extensions::new(),
+                };
+                value.ext = r.finish()?;
+                $crate::rules::Rules::check_rules(&value)?;
+                Ok(value)
+            }
+
+            /// Writes the core fields, then the extensions.
+            pub(crate) fn write_fields<M: serde::ser::SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
+                $( write_field!($kind map json_name!($field $($json)?), &self.$field); )*
+                $crate::field::write_extensions(map, &self.ext)
+            }
+
+            /// Checks a value built in Rust against every rule the decoder applies.
+            pub fn validate(&self) -> Result<(), $crate::field::FieldError> {
+                $( check_field!($kind json_name!($field $($json)?), &self.$field); )*
+                $crate::field::check_extensions(&self.ext)?;
+                $crate::rules::Rules::check_rules(self)
+            }
+
+            /// The JSON Schema properties and required list of the core fields.
+            #[allow(unused_mut)]
+            pub(crate) fn schema_parts() -> (serde_json::Map<String, serde_json::Value>, Vec<&'static str>) {
+                let mut properties = serde_json::Map::new();
+                let mut required = Vec::new();
+                $(
+                    properties.insert(json_name!($field $($json)?).to_owned(), field_schema!($kind $ty));
+                    if is_required!($kind) {
+                        required.push(json_name!($field $($json)?));
+                    }
+                )*
+                (properties, required)
+            }
+        }
+    };
+}
+
+/// Declares a nested object type (product, event, signal description): a [`json_object!`] that is
+/// also a [`Field`](crate::field::Field).
+macro_rules! nested_object {
+    ($(#[$meta:meta])* $name:ident { $($body:tt)* }) => {
+        json_object! { $(#[$meta])* $name { $($body)* } }
+
+        impl $crate::field::Field for $name {
+            fn from_json(value: serde_json::Value) -> Result<Self, $crate::field::FieldError> {
+                Self::read($crate::field::ObjectReader::new(value)?)
+            }
+
+            fn write<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut map = serializer.serialize_map(None)?;
+                self.write_fields(&mut map)?;
+                map.end()
+            }
+
+            fn check(&self) -> Result<(), $crate::field::FieldError> {
+                self.validate()
+            }
+
+            fn schema() -> serde_json::Value {
+                $crate::schema::object_schema(None, Self::schema_parts())
+            }
+        }
+    };
+}
+
+/// Declares a closed set of string values as a Rust enum that is a [`Field`](crate::field::Field).
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $( $(#[$vmeta:meta])* $variant:ident = $text:literal ),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant, )+
+        }
+
+        impl $name {
+            /// Every value, in the spec's order.
+            pub const ALL: &'static [$name] = &[ $( $name::$variant ),+ ];
+
+            /// The value as written in JSON.
+            pub fn as_str(self) -> &'static str {
+                match self { $( $name::$variant => $text, )+ }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::field::FieldError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $( $text => Ok($name::$variant), )+
+                    other => Err($crate::field::FieldError::here(format!(
+                        "{other:?} is not one of {}",
+                        [$( $text ),+].join(", ")
+                    ))),
+                }
+            }
+        }
+
+        impl $crate::field::Field for $name {
+            fn from_json(value: serde_json::Value) -> Result<Self, $crate::field::FieldError> {
+                match value {
+                    serde_json::Value::String(s) => s.parse(),
+                    other => Err($crate::field::wrong_type("a string", &other)),
+                }
+            }
+            fn write<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+            fn schema() -> serde_json::Value {
+                serde_json::json!({"type": "string", "enum": [$( $text ),+]})
+            }
+        }
+    };
+}

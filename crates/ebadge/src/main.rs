@@ -1,0 +1,40 @@
+//! `ebadge`: the command line of the eBADGE bus. A thin clap layer; each subcommand lives in its
+//! own module under `cmd/`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// The eBADGE message bus: check messages, print their schemas.
+///
+/// Every command that reads messages takes one JSON message per line, from a file or from
+/// standard input ("-").
+#[derive(Parser)]
+#[command(name = "ebadge", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check messages against the eBADGE data model (D3.1.3) and print JSON Schemas.
+    #[command(subcommand)]
+    Msg(cmd::msg::MsgCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Msg(command) => cmd::msg::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("ebadge: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
