@@ -19,15 +19,23 @@ pub(crate) fn apply(t: MessageType, map: &mut Map<String, Value>) {
 /// (`["total.ua, total.ub, total.uc, WaterHeater01.p"]`). Such an entry is read as the list it
 /// means; each part is then checked as a signal name.
 fn split_signal_lists(map: &mut Map<String, Value>) {
-    let Some(Value::Array(items)) = map.get_mut("signals") else { return };
-    if !items.iter().any(|v| matches!(v, Value::String(s) if s.contains(','))) {
+    let Some(Value::Array(items)) = map.get_mut("signals") else {
+        return;
+    };
+    if !items
+        .iter()
+        .any(|v| matches!(v, Value::String(s) if s.contains(',')))
+    {
         return;
     }
     let mut split = Vec::with_capacity(items.len());
     for item in items.drain(..) {
         match item {
             Value::String(s) if s.contains(',') => {
-                split.extend(s.split(',').map(|part| Value::String(part.trim().to_owned())));
+                split.extend(
+                    s.split(',')
+                        .map(|part| Value::String(part.trim().to_owned())),
+                );
             }
             other => split.push(other),
         }
@@ -39,11 +47,18 @@ fn split_signal_lists(map: &mut Map<String, Value>) {
 /// decimal number (`-?digits[.digits]`) is read as that number; anything else stays a string and
 /// is refused by the typed decoder.
 fn number_from_string(map: &mut Map<String, Value>, field: &str) {
-    let Some(Value::String(s)) = map.get(field) else { return };
+    let Some(Value::String(s)) = map.get(field) else {
+        return;
+    };
     if !is_plain_decimal(s) {
         return;
     }
-    if let Some(n) = s.parse::<f64>().ok().filter(|f| f.is_finite()).and_then(Number::from_f64) {
+    if let Some(n) = s
+        .parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
+        .and_then(Number::from_f64)
+    {
         map.insert(field.to_owned(), Value::Number(n));
     }
 }
@@ -51,5 +66,25 @@ fn number_from_string(map: &mut Map<String, Value>, field: &str) {
 fn is_plain_decimal(s: &str) -> bool {
     let digits = s.strip_prefix('-').unwrap_or(s);
     let (int, frac) = digits.split_once('.').unwrap_or((digits, "0"));
-    !int.is_empty() && !frac.is_empty() && int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    !int.is_empty()
+        && !frac.is_empty()
+        && int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+}
+
+/// Widens a type's JSON Schema by exactly the tolerance [`apply`] gives its decoder, so that the
+/// schema accepts what the decoder accepts (the spec's own examples included).
+pub(crate) fn widen_schema(t: MessageType, schema: &mut Value) {
+    match t {
+        MessageType::GetReport | MessageType::GetPeriodicReport => {
+            let name = "[A-Za-z][A-Za-z0-9_]*\\.[A-Za-z][A-Za-z0-9_]*";
+            schema["properties"]["signals"]["items"]["pattern"] =
+                Value::from(format!("^\\s*{name}\\s*(,\\s*{name}\\s*)*$"));
+        }
+        MessageType::ModifyActivation => {
+            schema["properties"]["quantity"] = serde_json::json!({
+                "anyOf": [{"type": "number"}, {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$"}]
+            });
+        }
+        _ => {}
+    }
 }

@@ -93,12 +93,18 @@ pub struct FieldError {
 impl FieldError {
     /// A problem with the value at hand (the caller prefixes the path).
     pub fn here(reason: impl Into<String>) -> Self {
-        Self { path: FieldPath::root(), reason: reason.into() }
+        Self {
+            path: FieldPath::root(),
+            reason: reason.into(),
+        }
     }
 
     /// A problem with the named field of the object at hand.
     pub fn at(field: &str, reason: impl Into<String>) -> Self {
-        Self { path: FieldPath::key(field), reason: reason.into() }
+        Self {
+            path: FieldPath::key(field),
+            reason: reason.into(),
+        }
     }
 
     /// The same error, one level deeper.
@@ -174,7 +180,9 @@ impl Field for f64 {
         match &value {
             // serde_json refuses NaN, the infinities and out-of-range literals while parsing, so
             // any number that arrives here is finite.
-            Value::Number(n) => n.as_f64().ok_or_else(|| FieldError::here("number out of range")),
+            Value::Number(n) => n
+                .as_f64()
+                .ok_or_else(|| FieldError::here("number out of range")),
             other => Err(wrong_type("a number", other)),
         }
     }
@@ -194,7 +202,9 @@ impl Field for f64 {
         if self.is_finite() {
             Ok(())
         } else {
-            Err(FieldError::here(format!("{self} is not a JSON number (NaN and the infinities are never sent)")))
+            Err(FieldError::here(format!(
+                "{self} is not a JSON number (NaN and the infinities are never sent)"
+            )))
         }
     }
 
@@ -211,10 +221,16 @@ fn integer_from_json(value: &Value, min: i64, max: i64) -> Result<i64, FieldErro
     let int = match (n.as_i64(), n.as_f64()) {
         (Some(i), _) => i,
         (None, Some(f)) if f.fract() == 0.0 && f >= min as f64 && f <= max as f64 => f as i64,
-        _ => return Err(FieldError::here(format!("expected an integer from {min} to {max}, found {n}"))),
+        _ => {
+            return Err(FieldError::here(format!(
+                "expected an integer from {min} to {max}, found {n}"
+            )));
+        }
     };
     if int < min || int > max {
-        return Err(FieldError::here(format!("expected an integer from {min} to {max}, found {int}")));
+        return Err(FieldError::here(format!(
+            "expected an integer from {min} to {max}, found {int}"
+        )));
     }
     Ok(int)
 }
@@ -330,7 +346,8 @@ impl<K: FieldKey, V: Field> Field for BTreeMap<K, V> {
     }
     fn check(&self) -> Result<(), FieldError> {
         for (k, v) in self {
-            v.check().map_err(|e| e.within(Segment::Key(k.as_key().to_owned())))?;
+            v.check()
+                .map_err(|e| e.within(Segment::Key(k.as_key().to_owned())))?;
         }
         Ok(())
     }
@@ -395,7 +412,10 @@ impl ObjectReader {
                 } else {
                     "not a valid field name: names match [A-Za-z][A-Za-z0-9_]*".to_owned()
                 };
-                return Err(FieldError { path: FieldPath::key(name), reason });
+                return Err(FieldError {
+                    path: FieldPath::key(name),
+                    reason,
+                });
             }
             ext.insert(name, value);
         }
@@ -409,7 +429,10 @@ pub fn check_case_collisions<'a>(names: impl Iterator<Item = &'a str>) -> Result
     let mut seen: Vec<&str> = Vec::new();
     for name in names {
         if let Some(other) = seen.iter().find(|s| s.eq_ignore_ascii_case(name)) {
-            return Err(FieldError::at(name, format!("differs from field \"{other}\" only in case")));
+            return Err(FieldError::at(
+                name,
+                format!("differs from field \"{other}\" only in case"),
+            ));
         }
         seen.push(name);
     }
@@ -429,7 +452,10 @@ pub fn write_extensions<M: SerializeMap>(map: &mut M, ext: &Extensions) -> Resul
 pub fn check_extensions(ext: &Extensions) -> Result<(), FieldError> {
     for name in ext.keys() {
         if !is_extension_name(name) {
-            return Err(FieldError::at(name, "extension fields must match ext_[A-Za-z0-9_]*"));
+            return Err(FieldError::at(
+                name,
+                "extension fields must match ext_[A-Za-z0-9_]*",
+            ));
         }
     }
     check_case_collisions(ext.keys().map(String::as_str))

@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 
 use crate::field::{Field, FieldError, Segment};
 use crate::names::{HehId, Id, Name, SignalName};
-use crate::rules::{Rules, no_duplicates, non_negative, not_before, not_before_opt, positive, report_length};
+use crate::rules::{
+    Rules, no_duplicates, non_negative, not_before, not_before_opt, positive, report_length,
+};
 use crate::time::Time;
 
 // ---------------------------------------------------------------- 5.2 measurements
@@ -34,6 +36,12 @@ json_object! {
 }
 
 impl Rules for GetReport {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        crate::arbitrary::order(&mut self.from, &mut self.to);
+        self.resolution = crate::arbitrary::positive(self.resolution);
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
         not_before(&self.from, "from", &self.to, "to")?;
         positive(self.resolution, "resolution")
@@ -70,9 +78,27 @@ impl GetPeriodicReport {
 }
 
 impl Rules for GetPeriodicReport {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        self.resolution = crate::arbitrary::positive(self.resolution);
+        if self.interval <= 0.0 {
+            self.interval = if self.interval < -1.0 {
+                Self::DISABLE
+            } else {
+                crate::arbitrary::positive(self.interval)
+            };
+        }
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
         if !(self.interval == Self::DISABLE || self.interval > 0.0) {
-            return Err(FieldError::at("interval", format!("must be -1 (stop) or greater than 0, found {}", self.interval)));
+            return Err(FieldError::at(
+                "interval",
+                format!(
+                    "must be -1 (stop) or greater than 0, found {}",
+                    self.interval
+                ),
+            ));
         }
         positive(self.resolution, "resolution")
     }
@@ -96,6 +122,24 @@ json_object! {
 }
 
 impl Rules for Report {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        // Whole milliseconds up to a day, so that `to` lands exactly n resolutions after `from`.
+        self.resolution = (crate::arbitrary::positive(self.resolution) * 1000.0)
+            .round()
+            .clamp(1.0, 86_400_000.0)
+            / 1000.0;
+        let n = self.values.values().next().map_or(0, Vec::len);
+        for values in self.values.values_mut() {
+            values.resize(n, 0.0);
+        }
+        let span = time::Duration::seconds_f64(self.resolution * n as f64);
+        self.to = self
+            .from
+            .checked_add(span)
+            .expect("a day past 2100 is in range");
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
         not_before(&self.from, "from", &self.to, "to")?;
         positive(self.resolution, "resolution")?;
@@ -109,7 +153,9 @@ impl Rules for Report {
                     self.to,
                     self.resolution
                 );
-                return Err(FieldError::at(signal.as_str(), reason).within(Segment::Key("values".into())));
+                return Err(
+                    FieldError::at(signal.as_str(), reason).within(Segment::Key("values".into()))
+                );
             }
         }
         Ok(())
@@ -130,6 +176,11 @@ json_object! {
 }
 
 impl Rules for GetEnergyEvents {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        crate::arbitrary::order(&mut self.from, &mut self.to);
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
         not_before(&self.from, "from", &self.to, "to")
     }
@@ -162,8 +213,20 @@ nested_object! {
 }
 
 impl Rules for EnergyEvent {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        if let Some(end) = &mut self.end_time {
+            crate::arbitrary::order(&mut self.start_time, end);
+        }
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
-        not_before_opt(Some(&self.start_time), "start_time", self.end_time.as_ref(), "end_time")
+        not_before_opt(
+            Some(&self.start_time),
+            "start_time",
+            self.end_time.as_ref(),
+            "end_time",
+        )
     }
 }
 
@@ -202,6 +265,11 @@ json_object! {
 }
 
 impl Rules for Activate {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        crate::arbitrary::order(&mut self.from, &mut self.to);
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
         not_before(&self.from, "from", &self.to, "to")
     }
@@ -252,6 +320,11 @@ json_object! {
 }
 
 impl Rules for ModifyActivation {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        crate::arbitrary::order(&mut self.from, &mut self.to);
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
         not_before(&self.from, "from", &self.to, "to")
     }
@@ -286,6 +359,12 @@ json_object! {
 }
 
 impl Rules for ActivationCapacity {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        self.pos_capacity = self.pos_capacity.abs();
+        self.neg_capacity = self.neg_capacity.abs();
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
         non_negative(self.pos_capacity, "pos_capacity")?;
         non_negative(self.neg_capacity, "neg_capacity")
@@ -311,6 +390,11 @@ json_object! {
 }
 
 impl Rules for ContingencyActivate {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        crate::arbitrary::order(&mut self.from, &mut self.to);
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
         not_before(&self.from, "from", &self.to, "to")
     }
@@ -345,6 +429,11 @@ json_object! {
 }
 
 impl Rules for LoadPrice {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        crate::arbitrary::order(&mut self.from, &mut self.to);
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
         not_before(&self.from, "from", &self.to, "to")
     }
@@ -366,6 +455,11 @@ json_object! {
 }
 
 impl Rules for GenerationPrice {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        crate::arbitrary::order(&mut self.from, &mut self.to);
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
         not_before(&self.from, "from", &self.to, "to")
     }
@@ -395,6 +489,11 @@ json_object! {
 }
 
 impl Rules for GetStatusReport {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        crate::arbitrary::order(&mut self.from, &mut self.to);
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
         not_before(&self.from, "from", &self.to, "to")
     }
@@ -495,6 +594,11 @@ json_object! {
 }
 
 impl Rules for Capabilities {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        crate::arbitrary::dedupe(&mut self.devices);
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
         no_duplicates(&self.devices, "devices")
     }
@@ -525,7 +629,10 @@ impl Field for Range {
     fn from_json(value: Value) -> Result<Self, FieldError> {
         let items = <Vec<f64>>::from_json(value)?;
         let [min, max] = items[..] else {
-            return Err(FieldError::here(format!("expected [min, max], found {} numbers", items.len())));
+            return Err(FieldError::here(format!(
+                "expected [min, max], found {} numbers",
+                items.len()
+            )));
         };
         let range = Range { min, max };
         range.check()?;
@@ -543,7 +650,10 @@ impl Field for Range {
         self.min.check()?;
         self.max.check()?;
         if self.min > self.max {
-            return Err(FieldError::here(format!("min {} is above max {}", self.min, self.max)));
+            return Err(FieldError::here(format!(
+                "min {} is above max {}",
+                self.min, self.max
+            )));
         }
         Ok(())
     }
@@ -593,6 +703,20 @@ json_object! {
 }
 
 impl Rules for DeviceCapabilities {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        crate::arbitrary::dedupe(&mut self.classes);
+        let mut seen = Vec::new();
+        self.signals.retain(|s| {
+            if seen.contains(&s.name) {
+                false
+            } else {
+                seen.push(s.name.clone());
+                true
+            }
+        });
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
         no_duplicates(&self.classes, "classes")?;
         let names: Vec<&Name> = self.signals.iter().map(|s| &s.name).collect();

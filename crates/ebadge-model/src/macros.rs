@@ -95,6 +95,18 @@ macro_rules! is_required {
     };
 }
 
+macro_rules! arb_field {
+    (req $t:ty) => {
+        <$t as $crate::arbitrary::Arb>::arb()
+    };
+    (null $t:ty) => {
+        proptest::option::of(<$t as $crate::arbitrary::Arb>::arb())
+    };
+    (opt $t:ty) => {
+        proptest::option::of(<$t as $crate::arbitrary::Arb>::arb())
+    };
+}
+
 /// Declares a JSON object type (a message body or a nested object) from its field table.
 macro_rules! json_object {
     (
@@ -152,6 +164,20 @@ macro_rules! json_object {
                     }
                 )*
                 (properties, required)
+            }
+        }
+
+        #[cfg(feature = "proptest")]
+        impl $crate::arbitrary::Arb for $name {
+            fn arb() -> proptest::strategy::BoxedStrategy<Self> {
+                use proptest::strategy::Strategy;
+                ( $( arb_field!($kind $ty), )* $crate::arbitrary::extensions(), )
+                    .prop_map(|( $( $field, )* ext, )| {
+                        let mut value = Self { $( $field, )* ext };
+                        $crate::rules::Rules::repair(&mut value);
+                        value
+                    })
+                    .boxed()
             }
         }
     };

@@ -21,9 +21,23 @@ nested_object! {
 }
 
 impl Rules for Product {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        crate::arbitrary::order(&mut self.start, &mut self.end);
+        if self.start == self.end {
+            self.end = self
+                .start
+                .checked_add(time::Duration::minutes(15))
+                .expect("2100 + 15 min is in range");
+        }
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
         if self.end <= self.start {
-            return Err(FieldError::at("end", format!("{} is not after start ({})", self.end, self.start)));
+            return Err(FieldError::at(
+                "end",
+                format!("{} is not after start ({})", self.end, self.start),
+            ));
         }
         Ok(())
     }
@@ -57,6 +71,11 @@ impl BalancingReserveBid {
 }
 
 impl Rules for BalancingReserveBid {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        self.quantity = self.quantity.abs();
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
         non_negative(self.quantity, "quantity")
     }
@@ -88,6 +107,11 @@ impl Response {
 }
 
 impl Rules for Response {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        self.response_code = 100 + self.response_code % 500;
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
         if !(100..=599).contains(&self.response_code) {
             return Err(FieldError::at(
@@ -112,6 +136,11 @@ json_object! {
 }
 
 impl Rules for BidAccepted {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        self.quantity = self.quantity.abs();
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
         non_negative(self.quantity, "quantity")
     }
@@ -153,6 +182,11 @@ impl BalancingEnergyBid {
 }
 
 impl Rules for BalancingEnergyBid {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        self.quantity = self.quantity.abs();
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
         non_negative(self.quantity, "quantity")
     }
@@ -176,6 +210,12 @@ json_object! {
 }
 
 impl Rules for ActivateBid {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        self.quantity = self.quantity.abs();
+        crate::arbitrary::order_opt(&mut self.from, &mut self.to);
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
         non_negative(self.quantity, "quantity")?;
         not_before_opt(self.from.as_ref(), "from", self.to.as_ref(), "to")
@@ -198,6 +238,11 @@ json_object! {
 }
 
 impl Rules for RequestBalancing {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        crate::arbitrary::order_opt(&mut self.from, &mut self.to);
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
         not_before_opt(self.from.as_ref(), "from", self.to.as_ref(), "to")
     }
@@ -222,6 +267,11 @@ json_object! {
 }
 
 impl Rules for BalancingActivated {
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {
+        crate::arbitrary::order(&mut self.from, &mut self.to);
+    }
+
     fn check_rules(&self) -> Result<(), FieldError> {
         not_before(&self.from, "from", &self.to, "to")
     }

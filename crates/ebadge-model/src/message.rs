@@ -7,7 +7,9 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::field::{FieldError, FieldPath, ObjectReader, Segment, check_case_collisions, json_type};
+use crate::field::{
+    FieldError, FieldPath, ObjectReader, Segment, check_case_collisions, json_type,
+};
 use crate::heh::*;
 use crate::market::*;
 use crate::names::{HehId, Id, is_extension_name, is_valid_name};
@@ -46,7 +48,11 @@ pub struct InvalidMessage {
 
 impl InvalidMessage {
     fn new(msg_type: Option<&str>, error: FieldError) -> Self {
-        Self { msg_type: msg_type.map(str::to_owned), path: error.path, reason: error.reason }
+        Self {
+            msg_type: msg_type.map(str::to_owned),
+            path: error.path,
+            reason: error.reason,
+        }
     }
 
     /// The field path as text (`product.start`), or `None` for the message as a whole.
@@ -81,11 +87,20 @@ impl ExtensionMessage {
     /// Checks the type name and the field names.
     pub fn validate(&self) -> Result<(), FieldError> {
         if !is_extension_name(&self.msg) {
-            return Err(FieldError::at("msg", format!("{:?} is not an extension type (ext_ + [A-Za-z0-9_]*)", self.msg)));
+            return Err(FieldError::at(
+                "msg",
+                format!(
+                    "{:?} is not an extension type (ext_ + [A-Za-z0-9_]*)",
+                    self.msg
+                ),
+            ));
         }
         for name in self.fields.keys() {
             if name == "msg" || !is_valid_name(name) {
-                return Err(FieldError::at(name, "not a valid field name: names match [A-Za-z][A-Za-z0-9_]*"));
+                return Err(FieldError::at(
+                    name,
+                    "not a valid field name: names match [A-Za-z][A-Za-z0-9_]*",
+                ));
             }
         }
         check_case_collisions(self.fields.keys().map(String::as_str))
@@ -208,6 +223,14 @@ macro_rules! messages {
             }
         }
 
+        #[cfg(feature = "proptest")]
+        pub(crate) fn arb_message_of(t: MessageType) -> proptest::strategy::BoxedStrategy<Message> {
+            use proptest::strategy::Strategy;
+            match t {
+                $( MessageType::$variant => <$variant as $crate::arbitrary::Arb>::arb().prop_map(Message::$variant).boxed(), )+
+            }
+        }
+
         $(
             impl From<$variant> for Message {
                 fn from(value: $variant) -> Self {
@@ -293,18 +316,28 @@ impl Message {
         let msg = match map.remove("msg") {
             Some(Value::String(s)) => s,
             Some(other) => {
-                let reason = format!("expected the message type as a string, found {}", json_type(&other));
+                let reason = format!(
+                    "expected the message type as a string, found {}",
+                    json_type(&other)
+                );
                 return Err(InvalidMessage::new(None, FieldError::at("msg", reason)));
             }
-            None => return Err(InvalidMessage::new(None, FieldError::at("msg", "missing: every message names its type in \"msg\""))),
+            None => {
+                return Err(InvalidMessage::new(
+                    None,
+                    FieldError::at("msg", "missing: every message names its type in \"msg\""),
+                ));
+            }
         };
         if let Some(t) = MessageType::from_name(&msg) {
             crate::errata::apply(t, &mut map);
-            return Self::read_body(t, ObjectReader::from_map(map)).map_err(|e| InvalidMessage::new(Some(&msg), e));
+            return Self::read_body(t, ObjectReader::from_map(map))
+                .map_err(|e| InvalidMessage::new(Some(&msg), e));
         }
         if is_extension_name(&msg) {
             let ext = ExtensionMessage { msg, fields: map };
-            ext.validate().map_err(|e| InvalidMessage::new(Some(&ext.msg), e))?;
+            ext.validate()
+                .map_err(|e| InvalidMessage::new(Some(&ext.msg), e))?;
             return Ok(Message::Extension(ext));
         }
         let reason = if is_valid_name(&msg) {
@@ -412,7 +445,11 @@ fn convert_path(path: &serde_path_to_error::Path) -> FieldPath {
 fn sniff_type(bytes: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(bytes).ok()?;
     let start = text.find("\"msg\"")? + 5;
-    let rest = text[start..].trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let rest = text[start..]
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
     let name = &rest[..rest.find('"')?];
     (is_valid_name(name)).then(|| name.to_owned())
 }

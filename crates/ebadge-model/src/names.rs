@@ -49,7 +49,9 @@ pub fn is_extension_name(name: &str) -> bool {
 }
 
 fn name_error(what: &str, name: &str) -> FieldError {
-    FieldError::here(format!("{what} {name:?} is not a valid name: names match [A-Za-z][A-Za-z0-9_]*"))
+    FieldError::here(format!(
+        "{what} {name:?} is not a valid name: names match [A-Za-z][A-Za-z0-9_]*"
+    ))
 }
 
 /// Declares a checked string type: private inner string, `new` that checks, `as_str`, `Display`,
@@ -111,17 +113,29 @@ macro_rules! checked_string {
 }
 
 fn check_name(value: &str) -> Result<(), FieldError> {
-    if is_valid_name(value) { Ok(()) } else { Err(name_error("name", value)) }
+    if is_valid_name(value) {
+        Ok(())
+    } else {
+        Err(name_error("name", value))
+    }
 }
 
 fn check_heh_id(value: &str) -> Result<(), FieldError> {
     if value.is_empty() {
-        return Err(FieldError::here("heh_id is empty (use null when the message is not about another HEH)"));
+        return Err(FieldError::here(
+            "heh_id is empty (use null when the message is not about another HEH)",
+        ));
     }
     if value.len() > MAX_HEH_ID_LEN {
-        return Err(FieldError::here(format!("heh_id is {} characters long; at most {MAX_HEH_ID_LEN}", value.len())));
+        return Err(FieldError::here(format!(
+            "heh_id is {} characters long; at most {MAX_HEH_ID_LEN}",
+            value.len()
+        )));
     }
-    if let Some(bad) = value.chars().find(|c| !c.is_ascii_graphic() || matches!(c, '.' | '*' | '#')) {
+    if let Some(bad) = value
+        .chars()
+        .find(|c| !c.is_ascii_graphic() || matches!(c, '.' | '*' | '#'))
+    {
         return Err(FieldError::here(format!(
             "heh_id {value:?} contains {bad:?}: it becomes a routing-key word, so it is printable ASCII without '.', '*', '#' or spaces"
         )));
@@ -134,10 +148,15 @@ fn check_id(value: &str) -> Result<(), FieldError> {
         return Err(FieldError::here("an ID may not be empty"));
     }
     if value.chars().count() > 255 {
-        return Err(FieldError::here(format!("an ID is at most 255 characters; this one is {}", value.chars().count())));
+        return Err(FieldError::here(format!(
+            "an ID is at most 255 characters; this one is {}",
+            value.chars().count()
+        )));
     }
     if value.chars().any(char::is_control) {
-        return Err(FieldError::here(format!("ID {value:?} contains a control character")));
+        return Err(FieldError::here(format!(
+            "ID {value:?} contains a control character"
+        )));
     }
     Ok(())
 }

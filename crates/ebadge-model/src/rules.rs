@@ -11,18 +11,35 @@ pub trait Rules {
     fn check_rules(&self) -> Result<(), FieldError> {
         Ok(())
     }
+
+    /// Bends arbitrary field values into a value that keeps the rules (property tests only).
+    #[cfg(feature = "proptest")]
+    fn repair(&mut self) {}
 }
 
 /// `to` must not be before `from` (a zero-length period is allowed).
-pub fn not_before(from: &Time, from_name: &str, to: &Time, to_name: &str) -> Result<(), FieldError> {
+pub fn not_before(
+    from: &Time,
+    from_name: &str,
+    to: &Time,
+    to_name: &str,
+) -> Result<(), FieldError> {
     if to < from {
-        return Err(FieldError::at(to_name, format!("{to} is before {from_name} ({from})")));
+        return Err(FieldError::at(
+            to_name,
+            format!("{to} is before {from_name} ({from})"),
+        ));
     }
     Ok(())
 }
 
 /// Like [`not_before`] for two fields that may be null.
-pub fn not_before_opt(from: Option<&Time>, from_name: &str, to: Option<&Time>, to_name: &str) -> Result<(), FieldError> {
+pub fn not_before_opt(
+    from: Option<&Time>,
+    from_name: &str,
+    to: Option<&Time>,
+    to_name: &str,
+) -> Result<(), FieldError> {
     match (from, to) {
         (Some(from), Some(to)) => not_before(from, from_name, to, to_name),
         _ => Ok(()),
@@ -31,12 +48,26 @@ pub fn not_before_opt(from: Option<&Time>, from_name: &str, to: Option<&Time>, t
 
 /// A number that must be greater than zero (resolutions, intervals).
 pub fn positive(value: f64, name: &str) -> Result<(), FieldError> {
-    if value > 0.0 { Ok(()) } else { Err(FieldError::at(name, format!("must be greater than 0, found {value}"))) }
+    if value > 0.0 {
+        Ok(())
+    } else {
+        Err(FieldError::at(
+            name,
+            format!("must be greater than 0, found {value}"),
+        ))
+    }
 }
 
 /// A number that must not be negative (capacities, bid quantities).
 pub fn non_negative(value: f64, name: &str) -> Result<(), FieldError> {
-    if value >= 0.0 { Ok(()) } else { Err(FieldError::at(name, format!("must not be negative, found {value}"))) }
+    if value >= 0.0 {
+        Ok(())
+    } else {
+        Err(FieldError::at(
+            name,
+            format!("must not be negative, found {value}"),
+        ))
+    }
 }
 
 /// The number of values a report over `from..to` at `resolution` seconds carries:
@@ -55,11 +86,18 @@ pub fn report_length(from: &Time, to: &Time, resolution: f64) -> u64 {
     // A period that is a whole multiple of the resolution can come out a hair above it in floating
     // point (0.3 / 0.1); allow for that before rounding up.
     let rounded = periods.round();
-    if (periods - rounded).abs() <= 1e-9 * rounded.max(1.0) { rounded as u64 } else { periods.ceil() as u64 }
+    if (periods - rounded).abs() <= 1e-9 * rounded.max(1.0) {
+        rounded as u64
+    } else {
+        periods.ceil() as u64
+    }
 }
 
 /// No entry may appear twice in a list that is a set (`classes`, signal names of a device).
-pub fn no_duplicates<T: PartialEq + std::fmt::Debug>(items: &[T], name: &str) -> Result<(), FieldError> {
+pub fn no_duplicates<T: PartialEq + std::fmt::Debug>(
+    items: &[T],
+    name: &str,
+) -> Result<(), FieldError> {
     for (i, item) in items.iter().enumerate() {
         if items[..i].contains(item) {
             return Err(FieldError::at(name, format!("lists {item:?} twice")));

@@ -24,7 +24,10 @@ pub const DIALECT: &str = "https://json-schema.org/draft/2020-12/schema";
 pub const EXTENSION_FIELD_PATTERN: &str = "^ext_[A-Za-z0-9_]+$";
 
 /// The schema of an object with the given core fields, `ext_` fields allowed, nothing else.
-pub fn object_schema(msg: Option<&str>, (mut properties, required): (Map<String, Value>, Vec<&str>)) -> Value {
+pub fn object_schema(
+    msg: Option<&str>,
+    (mut properties, required): (Map<String, Value>, Vec<&str>),
+) -> Value {
     let mut required: Vec<Value> = required.into_iter().map(Value::from).collect();
     if let Some(msg) = msg {
         properties.insert("msg".into(), json!({"const": msg}));
@@ -41,6 +44,7 @@ pub fn object_schema(msg: Option<&str>, (mut properties, required): (Map<String,
 
 fn type_schema(t: MessageType) -> Value {
     let mut schema = object_schema(Some(t.as_str()), t.schema_parts());
+    crate::errata::widen_schema(t, &mut schema);
     schema["title"] = Value::from(t.as_str());
     schema
 }

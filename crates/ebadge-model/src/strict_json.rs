@@ -37,7 +37,9 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("NaN and the infinities are not JSON numbers"))
+        Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("NaN and the infinities are not JSON numbers"))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
