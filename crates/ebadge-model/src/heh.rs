@@ -27,7 +27,7 @@ json_object! {
         /// End of the period to report.
         req to: Time,
         /// Seconds per value; greater than 0.
-        req resolution: f64,
+        req resolution: f64 = {"exclusiveMinimum": 0},
         /// The `device.signal`s to report (erratum 1: a comma-separated entry is split).
         req signals: Vec<SignalName>,
         /// The HEH the request is about, when a VPP uses an HEH operator's service.
@@ -53,11 +53,11 @@ json_object! {
     /// one. Controlling entity → HEH.
     GetPeriodicReport {
         /// Seconds between reports, or -1 to stop periodic reports.
-        req interval: f64,
+        req interval: f64 = {"anyOf": [{"const": -1}, {"exclusiveMinimum": 0}]},
         /// Start of the first report's period; null: any time between now and now + interval.
         null first_from: Time,
         /// Seconds per value; greater than 0.
-        req resolution: f64,
+        req resolution: f64 = {"exclusiveMinimum": 0},
         /// The `device.signal`s to report.
         req signals: Vec<SignalName>,
         /// The HEH the request is about, when a VPP uses an HEH operator's service.
@@ -113,7 +113,7 @@ json_object! {
         /// End of the period covered.
         req to: Time,
         /// Seconds per value; greater than 0.
-        req resolution: f64,
+        req resolution: f64 = {"exclusiveMinimum": 0},
         /// For each signal, (to - from) / resolution values, rounded up.
         req values: BTreeMap<SignalName, Vec<f64>>,
         /// The HEH the report is about, when an HEH operator reports to a VPP.
@@ -350,9 +350,9 @@ json_object! {
         /// The device reported for; null for the HEH's total.
         null device: Name,
         /// kW available for increasing production / decreasing load; not negative.
-        req pos_capacity: f64,
+        req pos_capacity: f64 = {"minimum": 0},
         /// kW available for decreasing production / increasing load; not negative.
-        req neg_capacity: f64,
+        req neg_capacity: f64 = {"minimum": 0},
         /// The HEH the answer is about, when an HEH operator answers a VPP.
         null heh_id: HehId,
     }
@@ -589,7 +589,7 @@ json_object! {
         /// MAC address (optional).
         opt device_mac: String,
         /// The device IDs the HEH knows, possibly including `total`.
-        req devices: Vec<Name>,
+        req devices: Vec<Name> = {"uniqueItems": true},
     }
 }
 
@@ -686,7 +686,7 @@ json_object! {
         /// Device ID.
         req device: Name,
         /// A subset (possibly empty) of consumer, generator, storage.
-        req classes: Vec<DeviceClass>,
+        req classes: Vec<DeviceClass> = {"uniqueItems": true},
         /// Hierarchical type, e.g. `car/electric`.
         req r#type("type"): String,
         /// Descriptive name.

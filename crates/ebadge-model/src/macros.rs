@@ -10,6 +10,9 @@
 //!
 //! Decoding reads absent and `null` alike for both optional kinds, so a peer that writes `null`
 //! for an `opt` field or leaves out a `null` field is understood.
+//!
+//! A field may end in `= { ... }`: JSON Schema keywords that state, for the schema, a range rule
+//! the type's `Rules` impl checks (e.g. `resolution: f64 = {"exclusiveMinimum": 0}`).
 
 /// The Rust type of a field of the given kind.
 macro_rules! field_type {
@@ -112,7 +115,7 @@ macro_rules! json_object {
     (
         $(#[$meta:meta])*
         $name:ident {
-            $( $(#[$fmeta:meta])* $kind:ident $field:ident $(($json:literal))? : $ty:ty ),* $(,)?
+            $( $(#[$fmeta:meta])* $kind:ident $field:ident $(($json:literal))? : $ty:ty $(= $extra:tt)? ),* $(,)?
         }
     ) => {
         $(#[$meta])*
@@ -158,7 +161,10 @@ macro_rules! json_object {
                 let mut properties = serde_json::Map::new();
                 let mut required = Vec::new();
                 $(
-                    properties.insert(json_name!($field $($json)?).to_owned(), field_schema!($kind $ty));
+                    #[allow(unused_mut)]
+                    let mut schema = field_schema!($kind $ty);
+                    $( $crate::schema::refine(&mut schema, serde_json::json!($extra)); )?
+                    properties.insert(json_name!($field $($json)?).to_owned(), schema);
                     if is_required!($kind) {
                         required.push(json_name!($field $($json)?));
                     }

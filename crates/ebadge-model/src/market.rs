@@ -53,7 +53,7 @@ json_object! {
         /// The product bid for.
         req product: Product,
         /// MW; not negative.
-        req quantity: f64,
+        req quantity: f64 = {"minimum": 0},
         /// false for all-or-nothing; optional, true when left out.
         opt divisible: bool,
         /// €/MWh.
@@ -88,7 +88,7 @@ json_object! {
         /// The `msg_id` answered.
         req msg_id: Id,
         /// HTTP-like code; 200 is OK.
-        req response_code: u32,
+        req response_code: u32 = {"minimum": 100, "maximum": 599},
         /// Message-specific detail (optional).
         opt response_subcode: i64,
         /// "OK", or what went wrong.
@@ -131,7 +131,7 @@ json_object! {
         /// The accepted bid.
         req bid_id: Id,
         /// Accepted MW; not negative.
-        req quantity: f64,
+        req quantity: f64 = {"minimum": 0},
     }
 }
 
@@ -166,7 +166,7 @@ json_object! {
         /// The product bid for.
         req product: Product,
         /// MWh; not negative.
-        req quantity: f64,
+        req quantity: f64 = {"minimum": 0},
         /// false for all-or-nothing; true when left out.
         opt divisible: bool,
         /// €/MWh.
@@ -201,7 +201,7 @@ json_object! {
         /// The bid to activate.
         req bid_id: Id,
         /// Quantity to activate; not negative.
-        req quantity: f64,
+        req quantity: f64 = {"minimum": 0},
         /// Start; null for as soon as possible.
         null from: Time,
         /// End; null for the end of the product.

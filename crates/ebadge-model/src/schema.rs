@@ -23,6 +23,17 @@ pub const DIALECT: &str = "https://json-schema.org/draft/2020-12/schema";
 /// The pattern of extension field names.
 pub const EXTENSION_FIELD_PATTERN: &str = "^ext_[A-Za-z0-9_]+$";
 
+/// Adds keywords to a field's schema; for a nullable field, to its non-null branch.
+pub fn refine(schema: &mut Value, extra: Value) {
+    let target = match schema.get_mut("anyOf") {
+        Some(Value::Array(branches)) => &mut branches[0],
+        _ => schema,
+    };
+    if let (Value::Object(target), Value::Object(extra)) = (target, extra) {
+        target.extend(extra);
+    }
+}
+
 /// The schema of an object with the given core fields, `ext_` fields allowed, nothing else.
 pub fn object_schema(
     msg: Option<&str>,
