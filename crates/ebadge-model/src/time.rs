@@ -134,7 +134,7 @@ fn fraction_digits_needed(mut nanos: u32) -> u8 {
         return 0;
     }
     let mut digits = 9;
-    while nanos % 10 == 0 {
+    while nanos.is_multiple_of(10) {
         nanos /= 10;
         digits -= 1;
     }

@@ -1,0 +1,35 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both install what is missing.
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: deps demo test lint unit bench fuzz build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --release -p ebadge
+
+## The main job. Until the simulators land it checks the spec's 33 messages and shows an error.
+demo: build
+	scripts/demo.sh
+
+## fmt check, clippy with warnings as errors, every test (unit, integration, doc).
+test: deps lint unit
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+
+## Benchmarks (results go to docs/benchmarks.md by hand, with the machine).
+bench: deps
+	$(CARGO) bench -p ebadge-model --bench codec
+
+## Fuzz the message decoder for FUZZ_SECONDS (default 60). Needs cargo-fuzz (installed if missing).
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	scripts/fuzz.sh $(FUZZ_SECONDS)

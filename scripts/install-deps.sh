@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what `make test` and `make demo` need on a fresh Debian machine, and nothing twice.
+# Each later capability (the broker, haproxy, keepalived) adds its packages to APT_PACKAGES.
+set -euo pipefail
+
+# Debian packages: "command-that-proves-it-is-there:package".
+APT_PACKAGES=()
+
+need_cmd() {
+    command -v "$1" >/dev/null 2>&1
+}
+
+if ! need_cmd cargo; then
+    echo "install-deps: cargo is missing. Install the Rust toolchain (https://rustup.rs) or 'apt-get install -y cargo rustc', then re-run." >&2
+    exit 1
+fi
+for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        if need_cmd rustup; then
+            rustup component add "$component"
+        else
+            echo "install-deps: cargo $component is missing: 'rustup component add $component' or 'apt-get install -y rust-$component'." >&2
+            exit 1
+        fi
+    fi
+done
+
+missing=()
+for entry in "${APT_PACKAGES[@]}"; do
+    need_cmd "${entry%%:*}" || [ -x "${entry%%:*}" ] || missing+=("${entry#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ] && ! need_cmd sudo; then
+        echo "install-deps: missing packages ${missing[*]}; run 'apt-get install -y ${missing[*]}' as root." >&2
+        exit 1
+    fi
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    echo "install-deps: installing ${missing[*]}" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
