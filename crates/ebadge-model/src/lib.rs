@@ -39,6 +39,7 @@
 #[macro_use]
 mod macros;
 
+mod builders;
 mod errata;
 pub mod field;
 pub mod heh;

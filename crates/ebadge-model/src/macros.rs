@@ -148,6 +148,15 @@ macro_rules! json_object {
                 $crate::field::write_extensions(map, &self.ext)
             }
 
+            /// Adds an extension field (`ext_<domain>_<name>`, D3.1.3 4.2.5).
+            pub fn with_extension(mut self, name: &str, value: serde_json::Value) -> Result<Self, $crate::field::FieldError> {
+                if !$crate::names::is_extension_name(name) {
+                    return Err($crate::field::FieldError::at(name, "extension fields are named ext_<domain>_<name>, [A-Za-z0-9_] only"));
+                }
+                self.ext.insert(name.to_owned(), value);
+                Ok(self)
+            }
+
             /// Checks a value built in Rust against every rule the decoder applies.
             pub fn validate(&self) -> Result<(), $crate::field::FieldError> {
                 $( check_field!($kind json_name!($field $($json)?), &self.$field); )*
