@@ -60,3 +60,8 @@ pub use market::*;
 pub use message::{ExtensionMessage, InvalidMessage, Level, Message, MessageType};
 pub use names::{HehId, Id, Name, SignalName};
 pub use time::{Time, TimeError};
+
+/// The README's Rust example, compiled and run by `cargo test --doc` so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeExample;

@@ -98,6 +98,7 @@ macro_rules! is_required {
     };
 }
 
+#[cfg(feature = "proptest")]
 macro_rules! arb_field {
     (req $t:ty) => {
         <$t as $crate::arbitrary::Arb>::arb()
