@@ -101,3 +101,17 @@ proptest! {
         }
     }
 }
+
+/// Found by the fuzzer: a long integer literal that serde_json's fast float parser read one ulp
+/// off, so the re-encoded number decoded to a different value. Numbers must be parsed exactly
+/// (serde_json's `float_roundtrip`), or an `ext_` value would not survive untouched.
+#[test]
+fn long_number_literals_decode_exactly_and_survive_reencoding() {
+    let text = r#"{"msg": "ext_x_probe", "n": 2008888888888888000000000000000000000000000000000000000000000000000000010248191152060862009}"#;
+    let message = Message::decode(text).unwrap();
+    let again = Message::decode(&message.encode().unwrap()).unwrap();
+    assert_eq!(again, message);
+    let price = r#"{"msg": "load_price", "from": "2013-07-27T23:10:00Z", "to": "2013-07-28T00:30:00Z", "price": 0.1380000000000000000000000000000000000000001}"#;
+    let message = Message::decode(price).unwrap();
+    assert_eq!(Message::decode(&message.encode().unwrap()).unwrap(), message);
+}
