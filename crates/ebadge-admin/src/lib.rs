@@ -1,1 +1,5 @@
-//! eBADGE bus: operator tooling (local broker supervisor, PKI, provisioning, audit, revocation); it arrives with the operator-tooling issue.
+//! eBADGE bus operator tooling: PKI, the local broker supervisor, the registry, provisioning,
+//! audit and revocation.
+
+pub mod broker;
+pub mod pki;

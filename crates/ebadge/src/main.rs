@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 
-/// The eBADGE message bus: check messages, print their schemas.
+/// The eBADGE message bus: messages, the local broker, certificates, provisioning.
 ///
 /// Every command that reads messages takes one JSON message per line, from a file or from
 /// standard input ("-").
@@ -23,12 +23,26 @@ enum Command {
     /// Check messages against the eBADGE data model (D3.1.3) and print JSON Schemas.
     #[command(subcommand)]
     Msg(cmd::msg::MsgCommand),
+    /// The local TLS broker: Debian's rabbitmq-server under our supervisor.
+    #[command(subcommand)]
+    Broker(cmd::broker::BrokerCommand),
+    /// Certificates: the CA and one client certificate per entity (CN = entity name).
+    #[command(subcommand)]
+    Pki(cmd::pki::PkiCommand),
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Msg(command) => cmd::msg::run(command),
+        Command::Pki(command) => cmd::pki::run(command),
+        Command::Broker(command) => runtime().and_then(|rt| rt.block_on(cmd::broker::run(command))),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,330 @@
+//! A small PKI for the bus: one CA, the broker's server certificate, and one client certificate
+//! per entity with CN = entity name (the broker takes the username from the CN).
+//!
+//! Layout of a PKI directory: `ca.pem`, `ca.key`, `server.pem`, `server.key`, and
+//! `clients/<NAME>.pem` + `clients/<NAME>.key`. Keys are ECDSA P-256 and written with mode 0600.
+
+use ebadge_bus::EntityName;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use std::path::{Path, PathBuf};
+use time::{Duration, OffsetDateTime};
+
+/// Validity of the CA.
+pub const CA_DAYS: i64 = 3650;
+/// Default validity of server and client certificates.
+pub const DEFAULT_DAYS: i64 = 365;
+
+/// A PKI failure, with the file concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The CA is missing.
+    #[error("no CA in {0}: run `ebadge pki init` first (or `ebadge broker up`, which does it)")]
+    NoCa(PathBuf),
+    /// Certificate generation or parsing failed.
+    #[error("{path}: {reason}")]
+    Cert {
+        /// The file or entity.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The entity name breaks the rule.
+    #[error(transparent)]
+    Name(#[from] ebadge_bus::conventions::NameError),
+}
+
+/// One certificate as `pki list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CertInfo {
+    /// File name without extension (`ca`, `server`, or the entity).
+    pub name: String,
+    /// The subject's common name.
+    pub common_name: String,
+    /// Expiry, RFC 3339.
+    pub not_after: String,
+    /// Days until expiry (negative once expired).
+    pub days_left: i64,
+}
+
+/// A PKI directory.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    /// The PKI in `dir` (nothing is read until used).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// The CA certificate file.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+    /// The CA key file.
+    pub fn ca_key(&self) -> PathBuf {
+        self.dir.join("ca.key")
+    }
+    /// The client certificate directory.
+    pub fn clients(&self) -> PathBuf {
+        self.dir.join("clients")
+    }
+    /// The server certificate and key files.
+    pub fn server(&self) -> (PathBuf, PathBuf) {
+        (self.dir.join("server.pem"), self.dir.join("server.key"))
+    }
+    /// Certificate and key files of an entity.
+    pub fn client(&self, name: &str) -> (PathBuf, PathBuf) {
+        (
+            self.clients().join(format!("{name}.pem")),
+            self.clients().join(format!("{name}.key")),
+        )
+    }
+
+    /// Whether the CA exists.
+    pub fn has_ca(&self) -> bool {
+        self.ca_cert().exists() && self.ca_key().exists()
+    }
+
+    /// Creates the CA and a server certificate for `server_names` (DNS names or IP addresses),
+    /// unless the CA exists already. Returns true when it created them.
+    pub fn init(&self, server_names: &[String]) -> Result<bool, PkiError> {
+        if self.has_ca() {
+            return Ok(false);
+        }
+        let key = KeyPair::generate().map_err(|e| self.cert_error(&self.ca_key(), e))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn("eBADGE bus CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        set_validity(&mut params, CA_DAYS);
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| self.cert_error(&self.ca_cert(), e))?;
+        write_private(&self.ca_key(), &key.serialize_pem())?;
+        write(&self.ca_cert(), &cert.pem())?;
+        let (pem, key_file) = self.server();
+        self.sign(
+            "eBADGE broker",
+            server_names,
+            ExtendedKeyUsagePurpose::ServerAuth,
+            DEFAULT_DAYS,
+            &pem,
+            &key_file,
+        )?;
+        Ok(true)
+    }
+
+    /// Issues (or re-issues) the client certificate of entity `name`, valid for `days`.
+    pub fn issue(&self, name: &str, days: i64) -> Result<(PathBuf, PathBuf), PkiError> {
+        let name = EntityName::new(name)?;
+        let (pem, key) = self.client(name.as_str());
+        self.sign(
+            name.as_str(),
+            &[],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            days,
+            &pem,
+            &key,
+        )?;
+        Ok((pem, key))
+    }
+
+    /// Issues the certificates of `names` that do not exist yet; returns how many it issued.
+    pub fn issue_missing<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<usize, PkiError> {
+        let issuer = self.issuer()?;
+        let mut issued = 0;
+        for name in names {
+            let (pem, key) = self.client(name);
+            if !pem.exists() {
+                EntityName::new(name)?;
+                self.sign_with(
+                    &issuer,
+                    name,
+                    &[],
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                    DEFAULT_DAYS,
+                    &pem,
+                    &key,
+                )?;
+                issued += 1;
+            }
+        }
+        Ok(issued)
+    }
+
+    /// Every certificate of the PKI with its expiry, CA and server first.
+    pub fn list(&self) -> Result<Vec<CertInfo>, PkiError> {
+        if !self.has_ca() {
+            return Err(PkiError::NoCa(self.dir.clone()));
+        }
+        let mut files = vec![self.ca_cert(), self.server().0];
+        let mut clients: Vec<PathBuf> = match std::fs::read_dir(self.clients()) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "pem"))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        clients.sort();
+        files.extend(clients);
+        files.iter().map(|f| cert_info(f)).collect()
+    }
+
+    fn issuer(&self) -> Result<Issuer<'static, KeyPair>, PkiError> {
+        if !self.has_ca() {
+            return Err(PkiError::NoCa(self.dir.clone()));
+        }
+        let key_pem = read(&self.ca_key())?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| self.cert_error(&self.ca_key(), e))?;
+        let ca_pem = read(&self.ca_cert())?;
+        Issuer::from_ca_cert_pem(&ca_pem, key).map_err(|e| self.cert_error(&self.ca_cert(), e))
+    }
+
+    fn sign(
+        &self,
+        common_name: &str,
+        alt_names: &[String],
+        usage: ExtendedKeyUsagePurpose,
+        days: i64,
+        pem: &Path,
+        key_file: &Path,
+    ) -> Result<(), PkiError> {
+        let issuer = self.issuer()?;
+        self.sign_with(&issuer, common_name, alt_names, usage, days, pem, key_file)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sign_with(
+        &self,
+        issuer: &Issuer<'_, KeyPair>,
+        common_name: &str,
+        alt_names: &[String],
+        usage: ExtendedKeyUsagePurpose,
+        days: i64,
+        pem: &Path,
+        key_file: &Path,
+    ) -> Result<(), PkiError> {
+        let key = KeyPair::generate().map_err(|e| self.cert_error(key_file, e))?;
+        let mut params =
+            CertificateParams::new(alt_names.to_vec()).map_err(|e| self.cert_error(pem, e))?;
+        params.distinguished_name = dn(common_name);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![usage];
+        set_validity(&mut params, days);
+        let cert = params
+            .signed_by(&key, issuer)
+            .map_err(|e| self.cert_error(pem, e))?;
+        if let Some(parent) = pem.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| PkiError::Io {
+                path: parent.into(),
+                source,
+            })?;
+        }
+        write_private(key_file, &key.serialize_pem())?;
+        write(pem, &cert.pem())
+    }
+
+    fn cert_error(&self, path: &Path, e: rcgen::Error) -> PkiError {
+        PkiError::Cert {
+            path: path.into(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+fn dn(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+fn set_validity(params: &mut CertificateParams, days: i64) {
+    let now = OffsetDateTime::now_utc();
+    // An hour of slack for clocks that run behind (HEHs often do).
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(days);
+}
+
+fn cert_info(path: &Path) -> Result<CertInfo, PkiError> {
+    let text = read(path)?;
+    let bad = |reason: String| PkiError::Cert {
+        path: path.into(),
+        reason,
+    };
+    let (_, pem) = x509_parser::pem::parse_x509_pem(text.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    let cert = pem.parse_x509().map_err(|e| bad(e.to_string()))?;
+    let common_name = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let not_after = cert.validity().not_after.to_datetime();
+    let days_left = (not_after - OffsetDateTime::now_utc()).whole_days();
+    Ok(CertInfo {
+        name: path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        common_name,
+        not_after: not_after
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        days_left,
+    })
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    std::fs::read_to_string(path).map_err(|source| PkiError::Io {
+        path: path.into(),
+        source,
+    })
+}
+
+fn write(path: &Path, text: &str) -> Result<(), PkiError> {
+    std::fs::write(path, text).map_err(|source| PkiError::Io {
+        path: path.into(),
+        source,
+    })
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), PkiError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| PkiError::Io {
+        path: path.into(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(io)
+}

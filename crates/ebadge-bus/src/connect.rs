@@ -1,0 +1,124 @@
+//! Opening an AMQPS connection as an entity: TLS with the entity's client certificate, SASL
+//! EXTERNAL (the broker takes the username from the certificate's CN), heartbeats.
+
+use crate::profile::Profile;
+use amqprs::connection::{Connection, OpenConnectionArguments};
+use amqprs::security::SecurityCredentials;
+use amqprs::tls::TlsAdaptor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Heartbeat interval asked of the broker, in seconds: a dead link is noticed within two.
+pub const HEARTBEAT_SECONDS: u16 = 10;
+
+/// Why a connection could not be opened, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// A certificate, key or CA file is missing or unreadable.
+    #[error("cannot read {what} {path}: {reason}. {hint}")]
+    File {
+        /// Which file it is.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// The profile's URL is unusable.
+    #[error("bad broker address: {0}")]
+    Address(String),
+    /// The broker could not be reached or refused us.
+    #[error("connecting to {url} as {name} failed: {reason}. {hint}")]
+    Broker {
+        /// The broker's URL.
+        url: String,
+        /// The entity.
+        name: String,
+        /// The reason amqprs gave.
+        reason: String,
+        /// What to do.
+        hint: &'static str,
+    },
+}
+
+/// Builds the TLS client configuration with the one crypto provider we compile in (ring).
+pub fn tls_config(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Result<rustls::ClientConfig, ConnectError> {
+    const ISSUE: &str = "Issue the entity's certificate with `ebadge pki issue NAME` (local PKI) or ask the bus operator for it";
+    let file_error = |what, path: &Path, reason: String, hint| ConnectError::File {
+        what,
+        path: path.into(),
+        reason,
+        hint,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let ca_certs: Vec<_> = CertificateDer::pem_file_iter(ca)
+        .and_then(|i| i.collect::<Result<_, _>>())
+        .map_err(|e| file_error("CA certificate", ca, e.to_string(), "The profile's `ca` must name the PEM file of the CA that signed the broker's certificate"))?;
+    for c in ca_certs {
+        roots
+            .add(c)
+            .map_err(|e| file_error("CA certificate", ca, e.to_string(), ""))?;
+    }
+    let chain: Vec<_> = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<_, _>>())
+        .map_err(|e| file_error("client certificate", cert, e.to_string(), ISSUE))?;
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| file_error("client key", key, e.to_string(), ISSUE))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| file_error("TLS settings", ca, e.to_string(), ""))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key_der)
+        .map_err(|e| file_error("client certificate", cert, e.to_string(), ISSUE))
+}
+
+/// Opens a connection as entity `name` with the profile's CA and the entity's certificate.
+pub async fn connect(profile: &Profile, name: &str) -> Result<Connection, ConnectError> {
+    let (cert, key) = profile.certificate(name);
+    connect_with(profile, name, &cert, &key).await
+}
+
+/// Opens a connection with explicit certificate and key files (tests use foreign ones).
+pub async fn connect_with(
+    profile: &Profile,
+    name: &str,
+    cert: &Path,
+    key: &Path,
+) -> Result<Connection, ConnectError> {
+    let (host, port) = profile.host_and_port().map_err(ConnectError::Address)?;
+    let config = tls_config(&profile.ca, cert, key)?;
+    let adaptor = TlsAdaptor::new(
+        tokio_rustls::TlsConnector::from(Arc::new(config)),
+        host.clone(),
+    );
+    let mut args = OpenConnectionArguments::new(&host, port, "", "");
+    args.credentials(SecurityCredentials::new_external())
+        .heartbeat(HEARTBEAT_SECONDS)
+        .connection_name(name)
+        .tls_adaptor(adaptor);
+    Connection::open(&args).await.map_err(|e| {
+        let reason = e.to_string();
+        let hint = if reason.contains("refused") && !reason.contains("ACCESS_REFUSED") {
+            "Is the broker running? `ebadge broker status` tells; `ebadge broker up` starts the local one"
+        } else if reason.contains("ertificate") || reason.contains("ACCESS_REFUSED") || reason.contains("handshake") {
+            "The broker refused our certificate: it must be signed by the broker's CA and its CN must be a provisioned entity (`ebadge provision`)"
+        } else {
+            "Check the profile's amqps_url and that the broker is up (`ebadge broker status`)"
+        };
+        ConnectError::Broker {
+            url: profile.amqps_url.clone(),
+            name: name.into(),
+            reason,
+            hint,
+        }
+    })
+}

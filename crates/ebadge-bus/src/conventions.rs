@@ -1,0 +1,231 @@
+//! The bus conventions of D3.2.3 section 5.3, made exact: entity names, exchange and queue names,
+//! routing keys, permissions and queue policies. The one place they are written down: the client,
+//! provisioning, audit and the docs all use these functions.
+//!
+//! ```
+//! use ebadge_bus::conventions::{EntityName, pair_exchange, routing_key, inbox_queue};
+//!
+//! let heh = EntityName::from_mac("B8:27:EB:EA:02:C1")?;
+//! let op = EntityName::new("ts")?;
+//! assert_eq!(heh.as_str(), "heh-b827ebea02c1");
+//! assert_eq!(pair_exchange(&heh, &op), "heh-b827ebea02c1-to-ts");
+//! assert_eq!(inbox_queue(&op), "private-ts-inbox");
+//! assert_eq!(routing_key("report", Some("heh-42"))?, "report.heh-42");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+
+/// The naming rule, as printed in every error about a bad name.
+pub const ENTITY_NAME_RULE: &str = "an entity name is 1-63 characters of a-z, 0-9 and '-', \
+     starts with a letter, never contains '-to-' and never starts with 'private-'";
+
+/// Message TTL of every queue (D3.2.3 6.2.4: messages older than 15 minutes are useless).
+pub const MESSAGE_TTL_MS: u64 = 900_000;
+
+/// Default bound on the number of messages in one queue. Past it the broker refuses new messages
+/// (`reject-publish`), so a publisher with confirms keeps them instead of the broker dropping the
+/// oldest silently.
+pub const DEFAULT_MAX_LENGTH: u64 = 1_000_000;
+
+/// Name of the policy that applies the TTL and length bound to every queue.
+pub const QUEUE_POLICY: &str = "ebadge-queues";
+
+/// A name that is valid as RabbitMQ user, certificate CN and part of exchange names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntityName(String);
+
+/// A name that breaks [`ENTITY_NAME_RULE`] or a routing key that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// The entity name breaks the rule.
+    #[error("{name:?} is not a valid entity name: {ENTITY_NAME_RULE}")]
+    Entity {
+        /// The refused name.
+        name: String,
+    },
+    /// Not a MAC address of six hex octets.
+    #[error("{0:?} is not a MAC address (six hex octets, e.g. B8:27:EB:EA:02:C1)")]
+    Mac(String),
+    /// The routing key would be longer than AMQP allows or contain a separator.
+    #[error("routing key {0:?} is invalid: at most 255 bytes, and heh_id must not contain '.', '*', '#' or whitespace")]
+    RoutingKey(String),
+}
+
+impl EntityName {
+    /// Checks `name` against [`ENTITY_NAME_RULE`].
+    pub fn new(name: &str) -> Result<Self, NameError> {
+        if is_valid_entity_name(name) {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(NameError::Entity { name: name.into() })
+        }
+    }
+
+    /// The HEH name for a MAC address: `heh-<12 lowercase hex>`.
+    pub fn from_mac(mac: &str) -> Result<Self, NameError> {
+        let hex: String = mac.chars().filter(|c| !matches!(c, ':' | '-')).collect();
+        if hex.len() != 12 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(NameError::Mac(mac.into()));
+        }
+        Self::new(&format!("heh-{}", hex.to_ascii_lowercase()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True when the private namespaces of `self` and `other` overlap: `a` and `a-b` would both
+    /// own `private-a-b-…`, and `a`'s write right on `a-to-…` would cover `a-to-x`'s exchanges.
+    /// A registry must not hold two such names.
+    pub fn overlaps(&self, other: &EntityName) -> bool {
+        let (a, b) = (self.as_str(), other.as_str());
+        a != b && (b.starts_with(&format!("{a}-")) || a.starts_with(&format!("{b}-")))
+    }
+}
+
+impl fmt::Display for EntityName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for EntityName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Whether `name` follows [`ENTITY_NAME_RULE`].
+pub fn is_valid_entity_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (1..=63).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && !name.contains("-to-")
+        && !name.starts_with("private-")
+}
+
+/// The exchange a sender publishes to for one receiver (or one group): `<sender>-to-<receiver>`.
+pub fn pair_exchange(sender: &EntityName, receiver: &EntityName) -> String {
+    format!("{sender}-to-{receiver}")
+}
+
+/// The prefix of everything an entity owns: `private-<name>-`.
+pub fn private_prefix(name: &EntityName) -> String {
+    format!("private-{name}-")
+}
+
+/// The entity's incoming exchange, bound to every exchange it may read.
+pub fn incoming_exchange(name: &EntityName) -> String {
+    format!("private-{name}-in")
+}
+
+/// The entity's durable inbox queue, bound to its incoming exchange with `#`.
+pub fn inbox_queue(name: &EntityName) -> String {
+    format!("private-{name}-inbox")
+}
+
+/// Where the entity's client dead-letters messages it could not accept, with the reason.
+pub fn quarantine_queue(name: &EntityName) -> String {
+    format!("private-{name}-quarantine")
+}
+
+/// The routing key of a message: its type, then `.<heh_id>` when it names an HEH.
+pub fn routing_key(msg_type: &str, heh_id: Option<&str>) -> Result<String, NameError> {
+    let key = match heh_id {
+        Some(heh) => format!("{msg_type}.{heh}"),
+        None => msg_type.to_owned(),
+    };
+    let bad_heh = heh_id.is_some_and(|h| {
+        h.is_empty()
+            || h.chars()
+                .any(|c| matches!(c, '.' | '*' | '#') || c.is_whitespace())
+    });
+    if key.len() > 255 || bad_heh || msg_type.is_empty() {
+        return Err(NameError::RoutingKey(key));
+    }
+    Ok(key)
+}
+
+/// The three permission regexes of one entity (vhost `/`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Permissions {
+    /// Which resources the entity may declare or delete: only its private namespace.
+    pub configure: String,
+    /// Where it may publish (and bind to): its own pair exchanges and its private namespace.
+    pub write: String,
+    /// What it may consume or bind from: exchanges addressed to it, the group exchanges it is a
+    /// member of, and its private namespace.
+    pub read: String,
+}
+
+/// The permissions of `name`, given the `(sender, group)` exchanges it may read as a group member.
+///
+/// ```
+/// use ebadge_bus::conventions::{EntityName, permissions};
+/// let tso = EntityName::new("tso")?;
+/// let group = EntityName::new("bsps")?;
+/// let p = permissions(&EntityName::new("bsp1")?, &[(tso, group)]);
+/// assert_eq!(p.configure, "^private-bsp1-.*$");
+/// assert_eq!(p.write, "^(bsp1-to-.*|private-bsp1-.*)$");
+/// assert_eq!(p.read, "^(.*-to-bsp1|tso-to-bsps|private-bsp1-.*)$");
+/// # Ok::<(), ebadge_bus::conventions::NameError>(())
+/// ```
+pub fn permissions(name: &EntityName, groups: &[(EntityName, EntityName)]) -> Permissions {
+    let mut read = vec![format!(".*-to-{name}")];
+    read.extend(groups.iter().map(|(s, g)| pair_exchange(s, g)));
+    read.push(format!("private-{name}-.*"));
+    Permissions {
+        configure: format!("^private-{name}-.*$"),
+        write: format!("^({name}-to-.*|private-{name}-.*)$"),
+        read: format!("^({})$", read.join("|")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_rule() {
+        for good in ["ts", "heh-b827ebea02c1", "vpp-1", &"a".repeat(63)] {
+            assert!(EntityName::new(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "Ts",
+            "1ts",
+            "heh_1",
+            "a-to-b",
+            "private-x",
+            "a.b",
+            &"a".repeat(64),
+        ] {
+            let err = EntityName::new(bad).unwrap_err().to_string();
+            assert!(err.contains("1-63 characters"), "{bad}: {err}");
+        }
+        assert!(EntityName::from_mac("B8:27:EB:EA:02").is_err());
+    }
+
+    #[test]
+    fn overlapping_namespaces_are_detected() {
+        let n = |s| EntityName::new(s).unwrap();
+        assert!(n("a").overlaps(&n("a-b")));
+        assert!(n("a-to").overlaps(&n("a")));
+        assert!(!n("ab").overlaps(&n("a")));
+        assert!(!n("a").overlaps(&n("a")));
+    }
+
+    #[test]
+    fn routing_keys_refuse_separators_and_length() {
+        assert_eq!(routing_key("report", None).unwrap(), "report");
+        for heh in ["a.b", "a*", "#", "a b", ""] {
+            assert!(routing_key("report", Some(heh)).is_err(), "{heh}");
+        }
+        assert!(routing_key("report", Some(&"h".repeat(250))).is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! Connection profiles: where the broker is and which files prove who we are.
+//!
+//! `ebadge broker up` writes one for the local broker; operators write one per deployment. A profile
+//! names one CA and a directory of client certificates, `<NAME>.pem` and `<NAME>.key`, so `--as NAME`
+//! needs no other flag.
+//!
+//! ```
+//! use ebadge_bus::profile::Profile;
+//! let profile: Profile = toml::from_str(r#"
+//!     amqps_url = "amqps://localhost:5671"
+//!     ca = "/etc/ebadge/ca.pem"
+//!     certs = "/etc/ebadge/clients"
+//! "#)?;
+//! assert_eq!(profile.host_and_port()?, ("localhost".to_string(), 5671));
+//! assert!(profile.certificate("heh-1").0.ends_with("clients/heh-1.pem"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Environment variable naming the profile file when `--profile` is not given.
+pub const PROFILE_ENV: &str = "EBADGE_PROFILE";
+
+/// Where the profile is when neither `--profile` nor `EBADGE_PROFILE` says: the local broker's.
+pub const DEFAULT_PROFILE: &str = ".ebadge/profile.toml";
+
+/// A connection profile (TOML).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// `amqps://HOST:PORT` of the broker (or of haproxy in front of a cluster).
+    pub amqps_url: String,
+    /// The CA certificate that signed the broker's certificate (PEM).
+    pub ca: PathBuf,
+    /// Directory of client certificates: `<NAME>.pem` and `<NAME>.key`.
+    pub certs: PathBuf,
+    /// The management API, for the operator's commands (provision, audit, revoke).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management: Option<Management>,
+    /// The CA's private key, when this profile belongs to a local PKI that may issue certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_key: Option<PathBuf>,
+}
+
+/// Management API access (HTTP on loopback, or HTTPS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Management {
+    /// Base URL, e.g. `http://127.0.0.1:15672`.
+    pub url: String,
+    /// The administrator account.
+    pub user: String,
+    /// Its password (the file is written with mode 0600).
+    pub password: String,
+}
+
+/// A profile that cannot be read or used.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// The file is missing or unreadable.
+    #[error(
+        "cannot read connection profile {path}: {source}. Start a local broker with `ebadge broker up` \
+         (it writes .ebadge/profile.toml), or name a profile with --profile FILE or {PROFILE_ENV}"
+    )]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a valid profile.
+    #[error("connection profile {path} is invalid: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line.
+        message: String,
+    },
+    /// The profile has no management section, which operator commands need.
+    #[error(
+        "connection profile {0} has no [management] section (url, user, password); operator commands need it"
+    )]
+    NoManagement(PathBuf),
+}
+
+impl Profile {
+    /// The profile file to use: `explicit`, else `$EBADGE_PROFILE`, else [`DEFAULT_PROFILE`].
+    pub fn locate(explicit: Option<&Path>) -> PathBuf {
+        explicit
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(PROFILE_ENV).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PROFILE))
+    }
+
+    /// Reads a profile; relative paths in it are taken relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ProfileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let mut profile: Profile = toml::from_str(&text).map_err(|e| ProfileError::Invalid {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        profile.ca = base.join(&profile.ca);
+        profile.certs = base.join(&profile.certs);
+        profile.ca_key = profile.ca_key.map(|k| base.join(k));
+        Ok(profile)
+    }
+
+    /// Writes the profile, readable by its owner only (it may hold the administrator's password).
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let text = toml::to_string(self).map_err(std::io::Error::other)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        file.write_all(b"# eBADGE connection profile\n")?;
+        file.write_all(text.as_bytes())
+    }
+
+    /// The management section, or an error naming the file.
+    pub fn management(&self, path: &Path) -> Result<&Management, ProfileError> {
+        self.management
+            .as_ref()
+            .ok_or_else(|| ProfileError::NoManagement(path.into()))
+    }
+
+    /// Certificate and key files of entity `name`.
+    pub fn certificate(&self, name: &str) -> (PathBuf, PathBuf) {
+        (
+            self.certs.join(format!("{name}.pem")),
+            self.certs.join(format!("{name}.key")),
+        )
+    }
+
+    /// Host and port of the AMQPS URL.
+    pub fn host_and_port(&self) -> Result<(String, u16), String> {
+        let rest = self
+            .amqps_url
+            .strip_prefix("amqps://")
+            .ok_or_else(|| format!("{:?} is not an amqps:// URL (plain AMQP is never used)", self.amqps_url))?;
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse()
+                    .map_err(|_| format!("bad port {p:?} in {:?}", self.amqps_url))?,
+            ),
+            None => (authority, 5671),
+        };
+        Ok((host.trim_matches(['[', ']']).to_owned(), port))
+    }
+}

@@ -1,0 +1,75 @@
+//! `ebadge pki init/issue/list`: the CA and the client certificates (CN = entity name).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+use ebadge_admin::pki::{DEFAULT_DAYS, Pki};
+
+/// The `pki` subcommands. The PKI directory defaults to the local broker's (`.ebadge/pki`).
+#[derive(Subcommand)]
+pub enum PkiCommand {
+    /// Create the CA and the broker's server certificate (nothing happens if the CA exists).
+    Init {
+        /// PKI directory.
+        #[arg(long, default_value = ".ebadge/pki")]
+        dir: PathBuf,
+        /// Names the broker is reached by (DNS names or IP addresses).
+        #[arg(long = "server-name", default_values = ["localhost", "127.0.0.1", "::1"])]
+        server_names: Vec<String>,
+    },
+    /// Issue the client certificate of an entity: CN = NAME, files clients/NAME.pem and .key.
+    ///
+    /// Example: ebadge pki issue heh-b827ebea02c1
+    Issue {
+        /// The entity name (the broker username).
+        name: String,
+        /// PKI directory.
+        #[arg(long, default_value = ".ebadge/pki")]
+        dir: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = DEFAULT_DAYS)]
+        days: i64,
+    },
+    /// List the certificates with their expiry.
+    List {
+        /// PKI directory.
+        #[arg(long, default_value = ".ebadge/pki")]
+        dir: PathBuf,
+        /// One JSON object per certificate.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a `pki` subcommand.
+pub fn run(command: PkiCommand) -> Result<ExitCode> {
+    match command {
+        PkiCommand::Init { dir, server_names } => {
+            let pki = Pki::new(&dir);
+            if pki.init(&server_names)? {
+                println!("created CA {} and the server certificate", pki.ca_cert().display());
+            } else {
+                println!("the CA exists already: {}", pki.ca_cert().display());
+            }
+        }
+        PkiCommand::Issue { name, dir, days } => {
+            let (cert, key) = Pki::new(&dir).issue(&name, days)?;
+            println!("{}\n{}", cert.display(), key.display());
+        }
+        PkiCommand::List { dir, json } => {
+            for cert in Pki::new(&dir).list()? {
+                if json {
+                    println!("{}", serde_json::to_string(&cert)?);
+                } else {
+                    println!(
+                        "{:<24} CN={:<24} expires {} ({} days)",
+                        cert.name, cert.common_name, cert.not_after, cert.days_left
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
