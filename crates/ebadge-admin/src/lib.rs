@@ -1,5 +1,10 @@
 //! eBADGE bus operator tooling: PKI, the local broker supervisor, the registry, provisioning,
 //! audit and revocation.
 
+pub mod audit;
 pub mod broker;
 pub mod pki;
+pub mod provision;
+pub mod registry;
+pub mod revoke;
+pub mod state;

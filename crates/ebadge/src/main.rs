@@ -29,6 +29,15 @@ enum Command {
     /// Certificates: the CA and one client certificate per entity (CN = entity name).
     #[command(subcommand)]
     Pki(cmd::pki::PkiCommand),
+    /// Create what a registry implies (users, permissions, exchanges, inboxes, policies); prints
+    /// the plan; a second run changes nothing.
+    ///
+    /// Example: ebadge provision registry.toml --dry-run
+    Provision(cmd::provision::ProvisionArgs),
+    /// Check a live broker against the conventions; exit 1 on any violation.
+    Audit(cmd::audit::AuditArgs),
+    /// Remove an entity's rights now: permissions, user and open connections.
+    Revoke(cmd::revoke::RevokeArgs),
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -43,6 +52,9 @@ fn main() -> ExitCode {
         Command::Msg(command) => cmd::msg::run(command),
         Command::Pki(command) => cmd::pki::run(command),
         Command::Broker(command) => runtime().and_then(|rt| rt.block_on(cmd::broker::run(command))),
+        Command::Provision(args) => runtime().and_then(|rt| rt.block_on(cmd::provision::run(args))),
+        Command::Audit(args) => runtime().and_then(|rt| rt.block_on(cmd::audit::run(args))),
+        Command::Revoke(args) => runtime().and_then(|rt| rt.block_on(cmd::revoke::run(args))),
     };
     match result {
         Ok(code) => code,

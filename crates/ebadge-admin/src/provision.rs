@@ -1,0 +1,189 @@
+//! Provisioning: the difference between what a registry implies and what a live broker has,
+//! printed as a plan and applied through the management API. A second run finds nothing to do.
+
+use crate::registry::Registry;
+use crate::state::{Item, State, desired, from_definitions, to_definitions};
+use rabbitmq_http_client::api::Client;
+use rabbitmq_http_client::commons::BindingDestinationType;
+use rabbitmq_http_client::requests::BindingDeletionParams;
+use serde::Serialize;
+
+/// Items sent per definitions import: big registries go in several requests, well under the
+/// management API's body size limit.
+pub const IMPORT_CHUNK: usize = 5_000;
+
+/// The management API client type used throughout.
+pub type AdminClient = Client<String, String, String>;
+
+/// A management API failure.
+#[derive(Debug, thiserror::Error)]
+#[error("management API: {context}: {reason}")]
+pub struct ApiError {
+    /// What we were doing.
+    pub context: String,
+    /// What the API said.
+    pub reason: String,
+}
+
+impl ApiError {
+    /// Wraps an error with what was being done.
+    pub fn new(context: impl Into<String>, e: impl std::fmt::Display) -> Self {
+        Self {
+            context: context.into(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// What provisioning will do (or did).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    /// Items to create.
+    pub add: Vec<String>,
+    /// Items to change (shown as the new value).
+    pub change: Vec<String>,
+    /// Items to delete.
+    pub remove: Vec<String>,
+    #[serde(skip)]
+    to_import: Vec<Item>,
+    #[serde(skip)]
+    to_delete: Vec<Item>,
+}
+
+impl Plan {
+    /// Compares the desired state with the live one. Resources provisioning does not own are
+    /// left alone (see [`Item::is_managed`]).
+    pub fn compute(desired: &State, live: &State, admin: &str) -> Plan {
+        let mut plan = Plan::default();
+        for (key, want) in desired {
+            match live.get(key) {
+                None => {
+                    plan.add.push(want.to_string());
+                    plan.to_import.push(want.clone());
+                }
+                Some(have) if have != want => {
+                    plan.change.push(want.to_string());
+                    // Exchanges and queues cannot be redeclared with other properties.
+                    if matches!(want, Item::Exchange { .. } | Item::Queue { .. }) {
+                        plan.to_delete.push(have.clone());
+                    }
+                    plan.to_import.push(want.clone());
+                }
+                Some(_) => {}
+            }
+        }
+        for (key, have) in live {
+            if !desired.contains_key(key) && have.is_managed(admin) {
+                plan.remove.push(have.to_string());
+                plan.to_delete.push(have.clone());
+            }
+        }
+        plan
+    }
+
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.change.is_empty() && self.remove.is_empty()
+    }
+
+    /// The plan as text, one line per item: `+` create, `~` change, `-` delete.
+    pub fn lines(&self) -> impl Iterator<Item = String> + '_ {
+        let tag = |sign: &'static str| move |s: &String| format!("{sign} {s}");
+        self.add
+            .iter()
+            .map(tag("+"))
+            .chain(self.change.iter().map(tag("~")))
+            .chain(self.remove.iter().map(tag("-")))
+    }
+
+    /// Applies the plan: deletions first (bindings before what they bind), then one definitions
+    /// import per [`IMPORT_CHUNK`] items. `progress` is called with (done, total) items.
+    pub async fn apply(
+        &self,
+        client: &AdminClient,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<(), ApiError> {
+        let total = self.to_delete.len() + self.to_import.len();
+        let mut done = 0;
+        let mut deletions = self.to_delete.clone();
+        deletions.sort_by_key(|i| match i {
+            Item::Binding { .. } => 0,
+            Item::Queue { .. } | Item::Exchange { .. } | Item::Policy { .. } => 1,
+            Item::Permission { .. } => 2,
+            Item::User { .. } => 3,
+        });
+        for item in &deletions {
+            delete(client, item).await?;
+            done += 1;
+            progress(done, total);
+        }
+        for chunk in self.to_import.chunks(IMPORT_CHUNK) {
+            client
+                .import_definitions(to_definitions(chunk))
+                .await
+                .map_err(|e| ApiError::new("importing definitions", e))?;
+            done += chunk.len();
+            progress(done, total);
+        }
+        Ok(())
+    }
+}
+
+/// Reads the live state of vhost `/`.
+pub async fn live_state(client: &AdminClient) -> Result<State, ApiError> {
+    let text = client
+        .export_cluster_wide_definitions_as_string()
+        .await
+        .map_err(|e| ApiError::new("reading definitions", e))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| ApiError::new("reading definitions", e))?;
+    Ok(from_definitions(&value))
+}
+
+/// Computes the plan for `registry` against the live broker.
+pub async fn plan(client: &AdminClient, registry: &Registry, admin: &str) -> Result<Plan, ApiError> {
+    Ok(Plan::compute(&desired(registry), &live_state(client).await?, admin))
+}
+
+/// The RabbitMQ definitions document of everything the registry implies (for loading at boot).
+pub fn export_definitions(registry: &Registry) -> serde_json::Value {
+    to_definitions(desired(registry).values())
+}
+
+async fn delete(client: &AdminClient, item: &Item) -> Result<(), ApiError> {
+    let context = format!("deleting {item}");
+    let result = match item {
+        Item::User { name, .. } => client.delete_user(name, true).await,
+        Item::Permission { user, .. } => client.clear_permissions("/", user, true).await,
+        Item::Exchange { name, .. } => client.delete_exchange("/", name, true).await,
+        Item::Queue { name, .. } => client.delete_queue("/", name, true).await,
+        Item::Policy { name, .. } => client.delete_policy("/", name, true).await,
+        Item::Binding {
+            source,
+            destination,
+            destination_type,
+            routing_key,
+        } => {
+            let destination_type = if destination_type == "queue" {
+                BindingDestinationType::Queue
+            } else {
+                BindingDestinationType::Exchange
+            };
+            client
+                .delete_binding(
+                    &BindingDeletionParams {
+                        virtual_host: "/",
+                        source,
+                        destination,
+                        destination_type,
+                        routing_key,
+                        arguments: None,
+                    },
+                    true,
+                )
+                .await
+                .map(|_| ())
+        }
+    };
+    result.map_err(|e| ApiError::new(context, e))
+}

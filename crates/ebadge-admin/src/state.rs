@@ -1,0 +1,391 @@
+//! Broker state as a set of items (users, permissions, exchanges, queues, bindings, policies):
+//! computed from a registry, or read from a live broker's definitions, so the two can be diffed.
+
+use crate::registry::{QueueType, Registry};
+use ebadge_bus::EntityName;
+use ebadge_bus::conventions::{
+    QUEUE_POLICY, inbox_queue, incoming_exchange, pair_exchange, permissions,
+};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// One piece of broker state in vhost `/`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Item {
+    /// A user; `has_password` is false for certificate-only users.
+    User {
+        /// Username.
+        name: String,
+        /// Whether a password is set.
+        has_password: bool,
+        /// Tags, sorted, comma-separated.
+        tags: String,
+    },
+    /// A user's permissions.
+    Permission {
+        /// Username.
+        user: String,
+        /// Configure regex.
+        configure: String,
+        /// Write regex.
+        write: String,
+        /// Read regex.
+        read: String,
+    },
+    /// An exchange.
+    Exchange {
+        /// Name.
+        name: String,
+        /// `topic`, `direct`, …
+        kind: String,
+        /// Survives a restart.
+        durable: bool,
+    },
+    /// A queue.
+    Queue {
+        /// Name.
+        name: String,
+        /// Survives a restart.
+        durable: bool,
+        /// `classic` or `quorum`.
+        queue_type: String,
+    },
+    /// A binding.
+    Binding {
+        /// Source exchange.
+        source: String,
+        /// Destination exchange or queue.
+        destination: String,
+        /// `queue` or `exchange`.
+        destination_type: String,
+        /// Binding key.
+        routing_key: String,
+    },
+    /// A policy.
+    Policy {
+        /// Name.
+        name: String,
+        /// Regex over resource names.
+        pattern: String,
+        /// `queues`, `exchanges` or `all`.
+        apply_to: String,
+        /// The definition as canonical JSON text.
+        definition: String,
+        /// Priority.
+        priority: i64,
+    },
+}
+
+impl Item {
+    /// Identity of the item: two items with the same key are the same resource (maybe changed).
+    pub fn key(&self) -> (u8, String) {
+        match self {
+            Item::User { name, .. } => (0, name.clone()),
+            Item::Permission { user, .. } => (1, user.clone()),
+            Item::Exchange { name, .. } => (2, name.clone()),
+            Item::Queue { name, .. } => (3, name.clone()),
+            Item::Binding {
+                source,
+                destination,
+                destination_type,
+                routing_key,
+            } => (4, format!("{source}|{destination_type}|{destination}|{routing_key}")),
+            Item::Policy { name, .. } => (5, name.clone()),
+        }
+    }
+
+    /// Whether provisioning owns this kind of resource and may delete it when the registry no
+    /// longer implies it. Entities' own private resources (taps, extra queues), the built-in
+    /// `amq.*` exchanges and the administrator are never touched.
+    pub fn is_managed(&self, admin: &str) -> bool {
+        let managed_exchange = |n: &str| {
+            n.contains("-to-") || (n.starts_with("private-") && n.ends_with("-in"))
+        };
+        match self {
+            Item::User { name, .. } => name != admin,
+            Item::Permission { user, .. } => user != admin,
+            Item::Exchange { name, .. } => managed_exchange(name),
+            Item::Queue { name, .. } => name.starts_with("private-") && name.ends_with("-inbox"),
+            Item::Binding {
+                source,
+                destination,
+                routing_key,
+                ..
+            } => {
+                managed_exchange(source)
+                    && routing_key == "#"
+                    && (destination.ends_with("-in") || destination.ends_with("-inbox"))
+            }
+            Item::Policy { name, .. } => name.starts_with("ebadge-"),
+        }
+    }
+
+    /// The item as an entry of a RabbitMQ definitions file: (section, entry).
+    pub fn definition(&self) -> (&'static str, Value) {
+        match self {
+            Item::User { name, tags, .. } => (
+                "users",
+                // An empty hash: no password, the user can log in with a certificate only.
+                json!({"name": name, "password_hash": "", "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": tags}),
+            ),
+            Item::Permission {
+                user,
+                configure,
+                write,
+                read,
+            } => (
+                "permissions",
+                json!({"user": user, "vhost": "/", "configure": configure, "write": write, "read": read}),
+            ),
+            Item::Exchange {
+                name,
+                kind,
+                durable,
+            } => (
+                "exchanges",
+                json!({"name": name, "vhost": "/", "type": kind, "durable": durable, "auto_delete": false, "internal": false, "arguments": {}}),
+            ),
+            Item::Queue {
+                name,
+                durable,
+                queue_type,
+            } => (
+                "queues",
+                json!({"name": name, "vhost": "/", "durable": durable, "auto_delete": false, "arguments": {"x-queue-type": queue_type}}),
+            ),
+            Item::Binding {
+                source,
+                destination,
+                destination_type,
+                routing_key,
+            } => (
+                "bindings",
+                json!({"source": source, "vhost": "/", "destination": destination, "destination_type": destination_type, "routing_key": routing_key, "arguments": {}}),
+            ),
+            Item::Policy {
+                name,
+                pattern,
+                apply_to,
+                definition,
+                priority,
+            } => (
+                "policies",
+                json!({"vhost": "/", "name": name, "pattern": pattern, "apply-to": apply_to,
+                       "definition": serde_json::from_str::<Value>(definition).unwrap_or(Value::Null), "priority": priority}),
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Item::User {
+                name, has_password, ..
+            } => write!(
+                f,
+                "user {name}{}",
+                if *has_password { " (with password)" } else { "" }
+            ),
+            Item::Permission {
+                user,
+                configure,
+                write,
+                read,
+            } => write!(
+                f,
+                "permissions {user}: configure {configure} write {write} read {read}"
+            ),
+            Item::Exchange {
+                name,
+                kind,
+                durable,
+            } => write!(
+                f,
+                "exchange {name} ({kind}{})",
+                if *durable { ", durable" } else { "" }
+            ),
+            Item::Queue {
+                name,
+                durable,
+                queue_type,
+            } => write!(
+                f,
+                "queue {name} ({queue_type}{})",
+                if *durable { ", durable" } else { "" }
+            ),
+            Item::Binding {
+                source,
+                destination,
+                routing_key,
+                ..
+            } => write!(f, "binding {source} -> {destination} [{routing_key}]"),
+            Item::Policy {
+                name,
+                pattern,
+                definition,
+                ..
+            } => write!(f, "policy {name} on {pattern}: {definition}"),
+        }
+    }
+}
+
+/// A set of items keyed by identity.
+pub type State = BTreeMap<(u8, String), Item>;
+
+/// The queue policy's definition for the registry's options.
+pub fn queue_policy_definition(ttl_ms: u64, max_length: u64) -> Value {
+    json!({"message-ttl": ttl_ms, "max-length": max_length, "overflow": "reject-publish"})
+}
+
+/// What the registry implies, by the conventions.
+pub fn desired(registry: &Registry) -> State {
+    let mut items = Vec::new();
+    let topic = |name: String| Item::Exchange {
+        name,
+        kind: "topic".into(),
+        durable: true,
+    };
+    let bind = |source: String, destination: String, destination_type: &str| Item::Binding {
+        source,
+        destination,
+        destination_type: destination_type.into(),
+        routing_key: "#".into(),
+    };
+    let queue_type = match registry.options.queue_type {
+        QueueType::Classic => "classic",
+        QueueType::Quorum => "quorum",
+    };
+    for name in registry.entities() {
+        let groups: Vec<(EntityName, EntityName)> = registry
+            .groups()
+            .iter()
+            .filter(|g| g.members.contains(name))
+            .map(|g| (g.sender.clone(), g.name.clone()))
+            .collect();
+        let p = permissions(name, &groups);
+        items.push(Item::User {
+            name: name.to_string(),
+            has_password: false,
+            tags: String::new(),
+        });
+        items.push(Item::Permission {
+            user: name.to_string(),
+            configure: p.configure,
+            write: p.write,
+            read: p.read,
+        });
+        items.push(topic(incoming_exchange(name)));
+        items.push(Item::Queue {
+            name: inbox_queue(name),
+            durable: true,
+            queue_type: queue_type.into(),
+        });
+        items.push(bind(incoming_exchange(name), inbox_queue(name), "queue"));
+    }
+    for (a, b) in registry.links() {
+        for (from, to) in [(a, b), (b, a)] {
+            items.push(topic(pair_exchange(from, to)));
+            items.push(bind(pair_exchange(from, to), incoming_exchange(to), "exchange"));
+        }
+    }
+    for g in registry.groups() {
+        items.push(topic(pair_exchange(&g.sender, &g.name)));
+        for m in &g.members {
+            items.push(bind(pair_exchange(&g.sender, &g.name), incoming_exchange(m), "exchange"));
+        }
+    }
+    items.push(Item::Policy {
+        name: QUEUE_POLICY.into(),
+        pattern: ".*".into(),
+        apply_to: "queues".into(),
+        definition: queue_policy_definition(registry.options.message_ttl_ms, registry.options.max_length)
+            .to_string(),
+        priority: 0,
+    });
+    items.into_iter().map(|i| (i.key(), i)).collect()
+}
+
+/// Reads the items of vhost `/` from a definitions document (`GET /api/definitions`).
+pub fn from_definitions(defs: &Value) -> State {
+    let list = |section: &str| -> Vec<Value> {
+        defs.get(section)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let in_vhost = |v: &Value| v.get("vhost").and_then(Value::as_str) == Some("/");
+    let mut items = Vec::new();
+    for u in list("users") {
+        let tags = match u.get("tags") {
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
+            Some(Value::String(t)) => t.clone(),
+            _ => String::new(),
+        };
+        items.push(Item::User {
+            name: s(&u, "name"),
+            has_password: !s(&u, "password_hash").is_empty(),
+            tags,
+        });
+    }
+    for p in list("permissions").iter().filter(|v| in_vhost(v)) {
+        items.push(Item::Permission {
+            user: s(p, "user"),
+            configure: s(p, "configure"),
+            write: s(p, "write"),
+            read: s(p, "read"),
+        });
+    }
+    for e in list("exchanges").iter().filter(|v| in_vhost(v)) {
+        items.push(Item::Exchange {
+            name: s(e, "name"),
+            kind: s(e, "type"),
+            durable: e.get("durable").and_then(Value::as_bool).unwrap_or(false),
+        });
+    }
+    for q in list("queues").iter().filter(|v| in_vhost(v)) {
+        let queue_type = q
+            .pointer("/arguments/x-queue-type")
+            .and_then(Value::as_str)
+            .unwrap_or("classic");
+        items.push(Item::Queue {
+            name: s(q, "name"),
+            durable: q.get("durable").and_then(Value::as_bool).unwrap_or(false),
+            queue_type: queue_type.into(),
+        });
+    }
+    for b in list("bindings").iter().filter(|v| in_vhost(v)) {
+        items.push(Item::Binding {
+            source: s(b, "source"),
+            destination: s(b, "destination"),
+            destination_type: s(b, "destination_type"),
+            routing_key: s(b, "routing_key"),
+        });
+    }
+    for p in list("policies").iter().filter(|v| in_vhost(v)) {
+        items.push(Item::Policy {
+            name: s(p, "name"),
+            pattern: s(p, "pattern"),
+            apply_to: s(p, "apply-to"),
+            definition: p.get("definition").cloned().unwrap_or(Value::Null).to_string(),
+            priority: p.get("priority").and_then(Value::as_i64).unwrap_or(0),
+        });
+    }
+    items.into_iter().map(|i| (i.key(), i)).collect()
+}
+
+/// A definitions document holding `items` (and vhost `/`), for import or export.
+pub fn to_definitions<'a>(items: impl IntoIterator<Item = &'a Item>) -> Value {
+    let mut doc = serde_json::Map::new();
+    for section in ["users", "vhosts", "permissions", "exchanges", "queues", "bindings", "policies"] {
+        doc.insert(section.into(), Value::Array(Vec::new()));
+    }
+    doc["vhosts"] = json!([{"name": "/"}]);
+    for item in items {
+        let (section, entry) = item.definition();
+        doc[section].as_array_mut().expect("sections are arrays").push(entry);
+    }
+    Value::Object(doc)
+}
