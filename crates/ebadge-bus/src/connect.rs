@@ -107,9 +107,11 @@ pub async fn connect_with(
         .tls_adaptor(adaptor);
     Connection::open(&args).await.map_err(|e| {
         let reason = e.to_string();
-        let hint = if reason.contains("refused") && !reason.contains("ACCESS_REFUSED") {
+        let hint = if reason.contains("peer shutdown") {
+            "The broker closed the connection during login: no user has this certificate's CN (not provisioned, or revoked), or the broker refused the certificate; `ebadge audit` and the broker log tell which"
+        } else if reason.contains("refused") && !reason.contains("ACCESS_REFUSED") {
             "Is the broker running? `ebadge broker status` tells; `ebadge broker up` starts the local one"
-        } else if reason.contains("ertificate") || reason.contains("ACCESS_REFUSED") || reason.contains("handshake") {
+        } else if reason.contains("alert") || reason.contains("ertificate") || reason.contains("ACCESS_REFUSED") {
             "The broker refused our certificate: it must be signed by the broker's CA and its CN must be a provisioned entity (`ebadge provision`)"
         } else {
             "Check the profile's amqps_url and that the broker is up (`ebadge broker status`)"

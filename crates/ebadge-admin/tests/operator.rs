@@ -1,0 +1,280 @@
+//! The operator's guarantees on a real RabbitMQ over TLS with real certificates (D3.2.3 5.3, 6.1):
+//! each test asserts the broker's actual reply.
+
+mod support;
+
+use amqprs::channel::{BasicConsumeArguments, QueueBindArguments, QueueDeclareArguments};
+use ebadge_admin::registry::Registry;
+use ebadge_admin::{audit, provision, revoke};
+use rustls::pki_types::pem::PemObject;
+use std::time::{Duration, Instant};
+use support::*;
+
+const ACCESS_REFUSED: u16 = 403;
+const PRECONDITION_FAILED: u16 = 406;
+
+async fn refused(closed: &Closed) -> (u16, String) {
+    closed.wait().await.expect("the broker closed the channel")
+}
+
+#[tokio::test]
+async fn an_heh_publishes_to_its_own_exchange_only_and_cannot_forge_its_user_id() {
+    let heh = connect("heh-a").await;
+    let ts = connect("ts").await;
+    let (ts_channel, _) = channel(&ts).await;
+
+    let (ok, closed) = channel(&heh).await;
+    let good = id();
+    publish(&ok, "heh-a-to-ts", "report", &good, Some("heh-a")).await;
+    assert_eq!(
+        fetch(&ts_channel, "private-ts-inbox", &good).await,
+        Some(Some("heh-a".to_owned())),
+        "the operator receives it, with the sender's user_id"
+    );
+    assert!(closed.wait_briefly().await.is_none());
+
+    let (c, closed) = channel(&heh).await;
+    publish(&c, "heh-b-to-ts", "report", &id(), Some("heh-a")).await;
+    let (code, text) = refused(&closed).await;
+    assert_eq!(code, ACCESS_REFUSED, "{text}");
+    assert!(text.contains("access to exchange 'heh-b-to-ts' in vhost '/' refused for user 'heh-a'"), "{text}");
+
+    let (c, closed) = channel(&heh).await;
+    publish(&c, "", "private-ts-inbox", &id(), Some("heh-a")).await;
+    let (code, text) = refused(&closed).await;
+    assert_eq!(code, ACCESS_REFUSED, "{text}");
+    assert!(text.contains("amq.default"), "{text}");
+
+    let (c, closed) = channel(&heh).await;
+    publish(&c, "heh-a-to-ts", "report", &id(), Some("heh-b")).await;
+    let (code, text) = refused(&closed).await;
+    assert_eq!(code, PRECONDITION_FAILED, "{text}");
+    assert!(text.contains("user_id property set to 'heh-b'"), "{text}");
+}
+
+#[tokio::test]
+async fn an_heh_cannot_read_another_inbox_nor_declare_outside_its_namespace() {
+    let heh = connect("heh-a").await;
+
+    let (c, closed) = channel(&heh).await;
+    let _ = c
+        .basic_consume_rx(BasicConsumeArguments::new("private-heh-b-inbox", "spy"))
+        .await;
+    let (code, text) = refused(&closed).await;
+    assert_eq!(code, ACCESS_REFUSED, "{text}");
+    assert!(text.contains("access to queue 'private-heh-b-inbox' in vhost '/' refused for user 'heh-a'"), "{text}");
+
+    for name in ["private-heh-b-tap", "tap", "heh-a-to-ts-tap"] {
+        let (c, closed) = channel(&heh).await;
+        let _ = c.queue_declare(QueueDeclareArguments::new(name)).await;
+        let (code, text) = refused(&closed).await;
+        assert_eq!(code, ACCESS_REFUSED, "{name}: {text}");
+        assert!(text.contains(&format!("access to queue '{name}' in vhost '/' refused")), "{text}");
+    }
+
+    // Inside its own namespace it may.
+    let (c, closed) = channel(&heh).await;
+    let mut args = QueueDeclareArguments::new("private-heh-a-tap");
+    args.auto_delete(true);
+    c.queue_declare(args).await.unwrap();
+    assert!(closed.wait_briefly().await.is_none());
+}
+
+#[tokio::test]
+async fn logins_other_than_a_certificate_of_our_ca_are_refused() {
+    let profile = profile().await;
+    let (host, port) = profile.host_and_port().unwrap();
+    let (cert, key) = profile.certificate("heh-a");
+
+    // PLAIN guest/guest over TLS (with a valid certificate, so only the mechanism is wrong).
+    let config = ebadge_bus::connect::tls_config(&profile.ca, &cert, &key).unwrap();
+    let mut args = amqprs::connection::OpenConnectionArguments::new(&host, port, "guest", "guest");
+    args.tls_adaptor(amqprs::tls::TlsAdaptor::new(
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
+        host.clone(),
+    ));
+    let err = amqprs::connection::Connection::open(&args).await.err().expect("refused").to_string();
+    // The broker offers EXTERNAL only.
+    assert!(err.contains("authentication 'PLAIN' is not supported by server"), "PLAIN: {err}");
+
+    // TLS without a client certificate.
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(&profile.ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut args = amqprs::connection::OpenConnectionArguments::new(&host, port, "", "");
+    args.credentials(amqprs::security::SecurityCredentials::new_external())
+        .tls_adaptor(amqprs::tls::TlsAdaptor::new(
+            tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
+            host.clone(),
+        ));
+    let err = amqprs::connection::Connection::open(&args).await.err().expect("refused").to_string();
+    assert!(err.contains("received fatal alert: CertificateRequired"), "no client cert: {err}");
+
+    // A certificate for the same name from another CA.
+    let foreign = tempfile::tempdir().unwrap();
+    let pki = ebadge_admin::pki::Pki::new(foreign.path());
+    pki.init(&["localhost".into()]).unwrap();
+    let (fcert, fkey) = pki.issue("heh-a", 1).unwrap();
+    let err = ebadge_bus::connect::connect_with(&profile, "heh-a", &fcert, &fkey)
+        .await
+        .err().expect("refused")
+        .to_string();
+    assert!(err.contains("received fatal alert: UnknownCA"), "foreign CA: {err}");
+
+    // A certificate of our CA whose CN is no user.
+    let (scert, skey) = LocalBrokerPki::issue("stranger");
+    let err = ebadge_bus::connect::connect_with(&profile, "stranger", &scert, &skey)
+        .await
+        .err().expect("refused")
+        .to_string();
+    // RabbitMQ closes the socket after a refused EXTERNAL login and says why in its log.
+    assert!(err.contains("peer shutdown"), "stranger: {err}");
+    assert!(broker_log_contains("EXTERNAL login refused: user 'stranger' - invalid credentials").await);
+
+    // Plain AMQP: no listener at all, and the TLS port does not speak it.
+    let overview: serde_json::Value = raw_get("overview").await;
+    let protocols: Vec<&str> = overview["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["protocol"].as_str())
+        .collect();
+    assert!(protocols.contains(&"amqp/ssl"), "{protocols:?}");
+    assert!(!protocols.contains(&"amqp"), "{protocols:?}");
+    let args = amqprs::connection::OpenConnectionArguments::new(&host, port, "guest", "guest");
+    let plain = tokio::time::timeout(Duration::from_secs(10), amqprs::connection::Connection::open(&args)).await;
+    assert!(!matches!(plain, Ok(Ok(_))), "a plain AMQP connection to the TLS port must fail");
+}
+
+#[tokio::test]
+async fn a_message_sent_before_its_receiver_ever_connected_waits_in_its_inbox() {
+    let ts = connect("ts").await;
+    let (c, _) = channel(&ts).await;
+    let message = id();
+    publish(&c, "ts-to-late", "get_status_report", &message, Some("ts")).await;
+    ts.close().await.unwrap();
+
+    let late = connect("late").await;
+    let (c, _) = channel(&late).await;
+    assert_eq!(
+        fetch(&c, "private-late-inbox", &message).await,
+        Some(Some("ts".into()))
+    );
+}
+
+#[tokio::test]
+async fn group_members_receive_the_group_message_and_others_cannot_read_it() {
+    let tso = connect("tso").await;
+    let (c, _) = channel(&tso).await;
+    let message = id();
+    publish(&c, "tso-to-bsps", "market_cleared", &message, Some("tso")).await;
+    for member in ["bsp1", "bsp2"] {
+        let conn = connect(member).await;
+        let (c, _) = channel(&conn).await;
+        assert_eq!(
+            fetch(&c, &format!("private-{member}-inbox"), &message).await,
+            Some(Some("tso".into())),
+            "{member}"
+        );
+    }
+    let outsider = connect("bsp3").await;
+    let (c, closed) = channel(&outsider).await;
+    let mut args = QueueDeclareArguments::new("private-bsp3-spy");
+    args.auto_delete(true);
+    c.queue_declare(args).await.unwrap();
+    let _ = c
+        .queue_bind(QueueBindArguments::new("private-bsp3-spy", "tso-to-bsps", "#"))
+        .await;
+    let (code, text) = refused(&closed).await;
+    assert_eq!(code, ACCESS_REFUSED, "{text}");
+    assert!(text.contains("access to exchange 'tso-to-bsps' in vhost '/' refused for user 'bsp3'"), "{text}");
+}
+
+#[tokio::test]
+async fn revoke_closes_the_open_connection_within_a_second_and_login_fails_after() {
+    let _exclusive = EXCLUSIVE.lock().await;
+    profile().await;
+    provision_registry().await;
+    let gone = connect("gone").await;
+    let (c, _) = channel(&gone).await;
+    let (_, mut rx) = c
+        .basic_consume_rx(BasicConsumeArguments::new("private-gone-inbox", "consumer"))
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let revoked = revoke::revoke(&admin().await, "gone").await.unwrap();
+    assert!(revoked.user_deleted);
+    assert!(revoked.connections_closed >= 1, "{revoked:?}");
+    // The consumer's stream ends when the broker closes the connection.
+    let ended = tokio::time::timeout(Duration::from_secs(1), async {
+        while rx.recv().await.is_some() {}
+    })
+    .await;
+    let elapsed = started.elapsed();
+    assert!(ended.is_ok(), "the connection was still open 1 s after revoke");
+    assert!(!gone.is_open());
+    eprintln!("revoke closed the consuming connection {elapsed:?} after the call");
+
+    let err = ebadge_bus::connect(&profile().await, "gone").await.err().expect("refused").to_string();
+    assert!(err.contains("peer shutdown"), "{err}");
+    assert!(broker_log_contains("EXTERNAL login refused: user 'gone' - invalid credentials").await);
+    provision_registry().await;
+}
+
+#[tokio::test]
+async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
+    let _exclusive = EXCLUSIVE.lock().await;
+    profile().await;
+    provision_registry().await;
+    let client = admin().await;
+    let registry = Registry::parse(REGISTRY).unwrap();
+    let admin_user = ebadge_admin::broker::ADMIN_USER;
+    let again = provision::plan(&client, &registry, admin_user).await.unwrap();
+    assert!(again.is_empty(), "a second run changes nothing: {:?}", again.lines().collect::<Vec<_>>());
+
+    let management = profile().await.management.unwrap();
+    let clean = audit::audit(&client, &management).await.unwrap();
+    assert_eq!(clean, vec![], "a provisioned broker passes the audit");
+
+    // Break the conventions by hand, one of each kind.
+    let violations = serde_json::json!({
+        "users": [
+            {"name": "guest", "password_hash": "", "tags": ""},
+            {"name": "intruder", "password_hash": "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR", "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ""}
+        ],
+        "permissions": [{"user": "heh-a", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}],
+        "exchanges": [{"name": "rogue-direct", "vhost": "/", "type": "direct", "durable": true, "auto_delete": false, "internal": false, "arguments": {}}],
+        "queues": [{"name": "no-ttl-queue", "vhost": "/", "durable": true, "auto_delete": false, "arguments": {}}],
+        "policies": [{"vhost": "/", "name": "rogue", "pattern": "^no-ttl", "apply-to": "queues", "definition": {"max-length": 10}, "priority": 5}]
+    });
+    client.import_definitions(violations).await.unwrap();
+    let found = audit::audit(&client, &management).await.unwrap();
+    let kinds: std::collections::BTreeSet<&str> = found.iter().map(|v| v.kind).collect();
+    for kind in ["guest", "password-user", "permissions", "default-exchange", "exchange-type", "queue-ttl"] {
+        assert!(kinds.contains(kind), "{kind} not reported: {found:?}");
+    }
+    assert!(found.iter().any(|v| v.detail.contains("user heh-a has configure \".*\"")), "{found:?}");
+    assert!(found.iter().any(|v| v.detail.contains("queue no-ttl-queue")), "{found:?}");
+    assert!(found.iter().any(|v| v.detail.contains("exchange rogue-direct is direct")), "{found:?}");
+
+    // Provisioning repairs what it owns; the rest the operator removes.
+    for user in ["guest", "intruder"] {
+        client.delete_user(user, true).await.unwrap();
+    }
+    client.delete_exchange("/", "rogue-direct", true).await.unwrap();
+    client.delete_queue("/", "no-ttl-queue", true).await.unwrap();
+    client.delete_policy("/", "rogue", true).await.unwrap();
+    let repair = provision::plan(&client, &registry, admin_user).await.unwrap();
+    assert_eq!(repair.change.len(), 1, "{:?}", repair.lines().collect::<Vec<_>>());
+    repair.apply(&client, |_, _| {}).await.unwrap();
+    assert_eq!(audit::audit(&client, &management).await.unwrap(), vec![]);
+}

@@ -1,0 +1,244 @@
+//! Test support: one real broker per test run (booted by the first test that needs it, reused
+//! by the rest and by later test binaries), one registry provisioned into it, and small AMQP
+//! helpers that record the broker's actual replies.
+
+#![allow(dead_code)]
+
+use amqprs::callbacks::ChannelCallback;
+use amqprs::channel::{BasicPublishArguments, Channel};
+use amqprs::connection::Connection;
+use amqprs::{Ack, BasicProperties, Cancel, CloseChannel, Nack, Return};
+use ebadge_admin::broker::{LocalBroker, admin_client};
+use ebadge_admin::provision::{self, AdminClient};
+use ebadge_admin::registry::Registry;
+use ebadge_bus::Profile;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// The registry of the operator tests (the issue's: an operator, two HEHs, a VPP linked to the
+/// operator, a group with a sender and two members; plus a non-member, a late receiver and an
+/// entity to revoke).
+pub const REGISTRY: &str = r#"
+[[entity]]
+name = "ts"
+role = "operator"
+[[entity]]
+name = "vpp"
+[[entity]]
+name = "tso"
+[[entity]]
+name = "bsp1"
+[[entity]]
+name = "bsp2"
+[[entity]]
+name = "bsp3"
+[[entity]]
+name = "late"
+[[entity]]
+name = "gone"
+[[heh]]
+name = "heh-a"
+operator = "ts"
+[[heh]]
+name = "heh-b"
+operator = "ts"
+[[link]]
+between = ["vpp", "ts"]
+[[link]]
+between = ["ts", "late"]
+[[link]]
+between = ["ts", "gone"]
+[[group]]
+name = "bsps"
+sender = "tso"
+members = ["bsp1", "bsp2"]
+"#;
+
+/// The broker directory: `$EBADGE_TEST_BROKER`, else one under Cargo's target tmp dir
+/// (`make test` stops it at the end).
+pub fn broker_dir() -> PathBuf {
+    std::env::var_os("EBADGE_TEST_BROKER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ebadge-test-broker"))
+}
+
+static READY: OnceCell<()> = OnceCell::const_new();
+
+/// Serialises the tests that change broker-wide state (audit violations, revocation).
+pub static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The broker's connection profile, once the broker is up and the registry provisioned.
+pub async fn profile() -> Profile {
+    let broker = LocalBroker::new(broker_dir());
+    READY
+        .get_or_init(|| async {
+            broker.up(None).await.expect("the test broker starts");
+            provision_registry().await;
+        })
+        .await;
+    Profile::load(&broker.profile_path()).expect("the profile written by broker up")
+}
+
+/// Brings the broker to the registry's state (and issues the certificates).
+pub async fn provision_registry() {
+    let broker = LocalBroker::new(broker_dir());
+    let registry = Registry::parse(REGISTRY).unwrap();
+    let client = admin().await;
+    let plan = provision::plan(&client, &registry, ebadge_admin::broker::ADMIN_USER)
+        .await
+        .unwrap();
+    plan.apply(&client, |_, _| {}).await.unwrap();
+    broker
+        .pki()
+        .issue_missing(registry.entities().map(|e| e.as_str()))
+        .unwrap();
+}
+
+/// An administrator client of the test broker.
+pub async fn admin() -> AdminClient {
+    let profile = Profile::load(&LocalBroker::new(broker_dir()).profile_path()).unwrap();
+    let m = profile.management.unwrap();
+    admin_client(&m.url, &m.password)
+}
+
+/// Connects as `name` with its certificate.
+pub async fn connect(name: &str) -> Connection {
+    let profile = profile().await;
+    ebadge_bus::connect(&profile, name)
+        .await
+        .unwrap_or_else(|e| panic!("{name} connects: {e}"))
+}
+
+/// The broker's reply when it closed a channel: (code, text).
+#[derive(Clone, Default)]
+pub struct Closed(Arc<Mutex<Option<(u16, String)>>>);
+
+impl Closed {
+    /// Waits up to 3 s for the channel to be closed by the broker.
+    pub async fn wait(&self) -> Option<(u16, String)> {
+        for _ in 0..60 {
+            if let Some(c) = self.0.lock().unwrap().clone() {
+                return Some(c);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+}
+
+struct Recorder(Closed);
+
+#[async_trait::async_trait]
+impl ChannelCallback for Recorder {
+    async fn close(&mut self, _: &Channel, close: CloseChannel) -> Result<(), amqprs::error::Error> {
+        *self.0.0.lock().unwrap() = Some((close.reply_code(), close.reply_text().clone()));
+        Ok(())
+    }
+    async fn cancel(&mut self, _: &Channel, _: Cancel) -> Result<(), amqprs::error::Error> {
+        Ok(())
+    }
+    async fn flow(&mut self, _: &Channel, active: bool) -> Result<bool, amqprs::error::Error> {
+        Ok(active)
+    }
+    async fn publish_ack(&mut self, _: &Channel, _: Ack) {}
+    async fn publish_nack(&mut self, _: &Channel, _: Nack) {}
+    async fn publish_return(&mut self, _: &Channel, _: Return, _: BasicProperties, _: Vec<u8>) {}
+}
+
+/// Opens a channel whose closing reply is recorded.
+pub async fn channel(connection: &Connection) -> (Channel, Closed) {
+    let channel = connection.open_channel(None).await.unwrap();
+    let closed = Closed::default();
+    channel.register_callback(Recorder(closed.clone())).await.unwrap();
+    (channel, closed)
+}
+
+/// Publishes a persistent JSON body with a message id (and optionally a claimed user_id).
+pub async fn publish(channel: &Channel, exchange: &str, key: &str, id: &str, user_id: Option<&str>) {
+    let mut props = BasicProperties::default();
+    props
+        .with_content_type("application/json")
+        .with_persistence(true)
+        .with_message_id(id);
+    if let Some(u) = user_id {
+        props.with_user_id(u);
+    }
+    let body = format!(r#"{{"msg":"get_status_report","ext_test_id":"{id}"}}"#);
+    channel
+        .basic_publish(props, body.into_bytes(), BasicPublishArguments::new(exchange, key))
+        .await
+        .unwrap();
+}
+
+/// Reads `queue` with basic.get until the message with `id` appears (skipping, and acking,
+/// leftovers of earlier runs); returns its properties' user_id.
+pub async fn fetch(channel: &Channel, queue: &str, id: &str) -> Option<Option<String>> {
+    use amqprs::channel::{BasicAckArguments, BasicGetArguments};
+    for _ in 0..100 {
+        match channel.basic_get(BasicGetArguments::new(queue)).await.ok()? {
+            Some((ok, props, _)) => {
+                channel
+                    .basic_ack(BasicAckArguments::new(ok.delivery_tag(), false))
+                    .await
+                    .ok()?;
+                if props.message_id().map(String::as_str) == Some(id) {
+                    return Some(props.user_id().cloned());
+                }
+            }
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    None
+}
+
+impl Closed {
+    /// Waits half a second: for asserting that the broker did *not* close the channel.
+    pub async fn wait_briefly(&self) -> Option<(u16, String)> {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// Issues a certificate from the test broker's CA.
+pub struct LocalBrokerPki;
+
+impl LocalBrokerPki {
+    /// Certificate and key for `name` (whether or not it is a user).
+    pub fn issue(name: &str) -> (PathBuf, PathBuf) {
+        LocalBroker::new(broker_dir()).pki().issue(name, 1).unwrap()
+    }
+}
+
+/// GET on the management API, as JSON.
+pub async fn raw_get(path: &str) -> serde_json::Value {
+    let profile = Profile::load(&LocalBroker::new(broker_dir()).profile_path()).unwrap();
+    let m = profile.management.unwrap();
+    reqwest::Client::new()
+        .get(format!("{}/api/{path}", m.url))
+        .basic_auth(&m.user, Some(&m.password))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Whether the broker's log says `text` (within 3 s).
+pub async fn broker_log_contains(text: &str) -> bool {
+    let log = LocalBroker::new(broker_dir()).console_log();
+    for _ in 0..30 {
+        if std::fs::read_to_string(&log).unwrap_or_default().contains(text) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// A fresh message id.
+pub fn id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
