@@ -21,8 +21,12 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The tests boot one broker (in target/tmp/ebadge-test-broker) and share it; it is stopped at the
+# end whether or not they pass.
+TEST_BROKER := target/tmp/ebadge-test-broker
 unit:
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --all-targets; status=$$?; \
+	  $(CARGO) run -q -p ebadge -- broker down --dir $(TEST_BROKER); exit $$status
 	$(CARGO) test --workspace --doc
 
 ## Benchmarks (results go to docs/benchmarks.md by hand, with the machine).

@@ -4,7 +4,9 @@
 set -euo pipefail
 
 # Debian packages: "command-that-proves-it-is-there:package".
-APT_PACKAGES=()
+APT_PACKAGES=(
+    "/usr/lib/rabbitmq/bin/rabbitmq-server:rabbitmq-server"
+)
 
 need_cmd() {
     command -v "$1" >/dev/null 2>&1

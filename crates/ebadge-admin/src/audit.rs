@@ -4,9 +4,7 @@
 use crate::provision::{AdminClient, ApiError, live_state};
 use crate::state::Item;
 use ebadge_bus::EntityName;
-use ebadge_bus::conventions::{
-    MESSAGE_TTL_MS, is_valid_entity_name, permissions,
-};
+use ebadge_bus::conventions::{MESSAGE_TTL_MS, is_valid_entity_name, permissions};
 use ebadge_bus::profile::Management;
 use serde::Serialize;
 use serde_json::Value;
@@ -23,7 +21,10 @@ pub struct Violation {
 }
 
 /// Checks the broker. An empty list means it conforms.
-pub async fn audit(client: &AdminClient, management: &Management) -> Result<Vec<Violation>, ApiError> {
+pub async fn audit(
+    client: &AdminClient,
+    management: &Management,
+) -> Result<Vec<Violation>, ApiError> {
     let live = live_state(client).await?;
     let mut violations = Vec::new();
     let mut v = |kind, detail: String| violations.push(Violation { kind, detail });
@@ -34,10 +35,14 @@ pub async fn audit(client: &AdminClient, management: &Management) -> Result<Vec<
     for l in overview["listeners"].as_array().into_iter().flatten() {
         let protocol = l["protocol"].as_str().unwrap_or("");
         if protocol == "amqp" || protocol == "stomp" || protocol == "mqtt" {
-            v("plain-listener", format!(
-                "plain {protocol} listener on port {} of {}: set listeners.tcp = none (TLS only, D3.2.3 6.1)",
-                l["port"], l["node"].as_str().unwrap_or("?")
-            ));
+            v(
+                "plain-listener",
+                format!(
+                    "plain {protocol} listener on port {} of {}: set listeners.tcp = none (TLS only, D3.2.3 6.1)",
+                    l["port"],
+                    l["node"].as_str().unwrap_or("?")
+                ),
+            );
         }
     }
 
@@ -51,10 +56,16 @@ pub async fn audit(client: &AdminClient, management: &Management) -> Result<Vec<
     // Group exchanges: `S-to-G` where G is not a user; members are the entities bound to it.
     let mut groups_of: BTreeMap<String, Vec<(EntityName, EntityName)>> = BTreeMap::new();
     for item in live.values() {
-        if let Item::Binding { source, destination, .. } = item
+        if let Item::Binding {
+            source,
+            destination,
+            ..
+        } = item
             && let Some((s, g)) = source.split_once("-to-")
             && !users.contains_key(g)
-            && let Some(member) = destination.strip_prefix("private-").and_then(|d| d.strip_suffix("-in"))
+            && let Some(member) = destination
+                .strip_prefix("private-")
+                .and_then(|d| d.strip_suffix("-in"))
             && let (Ok(s), Ok(g)) = (EntityName::new(s), EntityName::new(g))
         {
             groups_of.entry(member.to_owned()).or_default().push((s, g));
@@ -62,49 +73,95 @@ pub async fn audit(client: &AdminClient, management: &Management) -> Result<Vec<
     }
 
     for (name, item) in &users {
-        let Item::User { has_password, tags, .. } = item else { continue };
+        let Item::User {
+            has_password, tags, ..
+        } = item
+        else {
+            continue;
+        };
         let admin = *name == management.user;
         if *name == "guest" {
             v("guest", "user guest exists: delete it (`rabbitmqctl delete_user guest`); load definitions at boot so it is never seeded".into());
         } else if *has_password && !admin {
-            v("password-user", format!("user {name} has a password: entities log in with certificates only; re-provision it (users are created without password)"));
+            v(
+                "password-user",
+                format!(
+                    "user {name} has a password: entities log in with certificates only; re-provision it (users are created without password)"
+                ),
+            );
         }
         if !admin && tags.contains("administrator") {
-            v("password-user", format!("user {name} is an administrator: only {} may be", management.user));
+            v(
+                "password-user",
+                format!(
+                    "user {name} is an administrator: only {} may be",
+                    management.user
+                ),
+            );
         }
         if !admin && *name != "guest" && !is_valid_entity_name(name) {
-            v("user-name", format!("user {name} is not a valid entity name"));
+            v(
+                "user-name",
+                format!("user {name} is not a valid entity name"),
+            );
         }
     }
 
     let default_exchange = ["amq.default", ""];
     for item in live.values() {
         match item {
-            Item::Permission { user, configure, write, read } if user != &management.user => {
+            Item::Permission {
+                user,
+                configure,
+                write,
+                read,
+            } if user != &management.user => {
                 if let Ok(name) = EntityName::new(user) {
                     let mut groups = groups_of.get(user.as_str()).cloned().unwrap_or_default();
                     groups.sort();
                     groups.dedup();
                     let want = permissions(&name, &groups);
                     if (configure, write, read) != (&want.configure, &want.write, &want.read) {
-                        v("permissions", format!(
-                            "user {user} has configure {configure:?} write {write:?} read {read:?}; the convention is configure {:?} write {:?} read {:?}",
-                            want.configure, want.write, want.read
-                        ));
+                        v(
+                            "permissions",
+                            format!(
+                                "user {user} has configure {configure:?} write {write:?} read {read:?}; the convention is configure {:?} write {:?} read {:?}",
+                                want.configure, want.write, want.read
+                            ),
+                        );
                     }
                 }
-                if regex::Regex::new(write).is_ok_and(|r| default_exchange.iter().any(|d| r.is_match(d))) {
-                    v("default-exchange", format!("user {user} may publish to the default exchange (write {write:?})"));
+                if regex::Regex::new(write)
+                    .is_ok_and(|r| default_exchange.iter().any(|d| r.is_match(d)))
+                {
+                    v(
+                        "default-exchange",
+                        format!(
+                            "user {user} may publish to the default exchange (write {write:?})"
+                        ),
+                    );
                 }
             }
             Item::Exchange { name, kind, .. } => {
                 let builtin = name.is_empty() || name.starts_with("amq.");
                 if !builtin && !name.starts_with("private-") && kind != "topic" {
-                    v("exchange-type", format!("exchange {name} is {kind}: outside private namespaces every exchange is a topic exchange"));
+                    v(
+                        "exchange-type",
+                        format!(
+                            "exchange {name} is {kind}: outside private namespaces every exchange is a topic exchange"
+                        ),
+                    );
                 }
             }
-            Item::Binding { source, destination, .. } if source.is_empty() => {
-                v("default-exchange", format!("{destination} is bound from the default exchange"));
+            Item::Binding {
+                source,
+                destination,
+                ..
+            } if source.is_empty() => {
+                v(
+                    "default-exchange",
+                    format!("{destination} is bound from the default exchange"),
+                );
             }
             _ => {}
         }
@@ -115,28 +172,45 @@ pub async fn audit(client: &AdminClient, management: &Management) -> Result<Vec<
     let policies: Vec<(regex::Regex, i64, Option<u64>)> = live
         .values()
         .filter_map(|i| match i {
-            Item::Policy { pattern, apply_to, definition, priority, .. }
-                if apply_to == "queues" || apply_to == "all" =>
-            {
+            Item::Policy {
+                pattern,
+                apply_to,
+                definition,
+                priority,
+                ..
+            } if apply_to == "queues" || apply_to == "all" => {
                 let ttl = serde_json::from_str::<Value>(definition).ok()?["message-ttl"].as_u64();
                 Some((regex::Regex::new(pattern).ok()?, *priority, ttl))
             }
             _ => None,
         })
         .collect();
-    for q in http.get("queues?columns=name,vhost,arguments").await?.as_array().into_iter().flatten() {
+    for q in http
+        .get("queues?columns=name,vhost,arguments")
+        .await?
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         let name = q["name"].as_str().unwrap_or("?");
         let policy_ttl = policies
             .iter()
             .filter(|(re, _, _)| re.is_match(name))
             .max_by_key(|(_, priority, _)| *priority)
             .and_then(|(_, _, ttl)| *ttl);
-        let ttl = [policy_ttl, q["arguments"]["x-message-ttl"].as_u64()].into_iter().flatten().min();
+        let ttl = [policy_ttl, q["arguments"]["x-message-ttl"].as_u64()]
+            .into_iter()
+            .flatten()
+            .min();
         if ttl.is_none_or(|t| t > MESSAGE_TTL_MS) {
-            v("queue-ttl", format!(
-                "queue {name} has message TTL {}: every queue needs at most {MESSAGE_TTL_MS} ms (D3.2.3 6.2.4); run `ebadge provision` to set the policy",
-                ttl.map(|t| format!("{t} ms")).unwrap_or_else(|| "none".into())
-            ));
+            v(
+                "queue-ttl",
+                format!(
+                    "queue {name} has message TTL {}: every queue needs at most {MESSAGE_TTL_MS} ms (D3.2.3 6.2.4); run `ebadge provision` to set the policy",
+                    ttl.map(|t| format!("{t} ms"))
+                        .unwrap_or_else(|| "none".into())
+                ),
+            );
         }
     }
     violations.sort();

@@ -143,10 +143,12 @@ impl LocalBroker {
     /// The saved state, if the broker was ever started here.
     pub fn state(&self) -> Result<Option<BrokerState>, BrokerError> {
         match std::fs::read_to_string(self.state_path()) {
-            Ok(text) => toml::from_str(&text).map(Some).map_err(|e| BrokerError::Io {
-                path: self.state_path(),
-                source: std::io::Error::other(e.to_string()),
-            }),
+            Ok(text) => toml::from_str(&text)
+                .map(Some)
+                .map_err(|e| BrokerError::Io {
+                    path: self.state_path(),
+                    source: std::io::Error::other(e.to_string()),
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(BrokerError::Io {
                 path: self.state_path(),
@@ -291,7 +293,10 @@ impl LocalBroker {
             ("RABBITMQ_MNESIA_BASE", node.join("mnesia")),
             ("RABBITMQ_LOG_BASE", node.join("log")),
             ("RABBITMQ_CONFIG_FILE", node.join("rabbitmq.conf")),
-            ("RABBITMQ_ENABLED_PLUGINS_FILE", node.join("enabled_plugins")),
+            (
+                "RABBITMQ_ENABLED_PLUGINS_FILE",
+                node.join("enabled_plugins"),
+            ),
             ("RABBITMQ_CONF_ENV_FILE", node.join("rabbitmq-env.conf")),
             ("RABBITMQ_PID_FILE", self.pid_path()),
             ("RABBITMQ_DIST_PORT", state.dist_port.to_string().into()),
@@ -433,7 +438,10 @@ impl LocalBroker {
 }
 
 /// A management API client for the administrator account.
-pub fn admin_client(url: &str, password: &str) -> rabbitmq_http_client::api::Client<String, String, String> {
+pub fn admin_client(
+    url: &str,
+    password: &str,
+) -> rabbitmq_http_client::api::Client<String, String, String> {
     rabbitmq_http_client::api::Client::new(
         format!("{}/api", url.trim_end_matches('/')),
         ADMIN_USER.to_owned(),
@@ -443,7 +451,9 @@ pub fn admin_client(url: &str, password: &str) -> rabbitmq_http_client::api::Cli
 
 /// Definitions loaded at boot: vhost `/` and the administrator, so RabbitMQ never seeds `guest`.
 fn boot_definitions(admin_password: &str) -> serde_json::Value {
-    use rabbitmq_http_client::password_hashing::{base64_encoded_salted_password_hash_sha256, salt};
+    use rabbitmq_http_client::password_hashing::{
+        base64_encoded_salted_password_hash_sha256, salt,
+    };
     let hash = base64_encoded_salted_password_hash_sha256(&salt(), admin_password);
     serde_json::json!({
         "vhosts": [{"name": "/"}],

@@ -271,7 +271,8 @@ fn cert_info(path: &Path) -> Result<CertInfo, PkiError> {
         path: path.into(),
         reason,
     };
-    let (_, pem) = x509_parser::pem::parse_x509_pem(text.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    let (_, pem) =
+        x509_parser::pem::parse_x509_pem(text.as_bytes()).map_err(|e| bad(e.to_string()))?;
     let cert = pem.parse_x509().map_err(|e| bad(e.to_string()))?;
     let common_name = cert
         .subject()

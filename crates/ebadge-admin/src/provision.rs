@@ -141,8 +141,16 @@ pub async fn live_state(client: &AdminClient) -> Result<State, ApiError> {
 }
 
 /// Computes the plan for `registry` against the live broker.
-pub async fn plan(client: &AdminClient, registry: &Registry, admin: &str) -> Result<Plan, ApiError> {
-    Ok(Plan::compute(&desired(registry), &live_state(client).await?, admin))
+pub async fn plan(
+    client: &AdminClient,
+    registry: &Registry,
+    admin: &str,
+) -> Result<Plan, ApiError> {
+    Ok(Plan::compute(
+        &desired(registry),
+        &live_state(client).await?,
+        admin,
+    ))
 }
 
 /// The RabbitMQ definitions document of everything the registry implies (for loading at boot).

@@ -195,14 +195,21 @@ impl Registry {
         let mut first_seen: BTreeMap<EntityName, usize> = BTreeMap::new();
         let mut add = |n: EntityName, role: String, at: usize| {
             if let Some(prev) = first_seen.get(&n) {
-                return Err(err(at, format!("{n:?} is defined twice (first on line {})", line_of(*prev))));
+                return Err(err(
+                    at,
+                    format!("{n:?} is defined twice (first on line {})", line_of(*prev)),
+                ));
             }
             first_seen.insert(n.clone(), at);
             roles.insert(n, role);
             Ok(())
         };
         for e in &file.entity {
-            add(name(&e.name)?, e.role.clone().unwrap_or_else(|| "entity".into()), e.name.span().start)?;
+            add(
+                name(&e.name)?,
+                e.role.clone().unwrap_or_else(|| "entity".into()),
+                e.name.span().start,
+            )?;
         }
         for h in &file.heh {
             add(name(&h.name)?, "heh".into(), h.name.span().start)?;
@@ -212,13 +219,22 @@ impl Registry {
             if roles.contains_key(&n) {
                 Ok(n)
             } else {
-                Err(err(s.span().start, format!("{what} {:?} is not an entity of this registry (add an [[entity]] with this name)", s.get_ref())))
+                Err(err(
+                    s.span().start,
+                    format!(
+                        "{what} {:?} is not an entity of this registry (add an [[entity]] with this name)",
+                        s.get_ref()
+                    ),
+                ))
             }
         };
         for h in &file.heh {
             let op = known(&h.operator, "operator")?;
             if roles.get(&op).is_some_and(|r| r == "heh") {
-                return Err(err(h.operator.span().start, format!("operator {op:?} is an HEH")));
+                return Err(err(
+                    h.operator.span().start,
+                    format!("operator {op:?} is an HEH"),
+                ));
             }
             operators.insert(name(&h.name)?, op);
         }
@@ -229,11 +245,17 @@ impl Registry {
         for l in &file.link {
             let ends = l.between.get_ref();
             if ends.len() != 2 {
-                return Err(err(l.between.span().start, "a link is between exactly two entities: between = [\"a\", \"b\"]".into()));
+                return Err(err(
+                    l.between.span().start,
+                    "a link is between exactly two entities: between = [\"a\", \"b\"]".into(),
+                ));
             }
             let (a, b) = (known(&ends[0], "link end")?, known(&ends[1], "link end")?);
             if a == b {
-                return Err(err(l.between.span().start, format!("a link from {a:?} to itself")));
+                return Err(err(
+                    l.between.span().start,
+                    format!("a link from {a:?} to itself"),
+                ));
             }
             links.insert(ordered(a, b));
         }
@@ -241,20 +263,33 @@ impl Registry {
         for g in &file.group {
             let group_name = name(&g.name)?;
             if roles.contains_key(&group_name) {
-                return Err(err(g.name.span().start, format!("group {group_name:?} has the name of an entity; exchange {group_name}… would be ambiguous")));
+                return Err(err(
+                    g.name.span().start,
+                    format!(
+                        "group {group_name:?} has the name of an entity; exchange {group_name}… would be ambiguous"
+                    ),
+                ));
             }
             if groups.iter().any(|x: &Group| x.name == group_name) {
-                return Err(err(g.name.span().start, format!("group {group_name:?} is defined twice")));
+                return Err(err(
+                    g.name.span().start,
+                    format!("group {group_name:?} is defined twice"),
+                ));
             }
             let sender = known(&g.sender, "group sender")?;
             let mut members = BTreeSet::new();
             for m in &g.members {
                 members.insert(known(m, "group member")?);
             }
-            groups.push(Group { name: group_name, sender, members });
+            groups.push(Group {
+                name: group_name,
+                sender,
+                members,
+            });
         }
         // Overlapping private namespaces would let one entity configure another's queues.
-        let mut all: Vec<(&EntityName, usize)> = first_seen.iter().map(|(n, at)| (n, *at)).collect();
+        let mut all: Vec<(&EntityName, usize)> =
+            first_seen.iter().map(|(n, at)| (n, *at)).collect();
         let group_spans: Vec<(EntityName, usize)> = file
             .group
             .iter()
@@ -269,9 +304,12 @@ impl Registry {
                     break;
                 }
                 if a.overlaps(b) {
-                    return Err(err(*at_b, format!(
-                        "{b:?} starts with {a:?} followed by '-': their exchanges and private namespaces (private-{a}-…) would overlap; rename one"
-                    )));
+                    return Err(err(
+                        *at_b,
+                        format!(
+                            "{b:?} starts with {a:?} followed by '-': their exchanges and private namespaces (private-{a}-…) would overlap; rename one"
+                        ),
+                    ));
                 }
             }
         }
@@ -325,19 +363,33 @@ mod tests {
     #[test]
     fn errors_point_at_the_line() {
         let e = error("[[entity]]\nname = \"ts\"\n[[heh]]\nname = \"heh-a\"\noperator = \"tso\"\n");
-        assert!(e.starts_with("line 5:") && e.contains("\"tso\" is not an entity"), "{e}");
+        assert!(
+            e.starts_with("line 5:") && e.contains("\"tso\" is not an entity"),
+            "{e}"
+        );
         let e = error("[[entity]]\nname = \"Bad_Name\"\n");
-        assert!(e.starts_with("line 2:") && e.contains("1-63 characters"), "{e}");
+        assert!(
+            e.starts_with("line 2:") && e.contains("1-63 characters"),
+            "{e}"
+        );
         let e = error("[[entity]]\nname = \"ts\"\n\n[[entity]]\nname = \"ts\"\n");
-        assert!(e.starts_with("line 5:") && e.contains("defined twice (first on line 2)"), "{e}");
+        assert!(
+            e.starts_with("line 5:") && e.contains("defined twice (first on line 2)"),
+            "{e}"
+        );
         let e = error("[[entity]]\nname = \"ts\"\ncolour = 1\n");
         assert!(e.starts_with("line 3:") && e.contains("colour"), "{e}");
         let e = error("[[entity]]\nname = \"a\"\n[[entity]]\nname = \"a-b\"\n");
         assert!(e.starts_with("line 4:") && e.contains("overlap"), "{e}");
         let e = error("[[entity]]\nname = \"a\"\n[[link]]\nbetween = [\"a\"]\n");
         assert!(e.starts_with("line 4:") && e.contains("exactly two"), "{e}");
-        let e = error("[[entity]]\nname = \"a\"\n[[group]]\nname = \"a\"\nsender = \"a\"\nmembers = []\n");
-        assert!(e.starts_with("line 4:") && e.contains("name of an entity"), "{e}");
+        let e = error(
+            "[[entity]]\nname = \"a\"\n[[group]]\nname = \"a\"\nsender = \"a\"\nmembers = []\n",
+        );
+        assert!(
+            e.starts_with("line 4:") && e.contains("name of an entity"),
+            "{e}"
+        );
     }
 
     #[test]

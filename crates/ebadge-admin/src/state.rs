@@ -90,7 +90,10 @@ impl Item {
                 destination,
                 destination_type,
                 routing_key,
-            } => (4, format!("{source}|{destination_type}|{destination}|{routing_key}")),
+            } => (
+                4,
+                format!("{source}|{destination_type}|{destination}|{routing_key}"),
+            ),
             Item::Policy { name, .. } => (5, name.clone()),
         }
     }
@@ -99,9 +102,8 @@ impl Item {
     /// longer implies it. Entities' own private resources (taps, extra queues), the built-in
     /// `amq.*` exchanges and the administrator are never touched.
     pub fn is_managed(&self, admin: &str) -> bool {
-        let managed_exchange = |n: &str| {
-            n.contains("-to-") || (n.starts_with("private-") && n.ends_with("-in"))
-        };
+        let managed_exchange =
+            |n: &str| n.contains("-to-") || (n.starts_with("private-") && n.ends_with("-in"));
         match self {
             Item::User { name, .. } => name != admin,
             Item::Permission { user, .. } => user != admin,
@@ -186,7 +188,11 @@ impl fmt::Display for Item {
             } => write!(
                 f,
                 "user {name}{}",
-                if *has_password { " (with password)" } else { "" }
+                if *has_password {
+                    " (with password)"
+                } else {
+                    ""
+                }
             ),
             Item::Permission {
                 user,
@@ -287,21 +293,32 @@ pub fn desired(registry: &Registry) -> State {
     for (a, b) in registry.links() {
         for (from, to) in [(a, b), (b, a)] {
             items.push(topic(pair_exchange(from, to)));
-            items.push(bind(pair_exchange(from, to), incoming_exchange(to), "exchange"));
+            items.push(bind(
+                pair_exchange(from, to),
+                incoming_exchange(to),
+                "exchange",
+            ));
         }
     }
     for g in registry.groups() {
         items.push(topic(pair_exchange(&g.sender, &g.name)));
         for m in &g.members {
-            items.push(bind(pair_exchange(&g.sender, &g.name), incoming_exchange(m), "exchange"));
+            items.push(bind(
+                pair_exchange(&g.sender, &g.name),
+                incoming_exchange(m),
+                "exchange",
+            ));
         }
     }
     items.push(Item::Policy {
         name: QUEUE_POLICY.into(),
         pattern: ".*".into(),
         apply_to: "queues".into(),
-        definition: queue_policy_definition(registry.options.message_ttl_ms, registry.options.max_length)
-            .to_string(),
+        definition: queue_policy_definition(
+            registry.options.message_ttl_ms,
+            registry.options.max_length,
+        )
+        .to_string(),
         priority: 0,
     });
     items.into_iter().map(|i| (i.key(), i)).collect()
@@ -320,7 +337,11 @@ pub fn from_definitions(defs: &Value) -> State {
     let mut items = Vec::new();
     for u in list("users") {
         let tags = match u.get("tags") {
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
             Some(Value::String(t)) => t.clone(),
             _ => String::new(),
         };
@@ -369,7 +390,11 @@ pub fn from_definitions(defs: &Value) -> State {
             name: s(p, "name"),
             pattern: s(p, "pattern"),
             apply_to: s(p, "apply-to"),
-            definition: p.get("definition").cloned().unwrap_or(Value::Null).to_string(),
+            definition: p
+                .get("definition")
+                .cloned()
+                .unwrap_or(Value::Null)
+                .to_string(),
             priority: p.get("priority").and_then(Value::as_i64).unwrap_or(0),
         });
     }
@@ -379,13 +404,24 @@ pub fn from_definitions(defs: &Value) -> State {
 /// A definitions document holding `items` (and vhost `/`), for import or export.
 pub fn to_definitions<'a>(items: impl IntoIterator<Item = &'a Item>) -> Value {
     let mut doc = serde_json::Map::new();
-    for section in ["users", "vhosts", "permissions", "exchanges", "queues", "bindings", "policies"] {
+    for section in [
+        "users",
+        "vhosts",
+        "permissions",
+        "exchanges",
+        "queues",
+        "bindings",
+        "policies",
+    ] {
         doc.insert(section.into(), Value::Array(Vec::new()));
     }
     doc["vhosts"] = json!([{"name": "/"}]);
     for item in items {
         let (section, entry) = item.definition();
-        doc[section].as_array_mut().expect("sections are arrays").push(entry);
+        doc[section]
+            .as_array_mut()
+            .expect("sections are arrays")
+            .push(entry);
     }
     Value::Object(doc)
 }

@@ -37,7 +37,10 @@ async fn an_heh_publishes_to_its_own_exchange_only_and_cannot_forge_its_user_id(
     publish(&c, "heh-b-to-ts", "report", &id(), Some("heh-a")).await;
     let (code, text) = refused(&closed).await;
     assert_eq!(code, ACCESS_REFUSED, "{text}");
-    assert!(text.contains("access to exchange 'heh-b-to-ts' in vhost '/' refused for user 'heh-a'"), "{text}");
+    assert!(
+        text.contains("access to exchange 'heh-b-to-ts' in vhost '/' refused for user 'heh-a'"),
+        "{text}"
+    );
 
     let (c, closed) = channel(&heh).await;
     publish(&c, "", "private-ts-inbox", &id(), Some("heh-a")).await;
@@ -62,14 +65,22 @@ async fn an_heh_cannot_read_another_inbox_nor_declare_outside_its_namespace() {
         .await;
     let (code, text) = refused(&closed).await;
     assert_eq!(code, ACCESS_REFUSED, "{text}");
-    assert!(text.contains("access to queue 'private-heh-b-inbox' in vhost '/' refused for user 'heh-a'"), "{text}");
+    assert!(
+        text.contains(
+            "access to queue 'private-heh-b-inbox' in vhost '/' refused for user 'heh-a'"
+        ),
+        "{text}"
+    );
 
     for name in ["private-heh-b-tap", "tap", "heh-a-to-ts-tap"] {
         let (c, closed) = channel(&heh).await;
         let _ = c.queue_declare(QueueDeclareArguments::new(name)).await;
         let (code, text) = refused(&closed).await;
         assert_eq!(code, ACCESS_REFUSED, "{name}: {text}");
-        assert!(text.contains(&format!("access to queue '{name}' in vhost '/' refused")), "{text}");
+        assert!(
+            text.contains(&format!("access to queue '{name}' in vhost '/' refused")),
+            "{text}"
+        );
     }
 
     // Inside its own namespace it may.
@@ -93,9 +104,16 @@ async fn logins_other_than_a_certificate_of_our_ca_are_refused() {
         tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
         host.clone(),
     ));
-    let err = amqprs::connection::Connection::open(&args).await.err().expect("refused").to_string();
+    let err = amqprs::connection::Connection::open(&args)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
     // The broker offers EXTERNAL only.
-    assert!(err.contains("authentication 'PLAIN' is not supported by server"), "PLAIN: {err}");
+    assert!(
+        err.contains("authentication 'PLAIN' is not supported by server"),
+        "PLAIN: {err}"
+    );
 
     // TLS without a client certificate.
     let mut roots = rustls::RootCertStore::empty();
@@ -115,8 +133,15 @@ async fn logins_other_than_a_certificate_of_our_ca_are_refused() {
             tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
             host.clone(),
         ));
-    let err = amqprs::connection::Connection::open(&args).await.err().expect("refused").to_string();
-    assert!(err.contains("received fatal alert: CertificateRequired"), "no client cert: {err}");
+    let err = amqprs::connection::Connection::open(&args)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("received fatal alert: CertificateRequired"),
+        "no client cert: {err}"
+    );
 
     // A certificate for the same name from another CA.
     let foreign = tempfile::tempdir().unwrap();
@@ -125,19 +150,26 @@ async fn logins_other_than_a_certificate_of_our_ca_are_refused() {
     let (fcert, fkey) = pki.issue("heh-a", 1).unwrap();
     let err = ebadge_bus::connect::connect_with(&profile, "heh-a", &fcert, &fkey)
         .await
-        .err().expect("refused")
+        .err()
+        .expect("refused")
         .to_string();
-    assert!(err.contains("received fatal alert: UnknownCA"), "foreign CA: {err}");
+    assert!(
+        err.contains("received fatal alert: UnknownCA"),
+        "foreign CA: {err}"
+    );
 
     // A certificate of our CA whose CN is no user.
     let (scert, skey) = LocalBrokerPki::issue("stranger");
     let err = ebadge_bus::connect::connect_with(&profile, "stranger", &scert, &skey)
         .await
-        .err().expect("refused")
+        .err()
+        .expect("refused")
         .to_string();
     // RabbitMQ closes the socket after a refused EXTERNAL login and says why in its log.
     assert!(err.contains("peer shutdown"), "stranger: {err}");
-    assert!(broker_log_contains("EXTERNAL login refused: user 'stranger' - invalid credentials").await);
+    assert!(
+        broker_log_contains("EXTERNAL login refused: user 'stranger' - invalid credentials").await
+    );
 
     // Plain AMQP: no listener at all, and the TLS port does not speak it.
     let overview: serde_json::Value = raw_get("overview").await;
@@ -150,8 +182,15 @@ async fn logins_other_than_a_certificate_of_our_ca_are_refused() {
     assert!(protocols.contains(&"amqp/ssl"), "{protocols:?}");
     assert!(!protocols.contains(&"amqp"), "{protocols:?}");
     let args = amqprs::connection::OpenConnectionArguments::new(&host, port, "guest", "guest");
-    let plain = tokio::time::timeout(Duration::from_secs(10), amqprs::connection::Connection::open(&args)).await;
-    assert!(!matches!(plain, Ok(Ok(_))), "a plain AMQP connection to the TLS port must fail");
+    let plain = tokio::time::timeout(
+        Duration::from_secs(10),
+        amqprs::connection::Connection::open(&args),
+    )
+    .await;
+    assert!(
+        !matches!(plain, Ok(Ok(_))),
+        "a plain AMQP connection to the TLS port must fail"
+    );
 }
 
 #[tokio::test]
@@ -191,11 +230,18 @@ async fn group_members_receive_the_group_message_and_others_cannot_read_it() {
     args.auto_delete(true);
     c.queue_declare(args).await.unwrap();
     let _ = c
-        .queue_bind(QueueBindArguments::new("private-bsp3-spy", "tso-to-bsps", "#"))
+        .queue_bind(QueueBindArguments::new(
+            "private-bsp3-spy",
+            "tso-to-bsps",
+            "#",
+        ))
         .await;
     let (code, text) = refused(&closed).await;
     assert_eq!(code, ACCESS_REFUSED, "{text}");
-    assert!(text.contains("access to exchange 'tso-to-bsps' in vhost '/' refused for user 'bsp3'"), "{text}");
+    assert!(
+        text.contains("access to exchange 'tso-to-bsps' in vhost '/' refused for user 'bsp3'"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -220,11 +266,18 @@ async fn revoke_closes_the_open_connection_within_a_second_and_login_fails_after
     })
     .await;
     let elapsed = started.elapsed();
-    assert!(ended.is_ok(), "the connection was still open 1 s after revoke");
+    assert!(
+        ended.is_ok(),
+        "the connection was still open 1 s after revoke"
+    );
     assert!(!gone.is_open());
     eprintln!("revoke closed the consuming connection {elapsed:?} after the call");
 
-    let err = ebadge_bus::connect(&profile().await, "gone").await.err().expect("refused").to_string();
+    let err = ebadge_bus::connect(&profile().await, "gone")
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(err.contains("peer shutdown"), "{err}");
     assert!(broker_log_contains("EXTERNAL login refused: user 'gone' - invalid credentials").await);
     provision_registry().await;
@@ -238,8 +291,14 @@ async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
     let client = admin().await;
     let registry = Registry::parse(REGISTRY).unwrap();
     let admin_user = ebadge_admin::broker::ADMIN_USER;
-    let again = provision::plan(&client, &registry, admin_user).await.unwrap();
-    assert!(again.is_empty(), "a second run changes nothing: {:?}", again.lines().collect::<Vec<_>>());
+    let again = provision::plan(&client, &registry, admin_user)
+        .await
+        .unwrap();
+    assert!(
+        again.is_empty(),
+        "a second run changes nothing: {:?}",
+        again.lines().collect::<Vec<_>>()
+    );
 
     let management = profile().await.management.unwrap();
     let clean = audit::audit(&client, &management).await.unwrap();
@@ -259,22 +318,57 @@ async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
     client.import_definitions(violations).await.unwrap();
     let found = audit::audit(&client, &management).await.unwrap();
     let kinds: std::collections::BTreeSet<&str> = found.iter().map(|v| v.kind).collect();
-    for kind in ["guest", "password-user", "permissions", "default-exchange", "exchange-type", "queue-ttl"] {
+    for kind in [
+        "guest",
+        "password-user",
+        "permissions",
+        "default-exchange",
+        "exchange-type",
+        "queue-ttl",
+    ] {
         assert!(kinds.contains(kind), "{kind} not reported: {found:?}");
     }
-    assert!(found.iter().any(|v| v.detail.contains("user heh-a has configure \".*\"")), "{found:?}");
-    assert!(found.iter().any(|v| v.detail.contains("queue no-ttl-queue")), "{found:?}");
-    assert!(found.iter().any(|v| v.detail.contains("exchange rogue-direct is direct")), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|v| v.detail.contains("user heh-a has configure \".*\"")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|v| v.detail.contains("queue no-ttl-queue")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|v| v.detail.contains("exchange rogue-direct is direct")),
+        "{found:?}"
+    );
 
     // Provisioning repairs what it owns; the rest the operator removes.
     for user in ["guest", "intruder"] {
         client.delete_user(user, true).await.unwrap();
     }
-    client.delete_exchange("/", "rogue-direct", true).await.unwrap();
-    client.delete_queue("/", "no-ttl-queue", true).await.unwrap();
+    client
+        .delete_exchange("/", "rogue-direct", true)
+        .await
+        .unwrap();
+    client
+        .delete_queue("/", "no-ttl-queue", true)
+        .await
+        .unwrap();
     client.delete_policy("/", "rogue", true).await.unwrap();
-    let repair = provision::plan(&client, &registry, admin_user).await.unwrap();
-    assert_eq!(repair.change.len(), 1, "{:?}", repair.lines().collect::<Vec<_>>());
+    let repair = provision::plan(&client, &registry, admin_user)
+        .await
+        .unwrap();
+    assert_eq!(
+        repair.change.len(),
+        1,
+        "{:?}",
+        repair.lines().collect::<Vec<_>>()
+    );
     repair.apply(&client, |_, _| {}).await.unwrap();
     assert_eq!(audit::audit(&client, &management).await.unwrap(), vec![]);
 }

@@ -48,7 +48,9 @@ pub enum NameError {
     #[error("{0:?} is not a MAC address (six hex octets, e.g. B8:27:EB:EA:02:C1)")]
     Mac(String),
     /// The routing key would be longer than AMQP allows or contain a separator.
-    #[error("routing key {0:?} is invalid: at most 255 bytes, and heh_id must not contain '.', '*', '#' or whitespace")]
+    #[error(
+        "routing key {0:?} is invalid: at most 255 bytes, and heh_id must not contain '.', '*', '#' or whitespace"
+    )]
     RoutingKey(String),
 }
 

@@ -140,10 +140,12 @@ impl Profile {
 
     /// Host and port of the AMQPS URL.
     pub fn host_and_port(&self) -> Result<(String, u16), String> {
-        let rest = self
-            .amqps_url
-            .strip_prefix("amqps://")
-            .ok_or_else(|| format!("{:?} is not an amqps:// URL (plain AMQP is never used)", self.amqps_url))?;
+        let rest = self.amqps_url.strip_prefix("amqps://").ok_or_else(|| {
+            format!(
+                "{:?} is not an amqps:// URL (plain AMQP is never used)",
+                self.amqps_url
+            )
+        })?;
         let authority = rest.split('/').next().unwrap_or(rest);
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) => (

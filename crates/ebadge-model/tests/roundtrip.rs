@@ -113,5 +113,8 @@ fn long_number_literals_decode_exactly_and_survive_reencoding() {
     assert_eq!(again, message);
     let price = r#"{"msg": "load_price", "from": "2013-07-27T23:10:00Z", "to": "2013-07-28T00:30:00Z", "price": 0.1380000000000000000000000000000000000000001}"#;
     let message = Message::decode(price).unwrap();
-    assert_eq!(Message::decode(&message.encode().unwrap()).unwrap(), message);
+    assert_eq!(
+        Message::decode(&message.encode().unwrap()).unwrap(),
+        message
+    );
 }

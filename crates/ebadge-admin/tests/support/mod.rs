@@ -132,7 +132,11 @@ struct Recorder(Closed);
 
 #[async_trait::async_trait]
 impl ChannelCallback for Recorder {
-    async fn close(&mut self, _: &Channel, close: CloseChannel) -> Result<(), amqprs::error::Error> {
+    async fn close(
+        &mut self,
+        _: &Channel,
+        close: CloseChannel,
+    ) -> Result<(), amqprs::error::Error> {
         *self.0.0.lock().unwrap() = Some((close.reply_code(), close.reply_text().clone()));
         Ok(())
     }
@@ -151,12 +155,21 @@ impl ChannelCallback for Recorder {
 pub async fn channel(connection: &Connection) -> (Channel, Closed) {
     let channel = connection.open_channel(None).await.unwrap();
     let closed = Closed::default();
-    channel.register_callback(Recorder(closed.clone())).await.unwrap();
+    channel
+        .register_callback(Recorder(closed.clone()))
+        .await
+        .unwrap();
     (channel, closed)
 }
 
 /// Publishes a persistent JSON body with a message id (and optionally a claimed user_id).
-pub async fn publish(channel: &Channel, exchange: &str, key: &str, id: &str, user_id: Option<&str>) {
+pub async fn publish(
+    channel: &Channel,
+    exchange: &str,
+    key: &str,
+    id: &str,
+    user_id: Option<&str>,
+) {
     let mut props = BasicProperties::default();
     props
         .with_content_type("application/json")
@@ -167,7 +180,11 @@ pub async fn publish(channel: &Channel, exchange: &str, key: &str, id: &str, use
     }
     let body = format!(r#"{{"msg":"get_status_report","ext_test_id":"{id}"}}"#);
     channel
-        .basic_publish(props, body.into_bytes(), BasicPublishArguments::new(exchange, key))
+        .basic_publish(
+            props,
+            body.into_bytes(),
+            BasicPublishArguments::new(exchange, key),
+        )
         .await
         .unwrap();
 }
@@ -177,7 +194,11 @@ pub async fn publish(channel: &Channel, exchange: &str, key: &str, id: &str, use
 pub async fn fetch(channel: &Channel, queue: &str, id: &str) -> Option<Option<String>> {
     use amqprs::channel::{BasicAckArguments, BasicGetArguments};
     for _ in 0..100 {
-        match channel.basic_get(BasicGetArguments::new(queue)).await.ok()? {
+        match channel
+            .basic_get(BasicGetArguments::new(queue))
+            .await
+            .ok()?
+        {
             Some((ok, props, _)) => {
                 channel
                     .basic_ack(BasicAckArguments::new(ok.delivery_tag(), false))
@@ -230,7 +251,10 @@ pub async fn raw_get(path: &str) -> serde_json::Value {
 pub async fn broker_log_contains(text: &str) -> bool {
     let log = LocalBroker::new(broker_dir()).console_log();
     for _ in 0..30 {
-        if std::fs::read_to_string(&log).unwrap_or_default().contains(text) {
+        if std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(text)
+        {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -90,7 +90,10 @@ pub async fn run(command: BrokerCommand) -> Result<ExitCode> {
 
 fn print_status(status: &BrokerStatus, json: bool) {
     if json {
-        println!("{}", serde_json::to_string(status).expect("status serializes"));
+        println!(
+            "{}",
+            serde_json::to_string(status).expect("status serializes")
+        );
         return;
     }
     let state = match status.pid {

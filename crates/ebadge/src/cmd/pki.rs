@@ -49,7 +49,10 @@ pub fn run(command: PkiCommand) -> Result<ExitCode> {
         PkiCommand::Init { dir, server_names } => {
             let pki = Pki::new(&dir);
             if pki.init(&server_names)? {
-                println!("created CA {} and the server certificate", pki.ca_cert().display());
+                println!(
+                    "created CA {} and the server certificate",
+                    pki.ca_cert().display()
+                );
             } else {
                 println!("the CA exists already: {}", pki.ca_cert().display());
             }

@@ -37,7 +37,11 @@ pub async fn run(args: ProvisionArgs) -> Result<ExitCode> {
         let defs = export_definitions(&registry);
         std::fs::write(file, serde_json::to_string_pretty(&defs)?)
             .with_context(|| format!("writing {}", file.display()))?;
-        eprintln!("wrote the definitions of {} entities to {}", registry.entities().count(), file.display());
+        eprintln!(
+            "wrote the definitions of {} entities to {}",
+            registry.entities().count(),
+            file.display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let (profile, management, client) = args.profile.admin()?;
@@ -80,13 +84,20 @@ pub async fn run(args: ProvisionArgs) -> Result<ExitCode> {
         let pki = Pki::new(ca_key.parent().unwrap_or(std::path::Path::new(".")));
         let issued = pki.issue_missing(registry.entities().map(|e| e.as_str()))?;
         if issued > 0 && !args.json {
-            eprintln!("issued {issued} client certificates in {}", pki.clients().display());
+            eprintln!(
+                "issued {issued} client certificates in {}",
+                pki.clients().display()
+            );
         }
     }
     if !args.json {
         eprintln!(
             "{} in {:.1} s",
-            if plan.is_empty() { "nothing to do" } else { "done" },
+            if plan.is_empty() {
+                "nothing to do"
+            } else {
+                "done"
+            },
             started.elapsed().as_secs_f64()
         );
     }

@@ -29,7 +29,11 @@ pub async fn run(args: RevokeArgs) -> Result<ExitCode> {
         println!(
             "revoked {}: user {}, {} connections closed. Remove it from the registry too, or the next provision restores it.",
             args.name,
-            if revoked.user_deleted { "deleted" } else { "was already gone" },
+            if revoked.user_deleted {
+                "deleted"
+            } else {
+                "was already gone"
+            },
             revoked.connections_closed
         );
     }

@@ -1,0 +1,138 @@
+//! Operator commands that need no broker: registry errors, definitions export, PKI, and the
+//! errors that say what to do when the broker or profile is missing.
+
+use std::process::{Command, Output};
+
+fn ebadge(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ebadge"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("EBADGE_PROFILE")
+        .output()
+        .expect("ebadge runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const REGISTRY: &str = "[[entity]]\nname = \"ts\"\n[[heh]]\nname = \"heh-a\"\noperator = \"ts\"\n[[group]]\nname = \"all-hehs\"\nsender = \"ts\"\nmembers = [\"heh-a\"]\n";
+
+#[test]
+fn a_bad_registry_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("r.toml"),
+        "[[entity]]\nname = \"ts\"\n\n[[heh]]\nname = \"HEH_A\"\noperator = \"ts\"\n",
+    )
+    .unwrap();
+    let out = ebadge(dir.path(), &["provision", "r.toml", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("r.toml: line 5: \"HEH_A\" is not a valid name"),
+        "{err}"
+    );
+    assert!(err.contains("1-63 characters of a-z"), "{err}");
+}
+
+#[test]
+fn definitions_export_holds_what_the_registry_implies() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r.toml"), REGISTRY).unwrap();
+    let out = ebadge(
+        dir.path(),
+        &["provision", "r.toml", "--export-definitions", "defs.json"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let defs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("defs.json")).unwrap()).unwrap();
+    let names = |section: &str, key: &str| -> Vec<String> {
+        defs[section]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v[key].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names("users", "name"), ["heh-a", "ts"]);
+    assert!(
+        defs["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["password_hash"] == "")
+    );
+    let exchanges = names("exchanges", "name");
+    for x in [
+        "heh-a-to-ts",
+        "ts-to-heh-a",
+        "ts-to-all-hehs",
+        "private-ts-in",
+        "private-heh-a-in",
+    ] {
+        assert!(exchanges.contains(&x.to_owned()), "{x} in {exchanges:?}");
+    }
+    assert_eq!(
+        names("queues", "name"),
+        ["private-heh-a-inbox", "private-ts-inbox"]
+    );
+    let perms = &defs["permissions"].as_array().unwrap()[0];
+    assert_eq!(perms["user"], "heh-a");
+    assert_eq!(
+        perms["read"],
+        "^(.*-to-heh-a|ts-to-all-hehs|private-heh-a-.*)$"
+    );
+    assert_eq!(defs["policies"][0]["definition"]["message-ttl"], 900000);
+}
+
+#[test]
+fn pki_issues_client_certificates_named_by_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ebadge(dir.path(), &["pki", "issue", "heh-a"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("run `ebadge pki init` first"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(ebadge(dir.path(), &["pki", "init"]).status.success());
+    assert!(
+        ebadge(dir.path(), &["pki", "issue", "heh-a"])
+            .status
+            .success()
+    );
+    let out = ebadge(dir.path(), &["pki", "issue", "Bad.Name"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("1-63 characters"), "{}", stderr(&out));
+    let out = ebadge(dir.path(), &["pki", "list", "--json"]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = lines
+        .iter()
+        .map(|l| l["common_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["eBADGE bus CA", "eBADGE broker", "heh-a"]);
+    assert!(lines[2]["days_left"].as_i64().unwrap() >= 364);
+}
+
+#[test]
+fn operator_commands_without_a_profile_say_how_to_get_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ebadge(dir.path(), &["audit"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("ebadge broker up"),
+        "{}",
+        stderr(&out)
+    );
+    let out = ebadge(dir.path(), &["broker", "status"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`ebadge broker up` starts one"),
+        "{}",
+        stderr(&out)
+    );
+}
