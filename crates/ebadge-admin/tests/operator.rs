@@ -91,6 +91,29 @@ async fn an_heh_cannot_read_another_inbox_nor_declare_outside_its_namespace() {
     assert!(closed.wait_briefly().await.is_none());
 }
 
+/// Opens a TLS connection with `config` (SASL EXTERNAL, or PLAIN guest/guest) and returns the
+/// error it must end with.
+async fn open_refused(
+    host: &str,
+    port: u16,
+    config: rustls::ClientConfig,
+    external: bool,
+) -> String {
+    let mut args = amqprs::connection::OpenConnectionArguments::new(host, port, "guest", "guest");
+    if external {
+        args.credentials(amqprs::security::SecurityCredentials::new_external());
+    }
+    args.tls_adaptor(amqprs::tls::TlsAdaptor::new(
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
+        host.to_owned(),
+    ));
+    amqprs::connection::Connection::open(&args)
+        .await
+        .err()
+        .expect("the broker refuses the connection")
+        .to_string()
+}
+
 #[tokio::test]
 async fn logins_other_than_a_certificate_of_our_ca_are_refused() {
     let profile = profile().await;
@@ -99,16 +122,7 @@ async fn logins_other_than_a_certificate_of_our_ca_are_refused() {
 
     // PLAIN guest/guest over TLS (with a valid certificate, so only the mechanism is wrong).
     let config = ebadge_bus::connect::tls_config(&profile.ca, &cert, &key).unwrap();
-    let mut args = amqprs::connection::OpenConnectionArguments::new(&host, port, "guest", "guest");
-    args.tls_adaptor(amqprs::tls::TlsAdaptor::new(
-        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
-        host.clone(),
-    ));
-    let err = amqprs::connection::Connection::open(&args)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
+    let err = open_refused(&host, port, config, false).await;
     // The broker offers EXTERNAL only.
     assert!(
         err.contains("authentication 'PLAIN' is not supported by server"),
@@ -127,17 +141,7 @@ async fn logins_other_than_a_certificate_of_our_ca_are_refused() {
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let mut args = amqprs::connection::OpenConnectionArguments::new(&host, port, "", "");
-    args.credentials(amqprs::security::SecurityCredentials::new_external())
-        .tls_adaptor(amqprs::tls::TlsAdaptor::new(
-            tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
-            host.clone(),
-        ));
-    let err = amqprs::connection::Connection::open(&args)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
+    let err = open_refused(&host, port, config, true).await;
     assert!(
         err.contains("received fatal alert: CertificateRequired"),
         "no client cert: {err}"
