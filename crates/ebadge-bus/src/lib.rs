@@ -3,6 +3,7 @@
 
 pub mod connect;
 pub mod conventions;
+pub mod outbox;
 pub mod profile;
 
 pub use connect::{ConnectError, connect};

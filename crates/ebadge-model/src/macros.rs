@@ -282,3 +282,54 @@ macro_rules! string_enum {
         }
     };
 }
+
+/// Calls the macro `$callback` with the one list of the 33 core message types, in the order of
+/// D3.1.3, as `Level Variant "name",` triples. The data model generates its enums from it; other
+/// crates generate per-type code (the client's handler trait) from the same list.
+///
+/// ```
+/// macro_rules! count {
+///     ($( $level:ident $variant:ident $name:literal ),+ $(,)?) => { [$( $name ),+].len() };
+/// }
+/// assert_eq!(ebadge_model::for_each_message_type!(count), 33);
+/// ```
+#[macro_export]
+macro_rules! for_each_message_type {
+    ($callback:ident) => {
+        $callback! {
+        Heh GetReport "get_report",
+        Heh GetPeriodicReport "get_periodic_report",
+        Heh Report "report",
+        Heh GetEnergyEvents "get_energy_events",
+        Heh GetEnergyEventsRealtime "get_energy_events_realtime",
+        Heh EnergyEvents "energy_events",
+        Heh Activate "activate",
+        Heh AcceptActivation "accept_activation",
+        Heh RejectActivation "reject_activation",
+        Heh ModifyActivation "modify_activation",
+        Heh GetActivationCapacity "get_activation_capacity",
+        Heh ActivationCapacity "activation_capacity",
+        Heh ContingencyActivate "contingency_activate",
+        Heh ContingencyEnd "contingency_end",
+        Heh LoadPrice "load_price",
+        Heh GenerationPrice "generation_price",
+        Heh GetAllPrices "get_all_prices",
+        Heh GetStatusReport "get_status_report",
+        Heh StatusReport "status_report",
+        Heh SetClock "set_clock",
+        Heh SetSmartMode "set_smart_mode",
+        Heh GetCapabilities "get_capabilities",
+        Heh Capabilities "capabilities",
+        Heh DeviceCapabilities "device_capabilities",
+        Market BalancingReserveBid "balancing_reserve_bid",
+        Market Response "response",
+        Market BidAccepted "bid_accepted",
+        Market MarketCleared "market_cleared",
+        Market BalancingEnergyBid "balancing_energy_bid",
+        Market ActivateBid "activate_bid",
+        Market RequestBalancing "request_balancing",
+        Market BalancingActivated "balancing_activated",
+        Market BalancingUnachievable "balancing_unachievable",
+        }
+    };
+}
