@@ -1,11 +1,19 @@
-//! eBADGE bus: the conventions of D3.2.3 section 5.3 in one module, connection profiles, and
-//! connecting as an entity. The typed client and its reliability layer come with issue #4.
+//! eBADGE bus client library: the conventions of D3.2.3 section 5.3 in one module, connection
+//! profiles, and a [`Client`] that sends and receives typed messages with a reliability layer the
+//! caller does not see (reconnects, publisher confirms, outbox, dedupe, quarantine).
 
+pub mod client;
 pub mod connect;
 pub mod conventions;
+pub mod counters;
+pub mod dedupe;
+pub mod handler;
 pub mod outbox;
 pub mod profile;
 
+pub use client::{ActivationOutcome, Client, ClientConfig, Inbox, Incoming, RequestError, SendError};
 pub use connect::{ConnectError, connect};
 pub use conventions::EntityName;
+pub use counters::CounterSnapshot;
+pub use handler::{Handled, Handler};
 pub use profile::Profile;

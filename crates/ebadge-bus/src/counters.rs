@@ -1,0 +1,68 @@
+//! Counters of the client, readable at any time: what was sent, confirmed, buffered, republished,
+//! received, dropped as duplicate, quarantined.
+
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Live counters (shared by the client's tasks).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub(crate) sent: AtomicU64,
+    pub(crate) confirmed: AtomicU64,
+    pub(crate) republished: AtomicU64,
+    pub(crate) nacked: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
+    pub(crate) quarantined: AtomicU64,
+    pub(crate) unhandled: AtomicU64,
+}
+
+/// A snapshot of the counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CounterSnapshot {
+    /// Messages the application sent (accepted into the outbox).
+    pub sent: u64,
+    /// Messages the broker confirmed.
+    pub confirmed: u64,
+    /// Messages waiting in the outbox for a confirm now.
+    pub buffered: u64,
+    /// Messages the outbox cap dropped (oldest first).
+    pub dropped: u64,
+    /// Publishes repeated after a reconnect or a nack.
+    pub republished: u64,
+    /// Negative confirms from the broker (e.g. a full queue refusing publishes).
+    pub nacked: u64,
+    /// Successful reconnections after a loss.
+    pub reconnects: u64,
+    /// Valid messages handed to the application.
+    pub received: u64,
+    /// Redeliveries and republished copies dropped by message_id.
+    pub duplicates: u64,
+    /// Invalid incoming messages moved to the quarantine queue.
+    pub quarantined: u64,
+    /// Messages a handler did not handle.
+    pub unhandled: u64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self, buffered: usize, dropped: u64) -> CounterSnapshot {
+        CounterSnapshot {
+            sent: self.sent.load(Relaxed),
+            confirmed: self.confirmed.load(Relaxed),
+            buffered: buffered as u64,
+            dropped,
+            republished: self.republished.load(Relaxed),
+            nacked: self.nacked.load(Relaxed),
+            reconnects: self.reconnects.load(Relaxed),
+            received: self.received.load(Relaxed),
+            duplicates: self.duplicates.load(Relaxed),
+            quarantined: self.quarantined.load(Relaxed),
+            unhandled: self.unhandled.load(Relaxed),
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Receive-side deduplication by (sender, message_id) over a bounded window: a message the
+//! reliability layer republished, or the broker redelivered, reaches the application once.
+
+use std::collections::{HashSet, VecDeque};
+
+/// The last `capacity` message keys seen.
+#[derive(Debug)]
+pub struct DedupeWindow {
+    seen: HashSet<(String, String)>,
+    order: VecDeque<(String, String)>,
+    capacity: usize,
+}
+
+impl DedupeWindow {
+    /// A window remembering `capacity` messages.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            seen: HashSet::with_capacity(capacity.min(1 << 20)),
+            order: VecDeque::with_capacity(capacity.min(1 << 20)),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Records the message; false if it was seen already (a duplicate).
+    ///
+    /// ```
+    /// let mut window = ebadge_bus::dedupe::DedupeWindow::new(2);
+    /// assert!(window.first_time("heh-1", "a"));
+    /// assert!(!window.first_time("heh-1", "a"));
+    /// assert!(window.first_time("heh-2", "a"));
+    /// assert!(window.first_time("heh-1", "b")); // pushes ("heh-1", "a") out
+    /// assert!(window.first_time("heh-1", "a"));
+    /// ```
+    pub fn first_time(&mut self, sender: &str, message_id: &str) -> bool {
+        let key = (sender.to_owned(), message_id.to_owned());
+        if self.seen.contains(&key) {
+            return false;
+        }
+        if self.order.len() >= self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        self.seen.insert(key.clone());
+        self.order.push_back(key);
+        true
+    }
+}
