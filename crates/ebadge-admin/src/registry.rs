@@ -197,7 +197,10 @@ impl Registry {
             if let Some(prev) = first_seen.get(&n) {
                 return Err(err(
                     at,
-                    format!("{n:?} is defined twice (first on line {})", line_of(*prev)),
+                    format!(
+                        "\"{n}\" is defined twice (first on line {})",
+                        line_of(*prev)
+                    ),
                 ));
             }
             first_seen.insert(n.clone(), at);
@@ -233,7 +236,7 @@ impl Registry {
             if roles.get(&op).is_some_and(|r| r == "heh") {
                 return Err(err(
                     h.operator.span().start,
-                    format!("operator {op:?} is an HEH"),
+                    format!("operator \"{op}\" is an HEH"),
                 ));
             }
             operators.insert(name(&h.name)?, op);
@@ -254,7 +257,7 @@ impl Registry {
             if a == b {
                 return Err(err(
                     l.between.span().start,
-                    format!("a link from {a:?} to itself"),
+                    format!("a link from \"{a}\" to itself"),
                 ));
             }
             links.insert(ordered(a, b));
@@ -266,14 +269,14 @@ impl Registry {
                 return Err(err(
                     g.name.span().start,
                     format!(
-                        "group {group_name:?} has the name of an entity; exchange {group_name}… would be ambiguous"
+                        "group \"{group_name}\" has the name of an entity; exchange {group_name}… would be ambiguous"
                     ),
                 ));
             }
             if groups.iter().any(|x: &Group| x.name == group_name) {
                 return Err(err(
                     g.name.span().start,
-                    format!("group {group_name:?} is defined twice"),
+                    format!("group \"{group_name}\" is defined twice"),
                 ));
             }
             let sender = known(&g.sender, "group sender")?;
@@ -307,7 +310,7 @@ impl Registry {
                     return Err(err(
                         *at_b,
                         format!(
-                            "{b:?} starts with {a:?} followed by '-': their exchanges and private namespaces (private-{a}-…) would overlap; rename one"
+                            "\"{b}\" starts with \"{a}\" followed by '-': their exchanges and private namespaces (private-{a}-…) would overlap; rename one"
                         ),
                     ));
                 }

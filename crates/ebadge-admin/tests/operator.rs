@@ -1,14 +1,12 @@
 //! The operator's guarantees on a real RabbitMQ over TLS with real certificates (D3.2.3 5.3, 6.1):
 //! each test asserts the broker's actual reply.
 
-mod support;
-
 use amqprs::channel::{BasicConsumeArguments, QueueBindArguments, QueueDeclareArguments};
 use ebadge_admin::registry::Registry;
 use ebadge_admin::{audit, provision, revoke};
+use ebadge_testkit::*;
 use rustls::pki_types::pem::PemObject;
 use std::time::{Duration, Instant};
-use support::*;
 
 const ACCESS_REFUSED: u16 = 403;
 const PRECONDITION_FAILED: u16 = 406;

@@ -205,6 +205,17 @@ impl Client {
     /// Connects as `config.name`. The first connection must succeed (so a wrong certificate or
     /// address is reported at once); later losses are repaired in the background.
     pub async fn connect(config: ClientConfig) -> Result<Client, ConnectError> {
+        let first = connect(&config.profile, config.name.as_str()).await?;
+        Self::launch(config, Some(first))
+    }
+
+    /// Starts without waiting for the broker: sends go to the outbox and leave when a connection
+    /// comes up (an HEH booting while its uplink is down). Fails only if the outbox cannot open.
+    pub fn start(config: ClientConfig) -> Result<Client, ConnectError> {
+        Self::launch(config, None)
+    }
+
+    fn launch(config: ClientConfig, first: Option<Connection>) -> Result<Client, ConnectError> {
         let outbox = match &config.durable_outbox {
             Some(path) => Outbox::durable(path, config.outbox_cap).map_err(|e| ConnectError::File {
                 what: "durable outbox",
@@ -232,7 +243,6 @@ impl Client {
             inbox_rx: Mutex::new(Some(inbox_rx)),
             config,
         });
-        let first = connect(&shared.config.profile, shared.config.name.as_str()).await?;
         let supervisor = Supervisor {
             shared: shared.clone(),
             ack_rx,
@@ -267,7 +277,11 @@ impl Client {
     }
 
     /// Sends and waits until the broker has confirmed this message (and every earlier one).
-    pub async fn send_confirmed(&self, peer: &EntityName, message: &Message) -> Result<String, SendError> {
+    pub async fn send_confirmed(
+        &self,
+        peer: &EntityName,
+        message: &Message,
+    ) -> Result<String, SendError> {
         let id = self.send(peer, message)?;
         let seq = self.shared.highest_enqueued();
         self.wait_confirmed(seq).await;
@@ -335,10 +349,12 @@ impl Client {
             .msg_id()
             .ok_or_else(|| RequestError::NoResponseExpected(message.type_name().to_owned()))?;
         let key = PendingKey::Market(msg_id.as_str().to_owned());
-        Ok(match self.request_with(peer, message, key, timeout).await? {
-            Some(Message::Response(r)) => Some(r),
-            _ => None,
-        })
+        Ok(
+            match self.request_with(peer, message, key, timeout).await? {
+                Some(Message::Response(r)) => Some(r),
+                _ => None,
+            },
+        )
     }
 
     /// Answers a market message that carries `msg_id` with `200 OK` (D3.1.3 6.1.2).
@@ -364,14 +380,22 @@ impl Client {
             self.shared.pending.lock().unwrap().remove(&key);
             return Err(e);
         }
-        let answer = tokio::time::timeout(timeout, rx).await.ok().and_then(Result::ok);
+        let answer = tokio::time::timeout(timeout, rx)
+            .await
+            .ok()
+            .and_then(Result::ok);
         self.shared.pending.lock().unwrap().remove(&key);
         Ok(answer)
     }
 
     /// The stream of incoming messages. There is one: the second call returns `None`.
     pub fn inbox(&self) -> Option<Inbox> {
-        self.shared.inbox_rx.lock().unwrap().take().map(|rx| Inbox { rx })
+        self.shared
+            .inbox_rx
+            .lock()
+            .unwrap()
+            .take()
+            .map(|rx| Inbox { rx })
     }
 
     /// Runs `handler` on every incoming message until the client closes, acknowledging each
@@ -393,7 +417,9 @@ impl Client {
     /// The counters now.
     pub fn counters(&self) -> CounterSnapshot {
         let outbox = self.shared.outbox.lock().unwrap();
-        self.shared.counters.snapshot(outbox.len(), outbox.dropped())
+        self.shared
+            .counters
+            .snapshot(outbox.len(), outbox.dropped())
     }
 
     /// Whether a connection is up now.
@@ -442,12 +468,22 @@ struct Callbacks(mpsc::UnboundedSender<Event>);
 
 #[async_trait::async_trait]
 impl ChannelCallback for Callbacks {
-    async fn close(&mut self, _: &Channel, close: CloseChannel) -> Result<(), amqprs::error::Error> {
-        let _ = self.0.send(Event::Closed(format!("channel closed by the broker: {} {}", close.reply_code(), close.reply_text())));
+    async fn close(
+        &mut self,
+        _: &Channel,
+        close: CloseChannel,
+    ) -> Result<(), amqprs::error::Error> {
+        let _ = self.0.send(Event::Closed(format!(
+            "channel closed by the broker: {} {}",
+            close.reply_code(),
+            close.reply_text()
+        )));
         Ok(())
     }
     async fn cancel(&mut self, _: &Channel, _: Cancel) -> Result<(), amqprs::error::Error> {
-        let _ = self.0.send(Event::Closed("consumer cancelled by the broker".into()));
+        let _ = self
+            .0
+            .send(Event::Closed("consumer cancelled by the broker".into()));
         Ok(())
     }
     async fn flow(&mut self, _: &Channel, active: bool) -> Result<bool, amqprs::error::Error> {
@@ -457,7 +493,9 @@ impl ChannelCallback for Callbacks {
         let _ = self.0.send(Event::Ack(ack.delivery_tag(), ack.mutiple()));
     }
     async fn publish_nack(&mut self, _: &Channel, nack: Nack) {
-        let _ = self.0.send(Event::Nack(nack.delivery_tag(), nack.multiple()));
+        let _ = self
+            .0
+            .send(Event::Nack(nack.delivery_tag(), nack.multiple()));
     }
     async fn publish_return(&mut self, _: &Channel, _: Return, _: BasicProperties, _: Vec<u8>) {}
 }
@@ -465,7 +503,11 @@ impl ChannelCallback for Callbacks {
 #[async_trait::async_trait]
 impl ConnectionCallback for Callbacks {
     async fn close(&mut self, _: &Connection, close: Close) -> Result<(), amqprs::error::Error> {
-        let _ = self.0.send(Event::Closed(format!("connection closed by the broker: {} {}", close.reply_code(), close.reply_text())));
+        let _ = self.0.send(Event::Closed(format!(
+            "connection closed by the broker: {} {}",
+            close.reply_code(),
+            close.reply_text()
+        )));
         Ok(())
     }
     async fn blocked(&mut self, _: &Connection, reason: String) {
@@ -485,16 +527,23 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    async fn run(mut self, first: Connection) {
-        let mut connection = Some(first);
+    async fn run(mut self, first: Option<Connection>) {
+        let mut connection = first;
         let mut delay = self.shared.config.reconnect_min;
         let mut shutdown = self.shared.shutdown.subscribe();
         loop {
             let conn = match connection.take() {
                 Some(c) => c,
-                None => match connect(&self.shared.config.profile, self.shared.config.name.as_str()).await {
+                None => match connect(
+                    &self.shared.config.profile,
+                    self.shared.config.name.as_str(),
+                )
+                .await
+                {
                     Ok(c) => {
-                        Counters::add(&self.shared.counters.reconnects, 1);
+                        if self.session > 0 {
+                            Counters::add(&self.shared.counters.reconnects, 1);
+                        }
                         c
                     }
                     Err(e) => {
@@ -532,8 +581,12 @@ impl Supervisor {
         let setup = async {
             conn.register_callback(Callbacks(events_tx.clone())).await?;
             let publish = conn.open_channel(None).await?;
-            publish.register_callback(Callbacks(events_tx.clone())).await?;
-            publish.confirm_select(ConfirmSelectArguments::default()).await?;
+            publish
+                .register_callback(Callbacks(events_tx.clone()))
+                .await?;
+            publish
+                .confirm_select(ConfirmSelectArguments::default())
+                .await?;
             // The quarantine lives in our namespace; declaring it is idempotent.
             let quarantine = quarantine_queue(&me);
             let mut exchange = ExchangeDeclareArguments::new(&quarantine, "topic");
@@ -546,9 +599,15 @@ impl Supervisor {
                 .queue_bind(QueueBindArguments::new(&quarantine, &quarantine, "#"))
                 .await?;
             let consume = conn.open_channel(None).await?;
-            consume.register_callback(Callbacks(events_tx.clone())).await?;
             consume
-                .basic_qos(BasicQosArguments::new(0, self.shared.config.prefetch, false))
+                .register_callback(Callbacks(events_tx.clone()))
+                .await?;
+            consume
+                .basic_qos(BasicQosArguments::new(
+                    0,
+                    self.shared.config.prefetch,
+                    false,
+                ))
                 .await?;
             let mut args = BasicConsumeArguments::new(&inbox_queue(&me), "");
             args.manual_ack(true);
@@ -611,9 +670,11 @@ impl Supervisor {
         delivery: amqprs::channel::ConsumerMessage,
         consume: &Channel,
     ) -> Result<(), String> {
-        let (Some(deliver), Some(props), Some(body)) =
-            (delivery.deliver, delivery.basic_properties, delivery.content)
-        else {
+        let (Some(deliver), Some(props), Some(body)) = (
+            delivery.deliver,
+            delivery.basic_properties,
+            delivery.content,
+        ) else {
             return Ok(());
         };
         let tag = deliver.delivery_tag();
@@ -633,7 +694,13 @@ impl Supervisor {
         let (from_name, message) = match verdict {
             Ok(v) => v,
             Err(reason) => {
-                self.quarantine(&deliver, from.as_deref(), message_id.as_deref(), body, &reason)?;
+                self.quarantine(
+                    &deliver,
+                    from.as_deref(),
+                    message_id.as_deref(),
+                    body,
+                    &reason,
+                )?;
                 return ack(tag).await.map_err(|e| e.to_string());
             }
         };
@@ -644,7 +711,9 @@ impl Supervisor {
         }
         // An awaited answer goes to its requester, not to the application's handlers.
         let key = match &message {
-            Message::AcceptActivation(_) | Message::RejectActivation(_) | Message::ModifyActivation(_) => message
+            Message::AcceptActivation(_)
+            | Message::RejectActivation(_)
+            | Message::ModifyActivation(_) => message
                 .activation_key()
                 .map(|(id, count)| PendingKey::Activation(id.as_str().to_owned(), count)),
             Message::Response(r) => Some(PendingKey::Market(r.msg_id.as_str().to_owned())),
@@ -696,7 +765,10 @@ impl Supervisor {
             body,
             headers: vec![
                 (QUARANTINE_REASON_HEADER.into(), reason.to_owned()),
-                (QUARANTINE_FROM_HEADER.into(), from.unwrap_or("unknown").to_owned()),
+                (
+                    QUARANTINE_FROM_HEADER.into(),
+                    from.unwrap_or("unknown").to_owned(),
+                ),
                 ("x-ebadge-exchange".into(), deliver.exchange().clone()),
             ],
         });
@@ -722,10 +794,18 @@ struct Publisher {
 const PUBLISH_BATCH: usize = 2_000;
 
 impl Publisher {
-    async fn publish_pending(&mut self, shared: &Shared, channel: &Channel) -> Result<(), amqprs::error::Error> {
+    async fn publish_pending(
+        &mut self,
+        shared: &Shared,
+        channel: &Channel,
+    ) -> Result<(), amqprs::error::Error> {
         let batch: Vec<Outgoing> = {
             let outbox = shared.outbox.lock().unwrap();
-            outbox.after(self.sent_upto).take(PUBLISH_BATCH).cloned().collect()
+            outbox
+                .after(self.sent_upto)
+                .take(PUBLISH_BATCH)
+                .cloned()
+                .collect()
         };
         let me = shared.config.name.as_str();
         let highest = shared.highest_published.load(Ordering::Relaxed);
@@ -741,14 +821,21 @@ impl Publisher {
             if !message.headers.is_empty() {
                 let mut table = FieldTable::new();
                 for (k, v) in &message.headers {
-                    if let (Ok(k), Ok(v)) = (FieldName::try_from(k.as_str()), LongStr::try_from(v.clone())) {
+                    if let (Ok(k), Ok(v)) = (
+                        FieldName::try_from(k.as_str()),
+                        LongStr::try_from(v.clone()),
+                    ) {
                         table.insert(k, FieldValue::S(v));
                     }
                 }
                 props.with_headers(table);
             }
             channel
-                .basic_publish(props, message.body.clone(), BasicPublishArguments::new(&message.exchange, &message.routing_key))
+                .basic_publish(
+                    props,
+                    message.body.clone(),
+                    BasicPublishArguments::new(&message.exchange, &message.routing_key),
+                )
                 .await?;
             if message.seq <= highest {
                 Counters::add(&shared.counters.republished, 1);
@@ -758,7 +845,9 @@ impl Publisher {
             self.sent_upto = message.seq;
         }
         if let Some(last) = batch.last() {
-            shared.highest_published.fetch_max(last.seq, Ordering::Relaxed);
+            shared
+                .highest_published
+                .fetch_max(last.seq, Ordering::Relaxed);
             if batch.len() == PUBLISH_BATCH {
                 shared.wake.notify_one();
             }
@@ -769,7 +858,9 @@ impl Publisher {
     fn settled(&mut self, tag: u64, multiple: bool) -> Vec<u64> {
         if multiple {
             let rest = self.inflight.split_off(&(tag + 1));
-            std::mem::replace(&mut self.inflight, rest).into_values().collect()
+            std::mem::replace(&mut self.inflight, rest)
+                .into_values()
+                .collect()
         } else {
             self.inflight.remove(&tag).into_iter().collect()
         }
@@ -791,7 +882,10 @@ impl Publisher {
     fn nack(&mut self, shared: &Shared, tag: u64, multiple: bool) {
         let seqs = self.settled(tag, multiple);
         Counters::add(&shared.counters.nacked, seqs.len() as u64);
-        tracing::warn!(count = seqs.len(), "the broker refused messages (nack); retrying in a second");
+        tracing::warn!(
+            count = seqs.len(),
+            "the broker refused messages (nack); retrying in a second"
+        );
         self.retry.extend(seqs);
     }
 

@@ -11,7 +11,9 @@ pub mod handler;
 pub mod outbox;
 pub mod profile;
 
-pub use client::{ActivationOutcome, Client, ClientConfig, Inbox, Incoming, RequestError, SendError};
+pub use client::{
+    ActivationOutcome, Client, ClientConfig, Inbox, Incoming, RequestError, SendError,
+};
 pub use connect::{ConnectError, connect};
 pub use conventions::EntityName;
 pub use counters::CounterSnapshot;

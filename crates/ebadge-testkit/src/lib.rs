@@ -1,8 +1,8 @@
-//! Test support: one real broker per test run (booted by the first test that needs it, reused
-//! by the rest and by later test binaries), one registry provisioned into it, and small AMQP
-//! helpers that record the broker's actual replies.
+//! Test support for the eBADGE bus: one real broker per test run (booted by the first test that
+//! needs it, reused by the rest and by later test binaries), one registry provisioned into it,
+//! small AMQP helpers that record the broker's actual replies, and a TCP proxy that cuts links.
 
-#![allow(dead_code)]
+pub mod proxy;
 
 use amqprs::callbacks::ChannelCallback;
 use amqprs::channel::{BasicPublishArguments, Channel};
@@ -17,9 +17,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
-/// The registry of the operator tests (the issue's: an operator, two HEHs, a VPP linked to the
-/// operator, a group with a sender and two members; plus a non-member, a late receiver and an
-/// entity to revoke).
+/// The registry every test runs against. Provisioning removes what a registry does not name, so
+/// all test binaries share this one. Each test owns its senders and receivers (a receiver's inbox
+/// consumed by two tests at once would split their messages).
+///
+/// Operator tests: an operator, two HEHs, a VPP linked to the operator, a group with a sender and
+/// two members, a non-member, a late receiver and an entity to revoke. Client tests: one operator
+/// and HEH pair per fault scenario, a VPP with its HEH for activations, a TSO and a BSP for market
+/// requests, two entities for the command line.
 pub const REGISTRY: &str = r#"
 [[entity]]
 name = "ts"
@@ -50,18 +55,57 @@ between = ["vpp", "ts"]
 between = ["ts", "late"]
 [[link]]
 between = ["ts", "gone"]
+[[entity]]
+name = "op-cut"
+[[heh]]
+name = "heh-cut"
+operator = "op-cut"
+[[entity]]
+name = "op-restart"
+[[heh]]
+name = "heh-restart"
+operator = "op-restart"
+[[entity]]
+name = "op-outbox"
+[[heh]]
+name = "heh-outbox"
+operator = "op-outbox"
+[[entity]]
+name = "op-quarantine"
+[[heh]]
+name = "heh-quarantine"
+operator = "op-quarantine"
+[[entity]]
+name = "act-vpp"
+[[heh]]
+name = "act-heh"
+operator = "act-vpp"
+[[entity]]
+name = "market-tso"
+[[entity]]
+name = "market-bsp"
+[[link]]
+between = ["market-tso", "market-bsp"]
+[[entity]]
+name = "cli-sender"
+[[entity]]
+name = "cli-receiver"
+[[link]]
+between = ["cli-sender", "cli-receiver"]
 [[group]]
 name = "bsps"
 sender = "tso"
 members = ["bsp1", "bsp2"]
 "#;
 
-/// The broker directory: `$EBADGE_TEST_BROKER`, else one under Cargo's target tmp dir
-/// (`make test` stops it at the end).
+/// The broker directory: `$EBADGE_TEST_BROKER`, else `target/tmp/ebadge-test-broker` of the
+/// workspace (`make test` stops it at the end).
 pub fn broker_dir() -> PathBuf {
     std::env::var_os("EBADGE_TEST_BROKER")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ebadge-test-broker"))
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tmp/ebadge-test-broker")
+        })
 }
 
 static READY: OnceCell<()> = OnceCell::const_new();
@@ -81,11 +125,31 @@ pub async fn profile() -> Profile {
     Profile::load(&broker.profile_path()).expect("the profile written by broker up")
 }
 
-/// Brings the broker to the registry's state (and issues the certificates).
+/// A broker of the caller's own (for tests that restart it), in `target/tmp/<name>`, up and
+/// provisioned with [`REGISTRY`]; its PKI is separate from the shared broker's.
+pub async fn private_broker(name: &str) -> LocalBroker {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/tmp")
+        .join(name);
+    let broker = LocalBroker::new(dir);
+    broker
+        .up(None)
+        .await
+        .expect("the private test broker starts");
+    provision(&broker).await;
+    broker
+}
+
+/// Brings the shared broker to the registry's state (and issues the certificates).
 pub async fn provision_registry() {
-    let broker = LocalBroker::new(broker_dir());
+    provision(&LocalBroker::new(broker_dir())).await;
+}
+
+async fn provision(broker: &LocalBroker) {
     let registry = Registry::parse(REGISTRY).unwrap();
-    let client = admin().await;
+    let profile = Profile::load(&broker.profile_path()).unwrap();
+    let m = profile.management.unwrap();
+    let client = admin_client(&m.url, &m.password);
     let plan = provision::plan(&client, &registry, ebadge_admin::broker::ADMIN_USER)
         .await
         .unwrap();

@@ -1,0 +1,98 @@
+//! Helpers of the client tests: clients for the test registry's entities, numbered reports, and
+//! a collector that checks every number arrives exactly once and in order.
+
+#![allow(dead_code)]
+
+use ebadge_bus::{Client, ClientConfig, EntityName, Inbox, Profile};
+use ebadge_model::Message;
+use std::time::Duration;
+
+/// The shared test broker's profile.
+pub async fn profile() -> Profile {
+    ebadge_testkit::profile().await
+}
+
+/// The profile with the broker address replaced by `addr` (a proxy in front of it).
+pub fn via(profile: &Profile, addr: std::net::SocketAddr) -> Profile {
+    let mut p = profile.clone();
+    p.amqps_url = format!("amqps://localhost:{}", addr.port());
+    p
+}
+
+/// The broker address of a profile.
+pub fn broker_addr(profile: &Profile) -> std::net::SocketAddr {
+    let (_, port) = profile.host_and_port().unwrap();
+    std::net::SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A client with a short reconnect ceiling (the tests cut links for seconds).
+pub async fn client(profile: &Profile, name: &str) -> Client {
+    let mut config = ClientConfig::new(profile.clone(), EntityName::new(name).unwrap());
+    config.reconnect_max = Duration::from_secs(1);
+    Client::connect(config).await.unwrap()
+}
+
+/// A report carrying its number in an extension field.
+pub fn numbered_report(n: u64) -> Message {
+    Message::decode(&format!(
+        r#"{{"msg":"report","from":"2013-07-21T10:00:00Z","to":"2013-07-21T10:01:00Z","resolution":60,"values":{{"total.p":[1.5]}},"heh_id":null,"ext_test_seq":{n}}}"#
+    ))
+    .unwrap()
+}
+
+/// The number of a numbered report.
+pub fn number_of(message: &Message) -> Option<u64> {
+    message.extensions()?.get("ext_test_seq")?.as_u64()
+}
+
+/// Reads numbered reports from `sender` until `count` distinct numbers arrived or `patience`
+/// passes without progress; returns the numbers in arrival order (duplicates included, so the
+/// caller can assert there are none).
+pub async fn collect(inbox: &mut Inbox, sender: &str, count: u64, patience: Duration) -> Vec<u64> {
+    let mut numbers = Vec::new();
+    let mut distinct = std::collections::BTreeSet::new();
+    while (distinct.len() as u64) < count {
+        match tokio::time::timeout(patience, inbox.next()).await {
+            Ok(Some(incoming)) => {
+                incoming.ack();
+                if incoming.from.as_str() == sender
+                    && let Some(n) = number_of(&incoming.message)
+                {
+                    numbers.push(n);
+                    distinct.insert(n);
+                }
+            }
+            _ => break,
+        }
+    }
+    numbers
+}
+
+/// Asserts the numbers are exactly `first..first+count`, each once, in order.
+pub fn assert_exactly_once_in_order(numbers: &[u64], first: u64, count: u64) {
+    let expected: Vec<u64> = (first..first + count).collect();
+    if numbers != expected {
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|n| !numbers.contains(n))
+            .take(10)
+            .collect();
+        let mut sorted = numbers.to_vec();
+        sorted.sort();
+        let duplicates = sorted.windows(2).filter(|w| w[0] == w[1]).count();
+        let out_of_order = numbers.windows(2).filter(|w| w[0] > w[1]).count();
+        panic!(
+            "got {} numbers for {count}: first missing {missing:?}, {duplicates} duplicates, {out_of_order} out of order",
+            numbers.len()
+        );
+    }
+}
+
+/// Drains leftovers of earlier runs from an inbox (messages of other numbers).
+pub async fn drain(inbox: &mut Inbox) {
+    while let Ok(Some(incoming)) =
+        tokio::time::timeout(Duration::from_millis(300), inbox.next()).await
+    {
+        incoming.ack();
+    }
+}

@@ -1,0 +1,98 @@
+//! The reliability layer under real faults (D3.2.3 6.2.3): a TCP proxy cuts the sender's link,
+//! the broker restarts, the sender process restarts; every number must reach the receiving
+//! application exactly once, in order.
+
+mod common;
+
+use common::*;
+use ebadge_testkit::proxy::Proxy;
+use std::time::{Duration, Instant};
+
+/// Sends numbered reports at 100 msgs/s from `first` on, until `until` returns true.
+async fn send_at_100_per_second(
+    sender: &ebadge_bus::Client,
+    to: &str,
+    first: u64,
+    seconds: f64,
+) -> u64 {
+    let to = ebadge_bus::EntityName::new(to).unwrap();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let n = (seconds * 100.0) as u64;
+    for i in 0..n {
+        tick.tick().await;
+        sender.send(&to, &numbered_report(first + i)).unwrap();
+    }
+    first + n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_cuts_of_10_and_70_seconds_lose_nothing_and_duplicate_nothing() {
+    let profile = profile().await;
+    let proxy = Proxy::start(broker_addr(&profile)).await;
+    let receiver = client(&profile, "op-cut").await;
+    let mut inbox = receiver.inbox().unwrap();
+    drain(&mut inbox).await;
+    let sender = client(&via(&profile, proxy.addr), "heh-cut").await;
+
+    let started = Instant::now();
+    let mut next = send_at_100_per_second(&sender, "op-cut", 0, 2.0).await;
+    for outage in [10.0, 70.0] {
+        proxy.cut();
+        next = send_at_100_per_second(&sender, "op-cut", next, outage).await;
+        proxy.restore();
+        next = send_at_100_per_second(&sender, "op-cut", next, 2.0).await;
+    }
+    tokio::time::timeout(Duration::from_secs(60), sender.flush())
+        .await
+        .expect("every message confirmed within a minute of the last restore");
+    let numbers = collect(&mut inbox, "heh-cut", next, Duration::from_secs(20)).await;
+    assert_exactly_once_in_order(&numbers, 0, next);
+
+    let sent = sender.counters();
+    assert_eq!(sent.sent, next);
+    assert_eq!(sent.confirmed, next);
+    assert_eq!(sent.dropped, 0);
+    assert!(sent.reconnects >= 2, "{sent:?}");
+    eprintln!(
+        "{next} reports over {:.0} s with cuts of 10 s and 70 s: sender {sent:?}, receiver {:?}",
+        started.elapsed().as_secs_f64(),
+        receiver.counters()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_loses_nothing() {
+    let broker = ebadge_testkit::private_broker("ebadge-restart-broker").await;
+    let profile = ebadge_bus::Profile::load(&broker.profile_path()).unwrap();
+    let receiver = client(&profile, "op-restart").await;
+    let mut inbox = receiver.inbox().unwrap();
+    drain(&mut inbox).await;
+    let sender = client(&profile, "heh-restart").await;
+
+    let mut next = send_at_100_per_second(&sender, "op-restart", 0, 2.0).await;
+    let stopping = broker.clone();
+    let restart = tokio::spawn(async move {
+        tokio::task::spawn_blocking(move || stopping.down().unwrap())
+            .await
+            .unwrap();
+    });
+    next = send_at_100_per_second(&sender, "op-restart", next, 3.0).await;
+    restart.await.unwrap();
+    next = send_at_100_per_second(&sender, "op-restart", next, 1.0).await;
+    broker.up(None).await.unwrap();
+    next = send_at_100_per_second(&sender, "op-restart", next, 2.0).await;
+
+    tokio::time::timeout(Duration::from_secs(60), sender.flush())
+        .await
+        .expect("every message confirmed after the restart");
+    let numbers = collect(&mut inbox, "heh-restart", next, Duration::from_secs(20)).await;
+    assert_exactly_once_in_order(&numbers, 0, next);
+    let counters = sender.counters();
+    assert!(counters.reconnects >= 1, "{counters:?}");
+    assert!(receiver.counters().received >= next);
+    eprintln!(
+        "{next} reports across a broker restart: sender {counters:?}, receiver {:?}",
+        receiver.counters()
+    );
+    broker.down().unwrap();
+}
