@@ -185,6 +185,7 @@ struct Shared {
     shutdown: watch::Sender<bool>,
     ack_tx: mpsc::UnboundedSender<(u64, u64)>,
     inbox_rx: Mutex<Option<mpsc::Receiver<Incoming>>>,
+    supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// A connected entity. Cheap to clone; all clones share one connection and one outbox.
@@ -241,6 +242,7 @@ impl Client {
             shutdown: watch::channel(false).0,
             ack_tx,
             inbox_rx: Mutex::new(Some(inbox_rx)),
+            supervisor: Mutex::new(None),
             config,
         });
         let supervisor = Supervisor {
@@ -250,7 +252,8 @@ impl Client {
             dedupe: DedupeWindow::new(shared.config.dedupe_window),
             session: 0,
         };
-        tokio::spawn(supervisor.run(first));
+        let handle = tokio::spawn(supervisor.run(first));
+        *shared.supervisor.lock().unwrap() = Some(handle);
         Ok(Client { shared })
     }
 
@@ -439,11 +442,16 @@ impl Client {
         self.shared.channel.lock().unwrap().clone()
     }
 
-    /// Waits for every send to be confirmed (at most `timeout`), then closes the connection.
+    /// Waits for every send to be confirmed (at most `timeout`), then sends the acknowledgements
+    /// given so far and closes the connection.
     pub async fn close(&self, timeout: Duration) {
         let _ = tokio::time::timeout(timeout, self.flush()).await;
         self.shared.shutdown.send_replace(true);
         self.shared.wake.notify_one();
+        let handle = self.shared.supervisor.lock().unwrap().take();
+        if let Some(handle) = handle {
+            let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
+        }
     }
 }
 
@@ -636,6 +644,13 @@ impl Supervisor {
             tokio::select! {
                 _ = &mut io_failure => return Err("network failure".into()),
                 _ = shutdown.changed() => {
+                    // Acknowledgements the application gave before closing must reach the
+                    // broker, or those messages come back to the next run.
+                    while let Ok((session, tag)) = self.ack_rx.try_recv() {
+                        if session == self.session {
+                            let _ = consume.basic_ack(BasicAckArguments::new(tag, false)).await;
+                        }
+                    }
                     let _ = conn.clone().close().await;
                     return Ok(());
                 }

@@ -25,7 +25,11 @@ async fn publish_raw(sender: &str, exchange: &str, body: &[u8]) {
         .with_user_id(sender)
         .with_persistence(true);
     channel
-        .basic_publish(props, body.to_vec(), BasicPublishArguments::new(exchange, "report"))
+        .basic_publish(
+            props,
+            body.to_vec(),
+            BasicPublishArguments::new(exchange, "report"),
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -41,7 +45,12 @@ async fn malformed_and_invalid_messages_are_quarantined_with_a_reason_and_the_co
     let before = receiver.counters().quarantined;
 
     let exchange = "heh-quarantine-to-op-quarantine";
-    publish_raw("heh-quarantine", exchange, b"{\"msg\": \"report\", \"from\": ").await;
+    publish_raw(
+        "heh-quarantine",
+        exchange,
+        b"{\"msg\": \"report\", \"from\": ",
+    )
+    .await;
     publish_raw(
         "heh-quarantine",
         exchange,
@@ -49,7 +58,9 @@ async fn malformed_and_invalid_messages_are_quarantined_with_a_reason_and_the_co
     )
     .await;
     let sender = client(&profile, "heh-quarantine").await;
-    sender.send(&name("op-quarantine"), &numbered_report(7)).unwrap();
+    sender
+        .send(&name("op-quarantine"), &numbered_report(7))
+        .unwrap();
 
     let good = tokio::time::timeout(Duration::from_secs(10), inbox.next())
         .await
@@ -60,7 +71,9 @@ async fn malformed_and_invalid_messages_are_quarantined_with_a_reason_and_the_co
     assert_eq!(receiver.counters().quarantined - before, 2);
 
     // The quarantine holds both, with the reason and the sender.
-    let connection = ebadge_bus::connect(&profile, "op-quarantine").await.unwrap();
+    let connection = ebadge_bus::connect(&profile, "op-quarantine")
+        .await
+        .unwrap();
     let channel = connection.open_channel(None).await.unwrap();
     let mut reasons = Vec::new();
     while let Some((ok, props, _)) = channel
@@ -68,22 +81,39 @@ async fn malformed_and_invalid_messages_are_quarantined_with_a_reason_and_the_co
         .await
         .unwrap()
     {
-        channel.basic_ack(BasicAckArguments::new(ok.delivery_tag(), false)).await.unwrap();
+        channel
+            .basic_ack(BasicAckArguments::new(ok.delivery_tag(), false))
+            .await
+            .unwrap();
         let headers = props.headers().unwrap().to_string();
-        assert!(headers.contains(QUARANTINE_FROM_HEADER) && headers.contains("heh-quarantine"), "{headers}");
+        assert!(
+            headers.contains(QUARANTINE_FROM_HEADER) && headers.contains("heh-quarantine"),
+            "{headers}"
+        );
         assert!(headers.contains(QUARANTINE_REASON_HEADER), "{headers}");
         reasons.push(headers);
     }
     assert!(reasons.len() >= 2, "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("not valid JSON")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("no offset")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("not valid JSON")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("no offset")),
+        "{reasons:?}"
+    );
 }
 
 /// An HEH that answers by the ordered quantity: 1 accept, 2 reject, 3 counter-proposal, else silence.
 struct Hub;
 
 impl Handler for Hub {
-    async fn on_activate(&mut self, client: &Client, incoming: &Incoming, order: &Activate) -> Handled {
+    async fn on_activate(
+        &mut self,
+        client: &Client,
+        incoming: &Incoming,
+        order: &Activate,
+    ) -> Handled {
         let answer = match order.quantity {
             1.0 => Message::AcceptActivation(order.accept()),
             2.0 => Message::RejectActivation(order.reject()),
@@ -103,7 +133,13 @@ async fn activations_resolve_by_accept_reject_modify_or_timeout() {
     tokio::spawn(async move { serving.serve(Hub).await });
     let vpp = client(&profile, "act-vpp").await;
     let t = |s: &str| Time::parse(s).unwrap();
-    let order = |quantity: f64| Activate::new(t("2030-01-01T10:00:00Z"), t("2030-01-01T11:15:00+01:00"), quantity);
+    let order = |quantity: f64| {
+        Activate::new(
+            t("2030-01-01T10:00:00Z"),
+            t("2030-01-01T11:15:00+01:00"),
+            quantity,
+        )
+    };
     let to = name("act-heh");
     let wait = Duration::from_secs(10);
 
@@ -113,26 +149,46 @@ async fn activations_resolve_by_accept_reject_modify_or_timeout() {
         other => panic!("{other:?}"),
     }
     let o = order(2.0);
-    assert!(matches!(vpp.activate(&to, &o, wait).await.unwrap(), ActivationOutcome::Rejected(r) if r.id == o.id));
+    assert!(
+        matches!(vpp.activate(&to, &o, wait).await.unwrap(), ActivationOutcome::Rejected(r) if r.id == o.id)
+    );
     let o = order(3.0);
     match vpp.activate(&to, &o, wait).await.unwrap() {
         ActivationOutcome::Modified(m) => {
-            assert_eq!((m.id.clone(), m.modification_count, m.quantity), (o.id.clone(), 0, 2.5));
+            assert_eq!(
+                (m.id.clone(), m.modification_count, m.quantity),
+                (o.id.clone(), 0, 2.5)
+            );
             // Agreeing bumps the count; the HEH (quantity 2.5 → silence) does not answer.
             let agreed = m.agree();
             assert_eq!(agreed.modification_count, 1);
-            assert_eq!(vpp.activate(&to, &agreed, Duration::from_millis(1500)).await.unwrap(), ActivationOutcome::TimedOut);
+            assert_eq!(
+                vpp.activate(&to, &agreed, Duration::from_millis(1500))
+                    .await
+                    .unwrap(),
+                ActivationOutcome::TimedOut
+            );
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(vpp.activate(&to, &order(4.0), Duration::from_secs(1)).await.unwrap(), ActivationOutcome::TimedOut);
+    assert_eq!(
+        vpp.activate(&to, &order(4.0), Duration::from_secs(1))
+            .await
+            .unwrap(),
+        ActivationOutcome::TimedOut
+    );
 }
 
 /// A TSO that acknowledges every market message that needs it.
 struct Tso;
 
 impl Handler for Tso {
-    async fn on_balancing_reserve_bid(&mut self, client: &Client, incoming: &Incoming, _: &BalancingReserveBid) -> Handled {
+    async fn on_balancing_reserve_bid(
+        &mut self,
+        client: &Client,
+        incoming: &Incoming,
+        _: &BalancingReserveBid,
+    ) -> Handled {
         client.respond_ok(incoming).unwrap();
         Handled::Yes
     }
@@ -149,7 +205,11 @@ async fn a_market_message_gets_its_response_and_unhandled_types_are_counted() {
     let product = Product::new(true, t("2030-01-01T10:00:00Z"), t("2030-01-01T11:00:00Z"));
     let bid = BalancingReserveBid::new(product, 5.0, 10.0, 80.0);
     let response = bsp
-        .request(&name("market-tso"), &Message::BalancingReserveBid(bid.clone()), Duration::from_secs(10))
+        .request(
+            &name("market-tso"),
+            &Message::BalancingReserveBid(bid.clone()),
+            Duration::from_secs(10),
+        )
         .await
         .unwrap()
         .expect("the TSO answers");
@@ -158,7 +218,9 @@ async fn a_market_message_gets_its_response_and_unhandled_types_are_counted() {
 
     // A type the TSO's handler does not implement is acknowledged and counted, not lost in silence.
     let before = tso.counters().unhandled;
-    bsp.send_confirmed(&name("market-tso"), &numbered_report(1)).await.unwrap();
+    bsp.send_confirmed(&name("market-tso"), &numbered_report(1))
+        .await
+        .unwrap();
     for _ in 0..50 {
         if tso.counters().unhandled > before {
             break;

@@ -38,6 +38,14 @@ enum Command {
     Audit(cmd::audit::AuditArgs),
     /// Remove an entity's rights now: permissions, user and open connections.
     Revoke(cmd::revoke::RevokeArgs),
+    /// Validate and send JSON messages (one per line) as NAME to PEER, waiting for confirms.
+    ///
+    /// Example: echo '{"msg":"get_status_report"}' | ebadge send --as vpp --to heh-b827ebea02c1
+    Send(cmd::send::SendArgs),
+    /// Print the messages arriving in NAME's inbox (acknowledging each).
+    Listen(cmd::listen::ListenArgs),
+    /// A live copy of NAME's incoming stream through a temporary private queue.
+    Tap(cmd::tap::TapArgs),
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -55,6 +63,9 @@ fn main() -> ExitCode {
         Command::Provision(args) => runtime().and_then(|rt| rt.block_on(cmd::provision::run(args))),
         Command::Audit(args) => runtime().and_then(|rt| rt.block_on(cmd::audit::run(args))),
         Command::Revoke(args) => runtime().and_then(|rt| rt.block_on(cmd::revoke::run(args))),
+        Command::Send(args) => runtime().and_then(|rt| rt.block_on(cmd::send::run(args))),
+        Command::Listen(args) => runtime().and_then(|rt| rt.block_on(cmd::listen::run(args))),
+        Command::Tap(args) => runtime().and_then(|rt| rt.block_on(cmd::tap::run(args))),
     };
     match result {
         Ok(code) => code,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
-use super::OperatorProfile;
+use super::ProfileArg;
 
 /// Arguments of `audit`.
 #[derive(Args)]
@@ -14,7 +14,7 @@ pub struct AuditArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub profile: OperatorProfile,
+    pub profile: ProfileArg,
 }
 
 /// Runs `audit`: exit 0 when the broker conforms, 1 on any violation.

@@ -2,29 +2,64 @@
 
 pub mod audit;
 pub mod broker;
+pub mod listen;
 pub mod msg;
 pub mod pki;
 pub mod provision;
 pub mod revoke;
+pub mod send;
+pub mod tap;
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use ebadge_admin::broker::admin_client;
 use ebadge_admin::provision::AdminClient;
 use ebadge_bus::profile::{Management, Profile};
 
+/// Standard input for `None` or "-", else the file.
+pub fn open_input(file: Option<&Path>) -> Result<Box<dyn BufRead>> {
+    match file {
+        None => Ok(Box::new(BufReader::new(io::stdin()))),
+        Some(path) if path.as_os_str() == "-" => Ok(Box::new(BufReader::new(io::stdin()))),
+        Some(path) => {
+            let file =
+                File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            Ok(Box::new(BufReader::new(file)))
+        }
+    }
+}
+
+/// One `--json` output line of `listen` and `tap`, keys in the documented order:
+/// `{"from":..,"routing_key":..,"message":{..}}`; `body` is JSON text already.
+pub fn json_line(from: &str, routing_key: &str, key: &str, body: &str) -> String {
+    let quote = |s: &str| serde_json::Value::from(s).to_string();
+    format!(
+        "{{\"from\":{},\"routing_key\":{},{}:{body}}}",
+        quote(from),
+        quote(routing_key),
+        quote(key)
+    )
+}
+
 /// `--profile FILE` (default: $EBADGE_PROFILE, else .ebadge/profile.toml).
 #[derive(Args)]
-pub struct OperatorProfile {
+pub struct ProfileArg {
     /// Connection profile (default: $EBADGE_PROFILE, else .ebadge/profile.toml as written by
     /// `ebadge broker up`).
-    #[arg(long, global = true)]
+    #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
 }
 
-impl OperatorProfile {
+impl ProfileArg {
+    /// The connection profile.
+    pub fn load(&self) -> Result<Profile> {
+        Ok(Profile::load(&Profile::locate(self.profile.as_deref()))?)
+    }
+
     /// The profile, its management section and an administrator client.
     pub fn admin(&self) -> Result<(Profile, Management, AdminClient)> {
         let path = Profile::locate(self.profile.as_deref());

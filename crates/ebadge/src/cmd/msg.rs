@@ -1,7 +1,6 @@
 //! `ebadge msg check` and `ebadge msg schema`.
 
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -49,20 +48,8 @@ pub fn run(command: MsgCommand) -> Result<ExitCode> {
     }
 }
 
-fn open_input(file: Option<PathBuf>) -> Result<Box<dyn BufRead>> {
-    match file {
-        None => Ok(Box::new(BufReader::new(io::stdin()))),
-        Some(path) if path.as_os_str() == "-" => Ok(Box::new(BufReader::new(io::stdin()))),
-        Some(path) => {
-            let file =
-                File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-            Ok(Box::new(BufReader::new(file)))
-        }
-    }
-}
-
 fn check(file: Option<PathBuf>, as_json: bool, quiet: bool) -> Result<ExitCode> {
-    let mut input = open_input(file)?;
+    let mut input = super::open_input(file.as_deref())?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let (mut valid, mut invalid) = (0u64, 0u64);

@@ -10,7 +10,7 @@ use ebadge_admin::pki::Pki;
 use ebadge_admin::provision::{self, export_definitions};
 use ebadge_admin::registry::Registry;
 
-use super::OperatorProfile;
+use super::ProfileArg;
 
 /// Arguments of `provision`.
 #[derive(Args)]
@@ -27,7 +27,7 @@ pub struct ProvisionArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub profile: OperatorProfile,
+    pub profile: ProfileArg,
 }
 
 /// Runs `provision`.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
-use super::OperatorProfile;
+use super::ProfileArg;
 
 /// Arguments of `revoke`.
 #[derive(Args)]
@@ -16,7 +16,7 @@ pub struct RevokeArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub profile: OperatorProfile,
+    pub profile: ProfileArg,
 }
 
 /// Runs `revoke`.

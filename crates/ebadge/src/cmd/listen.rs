@@ -1,0 +1,59 @@
+//! `ebadge listen --as NAME [--json] [--count N]`: print the messages arriving in NAME's inbox.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use ebadge_bus::{Client, ClientConfig, EntityName};
+
+use super::ProfileArg;
+
+/// Arguments of `listen`.
+#[derive(Args)]
+pub struct ListenArgs {
+    /// Whose inbox (certificate CN).
+    #[arg(long = "as", value_name = "NAME")]
+    pub name: String,
+    /// One line per message: {"from":..,"routing_key":..,"message":{..}}.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after N messages.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    #[command(flatten)]
+    pub profile: ProfileArg,
+}
+
+/// Runs `listen`. Each message is acknowledged once printed; invalid ones never reach here (the
+/// client quarantines them).
+pub async fn run(args: ListenArgs) -> Result<ExitCode> {
+    let profile = args.profile.load()?;
+    let client = Client::connect(ClientConfig::new(profile, EntityName::new(&args.name)?)).await?;
+    let mut inbox = client.inbox().expect("a new client has its inbox");
+    let mut seen = 0;
+    let stdout = std::io::stdout();
+    while args.count.is_none_or(|n| seen < n) {
+        let Some(incoming) = inbox.next().await else {
+            break;
+        };
+        let body = incoming.message.to_json();
+        let line = if args.json {
+            super::json_line(
+                incoming.from.as_str(),
+                &incoming.routing_key,
+                "message",
+                &body,
+            )
+        } else {
+            format!("{} {} {}", incoming.from, incoming.routing_key, body)
+        };
+        let mut out = stdout.lock();
+        writeln!(out, "{line}")?;
+        out.flush()?;
+        incoming.ack();
+        seen += 1;
+    }
+    client.close(std::time::Duration::from_secs(2)).await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,218 @@
+//! `ebadge send`, `listen` and `tap` against the real broker, and the durable outbox across a
+//! killed sender process.
+
+use ebadge_bus::{Client, ClientConfig, EntityName, Profile};
+use ebadge_testkit::proxy::Proxy;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn ebadge(profile: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ebadge"))
+        .args(args)
+        .arg("--profile")
+        .arg(profile)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn report(n: u64) -> String {
+    format!(
+        r#"{{"msg":"report","from":"2013-07-21T10:00:00Z","to":"2013-07-21T10:01:00Z","resolution":60,"values":{{"total.p":[1.5]}},"heh_id":null,"ext_test_seq":{n}}}"#
+    )
+}
+
+async fn shared_profile() -> (Profile, std::path::PathBuf) {
+    let profile = ebadge_testkit::profile().await;
+    let path = ebadge_admin::broker::LocalBroker::new(ebadge_testkit::broker_dir()).profile_path();
+    (profile, path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_then_listen_prints_the_documented_json_line_and_tap_sees_a_copy() {
+    let (_, path) = shared_profile().await;
+    // Empty the receiver's inbox of earlier runs.
+    let profile = Profile::load(&path).unwrap();
+    let drain = Client::connect(ClientConfig::new(
+        profile,
+        EntityName::new("cli-receiver").unwrap(),
+    ))
+    .await
+    .unwrap();
+    let mut inbox = drain.inbox().unwrap();
+    while let Ok(Some(i)) = tokio::time::timeout(Duration::from_millis(300), inbox.next()).await {
+        i.ack();
+    }
+    drain.close(Duration::from_secs(1)).await;
+
+    let mut tap = Command::new(env!("CARGO_BIN_EXE_ebadge"))
+        .args([
+            "tap",
+            "--as",
+            "cli-receiver",
+            "--json",
+            "--count",
+            "1",
+            "get_capabilities",
+        ])
+        .arg("--profile")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The tap says when its queue is bound.
+    let mut tap_err = BufReader::new(tap.stderr.take().unwrap());
+    let mut line = String::new();
+    tap_err.read_line(&mut line).unwrap();
+    assert!(line.starts_with("tap: private-cli-receiver-tap-"), "{line}");
+
+    let input = "{\"msg\":\"get_capabilities\",\"device\":\"EV01\"}\n{\"msg\":\"get_capabilities\",\"device\":1}\n";
+    let sent = ebadge(
+        &path,
+        &["send", "--as", "cli-sender", "--to", "cli-receiver"],
+        input,
+    );
+    let stdout = String::from_utf8_lossy(&sent.stdout);
+    assert_eq!(
+        sent.status.code(),
+        Some(1),
+        "one line was invalid: {stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .next()
+            .unwrap()
+            .starts_with("sent get_capabilities "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("invalid 2: get_capabilities: field device"),
+        "{stdout}"
+    );
+
+    let expected = r#"{"from":"cli-sender","routing_key":"get_capabilities","message":{"msg":"get_capabilities","device":"EV01"}}"#;
+    let heard = ebadge(
+        &path,
+        &["listen", "--as", "cli-receiver", "--json", "--count", "1"],
+        "",
+    );
+    assert_eq!(String::from_utf8_lossy(&heard.stdout).trim(), expected);
+    let tapped = tap.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&tapped.stdout).trim(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_durable_outbox_survives_a_killed_sender_and_delivers_after_the_outage() {
+    let (profile, _) = shared_profile().await;
+    let receiver = Client::connect(ClientConfig::new(
+        profile.clone(),
+        EntityName::new("op-outbox").unwrap(),
+    ))
+    .await
+    .unwrap();
+    let mut inbox = receiver.inbox().unwrap();
+    while let Ok(Some(i)) = tokio::time::timeout(Duration::from_millis(300), inbox.next()).await {
+        i.ack();
+    }
+
+    let (_, port) = profile.host_and_port().unwrap();
+    let proxy = Proxy::start(std::net::SocketAddr::from(([127, 0, 0, 1], port))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cut_profile = profile.clone();
+    cut_profile.amqps_url = format!("amqps://localhost:{}", proxy.addr.port());
+    let profile_path = dir.path().join("profile.toml");
+    cut_profile.save(&profile_path).unwrap();
+    let outbox = dir.path().join("outbox.sqlite");
+    let outbox_arg = outbox.to_str().unwrap();
+
+    // The broker is unreachable: the sender queues 50 reports on disk, and is killed.
+    proxy.cut();
+    let mut sender = Command::new(env!("CARGO_BIN_EXE_ebadge"))
+        .args([
+            "send",
+            "--as",
+            "heh-outbox",
+            "--to",
+            "op-outbox",
+            "--outbox",
+            outbox_arg,
+            "--timeout",
+            "600",
+        ])
+        .arg("--profile")
+        .arg(&profile_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let input: String = (0..50).map(|n| report(n) + "\n").collect();
+    sender
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let stdout = BufReader::new(sender.stdout.take().unwrap());
+    let accepted = stdout
+        .lines()
+        .take(50)
+        .filter(|l| l.as_ref().unwrap().starts_with("sent report"))
+        .count();
+    assert_eq!(accepted, 50);
+    sender.kill().unwrap();
+    sender.wait().unwrap();
+
+    // Both come back: a new process with the same outbox delivers them, with no new input.
+    proxy.restore();
+    let resumed = ebadge(
+        &profile_path,
+        &[
+            "send",
+            "--as",
+            "heh-outbox",
+            "--to",
+            "op-outbox",
+            "--outbox",
+            outbox_arg,
+        ],
+        "",
+    );
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("50 messages left in the outbox by an earlier run go first"),
+        "{stderr}"
+    );
+
+    let mut numbers = Vec::new();
+    while numbers.len() < 50 {
+        let Ok(Some(incoming)) = tokio::time::timeout(Duration::from_secs(10), inbox.next()).await
+        else {
+            break;
+        };
+        incoming.ack();
+        if let Some(n) = incoming
+            .message
+            .extensions()
+            .and_then(|e| e.get("ext_test_seq"))
+            .and_then(|v| v.as_u64())
+        {
+            numbers.push(n);
+        }
+    }
+    assert_eq!(numbers, (0..50).collect::<Vec<u64>>());
+}
