@@ -21,12 +21,13 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# The tests boot one broker (in target/tmp/ebadge-test-broker) and share it; it is stopped at the
-# end whether or not they pass.
-TEST_BROKER := target/tmp/ebadge-test-broker
+# The tests boot one shared broker (target/tmp/ebadge-test-broker) and one they restart
+# (target/tmp/ebadge-restart-broker); both are stopped at the end whether or not the tests pass.
+TEST_BROKERS := target/tmp/ebadge-test-broker target/tmp/ebadge-restart-broker
 unit:
 	$(CARGO) test --workspace --all-targets; status=$$?; \
-	  $(CARGO) run -q -p ebadge -- broker down --dir $(TEST_BROKER); exit $$status
+	  for dir in $(TEST_BROKERS); do $(CARGO) run -q -p ebadge -- broker down --dir $$dir; done; \
+	  exit $$status
 	$(CARGO) test --workspace --doc
 
 ## Benchmarks (results go to docs/benchmarks.md by hand, with the machine).
