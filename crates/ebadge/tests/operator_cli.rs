@@ -136,3 +136,42 @@ fn operator_commands_without_a_profile_say_how_to_get_one() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_missing_rabbitmq_says_how_to_install_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ebadge"))
+        .args(["broker", "up", "--dir", "b"])
+        .current_dir(dir.path())
+        .env("EBADGE_RABBITMQ_SERVER", "/nonexistent/rabbitmq-server")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("apt-get install -y rabbitmq-server"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_missing_certificate_says_how_to_get_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("profile.toml"),
+        "amqps_url = \"amqps://localhost:1\"\nca = \"ca.pem\"\ncerts = \"clients\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("ca.pem"), "").unwrap();
+    let out = ebadge(
+        dir.path(),
+        &["listen", "--as", "heh-a", "--profile", "profile.toml"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot read client certificate") && err.contains("clients/heh-a.pem"),
+        "{err}"
+    );
+    assert!(err.contains("ebadge pki issue NAME"), "{err}");
+}
