@@ -25,7 +25,7 @@ lint:
 # (target/tmp/ebadge-restart-broker); both are stopped at the end whether or not the tests pass.
 TEST_BROKERS := target/tmp/ebadge-test-broker target/tmp/ebadge-restart-broker
 unit:
-	$(CARGO) test --workspace --all-targets; status=$$?; \
+	$(CARGO) test --workspace --all-targets --no-fail-fast; status=$$?; \
 	  for dir in $(TEST_BROKERS); do $(CARGO) run -q -p ebadge -- broker down --dir $$dir; done; \
 	  exit $$status
 	$(CARGO) test --workspace --doc

@@ -1,1 +1,7 @@
-//! eBADGE bus: simulated HEHs, VPPs and market actors and the benchmark drivers; they arrive with the simulators issue.
+//! eBADGE bus simulators: HEH fleets, a VPP with activation campaigns, market actors, the demo
+//! and the benchmark drivers.
+
+pub mod fleet;
+pub mod heh;
+pub mod market;
+pub mod vpp;

@@ -22,7 +22,8 @@ use tokio::sync::OnceCell;
 /// consumed by two tests at once would split their messages).
 ///
 /// Operator tests: an operator, two HEHs, a VPP linked to the operator, a group with a sender and
-/// two members, a non-member, a late receiver and an entity to revoke. Client tests: one operator
+/// two members, a non-member, a late receiver and an entity to revoke. Simulator tests: a VPP
+/// with four HEHs, a controller with two, and the market actors. Client tests: one operator
 /// and HEH pair per fault scenario, a VPP with its HEH for activations, a TSO and a BSP for market
 /// requests, two entities for the command line.
 pub const REGISTRY: &str = r#"
@@ -92,6 +93,50 @@ name = "cli-sender"
 name = "cli-receiver"
 [[link]]
 between = ["cli-sender", "cli-receiver"]
+[[entity]]
+name = "sim-vpp"
+[[heh]]
+name = "sim-heh-1"
+operator = "sim-vpp"
+[[heh]]
+name = "sim-heh-2"
+operator = "sim-vpp"
+[[heh]]
+name = "sim-heh-3"
+operator = "sim-vpp"
+[[heh]]
+name = "sim-heh-4"
+operator = "sim-vpp"
+[[entity]]
+name = "sim-ctl"
+[[heh]]
+name = "sim-heh-5"
+operator = "sim-ctl"
+[[heh]]
+name = "sim-heh-6"
+operator = "sim-ctl"
+[[entity]]
+name = "m-tso"
+[[entity]]
+name = "m-tso2"
+[[entity]]
+name = "m-super"
+[[entity]]
+name = "m-bsp1"
+[[entity]]
+name = "m-bsp2"
+[[link]]
+between = ["m-tso", "m-bsp1"]
+[[link]]
+between = ["m-tso", "m-bsp2"]
+[[link]]
+between = ["m-tso", "m-super"]
+[[link]]
+between = ["m-tso2", "m-super"]
+[[group]]
+name = "m-bsps"
+sender = "m-tso"
+members = ["m-bsp1", "m-bsp2"]
 [[group]]
 name = "bsps"
 sender = "tso"

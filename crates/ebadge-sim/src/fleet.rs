@@ -1,0 +1,139 @@
+//! A fleet of simulated HEHs in one process: each with its own TLS connection and certificate.
+
+use crate::heh::{HehSpec, SimHeh};
+use ebadge_bus::{Client, ClientConfig, ConnectError, Profile};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// File descriptors a process needs beyond one per connection (runtime, files, logs).
+pub const FD_RESERVE: u64 = 200;
+
+/// A fleet that cannot start, saying why and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// More connections than this process may open.
+    #[error(
+        "a fleet of {count} HEHs needs {needed} open files, but this process may open at most {limit} \
+         (hard limit `ulimit -Hn`; on this machine it cannot be raised). Split the fleet over several \
+         processes, e.g. `ebadge sim heh --count {per_process}` in {processes} processes"
+    )]
+    TooManyFiles {
+        /// HEHs asked for.
+        count: usize,
+        /// Files needed.
+        needed: u64,
+        /// The limit.
+        limit: u64,
+        /// Suggested fleet size per process.
+        per_process: u64,
+        /// Suggested number of processes.
+        processes: u64,
+    },
+    /// An HEH could not connect.
+    #[error("HEH {name}: {source}")]
+    Connect {
+        /// The HEH.
+        name: String,
+        /// Why.
+        source: ConnectError,
+    },
+}
+
+/// The soft and hard open-file limits of this process (from /proc/self/limits).
+pub fn open_file_limits() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut numbers = line
+        .split_whitespace()
+        .filter_map(|w| w.parse::<u64>().ok());
+    Some((numbers.next()?, numbers.next()?))
+}
+
+/// Checks that `count` connections fit under the hard limit (the soft limit is raised by the
+/// binary at start).
+pub fn check_capacity(count: usize) -> Result<(), FleetError> {
+    let needed = count as u64 + FD_RESERVE;
+    if let Some((_, hard)) = open_file_limits()
+        && needed > hard
+    {
+        let per_process = hard.saturating_sub(FD_RESERVE).max(1);
+        return Err(FleetError::TooManyFiles {
+            count,
+            needed,
+            limit: hard,
+            per_process,
+            processes: (count as u64).div_ceil(per_process),
+        });
+    }
+    Ok(())
+}
+
+/// A running fleet.
+pub struct Fleet {
+    /// The HEHs' clients, in the order of their specs.
+    pub clients: Vec<Client>,
+}
+
+impl Fleet {
+    /// Connects every HEH (at most `parallel` handshakes at once), starts its handler and sends
+    /// its announcements. `progress` is called with the number connected so far.
+    pub async fn start(
+        profile: &Profile,
+        specs: Vec<HehSpec>,
+        parallel: usize,
+        progress: impl Fn(usize) + Send + Sync + 'static,
+    ) -> Result<Fleet, FleetError> {
+        check_capacity(specs.len())?;
+        let gate = Arc::new(Semaphore::new(parallel.max(1)));
+        let progress = Arc::new(progress);
+        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, spec) in specs.into_iter().enumerate() {
+            let (gate, profile, progress, done) = (
+                gate.clone(),
+                profile.clone(),
+                progress.clone(),
+                done.clone(),
+            );
+            tasks.spawn(async move {
+                let _permit = gate.acquire().await.expect("the gate stays open");
+                let mut config = ClientConfig::new(profile, spec.name.clone());
+                // A small HEH needs a small buffer: the default is sized for a VPP.
+                config.outbox_cap = 10_000;
+                config.prefetch = 50;
+                config.inbox_capacity = 100;
+                let client =
+                    Client::connect(config)
+                        .await
+                        .map_err(|source| FleetError::Connect {
+                            name: spec.name.to_string(),
+                            source,
+                        })?;
+                let heh = SimHeh::new(spec);
+                let _ = heh.announce(&client);
+                let serving = client.clone();
+                tokio::spawn(async move { serving.serve(heh).await });
+                progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
+                Ok::<_, FleetError>((index, client))
+            });
+        }
+        let mut clients = Vec::new();
+        while let Some(result) = tasks.join_next().await {
+            clients.push(result.expect("an HEH task does not panic")?);
+        }
+        clients.sort_by_key(|(i, _)| *i);
+        Ok(Fleet {
+            clients: clients.into_iter().map(|(_, c)| c).collect(),
+        })
+    }
+
+    /// Closes every connection (after their sends are confirmed, up to `timeout`).
+    pub async fn close(&self, timeout: std::time::Duration) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in &self.clients {
+            let c = c.clone();
+            tasks.spawn(async move { c.close(timeout).await });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
