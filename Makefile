@@ -10,9 +10,10 @@ deps:
 build: deps
 	$(CARGO) build --release -p ebadge
 
-## The main job. Until the simulators land it checks the spec's 33 messages and shows an error.
+## The main job: local broker, 100 simulated HEHs and a VPP, the market actors, a summary.
+DEMO_ARGS ?=
 demo: build
-	scripts/demo.sh
+	scripts/demo.sh $(DEMO_ARGS)
 
 ## fmt check, clippy with warnings as errors, every test (unit, integration, doc).
 test: deps lint unit
@@ -21,9 +22,9 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# The tests boot one shared broker (target/tmp/ebadge-test-broker) and one they restart
-# (target/tmp/ebadge-restart-broker); both are stopped at the end whether or not the tests pass.
-TEST_BROKERS := target/tmp/ebadge-test-broker target/tmp/ebadge-restart-broker
+# The tests boot one shared broker (target/tmp/ebadge-test-broker), one they restart and one for
+# the demo; all are stopped at the end whether or not the tests pass.
+TEST_BROKERS := target/tmp/ebadge-test-broker target/tmp/ebadge-restart-broker target/tmp/ebadge-demo-broker
 unit:
 	$(CARGO) test --workspace --all-targets --no-fail-fast; status=$$?; \
 	  for dir in $(TEST_BROKERS); do $(CARGO) run -q -p ebadge -- broker down --dir $$dir; done; \

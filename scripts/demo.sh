@@ -1,16 +1,13 @@
 #!/usr/bin/env bash
-# `make demo` until the simulators land: the data model at work on the spec's own messages.
+# `make demo`: the main job on the embedded default. Starts the local broker in .ebadge/ (if it
+# is not running), provisions a VPP, 100 HEHs and the market actors, runs a minute of traffic and
+# prints a summary. Arguments go to `ebadge demo` (e.g. `make demo DEMO_ARGS="--hehs 1000"`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=target/release/ebadge
 echo "== The 33 example messages of D3.1.3, checked against the data model"
-$bin msg check crates/ebadge-model/tests/vectors/examples.jsonl
+$bin msg check crates/ebadge-model/tests/vectors/examples.jsonl > /dev/null
+$bin demo "$@"
 echo
-echo "== Three broken messages: each error names the message type and the field"
-printf '%s\n' \
-  '{"msg":"load_price","from":"2013-07-27T23:10:00","to":"2013-07-28T00:30:00Z","price":0.138}' \
-  '{"msg":"report","from":"2013-07-21T10:00:00Z","to":"2013-07-21T10:05:00Z","resolution":60,"values":{"total.p":[1.7,1.6]},"heh_id":null}' \
-  '{"msg":"activate","id":"a1","modification_count":0,"from":"2013-07-24T11:10:20Z","to":"2013-07-24T11:14:55Z","quantity":3.4,"device":null,"heh_id":"heh.42"}' \
-  | $bin msg check - || true
-echo
-echo "The full demo (broker, HEH fleet, VPP, market) comes with the simulators."
+echo "The broker keeps running in .ebadge/ for you to try: ebadge listen --as vpp, ebadge tap --as vpp,"
+echo "ebadge audit, ebadge pki list. 'ebadge broker down' stops it."

@@ -81,6 +81,17 @@ impl Plan {
         plan
     }
 
+    /// The same plan without deletions: for adding a registry to a broker that holds others (the
+    /// demo), where the registry is not the whole truth.
+    pub fn without_removals(mut self) -> Plan {
+        self.remove.clear();
+        self.to_delete.retain(|i| {
+            matches!(i, Item::Exchange { .. } | Item::Queue { .. })
+                && self.to_import.iter().any(|n| n.key() == i.key())
+        });
+        self
+    }
+
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.add.is_empty() && self.change.is_empty() && self.remove.is_empty()

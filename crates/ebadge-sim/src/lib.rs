@@ -1,6 +1,7 @@
 //! eBADGE bus simulators: HEH fleets, a VPP with activation campaigns, market actors, the demo
 //! and the benchmark drivers.
 
+pub mod demo;
 pub mod fleet;
 pub mod heh;
 pub mod market;

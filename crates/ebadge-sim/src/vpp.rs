@@ -25,6 +25,8 @@ pub struct VppState {
     pub online: BTreeMap<EntityName, HehView>,
     /// All reports received.
     pub reports: u64,
+    /// The periodic report requests sent, by HEH (to stop them with the same request_id).
+    pub periodic: BTreeMap<EntityName, GetPeriodicReport>,
 }
 
 /// The result of a campaign.
@@ -111,6 +113,18 @@ impl SimVpp {
         let signals = vec![SignalName::new("total.p").expect("a valid signal name")];
         for heh in self.online() {
             let request = GetPeriodicReport::new(interval, resolution, signals.clone());
+            self.client
+                .send(&heh, &Message::GetPeriodicReport(request.clone()))?;
+            self.state.lock().unwrap().periodic.insert(heh, request);
+        }
+        Ok(())
+    }
+
+    /// Stops the periodic reports it asked for (interval -1, same request_id).
+    pub fn stop_periodic_reports(&self) -> Result<(), ebadge_bus::SendError> {
+        let requests = std::mem::take(&mut self.state.lock().unwrap().periodic);
+        for (heh, mut request) in requests {
+            request.interval = GetPeriodicReport::DISABLE;
             self.client
                 .send(&heh, &Message::GetPeriodicReport(request))?;
         }

@@ -46,6 +46,10 @@ enum Command {
     Listen(cmd::listen::ListenArgs),
     /// A live copy of NAME's incoming stream through a temporary private queue.
     Tap(cmd::tap::TapArgs),
+    /// The main job: local broker, provisioning, an HEH fleet and a VPP, the market, a summary.
+    ///
+    /// Example: ebadge demo --hehs 100 --seconds 60
+    Demo(cmd::demo::DemoArgs),
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         Command::Send(args) => runtime().and_then(|rt| rt.block_on(cmd::send::run(args))),
         Command::Listen(args) => runtime().and_then(|rt| rt.block_on(cmd::listen::run(args))),
         Command::Tap(args) => runtime().and_then(|rt| rt.block_on(cmd::tap::run(args))),
+        Command::Demo(args) => runtime().and_then(|rt| rt.block_on(cmd::demo::run(args))),
     };
     match result {
         Ok(code) => code,

@@ -216,3 +216,32 @@ async fn the_durable_outbox_survives_a_killed_sender_and_delivers_after_the_outa
     }
     assert_eq!(numbers, (0..50).collect::<Vec<u64>>());
 }
+
+#[test]
+fn the_demo_runs_and_its_summary_adds_up() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ebadge-demo-broker");
+    let out = Command::new(env!("CARGO_BIN_EXE_ebadge"))
+        .args(["demo", "--hehs", "20", "--seconds", "6", "--json", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["hehs_online"], 20, "{summary}");
+    assert!(
+        summary["reports_received"].as_u64().unwrap() >= 20,
+        "one report per HEH at least: {summary}"
+    );
+    assert_eq!(
+        summary["campaign"]["achieved_kw"], summary["campaign"]["target_kw"],
+        "{summary}"
+    );
+    assert!(
+        summary["campaign"]["rounds"].as_u64().unwrap() >= 2,
+        "rejections force re-dispatch: {summary}"
+    );
+    assert_eq!(summary["market"]["unanswered"], 0, "{summary}");
+    assert_eq!(summary["market"]["cleared_seen"], 3, "{summary}");
+    assert!(stderr.contains("20 HEHs connected"), "{stderr}");
+}

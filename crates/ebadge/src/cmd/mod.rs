@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod broker;
+pub mod demo;
 pub mod listen;
 pub mod msg;
 pub mod pki;
@@ -19,6 +20,13 @@ use clap::Args;
 use ebadge_admin::broker::admin_client;
 use ebadge_admin::provision::AdminClient;
 use ebadge_bus::profile::{Management, Profile};
+
+/// Raises this process's soft open-file limit to its hard limit: a fleet holds one socket per HEH.
+pub fn raise_open_file_limit() {
+    if let Ok((_, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        let _ = rlimit::increase_nofile_limit(hard);
+    }
+}
 
 /// Standard input for `None` or "-", else the file.
 pub fn open_input(file: Option<&Path>) -> Result<Box<dyn BufRead>> {

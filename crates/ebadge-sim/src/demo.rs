@@ -1,0 +1,232 @@
+//! The demo: a local broker, an operator's registry, a VPP with a fleet of HEHs and the market
+//! actors, a minute of traffic with a live progress line, and a summary.
+
+use crate::fleet::Fleet;
+use crate::heh::{HehSpec, Policy};
+use crate::market::{Market, MarketSummary};
+use crate::vpp::{Campaign, SimVpp};
+use ebadge_bus::{Client, ClientConfig, EntityName, Profile};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+/// The market actors of the demo.
+pub const MARKET: [&str; 6] = [
+    "north-tso",
+    "south-tso",
+    "super-tso",
+    "bsp-a",
+    "bsp-b",
+    "bsp-c",
+];
+
+/// Name of the demo's VPP.
+pub const VPP: &str = "vpp";
+
+/// What the demo reports at the end.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// HEHs started.
+    pub hehs: usize,
+    /// HEHs the VPP saw announce themselves.
+    pub hehs_online: usize,
+    /// Seconds of traffic.
+    pub seconds: f64,
+    /// Reports the VPP received.
+    pub reports_received: u64,
+    /// The activation campaign.
+    pub campaign: Campaign,
+    /// The market day.
+    pub market: MarketSummary,
+    /// Messages the HEHs sent and the broker confirmed (all HEHs).
+    pub heh_messages_confirmed: u64,
+    /// Invalid messages quarantined anywhere.
+    pub quarantined: u64,
+}
+
+impl Summary {
+    /// Whether everything the demo shows worked.
+    pub fn ok(&self) -> bool {
+        self.hehs_online == self.hehs
+            && self.reports_received > 0
+            && self.campaign.achieved_kw + 1e-9 >= self.campaign.target_kw
+            && self.market.unanswered == 0
+    }
+}
+
+/// The demo's registry: the VPP controls `hehs` HEHs directly; the market actors are linked as
+/// D3.1.3 section 6 has them talk.
+pub fn registry(hehs: usize) -> String {
+    let mut r =
+        String::from("# Written by `ebadge demo`.\n[[entity]]\nname = \"vpp\"\nrole = \"vpp\"\n");
+    for name in MARKET {
+        let _ = write!(r, "[[entity]]\nname = \"{name}\"\n");
+    }
+    for i in 0..hehs {
+        let _ = write!(
+            r,
+            "[[heh]]\nname = \"{}\"\noperator = \"vpp\"\n",
+            heh_name(i)
+        );
+    }
+    for (a, b) in [
+        ("north-tso", "bsp-a"),
+        ("north-tso", "bsp-b"),
+        ("north-tso", "bsp-c"),
+        ("north-tso", "super-tso"),
+        ("south-tso", "super-tso"),
+    ] {
+        let _ = write!(r, "[[link]]\nbetween = [\"{a}\", \"{b}\"]\n");
+    }
+    r.push_str("[[group]]\nname = \"bsps\"\nsender = \"north-tso\"\nmembers = [\"bsp-a\", \"bsp-b\", \"bsp-c\"]\n");
+    r
+}
+
+/// The name of demo HEH `i`: a MAC in the locally administered range 02:00:00:xx:xx:xx.
+pub fn heh_name(i: usize) -> String {
+    format!("heh-020000{:06x}", i)
+}
+
+/// What the demo reports while it runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// A step finished.
+    Step(&'a str),
+    /// The traffic status, once a second.
+    Tick {
+        /// Seconds of traffic so far.
+        second: u64,
+        /// The status line.
+        line: &'a str,
+    },
+}
+
+/// Runs the demo against a provisioned broker, telling `progress` what happens.
+pub async fn run(
+    profile: &Profile,
+    hehs: usize,
+    seconds: u64,
+    mut progress: impl FnMut(Progress<'_>),
+) -> Result<Summary, Box<dyn std::error::Error + Send + Sync>> {
+    let name = |s: &str| EntityName::new(s).expect("demo names follow the rule");
+    let connect = |who: &str| {
+        let config = ClientConfig::new(profile.clone(), name(who));
+        Client::connect(config)
+    };
+    let vpp = SimVpp::start(connect(VPP).await?);
+    // Capacities of 1 to 4 kW; one HEH in five refuses what exceeds it, the others counter-propose.
+    let specs: Vec<HehSpec> = (0..hehs)
+        .map(|i| HehSpec {
+            name: name(&heh_name(i)),
+            controller: name(VPP),
+            capacity_kw: 1.0 + (i % 4) as f64,
+            policy: if i % 5 == 0 {
+                Policy::Reject
+            } else {
+                Policy::Modify
+            },
+        })
+        .collect();
+    let started = Instant::now();
+    let fleet = Fleet::start(profile, specs, 64, |_| {}).await?;
+    progress(Progress::Step(&format!(
+        "{hehs} HEHs connected in {:.1} s, each with its own TLS connection",
+        started.elapsed().as_secs_f64()
+    )));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while vpp.online().len() < hehs && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    progress(Progress::Step(&format!(
+        "the VPP sees {}/{hehs} HEHs online; asking each for a report of total.p every 5 s",
+        vpp.online().len()
+    )));
+    vpp.request_periodic_reports(5.0, 1.0)?;
+
+    let traffic = Instant::now();
+    let mut last = 0;
+    while traffic.elapsed() < Duration::from_secs(seconds) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let reports = vpp.reports();
+        let second = traffic.elapsed().as_secs();
+        let line = format!(
+            "t={second:>3}s  online {}/{hehs}  reports {reports} (+{}/s)",
+            vpp.online().len(),
+            reports - last
+        );
+        progress(Progress::Tick {
+            second,
+            line: &line,
+        });
+        last = reports;
+    }
+
+    // A campaign for half the fleet's capacity, dispatched before capacities are known (3 kW
+    // assumed each), so rejections and counter-proposals force re-dispatch.
+    let total: f64 = (0..hehs).map(|i| 1.0 + (i % 4) as f64).sum();
+    let campaign = vpp
+        .campaign((total / 2.0).floor(), Duration::from_secs(5), 3.0)
+        .await;
+    progress(Progress::Step(&format!(
+        "campaign: {:.0} of {:.0} kW in {:.3} s ({} orders, {} rejected, {} counter-proposals, {} rounds)",
+        campaign.achieved_kw,
+        campaign.target_kw,
+        campaign.seconds,
+        campaign.orders,
+        campaign.rejected,
+        campaign.modified,
+        campaign.rounds
+    )));
+
+    let market = Market::serve(
+        connect("north-tso").await?,
+        vec![
+            connect("bsp-a").await?,
+            connect("bsp-b").await?,
+            connect("bsp-c").await?,
+        ],
+        name("bsps"),
+        connect("super-tso").await?,
+        connect("south-tso").await?,
+    );
+    let market_day = market.run_day().await;
+    progress(Progress::Step(&format!(
+        "market: {} bids acknowledged, {} accepted, market_cleared seen by {} BSPs, {} activated; balancing: {} activated, {} unachievable; {} unanswered",
+        market_day.bids_acknowledged,
+        market_day.bids_accepted,
+        market_day.cleared_seen,
+        market_day.bids_activated,
+        market_day.balancing_activated,
+        market_day.balancing_unachievable,
+        market_day.unanswered
+    )));
+
+    let heh_counters: Vec<_> = fleet.clients.iter().map(|c| c.counters()).collect();
+    let everyone = heh_counters.iter().copied().chain([
+        vpp.client.counters(),
+        market.tso.counters(),
+        market.super_tso.counters(),
+    ]);
+    let summary = Summary {
+        hehs,
+        hehs_online: vpp.online().len(),
+        seconds: traffic.elapsed().as_secs_f64(),
+        reports_received: vpp.reports(),
+        campaign,
+        market: market_day,
+        heh_messages_confirmed: heh_counters.iter().map(|c| c.confirmed).sum(),
+        quarantined: everyone.map(|c| c.quarantined).sum(),
+    };
+    // Stop the periodic reports, then close everything cleanly.
+    let _ = vpp.stop_periodic_reports();
+    vpp.client.close(Duration::from_secs(5)).await;
+    fleet.close(Duration::from_secs(5)).await;
+    for c in market
+        .bsps
+        .iter()
+        .chain([&market.tso, &market.super_tso, &market.other_tso])
+    {
+        c.close(Duration::from_secs(2)).await;
+    }
+    Ok(summary)
+}

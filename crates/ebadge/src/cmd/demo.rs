@@ -1,0 +1,147 @@
+//! `ebadge demo`: the main job on the embedded default — broker up, provision, an HEH fleet and a
+//! VPP, the market actors, a minute of traffic, a summary.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use ebadge_admin::broker::{ADMIN_USER, LocalBroker, admin_client};
+use ebadge_admin::provision;
+use ebadge_admin::registry::Registry;
+use ebadge_bus::Profile;
+use ebadge_sim::demo::{self, Progress};
+
+/// Arguments of `demo`.
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Broker directory (started if not running).
+    #[arg(long, default_value = super::broker::DEFAULT_DIR)]
+    pub dir: PathBuf,
+    /// How many simulated HEHs, each with its own TLS connection and certificate.
+    #[arg(long, default_value_t = 100)]
+    pub hehs: usize,
+    /// Seconds of report traffic before the campaign and the market day.
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u64,
+    /// Print the summary as one JSON object (progress goes to standard error either way).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the demo; exits 1 if any of its checks failed (HEHs missing, no reports, campaign short
+/// of its target, a market request unanswered).
+pub async fn run(args: DemoArgs) -> Result<ExitCode> {
+    super::raise_open_file_limit();
+    let broker = LocalBroker::new(&args.dir);
+    eprintln!(
+        "== broker: RabbitMQ in {} (TLS only, client certificates only)",
+        broker.dir().display()
+    );
+    let (status, already) = broker.up(None).await?;
+    eprintln!(
+        "   {} at {}",
+        if already {
+            "already running"
+        } else {
+            "started"
+        },
+        status.amqps_url
+    );
+
+    let text = demo::registry(args.hehs);
+    let registry_path = broker.dir().join("demo-registry.toml");
+    std::fs::write(&registry_path, &text)
+        .with_context(|| format!("writing {}", registry_path.display()))?;
+    let registry = Registry::parse(&text)?;
+    let profile = Profile::load(&broker.profile_path())?;
+    let m = profile
+        .management
+        .clone()
+        .context("the local profile has a management section")?;
+    let client = admin_client(&m.url, &m.password);
+    // Additive: the demo does not remove what other registries put on this broker.
+    let plan = provision::plan(&client, &registry, ADMIN_USER)
+        .await?
+        .without_removals();
+    eprintln!(
+        "== provision {}: {} to add, {} to change",
+        registry_path.display(),
+        plan.add.len(),
+        plan.change.len()
+    );
+    plan.apply(&client, |_, _| {}).await?;
+    let issued = broker
+        .pki()
+        .issue_missing(registry.entities().map(|e| e.as_str()))?;
+    eprintln!("   {issued} client certificates issued");
+
+    eprintln!(
+        "== {} HEHs, a VPP and {} market actors",
+        args.hehs,
+        demo::MARKET.len()
+    );
+    let live = std::io::stderr().is_terminal();
+    let summary = demo::run(&profile, args.hehs, args.seconds, |event| match event {
+        Progress::Tick { line, .. } if live => eprint!("\r   {line}   "),
+        // Not a terminal: a line every 10 s keeps logs short.
+        Progress::Tick { second, line } if second % 10 == 0 => eprintln!("   {line}"),
+        Progress::Tick { .. } => {}
+        Progress::Step(line) => {
+            if live {
+                eprintln!();
+            }
+            eprintln!("   {line}");
+        }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let ok = summary.ok();
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!("== summary");
+        println!(
+            "HEHs online          {}/{}",
+            summary.hehs_online, summary.hehs
+        );
+        println!(
+            "reports received     {} in {:.0} s",
+            summary.reports_received, summary.seconds
+        );
+        println!(
+            "campaign             {:.0} of {:.0} kW in {:.3} s ({} orders, {} rounds)",
+            summary.campaign.achieved_kw,
+            summary.campaign.target_kw,
+            summary.campaign.seconds,
+            summary.campaign.orders,
+            summary.campaign.rounds
+        );
+        println!(
+            "market               {} bids, {} accepted, {} activated, {} unanswered",
+            summary.market.bids,
+            summary.market.bids_accepted,
+            summary.market.bids_activated,
+            summary.market.unanswered
+        );
+        println!(
+            "HEH messages         {} confirmed by the broker",
+            summary.heh_messages_confirmed
+        );
+        println!("quarantined          {}", summary.quarantined);
+        println!(
+            "{}",
+            if ok {
+                "demo OK"
+            } else {
+                "demo FAILED: see above"
+            }
+        );
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
