@@ -50,6 +50,12 @@ enum Command {
     ///
     /// Example: ebadge demo --hehs 100 --seconds 60
     Demo(cmd::demo::DemoArgs),
+    /// Simulated actors: HEH fleets, a VPP, the market.
+    #[command(subcommand)]
+    Sim(cmd::sim::SimCommand),
+    /// The seed's three performance figures (D3.2.3 2.1): ingest, activations, heh.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -70,7 +76,14 @@ fn main() -> ExitCode {
         Command::Send(args) => runtime().and_then(|rt| rt.block_on(cmd::send::run(args))),
         Command::Listen(args) => runtime().and_then(|rt| rt.block_on(cmd::listen::run(args))),
         Command::Tap(args) => runtime().and_then(|rt| rt.block_on(cmd::tap::run(args))),
+        Command::Sim(command) => runtime().and_then(|rt| rt.block_on(cmd::sim::run(command))),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(cmd::demo::run(args))),
+        Command::Bench(cmd::bench::BenchCommand::HehChild {
+            seconds,
+            rate,
+            profile,
+        }) => cmd::bench::heh_child(seconds, rate, &profile),
+        Command::Bench(command) => runtime().and_then(|rt| rt.block_on(cmd::bench::run(command))),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! One module per subcommand, and the profile options they share.
 
 pub mod audit;
+pub mod bench;
 pub mod broker;
 pub mod demo;
 pub mod listen;
@@ -9,6 +10,7 @@ pub mod pki;
 pub mod provision;
 pub mod revoke;
 pub mod send;
+pub mod sim;
 pub mod tap;
 
 use std::fs::File;

@@ -1,0 +1,413 @@
+//! The three performance figures of D3.2.3 2.1 as benchmark drivers: ingest at a VPP, a burst of
+//! activations answered by an HEH fleet, and the cost of one HEH. Each returns a report that the
+//! `ebadge bench` command prints (or emits as JSON).
+
+use crate::fleet::Fleet;
+use crate::heh::{HehSpec, Policy};
+use crate::measure::{cpu_seconds, percentiles, rss_kib, unix_nanos};
+use amqprs::channel::{
+    BasicAckArguments, BasicConsumeArguments, BasicPublishArguments, BasicQosArguments,
+};
+use ebadge_bus::{ActivationOutcome, Client, ClientConfig, EntityName, Profile};
+use ebadge_model::{Activate, Message};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The benchmark VPP.
+pub const BENCH_VPP: &str = "bench-vpp";
+
+/// Name of benchmark HEH `i`.
+pub fn bench_heh(i: usize) -> String {
+    format!("heh-0b0000{:06x}", i)
+}
+
+/// The registry of the benchmarks: one VPP controlling `hehs` HEHs.
+pub fn registry(hehs: usize) -> String {
+    let mut r = format!("# Written by `ebadge bench`.\n[[entity]]\nname = \"{BENCH_VPP}\"\n");
+    for i in 0..hehs {
+        let _ = write!(
+            r,
+            "[[heh]]\nname = \"{}\"\noperator = \"{BENCH_VPP}\"\n",
+            bench_heh(i)
+        );
+    }
+    r
+}
+
+/// A report body carrying its send time (ns since the epoch) in an extension field.
+pub fn stamped_report(sent_ns: u64) -> Message {
+    Message::decode(&format!(
+        r#"{{"msg":"report","from":"2013-07-21T10:00:00Z","to":"2013-07-21T10:01:00Z","resolution":60,"values":{{"total.p":[1.73]}},"heh_id":null,"ext_bench_sent_ns":{sent_ns}}}"#
+    ))
+    .expect("the benchmark report is valid")
+}
+
+/// What the consuming VPP process measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConsumerReport {
+    /// `ebadge` (decode, validate, dedupe, ack through our client) or `raw-amqprs` (ack only).
+    pub mode: String,
+    /// Messages received.
+    pub received: u64,
+    /// From the first to the last message, seconds.
+    pub seconds: f64,
+    /// Sustained rate.
+    pub msgs_per_s: f64,
+    /// Publish→consume latency percentiles p50, p90, p99, max (ms).
+    pub latency_ms: [f64; 4],
+    /// CPU seconds of the consumer process during the run.
+    pub cpu_seconds: f64,
+    /// CPU per message (µs).
+    pub cpu_us_per_msg: f64,
+    /// Peak resident memory of the consumer process (KiB).
+    pub rss_kib: u64,
+}
+
+/// Consumes `count` messages as the benchmark VPP and measures (run in its own process).
+/// `raw` consumes with amqprs directly: no decoding, no dedupe, the ceiling.
+pub async fn consume(
+    profile: &Profile,
+    count: u64,
+    raw: bool,
+    ready: impl FnOnce(),
+) -> ConsumerReport {
+    let cpu0 = cpu_seconds();
+    let mut latencies = Vec::with_capacity(count as usize);
+    let (mut first, mut last) = (None, Instant::now());
+    if raw {
+        let conn = ebadge_bus::connect(profile, BENCH_VPP)
+            .await
+            .expect("the bench VPP connects");
+        let channel = conn.open_channel(None).await.expect("a channel");
+        channel
+            .basic_qos(BasicQosArguments::new(0, 1000, false))
+            .await
+            .expect("qos");
+        let (_, mut rx) = channel
+            .basic_consume_rx(BasicConsumeArguments::new(
+                &format!("private-{BENCH_VPP}-inbox"),
+                "raw",
+            ))
+            .await
+            .expect("consume");
+        ready();
+        while (latencies.len() as u64) < count {
+            let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await else {
+                break;
+            };
+            let now = unix_nanos();
+            first.get_or_insert_with(Instant::now);
+            last = Instant::now();
+            if let (Some(deliver), Some(props)) = (d.deliver, d.basic_properties) {
+                if let Some(sent) = props.message_id().and_then(|m| m.parse::<u64>().ok()) {
+                    latencies.push(now.saturating_sub(sent));
+                }
+                let _ = channel
+                    .basic_ack(BasicAckArguments::new(deliver.delivery_tag(), false))
+                    .await;
+            }
+        }
+    } else {
+        let mut config = ClientConfig::new(
+            profile.clone(),
+            EntityName::new(BENCH_VPP).expect("a valid name"),
+        );
+        config.inbox_capacity = 2000;
+        let client = Client::connect(config)
+            .await
+            .expect("the bench VPP connects");
+        let mut inbox = client.inbox().expect("the inbox");
+        ready();
+        while (latencies.len() as u64) < count {
+            let Ok(Some(incoming)) =
+                tokio::time::timeout(Duration::from_secs(20), inbox.next()).await
+            else {
+                break;
+            };
+            let now = unix_nanos();
+            first.get_or_insert_with(Instant::now);
+            last = Instant::now();
+            if let Some(sent) = incoming
+                .message
+                .extensions()
+                .and_then(|e| e.get("ext_bench_sent_ns"))
+                .and_then(|v| v.as_u64())
+            {
+                latencies.push(now.saturating_sub(sent));
+            }
+            incoming.ack();
+        }
+        client.close(Duration::from_secs(2)).await;
+    }
+    let received = latencies.len() as u64;
+    let seconds = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());
+    let p = percentiles(&mut latencies, &[50.0, 90.0, 99.0, 100.0]);
+    let cpu = cpu_seconds() - cpu0;
+    ConsumerReport {
+        mode: if raw { "raw-amqprs" } else { "ebadge" }.into(),
+        received,
+        seconds,
+        msgs_per_s: if seconds > 0.0 {
+            received as f64 / seconds
+        } else {
+            0.0
+        },
+        latency_ms: [p[0], p[1], p[2], p[3]].map(|ns| ns as f64 / 1e6),
+        cpu_seconds: cpu,
+        cpu_us_per_msg: if received > 0 {
+            cpu * 1e6 / received as f64
+        } else {
+            0.0
+        },
+        rss_kib: rss_kib(),
+    }
+}
+
+/// Publishes `per_heh` stamped reports from each of `hehs` publishers (own connections). With
+/// `raw`, through plain amqprs channels without confirms or outbox (the ceiling); otherwise
+/// through our client, waiting for every confirm. Returns the seconds it took.
+pub async fn publish(profile: &Profile, hehs: usize, per_heh: u64, raw: bool) -> f64 {
+    let vpp = EntityName::new(BENCH_VPP).expect("a valid name");
+    let mut tasks = tokio::task::JoinSet::new();
+    let gate = Arc::new(tokio::sync::Barrier::new(hehs + 1));
+    for i in 0..hehs {
+        let (profile, vpp, gate) = (profile.clone(), vpp.clone(), gate.clone());
+        tasks.spawn(async move {
+            let name = bench_heh(i);
+            if raw {
+                let conn = ebadge_bus::connect(&profile, &name)
+                    .await
+                    .expect("a raw publisher connects");
+                let channel = conn.open_channel(None).await.expect("a channel");
+                gate.wait().await;
+                let exchange = format!("{name}-to-{BENCH_VPP}");
+                for _ in 0..per_heh {
+                    let sent = unix_nanos();
+                    let body = stamped_report(sent).to_json().into_bytes();
+                    let mut props = amqprs::BasicProperties::default();
+                    props
+                        .with_persistence(true)
+                        .with_message_id(&sent.to_string())
+                        .with_user_id(&name);
+                    channel
+                        .basic_publish(props, body, BasicPublishArguments::new(&exchange, "report"))
+                        .await
+                        .expect("publish");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let _ = conn.close().await;
+            } else {
+                let config =
+                    ClientConfig::new(profile, EntityName::new(&name).expect("a valid name"));
+                let client = Client::connect(config).await.expect("a publisher connects");
+                gate.wait().await;
+                for _ in 0..per_heh {
+                    client
+                        .send(&vpp, &stamped_report(unix_nanos()))
+                        .expect("send");
+                }
+                client.close(Duration::from_secs(120)).await;
+            }
+        });
+    }
+    gate.wait().await;
+    let started = Instant::now();
+    while tasks.join_next().await.is_some() {}
+    started.elapsed().as_secs_f64()
+}
+
+/// The activation burst.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ActivationReport {
+    /// HEHs in the fleet (each its own TLS connection).
+    pub hehs: usize,
+    /// Seconds to connect the fleet.
+    pub connect_seconds: f64,
+    /// Activations sent.
+    pub sent: u64,
+    /// Answers received.
+    pub answered: u64,
+    /// First activate sent → last answer received, seconds.
+    pub seconds: f64,
+    /// Per-activation round trip p50, p90, p99, max (ms).
+    pub round_trip_ms: [f64; 4],
+    /// Resident memory added by the fleet, per HEH connection (KiB).
+    pub kib_per_heh: f64,
+}
+
+/// Starts `hehs` simulated HEHs, then the VPP sends each an activation at once and waits for all
+/// answers.
+pub async fn activations(
+    profile: &Profile,
+    hehs: usize,
+    progress: impl Fn(usize) + Send + Sync + 'static,
+) -> Result<ActivationReport, crate::fleet::FleetError> {
+    let vpp = Client::connect(ClientConfig::new(
+        profile.clone(),
+        EntityName::new(BENCH_VPP).expect("a valid name"),
+    ))
+    .await
+    .map_err(|source| crate::fleet::FleetError::Connect {
+        name: BENCH_VPP.into(),
+        source,
+    })?;
+    let rss0 = rss_kib();
+    let started = Instant::now();
+    let specs = (0..hehs)
+        .map(|i| HehSpec {
+            name: EntityName::new(&bench_heh(i)).expect("a valid name"),
+            controller: EntityName::new(BENCH_VPP).expect("a valid name"),
+            capacity_kw: 1000.0,
+            policy: Policy::Reject,
+        })
+        .collect();
+    let fleet = Fleet::start(profile, specs, 64, progress).await?;
+    let connect_seconds = started.elapsed().as_secs_f64();
+    let kib_per_heh = rss_kib().saturating_sub(rss0) as f64 / hehs.max(1) as f64;
+    let (from, to) = crate::vpp::activation_window();
+    let burst = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..hehs {
+        let vpp = vpp.clone();
+        tasks.spawn(async move {
+            let heh = EntityName::new(&bench_heh(i)).expect("a valid name");
+            let t = Instant::now();
+            let outcome = vpp
+                .activate(&heh, &Activate::new(from, to, 1.0), Duration::from_secs(60))
+                .await;
+            (outcome, t.elapsed())
+        });
+    }
+    let (mut answered, mut trips) = (0, Vec::with_capacity(hehs));
+    while let Some(Ok((outcome, trip))) = tasks.join_next().await {
+        if matches!(
+            outcome,
+            Ok(ActivationOutcome::Accepted(_)
+                | ActivationOutcome::Rejected(_)
+                | ActivationOutcome::Modified(_))
+        ) {
+            answered += 1;
+            trips.push(trip.as_nanos() as u64);
+        }
+    }
+    let seconds = burst.elapsed().as_secs_f64();
+    let p = percentiles(&mut trips, &[50.0, 90.0, 99.0, 100.0]);
+    fleet.close(Duration::from_secs(5)).await;
+    vpp.close(Duration::from_secs(5)).await;
+    Ok(ActivationReport {
+        hehs,
+        connect_seconds,
+        sent: hehs as u64,
+        answered,
+        seconds,
+        round_trip_ms: [p[0], p[1], p[2], p[3]].map(|ns| ns as f64 / 1e6),
+        kib_per_heh,
+    })
+}
+
+/// The cost of one HEH.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HehReport {
+    /// Reports sent (and confirmed).
+    pub messages: u64,
+    /// Seconds of sending.
+    pub seconds: f64,
+    /// CPU seconds of the process while sending.
+    pub cpu_seconds: f64,
+    /// CPU as a share of one core, percent.
+    pub cpu_percent: f64,
+    /// CPU per message, µs.
+    pub cpu_us_per_msg: f64,
+    /// Resident memory of the process at the end, KiB.
+    pub rss_kib: u64,
+    /// JSON body size of one report, bytes.
+    pub body_bytes: u64,
+    /// Bytes the HEH sent on the wire (TLS included) per message, heartbeats and login included.
+    pub wire_up_bytes_per_msg: f64,
+    /// Bytes the broker sent back (confirms, heartbeats) per message.
+    pub wire_down_bytes_per_msg: f64,
+}
+
+/// One HEH sending `rate` reports a second for `seconds` (run in its own process, so CPU and
+/// memory are the HEH's alone). The wire figures are filled in by the caller's proxy.
+pub async fn heh(profile: &Profile, seconds: u64, rate: u64) -> HehReport {
+    let mut config = ClientConfig::new(
+        profile.clone(),
+        EntityName::new(&bench_heh(0)).expect("a valid name"),
+    );
+    config.outbox_cap = 10_000;
+    config.prefetch = 10;
+    config.inbox_capacity = 10;
+    config.dedupe_window = 1_000;
+    let client = Client::connect(config)
+        .await
+        .expect("the bench HEH connects");
+    let vpp = EntityName::new(BENCH_VPP).expect("a valid name");
+    let body_bytes = stamped_report(unix_nanos()).to_json().len() as u64;
+    let cpu0 = cpu_seconds();
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+    let n = seconds * rate;
+    for _ in 0..n {
+        tick.tick().await;
+        client
+            .send(&vpp, &stamped_report(unix_nanos()))
+            .expect("send");
+    }
+    client.flush().await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    let rss = rss_kib();
+    client.close(Duration::from_secs(2)).await;
+    HehReport {
+        messages: n,
+        seconds: elapsed,
+        cpu_seconds: cpu,
+        cpu_percent: cpu / elapsed * 100.0,
+        cpu_us_per_msg: cpu * 1e6 / n.max(1) as f64,
+        rss_kib: rss,
+        body_bytes,
+        ..HehReport::default()
+    }
+}
+
+/// A TCP proxy to `127.0.0.1:target` that counts bytes each way. Returns its port and counters.
+pub async fn counting_proxy(target: u16) -> (u16, Arc<AtomicU64>, Arc<AtomicU64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let port = listener.local_addr().expect("bound").port();
+    let (up, down) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (u, d) = (up.clone(), down.clone());
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                continue;
+            };
+            let (mut ri, mut wi) = inbound.into_split();
+            let (mut ro, mut wo) = outbound.into_split();
+            let (u, d) = (u.clone(), d.clone());
+            tokio::spawn(async move { pump(&mut ri, &mut wo, &u).await });
+            tokio::spawn(async move { pump(&mut ro, &mut wi, &d).await });
+        }
+    });
+    (port, up, down)
+}
+
+async fn pump(
+    from: &mut (impl AsyncReadExt + Unpin),
+    to: &mut (impl AsyncWriteExt + Unpin),
+    count: &AtomicU64,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+        count.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}

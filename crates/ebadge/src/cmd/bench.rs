@@ -1,0 +1,313 @@
+//! `ebadge bench ingest|activations|heh`: the three performance figures of D3.2.3 2.1, measured
+//! on the local broker (started if needed), with `--json` for machines.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use ebadge_admin::broker::{ADMIN_USER, LocalBroker, admin_client};
+use ebadge_admin::provision;
+use ebadge_admin::registry::Registry;
+use ebadge_bus::Profile;
+use ebadge_sim::bench::{self, BENCH_VPP, ConsumerReport};
+use serde_json::json;
+
+/// The `bench` subcommands.
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// HEH publishers (own connections, confirms) and a VPP process consuming, decoding and
+    /// acking; then the same through raw amqprs, the ceiling. Rate, latency, VPP CPU and RSS.
+    Ingest {
+        /// Publishers, each its own TLS connection.
+        #[arg(long, default_value_t = 1000)]
+        hehs: usize,
+        /// Messages in all.
+        #[arg(long, default_value_t = 200_000)]
+        messages: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A fleet of HEHs; the VPP activates each at once: first activate → last answer.
+    Activations {
+        /// HEHs, each its own TLS connection.
+        #[arg(long, default_value_t = 5000)]
+        hehs: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// One HEH sending reports: CPU, memory, bytes on the wire per message.
+    Heh {
+        /// Seconds of sending.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Reports per second.
+        #[arg(long, default_value_t = 10)]
+        rate: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// (Used by `heh`: the HEH's side, in its own process.)
+    #[command(hide = true)]
+    HehChild {
+        /// Seconds of sending.
+        #[arg(long)]
+        seconds: u64,
+        /// Reports per second.
+        #[arg(long)]
+        rate: u64,
+        /// Connection profile (pointing at the counting proxy).
+        #[arg(long)]
+        profile: PathBuf,
+    },
+    /// (Used by `ingest`: the VPP's side, in its own process.)
+    #[command(hide = true)]
+    Consume {
+        /// Messages to wait for.
+        #[arg(long)]
+        count: u64,
+        /// Raw amqprs instead of our client.
+        #[arg(long)]
+        raw: bool,
+        /// Connection profile.
+        #[arg(long)]
+        profile: PathBuf,
+    },
+}
+
+/// Options of every benchmark.
+#[derive(Args)]
+pub struct Common {
+    /// Broker directory (started if not running).
+    #[arg(long, default_value = super::broker::DEFAULT_DIR)]
+    pub dir: PathBuf,
+    /// One JSON object with the results.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a `bench` subcommand.
+pub async fn run(command: BenchCommand) -> Result<ExitCode> {
+    super::raise_open_file_limit();
+    match command {
+        BenchCommand::HehChild { .. } => unreachable!("run on its own small runtime by main"),
+        BenchCommand::Consume {
+            count,
+            raw,
+            profile,
+        } => {
+            let profile = Profile::load(&profile)?;
+            let report = bench::consume(&profile, count, raw, || println!("ready")).await;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        BenchCommand::Ingest {
+            hehs,
+            messages,
+            common,
+        } => {
+            let (profile, path) = prepare(&common, hehs).await?;
+            let per_heh = messages.div_ceil(hehs as u64);
+            let total = per_heh * hehs as u64;
+            let mut results = Vec::new();
+            for raw in [false, true] {
+                purge_inbox(&profile).await?;
+                let mode = if raw {
+                    "raw amqprs (ceiling)"
+                } else {
+                    "ebadge"
+                };
+                note(&format!(
+                    "ingest through {mode}: {hehs} publishers × {per_heh} reports"
+                ));
+                let mut child = Command::new(std::env::current_exe()?)
+                    .args([
+                        "bench",
+                        "consume",
+                        "--count",
+                        &total.to_string(),
+                        "--profile",
+                    ])
+                    .arg(&path)
+                    .args(raw.then_some("--raw"))
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .context("starting the consumer process")?;
+                let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+                if lines.next().transpose()?.as_deref() != Some("ready") {
+                    bail!("the consumer process did not start");
+                }
+                let publish_seconds = bench::publish(&profile, hehs, per_heh, raw).await;
+                let report: ConsumerReport = serde_json::from_str(
+                    &lines.next().transpose()?.context("the consumer's report")?,
+                )?;
+                child.wait()?;
+                note(&format!(
+                    "  {} received in {:.1} s: {:.0} msgs/s; latency p50 {:.1} ms p99 {:.1} ms; VPP CPU {:.1} µs/msg, RSS {} MiB; publishers done in {:.1} s",
+                    report.received,
+                    report.seconds,
+                    report.msgs_per_s,
+                    report.latency_ms[0],
+                    report.latency_ms[2],
+                    report.cpu_us_per_msg,
+                    report.rss_kib / 1024,
+                    publish_seconds
+                ));
+                results.push(json!({"consumer": report, "publish_seconds": publish_seconds}));
+            }
+            let ratio = results[0]["consumer"]["msgs_per_s"].as_f64().unwrap_or(0.0)
+                / results[1]["consumer"]["msgs_per_s"]
+                    .as_f64()
+                    .unwrap_or(1.0)
+                    .max(1.0);
+            note(&format!("ebadge / raw ceiling: {ratio:.2}"));
+            emit(
+                &common,
+                json!({"bench": "ingest", "hehs": hehs, "messages": total, "ebadge": results[0], "raw_amqprs": results[1], "ratio_to_ceiling": ratio}),
+            );
+        }
+        BenchCommand::Activations { hehs, common } => {
+            let (profile, _) = prepare(&common, hehs).await?;
+            purge_inbox(&profile).await?;
+            note(&format!(
+                "connecting {hehs} HEHs, each with its own TLS connection …"
+            ));
+            let report = bench::activations(&profile, hehs, |n| {
+                if n % 1000 == 0 {
+                    eprintln!("  {n} connected");
+                }
+            })
+            .await?;
+            note(&format!(
+                "{} activations: {} answered, first sent → last answer {:.3} s; round trip p50 {:.1} ms p99 {:.1} ms; {:.0} KiB per HEH connection",
+                report.sent,
+                report.answered,
+                report.seconds,
+                report.round_trip_ms[0],
+                report.round_trip_ms[2],
+                report.kib_per_heh
+            ));
+            emit(&common, json!({"bench": "activations", "report": report}));
+        }
+        BenchCommand::Heh {
+            seconds,
+            rate,
+            common,
+        } => {
+            let (profile, _) = prepare(&common, 1).await?;
+            purge_inbox(&profile).await?;
+            note(&format!(
+                "one HEH (its own process), {rate} reports/s for {seconds} s, through a byte-counting proxy …"
+            ));
+            let (_, port) = profile.host_and_port().map_err(anyhow::Error::msg)?;
+            let (proxy_port, up, down) = bench::counting_proxy(port).await;
+            let dir = std::env::temp_dir().join(format!("ebadge-bench-heh-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let mut via = profile.clone();
+            via.amqps_url = format!("amqps://localhost:{proxy_port}");
+            let via_path = dir.join("profile.toml");
+            via.save(&via_path)?;
+            let output = tokio::process::Command::new(std::env::current_exe()?)
+                .args([
+                    "bench",
+                    "heh-child",
+                    "--seconds",
+                    &seconds.to_string(),
+                    "--rate",
+                    &rate.to_string(),
+                    "--profile",
+                ])
+                .arg(&via_path)
+                .output()
+                .await?;
+            let _ = std::fs::remove_dir_all(&dir);
+            if !output.status.success() {
+                bail!(
+                    "the HEH process failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            let mut report: bench::HehReport = serde_json::from_slice(&output.stdout)?;
+            let n = report.messages.max(1) as f64;
+            report.wire_up_bytes_per_msg = up.load(std::sync::atomic::Ordering::Relaxed) as f64 / n;
+            report.wire_down_bytes_per_msg =
+                down.load(std::sync::atomic::Ordering::Relaxed) as f64 / n;
+            purge_inbox(&profile).await?;
+            note(&format!(
+                "{} reports: CPU {:.3} s ({:.3} % of a core, {:.0} µs/msg), RSS {:.1} MiB, body {} B, wire up {:.0} B/msg, down {:.0} B/msg",
+                report.messages,
+                report.cpu_seconds,
+                report.cpu_percent,
+                report.cpu_us_per_msg,
+                report.rss_kib as f64 / 1024.0,
+                report.body_bytes,
+                report.wire_up_bytes_per_msg,
+                report.wire_down_bytes_per_msg
+            ));
+            emit(&common, json!({"bench": "heh", "report": report}));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the broker, provisions the benchmark registry (additively) and issues certificates.
+async fn prepare(common: &Common, hehs: usize) -> Result<(Profile, PathBuf)> {
+    let broker = LocalBroker::new(&common.dir);
+    broker.up(None).await?;
+    let registry = Registry::parse(&bench::registry(hehs))?;
+    let path = broker.profile_path();
+    let profile = Profile::load(&path)?;
+    let m = profile
+        .management
+        .clone()
+        .context("the local profile has a management section")?;
+    let client = admin_client(&m.url, &m.password);
+    let plan = provision::plan(&client, &registry, ADMIN_USER)
+        .await?
+        .without_removals();
+    if !plan.is_empty() {
+        note(&format!(
+            "provisioning the benchmark registry: {} items",
+            plan.add.len() + plan.change.len()
+        ));
+        plan.apply(&client, |_, _| {}).await?;
+    }
+    broker
+        .pki()
+        .issue_missing(registry.entities().map(|e| e.as_str()))?;
+    Ok((profile, path))
+}
+
+async fn purge_inbox(profile: &Profile) -> Result<()> {
+    let m = profile
+        .management
+        .clone()
+        .context("the local profile has a management section")?;
+    admin_client(&m.url, &m.password)
+        .purge_queue("/", &format!("private-{BENCH_VPP}-inbox"))
+        .await
+        .context("purging the benchmark inbox")?;
+    Ok(())
+}
+
+/// The HEH side of `bench heh`, on a current-thread runtime as small firmware would run it.
+pub fn heh_child(seconds: u64, rate: u64, profile: &std::path::Path) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let profile = Profile::load(profile)?;
+    let report = runtime.block_on(bench::heh(&profile, seconds, rate));
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Progress goes to stderr always; with --json stdout carries only the result.
+fn note(line: &str) {
+    eprintln!("{line}");
+}
+
+fn emit(common: &Common, value: serde_json::Value) {
+    if common.json {
+        println!("{value}");
+    }
+}

@@ -1,0 +1,163 @@
+//! `ebadge sim heh|vpp|market`: simulated actors on a provisioned broker (the demo's registry
+//! names them: `ebadge demo` once, then run them separately, e.g. HEH fleets in several processes).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Subcommand;
+use ebadge_bus::{Client, ClientConfig, EntityName};
+use ebadge_sim::demo::{VPP, heh_name};
+use ebadge_sim::fleet::Fleet;
+use ebadge_sim::heh::{HehSpec, Policy};
+use ebadge_sim::market::Market;
+use ebadge_sim::vpp::SimVpp;
+
+use super::ProfileArg;
+
+/// The `sim` subcommands.
+#[derive(Subcommand)]
+pub enum SimCommand {
+    /// A fleet of simulated HEHs (the demo's names heh-020000xxxxxx), until Ctrl-C.
+    ///
+    /// Example: ebadge sim heh --first 0 --count 5000
+    Heh {
+        /// Index of the first HEH.
+        #[arg(long, default_value_t = 0)]
+        first: usize,
+        /// How many.
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+        /// Their controlling entity.
+        #[arg(long, default_value = VPP)]
+        controller: String,
+        /// Flexible capacity of each, kW.
+        #[arg(long, default_value_t = 3.0)]
+        capacity: f64,
+        /// Counter-propose above capacity instead of rejecting.
+        #[arg(long)]
+        modify: bool,
+        #[command(flatten)]
+        profile: ProfileArg,
+    },
+    /// A VPP: collects announcements and reports for SECONDS, then runs a campaign for KW.
+    Vpp {
+        /// Who we are.
+        #[arg(long = "as", default_value = VPP)]
+        name: String,
+        /// Seconds to listen before the campaign.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Campaign target in kW (none if 0).
+        #[arg(long, default_value_t = 0.0)]
+        campaign: f64,
+        #[command(flatten)]
+        profile: ProfileArg,
+    },
+    /// One market day among the demo's market actors; prints its summary as JSON.
+    Market {
+        #[command(flatten)]
+        profile: ProfileArg,
+    },
+}
+
+/// Runs a `sim` subcommand.
+pub async fn run(command: SimCommand) -> Result<ExitCode> {
+    super::raise_open_file_limit();
+    match command {
+        SimCommand::Heh {
+            first,
+            count,
+            controller,
+            capacity,
+            modify,
+            profile,
+        } => {
+            let profile = profile.load()?;
+            let controller = EntityName::new(&controller)?;
+            let specs = (first..first + count)
+                .map(|i| {
+                    Ok(HehSpec {
+                        name: EntityName::new(&heh_name(i))?,
+                        controller: controller.clone(),
+                        capacity_kw: capacity,
+                        policy: if modify {
+                            Policy::Modify
+                        } else {
+                            Policy::Reject
+                        },
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let fleet = Fleet::start(&profile, specs, 64, |n| {
+                if n % 500 == 0 {
+                    eprintln!("{n} connected");
+                }
+            })
+            .await?;
+            eprintln!("{count} HEHs running; Ctrl-C stops them");
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let (sent, confirmed, received) = fleet.clients.iter().map(|c| c.counters()).fold((0, 0, 0), |a, c| (a.0 + c.sent, a.1 + c.confirmed, a.2 + c.received));
+                        eprintln!("sent {sent}, confirmed {confirmed}, received {received}");
+                    }
+                    _ = tokio::signal::ctrl_c() => break,
+                }
+            }
+            fleet.close(Duration::from_secs(5)).await;
+        }
+        SimCommand::Vpp {
+            name,
+            seconds,
+            campaign,
+            profile,
+        } => {
+            let profile = profile.load()?;
+            let vpp = SimVpp::start(
+                Client::connect(ClientConfig::new(profile, EntityName::new(&name)?)).await?,
+            );
+            // HEHs announce themselves when they start; announcements made earlier wait in our inbox.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            vpp.request_periodic_reports(5.0, 1.0)?;
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            let result = if campaign > 0.0 {
+                Some(vpp.campaign(campaign, Duration::from_secs(5), 3.0).await)
+            } else {
+                None
+            };
+            let _ = vpp.stop_periodic_reports();
+            println!(
+                "{}",
+                serde_json::json!({"online": vpp.online().len(), "reports": vpp.reports(), "campaign": result})
+            );
+            vpp.client.close(Duration::from_secs(5)).await;
+        }
+        SimCommand::Market { profile } => {
+            let profile = profile.load()?;
+            let connect = |who: &'static str| {
+                let profile = profile.clone();
+                async move {
+                    Client::connect(ClientConfig::new(profile, EntityName::new(who)?))
+                        .await
+                        .map_err(anyhow::Error::from)
+                }
+            };
+            let market = Market::serve(
+                connect("north-tso").await?,
+                vec![
+                    connect("bsp-a").await?,
+                    connect("bsp-b").await?,
+                    connect("bsp-c").await?,
+                ],
+                EntityName::new("bsps")?,
+                connect("super-tso").await?,
+                connect("south-tso").await?,
+            );
+            let summary = market.run_day().await;
+            println!("{}", serde_json::to_string(&summary)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
