@@ -251,6 +251,7 @@ impl Client {
             inbox_tx,
             dedupe: DedupeWindow::new(shared.config.dedupe_window),
             session: 0,
+            waiting: None,
         };
         let handle = tokio::spawn(supervisor.run(first));
         *shared.supervisor.lock().unwrap() = Some(handle);
@@ -532,6 +533,9 @@ struct Supervisor {
     inbox_tx: mpsc::Sender<Incoming>,
     dedupe: DedupeWindow,
     session: u64,
+    /// A message for the application that did not fit its inbox yet. It outlives a session: the
+    /// dedupe window has seen it, so its redelivery would be dropped.
+    waiting: Option<Incoming>,
 }
 
 impl Supervisor {
@@ -636,6 +640,7 @@ impl Supervisor {
         let io_failure = conn.listen_network_io_failure();
         tokio::pin!(io_failure);
         let mut retry_timer = tokio::time::interval(Duration::from_secs(1));
+        let inbox_tx = self.inbox_tx.clone();
         loop {
             publisher
                 .publish_pending(&self.shared, &publish)
@@ -663,6 +668,7 @@ impl Supervisor {
                 _ = self.shared.wake.notified() => {}
                 _ = retry_timer.tick() => publisher.schedule_retries(),
                 ack = self.ack_rx.recv() => {
+                    tracing::trace!(?ack, session = self.session, "ack");
                     if let Some((session, tag)) = ack
                         && session == self.session
                     {
@@ -672,25 +678,37 @@ impl Supervisor {
                             .map_err(|e| format!("ack failed: {e}"))?;
                     }
                 }
-                delivery = deliveries.recv() => match delivery {
+                // Backpressure without stalling: while the application's inbox is full, one message
+                // waits here and no more are read (the prefetch bound stops the broker), but
+                // confirms, acks and publishes go on.
+                delivery = deliveries.recv(), if self.waiting.is_none() => match delivery {
                     None => return Err("the consumer ended".into()),
-                    Some(d) => self.deliver(d, &consume).await?,
+                    Some(d) => self.waiting = self.deliver(d, &consume).await?,
+                },
+                permit = inbox_tx.reserve(), if self.waiting.is_some() => match permit {
+                    Ok(permit) => permit.send(self.waiting.take().expect("guarded by is_some")),
+                    Err(_) => {
+                        tracing::debug!("the application dropped its inbox; message left unacknowledged");
+                        self.waiting = None;
+                    }
                 },
             }
         }
     }
 
+    /// Checks one delivery: quarantined, dropped as a duplicate, handed to a waiting requester,
+    /// or returned for the application.
     async fn deliver(
         &mut self,
         delivery: amqprs::channel::ConsumerMessage,
         consume: &Channel,
-    ) -> Result<(), String> {
+    ) -> Result<Option<Incoming>, String> {
         let (Some(deliver), Some(props), Some(body)) = (
             delivery.deliver,
             delivery.basic_properties,
             delivery.content,
         ) else {
-            return Ok(());
+            return Ok(None);
         };
         let tag = deliver.delivery_tag();
         let ack = |tag| consume.basic_ack(BasicAckArguments::new(tag, false));
@@ -716,13 +734,13 @@ impl Supervisor {
                     body,
                     &reason,
                 )?;
-                return ack(tag).await.map_err(|e| e.to_string());
+                return ack(tag).await.map(|_| None).map_err(|e| e.to_string());
             }
         };
         let message_id = message_id.unwrap_or_default();
         if !self.dedupe.first_time(from_name.as_str(), &message_id) {
             Counters::add(&self.shared.counters.duplicates, 1);
-            return ack(tag).await.map_err(|e| e.to_string());
+            return ack(tag).await.map(|_| None).map_err(|e| e.to_string());
         }
         // An awaited answer goes to its requester, not to the application's handlers.
         let key = match &message {
@@ -738,7 +756,7 @@ impl Supervisor {
         if let Some(waiter) = waiter {
             let _ = waiter.send(message);
             Counters::add(&self.shared.counters.received, 1);
-            return ack(tag).await.map_err(|e| e.to_string());
+            return ack(tag).await.map(|_| None).map_err(|e| e.to_string());
         }
         Counters::add(&self.shared.counters.received, 1);
         let incoming = Incoming {
@@ -754,11 +772,7 @@ impl Supervisor {
                 tx: self.shared.ack_tx.clone(),
             },
         };
-        // Backpressure: a slow application stops our reads, the prefetch bound stops the broker.
-        if self.inbox_tx.send(incoming).await.is_err() {
-            tracing::debug!("the application dropped its inbox; message left unacknowledged");
-        }
-        Ok(())
+        Ok(Some(incoming))
     }
 
     fn quarantine(

@@ -237,6 +237,8 @@ pub struct ActivationReport {
     pub round_trip_ms: [f64; 4],
     /// Resident memory added by the fleet, per HEH connection (KiB).
     pub kib_per_heh: f64,
+    /// The VPP client's counters at the end.
+    pub vpp: ebadge_bus::CounterSnapshot,
 }
 
 /// Starts `hehs` simulated HEHs, then the VPP sends each an activation at once and waits for all
@@ -255,6 +257,14 @@ pub async fn activations(
         name: BENCH_VPP.into(),
         source,
     })?;
+    // The fleet's announcements arrive in the inbox: read them, or they would fill the prefetch
+    // window ahead of the answers.
+    let mut inbox = vpp.inbox().expect("a new client has its inbox");
+    tokio::spawn(async move {
+        while let Some(incoming) = inbox.next().await {
+            incoming.ack();
+        }
+    });
     let rss0 = rss_kib();
     let started = Instant::now();
     let specs = (0..hehs)
@@ -297,8 +307,10 @@ pub async fn activations(
     let seconds = burst.elapsed().as_secs_f64();
     let p = percentiles(&mut trips, &[50.0, 90.0, 99.0, 100.0]);
     fleet.close(Duration::from_secs(5)).await;
+    let vpp_counters = vpp.counters();
     vpp.close(Duration::from_secs(5)).await;
     Ok(ActivationReport {
+        vpp: vpp_counters,
         hehs,
         connect_seconds,
         sent: hehs as u64,

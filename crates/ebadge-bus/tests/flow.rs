@@ -1,0 +1,39 @@
+//! Acknowledgements keep the stream flowing past the prefetch window, for an application that
+//! reads its inbox in another task while the same client runs requests.
+
+mod common;
+
+use common::*;
+use ebadge_bus::{ClientConfig, EntityName};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_messages_than_the_prefetch_window_all_arrive_when_acknowledged() {
+    let profile = profile().await;
+    let mut config = ClientConfig::new(profile.clone(), EntityName::new("cli-receiver").unwrap());
+    config.prefetch = 5;
+    let receiver = ebadge_bus::Client::connect(config).await.unwrap();
+    let mut inbox = receiver.inbox().unwrap();
+    drain(&mut inbox).await;
+    let sender = client(&profile, "cli-sender").await;
+    let to = EntityName::new("cli-receiver").unwrap();
+    for n in 0..50 {
+        sender.send(&to, &numbered_report(n)).unwrap();
+    }
+    sender.flush().await;
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while got.len() < 50 {
+            match tokio::time::timeout(Duration::from_secs(10), inbox.next()).await {
+                Ok(Some(i)) => {
+                    i.ack();
+                    got.extend(number_of(&i.message));
+                }
+                _ => break,
+            }
+        }
+        got
+    });
+    let got = reader.await.unwrap();
+    assert_exactly_once_in_order(&got, 0, 50);
+}
