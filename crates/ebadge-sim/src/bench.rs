@@ -278,6 +278,13 @@ pub async fn activations(
     let fleet = Fleet::start(profile, specs, 64, progress).await?;
     let connect_seconds = started.elapsed().as_secs_f64();
     let kib_per_heh = rss_kib().saturating_sub(rss0) as f64 / hehs.max(1) as f64;
+    // Each HEH announces itself with four messages; let the VPP read them all first, so the
+    // burst measures activations, not a backlog of announcements ahead of the answers.
+    let announced = 4 * hehs as u64;
+    let wait = Instant::now();
+    while vpp.counters().received < announced && wait.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (from, to) = crate::vpp::activation_window();
     let burst = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
