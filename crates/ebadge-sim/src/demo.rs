@@ -150,9 +150,10 @@ pub async fn run(
         let reports = vpp.reports();
         let second = traffic.elapsed().as_secs();
         let line = format!(
-            "t={second:>3}s  online {}/{hehs}  reports {reports} (+{}/s)",
+            "t={second:>3}s  online {}/{hehs}  reports {reports} (+{} in the last second, {:.1}/s on average)",
             vpp.online().len(),
-            reports - last
+            reports - last,
+            reports as f64 / traffic.elapsed().as_secs_f64()
         );
         progress(Progress::Tick {
             second,
