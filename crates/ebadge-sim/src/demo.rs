@@ -101,6 +101,23 @@ pub enum Progress<'a> {
     },
 }
 
+/// Connects the demo's market actors and starts their handlers.
+pub async fn market(profile: &Profile) -> Result<Market, ebadge_bus::ConnectError> {
+    let name = |s: &str| EntityName::new(s).expect("demo names follow the rule");
+    let connect = |who: &str| Client::connect(ClientConfig::new(profile.clone(), name(who)));
+    Ok(Market::serve(
+        connect("north-tso").await?,
+        vec![
+            connect("bsp-a").await?,
+            connect("bsp-b").await?,
+            connect("bsp-c").await?,
+        ],
+        name("bsps"),
+        connect("super-tso").await?,
+        connect("south-tso").await?,
+    ))
+}
+
 /// Runs the demo against a provisioned broker, telling `progress` what happens.
 pub async fn run(
     profile: &Profile,
@@ -179,17 +196,7 @@ pub async fn run(
         campaign.rounds
     )));
 
-    let market = Market::serve(
-        connect("north-tso").await?,
-        vec![
-            connect("bsp-a").await?,
-            connect("bsp-b").await?,
-            connect("bsp-c").await?,
-        ],
-        name("bsps"),
-        connect("super-tso").await?,
-        connect("south-tso").await?,
-    );
+    let market = market(profile).await?;
     let market_day = market.run_day().await;
     progress(Progress::Step(&format!(
         "market: {} bids acknowledged, {} accepted, market_cleared seen by {} BSPs, {} activated; balancing: {} activated, {} unachievable; {} unanswered",

@@ -7,8 +7,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use ebadge_admin::broker::{ADMIN_USER, LocalBroker, admin_client};
-use ebadge_admin::provision;
+use ebadge_admin::broker::{LocalBroker, admin_client};
 use ebadge_admin::registry::Registry;
 use ebadge_bus::Profile;
 use ebadge_sim::bench::{self, BENCH_VPP, ConsumerReport};
@@ -252,29 +251,15 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
 
 /// Starts the broker, provisions the benchmark registry (additively) and issues certificates.
 async fn prepare(common: &Common, hehs: usize) -> Result<(Profile, PathBuf)> {
-    let broker = LocalBroker::new(&common.dir);
-    broker.up(None).await?;
     let registry = Registry::parse(&bench::registry(hehs))?;
-    let path = broker.profile_path();
-    let profile = Profile::load(&path)?;
-    let m = profile
-        .management
-        .clone()
-        .context("the local profile has a management section")?;
-    let client = admin_client(&m.url, &m.password);
-    let plan = provision::plan(&client, &registry, ADMIN_USER)
-        .await?
-        .without_removals();
+    let (profile, plan, _) = super::provision_local(&common.dir, &registry).await?;
     if !plan.is_empty() {
         note(&format!(
-            "provisioning the benchmark registry: {} items",
+            "provisioned the benchmark registry: {} items",
             plan.add.len() + plan.change.len()
         ));
-        plan.apply(&client, |_, _| {}).await?;
     }
-    broker
-        .pki()
-        .issue_missing(registry.entities().map(|e| e.as_str()))?;
+    let path = LocalBroker::new(&common.dir).profile_path();
     Ok((profile, path))
 }
 

@@ -7,10 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use ebadge_admin::broker::{ADMIN_USER, LocalBroker, admin_client};
-use ebadge_admin::provision;
+use ebadge_admin::broker::LocalBroker;
 use ebadge_admin::registry::Registry;
-use ebadge_bus::Profile;
 use ebadge_sim::demo::{self, Progress};
 
 /// Arguments of `demo`.
@@ -55,26 +53,13 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     std::fs::write(&registry_path, &text)
         .with_context(|| format!("writing {}", registry_path.display()))?;
     let registry = Registry::parse(&text)?;
-    let profile = Profile::load(&broker.profile_path())?;
-    let m = profile
-        .management
-        .clone()
-        .context("the local profile has a management section")?;
-    let client = admin_client(&m.url, &m.password);
-    // Additive: the demo does not remove what other registries put on this broker.
-    let plan = provision::plan(&client, &registry, ADMIN_USER)
-        .await?
-        .without_removals();
+    let (profile, plan, issued) = super::provision_local(&args.dir, &registry).await?;
     eprintln!(
-        "== provision {}: {} to add, {} to change",
+        "== provisioned {}: {} added, {} changed",
         registry_path.display(),
         plan.add.len(),
         plan.change.len()
     );
-    plan.apply(&client, |_, _| {}).await?;
-    let issued = broker
-        .pki()
-        .issue_missing(registry.entities().map(|e| e.as_str()))?;
     eprintln!("   {issued} client certificates issued");
 
     eprintln!(

@@ -23,6 +23,32 @@ use ebadge_admin::broker::admin_client;
 use ebadge_admin::provision::AdminClient;
 use ebadge_bus::profile::{Management, Profile};
 
+/// Starts the local broker in `dir` if needed and adds what `registry` implies, without removing
+/// what other registries put there (demo and benchmarks share the broker with the user's own
+/// entities); issues missing certificates. Returns the profile, the applied plan and the number of
+/// certificates issued.
+pub async fn provision_local(
+    dir: &Path,
+    registry: &ebadge_admin::registry::Registry,
+) -> Result<(Profile, ebadge_admin::provision::Plan, usize)> {
+    let broker = ebadge_admin::broker::LocalBroker::new(dir);
+    broker.up(None).await?;
+    let profile = Profile::load(&broker.profile_path())?;
+    let m = profile
+        .management
+        .clone()
+        .context("the local profile has a management section")?;
+    let client = admin_client(&m.url, &m.password);
+    let plan = ebadge_admin::provision::plan(&client, registry, ebadge_admin::broker::ADMIN_USER)
+        .await?
+        .without_removals();
+    plan.apply(&client, |_, _| {}).await?;
+    let issued = broker
+        .pki()
+        .issue_missing(registry.entities().map(|e| e.as_str()))?;
+    Ok((profile, plan, issued))
+}
+
 /// Raises this process's soft open-file limit to its hard limit: a fleet holds one socket per HEH.
 pub fn raise_open_file_limit() {
     if let Ok((_, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {

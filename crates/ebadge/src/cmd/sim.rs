@@ -10,7 +10,6 @@ use ebadge_bus::{Client, ClientConfig, EntityName};
 use ebadge_sim::demo::{VPP, heh_name};
 use ebadge_sim::fleet::Fleet;
 use ebadge_sim::heh::{HehSpec, Policy};
-use ebadge_sim::market::Market;
 use ebadge_sim::vpp::SimVpp;
 
 use super::ProfileArg;
@@ -136,25 +135,7 @@ pub async fn run(command: SimCommand) -> Result<ExitCode> {
         }
         SimCommand::Market { profile } => {
             let profile = profile.load()?;
-            let connect = |who: &'static str| {
-                let profile = profile.clone();
-                async move {
-                    Client::connect(ClientConfig::new(profile, EntityName::new(who)?))
-                        .await
-                        .map_err(anyhow::Error::from)
-                }
-            };
-            let market = Market::serve(
-                connect("north-tso").await?,
-                vec![
-                    connect("bsp-a").await?,
-                    connect("bsp-b").await?,
-                    connect("bsp-c").await?,
-                ],
-                EntityName::new("bsps")?,
-                connect("super-tso").await?,
-                connect("south-tso").await?,
-            );
+            let market = ebadge_sim::demo::market(&profile).await?;
             let summary = market.run_day().await;
             println!("{}", serde_json::to_string(&summary)?);
         }
