@@ -168,7 +168,8 @@ pub async fn consume(
 }
 
 /// Publishes `per_heh` stamped reports from each of `hehs` publishers (own connections). With
-/// `raw`, through plain amqprs channels without confirms or outbox (the ceiling); otherwise
+/// `raw`, through plain amqprs channels with confirms but no outbox, validation or properties
+/// beyond user_id and message_id (the ceiling); otherwise
 /// through our client, waiting for every confirm. Returns the seconds it took.
 pub async fn publish(profile: &Profile, hehs: usize, per_heh: u64, raw: bool) -> f64 {
     let vpp = EntityName::new(BENCH_VPP).expect("a valid name");
@@ -183,6 +184,16 @@ pub async fn publish(profile: &Profile, hehs: usize, per_heh: u64, raw: bool) ->
                     .await
                     .expect("a raw publisher connects");
                 let channel = conn.open_channel(None).await.expect("a channel");
+                // Same guarantee as our layer: publisher confirms, waited for before closing.
+                let (acked_tx, mut acked) = tokio::sync::watch::channel(0u64);
+                channel
+                    .register_callback(ConfirmCounter(acked_tx))
+                    .await
+                    .expect("a callback");
+                channel
+                    .confirm_select(amqprs::channel::ConfirmSelectArguments::default())
+                    .await
+                    .expect("confirm mode");
                 gate.wait().await;
                 let exchange = format!("{name}-to-{BENCH_VPP}");
                 for _ in 0..per_heh {
@@ -198,7 +209,11 @@ pub async fn publish(profile: &Profile, hehs: usize, per_heh: u64, raw: bool) ->
                         .await
                         .expect("publish");
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(120),
+                    acked.wait_for(|n| *n >= per_heh),
+                )
+                .await;
                 let _ = conn.close().await;
             } else {
                 let config =
@@ -218,6 +233,46 @@ pub async fn publish(profile: &Profile, hehs: usize, per_heh: u64, raw: bool) ->
     let started = Instant::now();
     while tasks.join_next().await.is_some() {}
     started.elapsed().as_secs_f64()
+}
+
+/// Counts the highest confirmed delivery tag of a raw publisher.
+struct ConfirmCounter(tokio::sync::watch::Sender<u64>);
+
+#[async_trait::async_trait]
+impl amqprs::callbacks::ChannelCallback for ConfirmCounter {
+    async fn close(
+        &mut self,
+        _: &amqprs::channel::Channel,
+        _: amqprs::CloseChannel,
+    ) -> Result<(), amqprs::error::Error> {
+        Ok(())
+    }
+    async fn cancel(
+        &mut self,
+        _: &amqprs::channel::Channel,
+        _: amqprs::Cancel,
+    ) -> Result<(), amqprs::error::Error> {
+        Ok(())
+    }
+    async fn flow(
+        &mut self,
+        _: &amqprs::channel::Channel,
+        active: bool,
+    ) -> Result<bool, amqprs::error::Error> {
+        Ok(active)
+    }
+    async fn publish_ack(&mut self, _: &amqprs::channel::Channel, ack: amqprs::Ack) {
+        self.0.send_modify(|n| *n = (*n).max(ack.delivery_tag()));
+    }
+    async fn publish_nack(&mut self, _: &amqprs::channel::Channel, _: amqprs::Nack) {}
+    async fn publish_return(
+        &mut self,
+        _: &amqprs::channel::Channel,
+        _: amqprs::Return,
+        _: amqprs::BasicProperties,
+        _: Vec<u8>,
+    ) {
+    }
 }
 
 /// The activation burst.
