@@ -10,6 +10,8 @@ pub mod dedupe;
 pub mod handler;
 pub mod outbox;
 pub mod profile;
+mod publisher;
+mod session;
 
 pub use client::{
     ActivationOutcome, Client, ClientConfig, Inbox, Incoming, RequestError, SendError,
