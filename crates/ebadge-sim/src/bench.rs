@@ -167,11 +167,18 @@ pub async fn consume(
     }
 }
 
-/// Publishes `per_heh` stamped reports from each of `hehs` publishers (own connections). With
+/// Publishes `per_heh` stamped reports from each of `hehs` publishers (own connections), at
+/// `rate` messages a second in all, or flat out. With
 /// `raw`, through plain amqprs channels with confirms but no outbox, validation or properties
 /// beyond user_id and message_id (the ceiling); otherwise
 /// through our client, waiting for every confirm. Returns the seconds it took.
-pub async fn publish(profile: &Profile, hehs: usize, per_heh: u64, raw: bool) -> f64 {
+pub async fn publish(
+    profile: &Profile,
+    hehs: usize,
+    per_heh: u64,
+    raw: bool,
+    rate: Option<f64>,
+) -> f64 {
     let vpp = EntityName::new(BENCH_VPP).expect("a valid name");
     let mut tasks = tokio::task::JoinSet::new();
     let gate = Arc::new(tokio::sync::Barrier::new(hehs + 1));
@@ -196,7 +203,9 @@ pub async fn publish(profile: &Profile, hehs: usize, per_heh: u64, raw: bool) ->
                     .expect("confirm mode");
                 gate.wait().await;
                 let exchange = format!("{name}-to-{BENCH_VPP}");
+                let mut pace = pacer(rate, hehs);
                 for _ in 0..per_heh {
+                    pace.tick().await;
                     let sent = unix_nanos();
                     let body = stamped_report(sent).to_json().into_bytes();
                     let mut props = amqprs::BasicProperties::default();
@@ -220,7 +229,9 @@ pub async fn publish(profile: &Profile, hehs: usize, per_heh: u64, raw: bool) ->
                     ClientConfig::new(profile, EntityName::new(&name).expect("a valid name"));
                 let client = Client::connect(config).await.expect("a publisher connects");
                 gate.wait().await;
+                let mut pace = pacer(rate, hehs);
                 for _ in 0..per_heh {
+                    pace.tick().await;
                     client
                         .send(&vpp, &stamped_report(unix_nanos()))
                         .expect("send");
@@ -233,6 +244,18 @@ pub async fn publish(profile: &Profile, hehs: usize, per_heh: u64, raw: bool) ->
     let started = Instant::now();
     while tasks.join_next().await.is_some() {}
     started.elapsed().as_secs_f64()
+}
+
+/// Paces one of `hehs` publishers so that together they send `rate` messages a second (each
+/// starting at a random phase, as independent HEHs would); flat out without a rate.
+fn pacer(rate: Option<f64>, hehs: usize) -> tokio::time::Interval {
+    let period = rate.map_or(Duration::from_nanos(1), |r| {
+        Duration::from_secs_f64(hehs as f64 / r)
+    });
+    let start = tokio::time::Instant::now() + period.mul_f64(fastrand::f64());
+    let mut interval = tokio::time::interval_at(start, period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval
 }
 
 /// Counts the highest confirmed delivery tag of a raw publisher.

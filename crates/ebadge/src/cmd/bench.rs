@@ -25,6 +25,10 @@ pub enum BenchCommand {
         /// Messages in all.
         #[arg(long, default_value_t = 200_000)]
         messages: u64,
+        /// Messages per second in all (paced publishers, for latency at a given load); flat out
+        /// when left out (for the sustained rate).
+        #[arg(long)]
+        rate: Option<f64>,
         #[command(flatten)]
         common: Common,
     },
@@ -103,6 +107,7 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Ingest {
             hehs,
             messages,
+            rate,
             common,
         } => {
             let (profile, path) = prepare(&common, hehs).await?;
@@ -136,7 +141,7 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
                 if lines.next().transpose()?.as_deref() != Some("ready") {
                     bail!("the consumer process did not start");
                 }
-                let publish_seconds = bench::publish(&profile, hehs, per_heh, raw).await;
+                let publish_seconds = bench::publish(&profile, hehs, per_heh, raw, rate).await;
                 let report: ConsumerReport = serde_json::from_str(
                     &lines.next().transpose()?.context("the consumer's report")?,
                 )?;
