@@ -175,3 +175,12 @@ fn a_missing_certificate_says_how_to_get_one() {
     );
     assert!(err.contains("ebadge pki issue NAME"), "{err}");
 }
+
+#[test]
+fn an_overlong_tap_pattern_is_refused_before_it_reaches_amqp() {
+    let dir = tempfile::tempdir().unwrap();
+    let pattern = "a".repeat(300);
+    let out = ebadge(dir.path(), &["tap", "--as", "vpp", &pattern]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("a binding key has at most 255"), "{}", stderr(&out));
+}

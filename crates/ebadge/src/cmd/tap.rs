@@ -34,6 +34,13 @@ pub struct TapArgs {
 
 /// Runs `tap`.
 pub async fn run(args: TapArgs) -> Result<ExitCode> {
+    // AMQP short strings: amqprs panics past 255 bytes, so refuse it here with a reason.
+    if args.pattern.len() > 255 {
+        anyhow::bail!(
+            "the pattern is {} bytes; a binding key has at most 255",
+            args.pattern.len()
+        );
+    }
     let profile = args.profile.load()?;
     let me = EntityName::new(&args.name)?;
     let connection = ebadge_bus::connect(&profile, me.as_str()).await?;
