@@ -94,6 +94,8 @@ pub(crate) struct Supervisor {
     /// A message for the application that did not fit its inbox yet. It outlives a session: the
     /// dedupe window has seen it, so its redelivery would be dropped.
     pub(crate) waiting: Option<Incoming>,
+    /// Delivery tags of this session handed towards the application and not acknowledged yet.
+    pub(crate) unacked: BTreeSet<u64>,
 }
 
 impl Supervisor {
@@ -111,6 +113,7 @@ impl Supervisor {
             dedupe,
             session: 0,
             waiting: None,
+            unacked: BTreeSet::new(),
         }
     }
 
@@ -146,6 +149,8 @@ impl Supervisor {
                 },
             };
             self.session += 1;
+            // Tags are per channel: the new session starts with none outstanding.
+            self.unacked.clear();
             let ended = self.session(conn).await;
             self.shared.connected.send_replace(false);
             *self.shared.channel.lock().unwrap() = None;
@@ -226,11 +231,11 @@ impl Supervisor {
                 _ = shutdown.changed() => {
                     // Acknowledgements the application gave before closing must reach the
                     // broker, or those messages come back to the next run.
-                    while let Ok((session, tag)) = self.ack_rx.try_recv() {
-                        if session == self.session {
-                            let _ = consume.basic_ack(BasicAckArguments::new(tag, false)).await;
-                        }
-                    }
+                    let mut tags: Vec<u64> = std::iter::from_fn(|| self.ack_rx.try_recv().ok())
+                        .filter(|(session, _)| *session == self.session)
+                        .map(|(_, tag)| tag)
+                        .collect();
+                    let _ = self.acknowledge(&consume, &mut tags).await;
                     let _ = conn.clone().close().await;
                     return Ok(());
                 }
@@ -243,22 +248,23 @@ impl Supervisor {
                 _ = self.shared.wake.notified() => {}
                 _ = retry_timer.tick() => publisher.schedule_retries(),
                 ack = self.ack_rx.recv() => {
-                    tracing::trace!(?ack, session = self.session, "ack");
-                    if let Some((session, tag)) = ack
-                        && session == self.session
-                    {
-                        consume
-                            .basic_ack(BasicAckArguments::new(tag, false))
-                            .await
-                            .map_err(|e| format!("ack failed: {e}"))?;
-                    }
+                    let mut tags: Vec<u64> = ack.into_iter().chain(std::iter::from_fn(|| self.ack_rx.try_recv().ok()))
+                        .filter(|(session, _)| *session == self.session)
+                        .map(|(_, tag)| tag)
+                        .collect();
+                    self.acknowledge(&consume, &mut tags).await?;
                 }
                 // Backpressure without stalling: while the application's inbox is full, one message
                 // waits here and no more are read (the prefetch bound stops the broker), but
                 // confirms, acks and publishes go on.
                 delivery = deliveries.recv(), if self.waiting.is_none() => match delivery {
                     None => return Err("the consumer ended".into()),
-                    Some(d) => self.waiting = self.deliver(d, &consume).await?,
+                    Some(d) => {
+                        self.waiting = self.deliver(d, &consume).await?;
+                        if let Some(incoming) = &self.waiting {
+                            self.unacked.insert(incoming.ack.tag);
+                        }
+                    }
                 },
                 permit = inbox_tx.reserve(), if self.waiting.is_some() => match permit {
                     Ok(permit) => permit.send(self.waiting.take().expect("guarded by is_some")),
@@ -269,6 +275,31 @@ impl Supervisor {
                 },
             }
         }
+    }
+
+    /// Sends the application's acknowledgements, coalesced: every tag below the oldest message
+    /// the application still holds goes in one `multiple` ack; the rest one by one.
+    async fn acknowledge(&mut self, consume: &Channel, tags: &mut [u64]) -> Result<(), String> {
+        for tag in tags.iter() {
+            self.unacked.remove(tag);
+        }
+        let floor = self.unacked.first().copied().unwrap_or(u64::MAX);
+        tags.sort_unstable();
+        let below = tags.partition_point(|t| *t < floor);
+        let fail = |e: amqprs::error::Error| format!("ack failed: {e}");
+        if below > 0 {
+            consume
+                .basic_ack(BasicAckArguments::new(tags[below - 1], true))
+                .await
+                .map_err(fail)?;
+        }
+        for tag in &tags[below..] {
+            consume
+                .basic_ack(BasicAckArguments::new(*tag, false))
+                .await
+                .map_err(fail)?;
+        }
+        Ok(())
     }
 
     /// Checks one delivery: quarantined, dropped as a duplicate, handed to a waiting requester,

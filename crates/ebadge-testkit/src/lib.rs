@@ -133,6 +133,12 @@ between = ["m-tso", "m-bsp2"]
 between = ["m-tso", "m-super"]
 [[link]]
 between = ["m-tso2", "m-super"]
+[[entity]]
+name = "ack-sender"
+[[entity]]
+name = "ack-receiver"
+[[link]]
+between = ["ack-sender", "ack-receiver"]
 [[group]]
 name = "m-bsps"
 sender = "m-tso"

@@ -182,5 +182,9 @@ fn an_overlong_tap_pattern_is_refused_before_it_reaches_amqp() {
     let pattern = "a".repeat(300);
     let out = ebadge(dir.path(), &["tap", "--as", "vpp", &pattern]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("a binding key has at most 255"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("a binding key has at most 255"),
+        "{}",
+        stderr(&out)
+    );
 }
