@@ -31,9 +31,14 @@ unit:
 	  exit $$status
 	$(CARGO) test --workspace --doc
 
-## Benchmarks (results go to docs/benchmarks.md by hand, with the machine).
-bench: deps
+## Benchmarks (results go to docs/benchmarks.md by hand, with the machine): the codec, then the
+## three figures of D3.2.3 2.1 on the local broker in .ebadge/ (started if needed), as JSON lines.
+bench: build
 	$(CARGO) bench -p ebadge-model --bench codec
+	target/release/ebadge bench heh --seconds 60 --json
+	target/release/ebadge bench activations --hehs 5000 --json
+	target/release/ebadge bench ingest --hehs 1000 --messages 200000 --json
+	target/release/ebadge bench ingest --hehs 1000 --messages 100000 --rate 3333 --json
 
 ## Fuzz the message decoder for FUZZ_SECONDS (default 60). Needs cargo-fuzz (installed if missing).
 FUZZ_SECONDS ?= 60
