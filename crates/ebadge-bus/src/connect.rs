@@ -13,6 +13,10 @@ use std::sync::Arc;
 /// Heartbeat interval asked of the broker, in seconds: a dead link is noticed within two.
 pub const HEARTBEAT_SECONDS: u16 = 10;
 
+/// Longest wait for a connection (TCP, TLS, AMQP handshake): on a link that swallows packets
+/// without an error, an attempt would otherwise wait forever.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Why a connection could not be opened, with what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -105,7 +109,15 @@ pub async fn connect_with(
         .heartbeat(HEARTBEAT_SECONDS)
         .connection_name(name)
         .tls_adaptor(adaptor);
-    Connection::open(&args).await.map_err(|e| {
+    let opened = tokio::time::timeout(CONNECT_TIMEOUT, Connection::open(&args))
+        .await
+        .unwrap_or_else(|_| {
+            Err(amqprs::error::Error::NetworkError(format!(
+                "no answer within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            )))
+        });
+    opened.map_err(|e| {
         let reason = e.to_string();
         let hint = if reason.contains("peer shutdown") {
             "The broker closed the connection during login: no user has this certificate's CN (not provisioned, or revoked), or the broker refused the certificate; `ebadge audit` and the broker log tell which"

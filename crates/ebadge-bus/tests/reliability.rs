@@ -96,3 +96,30 @@ async fn a_broker_restart_loses_nothing() {
     );
     broker.down().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_link_is_noticed_by_heartbeats_and_loses_nothing() {
+    let profile = profile().await;
+    let proxy = Proxy::start(broker_addr(&profile)).await;
+    let receiver = client(&profile, "op-stall").await;
+    let mut inbox = receiver.inbox().unwrap();
+    drain(&mut inbox).await;
+    let sender = client(&via(&profile, proxy.addr), "heh-stall").await;
+
+    let mut next = send_at_100_per_second(&sender, "op-stall", 0, 2.0).await;
+    // Packets vanish without an error: only missing heartbeats (and connect timeouts) tell.
+    proxy.stall();
+    next = send_at_100_per_second(&sender, "op-stall", next, 40.0).await;
+    assert!(
+        !sender.is_connected(),
+        "a 40-s stall is noticed (heartbeats every 10 s)"
+    );
+    proxy.restore();
+    next = send_at_100_per_second(&sender, "op-stall", next, 2.0).await;
+    tokio::time::timeout(Duration::from_secs(90), sender.flush())
+        .await
+        .expect("every message confirmed after the stall");
+    let numbers = collect(&mut inbox, "heh-stall", next, Duration::from_secs(20)).await;
+    assert_exactly_once_in_order(&numbers, 0, next);
+    assert!(sender.counters().reconnects >= 1, "{:?}", sender.counters());
+}

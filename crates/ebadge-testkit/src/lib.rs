@@ -62,6 +62,11 @@ name = "op-cut"
 name = "heh-cut"
 operator = "op-cut"
 [[entity]]
+name = "op-stall"
+[[heh]]
+name = "heh-stall"
+operator = "op-stall"
+[[entity]]
 name = "op-restart"
 [[heh]]
 name = "heh-restart"

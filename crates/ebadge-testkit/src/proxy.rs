@@ -1,18 +1,23 @@
-//! A TCP proxy between a client and the broker that can cut the link: every open connection is
-//! dropped, and new ones are refused, until the link is restored.
+//! A TCP proxy between a client and the broker that can break the link two ways: `cut` drops
+//! every connection and refuses new ones (the peer sees a reset at once), `stall` swallows every
+//! byte without an error (the peer notices only by missing heartbeats or timeouts).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::io::copy_bidirectional;
+use std::sync::atomic::{AtomicU8, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+const UP: u8 = 0;
+const CUT: u8 = 1;
+const STALLED: u8 = 2;
 
 /// A running proxy.
 pub struct Proxy {
     /// Where clients connect.
     pub addr: SocketAddr,
-    up: Arc<AtomicBool>,
+    state: Arc<AtomicU8>,
     generation: watch::Sender<u64>,
 }
 
@@ -21,25 +26,29 @@ impl Proxy {
     pub async fn start(target: SocketAddr) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let up = Arc::new(AtomicBool::new(true));
+        let state = Arc::new(AtomicU8::new(UP));
         let (generation, _) = watch::channel(0u64);
-        let (accept_up, accept_generation) = (up.clone(), generation.clone());
+        let (accept_state, accept_generation) = (state.clone(), generation.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
-                if !accept_up.load(Ordering::SeqCst) {
+                if accept_state.load(Ordering::SeqCst) == CUT {
                     drop(inbound);
                     continue;
                 }
-                let mut cut = accept_generation.subscribe();
+                let (state, mut cut) = (accept_state.clone(), accept_generation.subscribe());
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                    let Ok(outbound) = TcpStream::connect(target).await else {
                         return;
                     };
+                    let (mut ri, mut wi) = inbound.into_split();
+                    let (mut ro, mut wo) = outbound.into_split();
+                    let (s1, s2) = (state.clone(), state);
                     tokio::select! {
-                        _ = copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = pump(&mut ri, &mut wo, &s1) => {}
+                        _ = pump(&mut ro, &mut wi, &s2) => {}
                         _ = cut.changed() => {}
                     }
                 });
@@ -47,19 +56,47 @@ impl Proxy {
         });
         Proxy {
             addr,
-            up,
+            state,
             generation,
         }
     }
 
     /// Cuts the link: open connections are dropped, new ones refused.
     pub fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
+        self.state.store(CUT, Ordering::SeqCst);
         self.generation.send_modify(|g| *g += 1);
     }
 
-    /// Lets connections through again.
+    /// Stalls the link: connections stay open but every byte is swallowed, new ones included.
+    pub fn stall(&self) {
+        self.state.store(STALLED, Ordering::SeqCst);
+    }
+
+    /// Lets connections through again. Connections that lived through a stall are dropped, as
+    /// a real link's would be after the peers gave up on them.
     pub fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
+        if self.state.swap(UP, Ordering::SeqCst) == STALLED {
+            self.generation.send_modify(|g| *g += 1);
+        }
+    }
+}
+
+async fn pump(
+    from: &mut (impl AsyncReadExt + Unpin),
+    to: &mut (impl AsyncWriteExt + Unpin),
+    state: &AtomicU8,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if state.load(Ordering::SeqCst) == STALLED {
+            continue;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
     }
 }
