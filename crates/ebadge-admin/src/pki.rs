@@ -120,7 +120,8 @@ impl Pki {
         write_private(&self.ca_key(), &key.serialize_pem())?;
         write(&self.ca_cert(), &cert.pem())?;
         let (pem, key_file) = self.server();
-        self.sign(
+        self.sign_with(
+            &self.issuer()?,
             "eBADGE broker",
             server_names,
             ExtendedKeyUsagePurpose::ServerAuth,
@@ -135,7 +136,8 @@ impl Pki {
     pub fn issue(&self, name: &str, days: i64) -> Result<(PathBuf, PathBuf), PkiError> {
         let name = EntityName::new(name)?;
         let (pem, key) = self.client(name.as_str());
-        self.sign(
+        self.sign_with(
+            &self.issuer()?,
             name.as_str(),
             &[],
             ExtendedKeyUsagePurpose::ClientAuth,
@@ -200,19 +202,6 @@ impl Pki {
         Issuer::from_ca_cert_pem(&ca_pem, key).map_err(|e| self.cert_error(&self.ca_cert(), e))
     }
 
-    fn sign(
-        &self,
-        common_name: &str,
-        alt_names: &[String],
-        usage: ExtendedKeyUsagePurpose,
-        days: i64,
-        pem: &Path,
-        key_file: &Path,
-    ) -> Result<(), PkiError> {
-        let issuer = self.issuer()?;
-        self.sign_with(&issuer, common_name, alt_names, usage, days, pem, key_file)
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn sign_with(
         &self,
@@ -234,12 +223,7 @@ impl Pki {
         let cert = params
             .signed_by(&key, issuer)
             .map_err(|e| self.cert_error(pem, e))?;
-        if let Some(parent) = pem.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| PkiError::Io {
-                path: parent.into(),
-                source,
-            })?;
-        }
+        // write_private creates the directory; the certificate goes next to its key.
         write_private(key_file, &key.serialize_pem())?;
         write(pem, &cert.pem())
     }

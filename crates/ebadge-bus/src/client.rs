@@ -217,7 +217,7 @@ impl Client {
             None => Outbox::in_memory(config.outbox_cap),
         };
         // Messages left by an earlier process were published before, maybe: count them as such.
-        let highest = outbox.after(0).last().map_or(0, |o| o.seq);
+        let highest = outbox.newest_seq().unwrap_or(0);
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let (inbox_tx, inbox_rx) = mpsc::channel(config.inbox_capacity.max(1));
         let shared = Arc::new(Shared {
@@ -441,11 +441,6 @@ impl Client {
 
 impl Shared {
     pub(crate) fn highest_enqueued(&self) -> u64 {
-        self.outbox
-            .lock()
-            .unwrap()
-            .after(0)
-            .last()
-            .map_or(0, |o| o.seq)
+        self.outbox.lock().unwrap().newest_seq().unwrap_or(0)
     }
 }

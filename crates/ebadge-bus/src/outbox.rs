@@ -170,6 +170,11 @@ impl Outbox {
         self.dropped
     }
 
+    /// The sequence number of the newest waiting message.
+    pub fn newest_seq(&self) -> Option<u64> {
+        self.queue.back().map(|o| o.seq)
+    }
+
     /// The sequence number of the oldest waiting message.
     pub fn oldest_seq(&self) -> Option<u64> {
         self.queue.front().map(|o| o.seq)

@@ -39,7 +39,8 @@ impl Publisher {
         };
         let me = shared.config.name.as_str();
         let highest = shared.highest_published.load(Ordering::Relaxed);
-        for message in &batch {
+        let (count, last_seq) = (batch.len(), batch.last().map(|m| m.seq));
+        for message in batch {
             let mut props = BasicProperties::default();
             props
                 .with_content_type("application/json")
@@ -50,11 +51,9 @@ impl Publisher {
                 .with_user_id(me);
             if !message.headers.is_empty() {
                 let mut table = FieldTable::new();
-                for (k, v) in &message.headers {
-                    if let (Ok(k), Ok(v)) = (
-                        FieldName::try_from(k.as_str()),
-                        LongStr::try_from(v.clone()),
-                    ) {
+                for (k, v) in message.headers {
+                    if let (Ok(k), Ok(v)) = (FieldName::try_from(k.as_str()), LongStr::try_from(v))
+                    {
                         table.insert(k, FieldValue::S(v));
                     }
                 }
@@ -63,7 +62,7 @@ impl Publisher {
             channel
                 .basic_publish(
                     props,
-                    message.body.clone(),
+                    message.body,
                     BasicPublishArguments::new(&message.exchange, &message.routing_key),
                 )
                 .await?;
@@ -74,11 +73,9 @@ impl Publisher {
             self.next_tag += 1;
             self.sent_upto = message.seq;
         }
-        if let Some(last) = batch.last() {
-            shared
-                .highest_published
-                .fetch_max(last.seq, Ordering::Relaxed);
-            if batch.len() == PUBLISH_BATCH {
+        if let Some(last) = last_seq {
+            shared.highest_published.fetch_max(last, Ordering::Relaxed);
+            if count == PUBLISH_BATCH {
                 shared.wake.notify_one();
             }
         }
