@@ -1,6 +1,7 @@
 //! Audit: checks a live broker against the conventions of D3.2.3 5.3 and 6.1 and lists every
 //! violation. Derives group membership from the live bindings, so it needs no registry.
 
+use crate::mgmt::RawApi;
 use crate::provision::{AdminClient, ApiError, live_state};
 use crate::state::Item;
 use ebadge_bus::EntityName;
@@ -28,7 +29,7 @@ pub async fn audit(
     let live = live_state(client).await?;
     let mut violations = Vec::new();
     let mut v = |kind, detail: String| violations.push(Violation { kind, detail });
-    let http = Raw::new(management);
+    let http = RawApi::new(management);
 
     // Listeners: AMQP over TLS only.
     let overview = http.get("overview").await?;
@@ -216,37 +217,4 @@ pub async fn audit(
     violations.sort();
     violations.dedup();
     Ok(violations)
-}
-
-/// Raw GETs for the endpoints whose typed responses do not parse on RabbitMQ 3.10.
-struct Raw {
-    client: reqwest::Client,
-    base: String,
-    user: String,
-    password: String,
-}
-
-impl Raw {
-    fn new(m: &Management) -> Self {
-        Self {
-            client: reqwest::Client::new(),
-            base: format!("{}/api", m.url.trim_end_matches('/')),
-            user: m.user.clone(),
-            password: m.password.clone(),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Result<Value, ApiError> {
-        let context = format!("GET /api/{path}");
-        self.client
-            .get(format!("{}/{path}", self.base))
-            .basic_auth(&self.user, Some(&self.password))
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| ApiError::new(&context, e))?
-            .json()
-            .await
-            .map_err(|e| ApiError::new(&context, e))
-    }
 }

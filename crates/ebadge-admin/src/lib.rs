@@ -3,6 +3,8 @@
 
 pub mod audit;
 pub mod broker;
+pub mod haproxy;
+pub mod mgmt;
 pub mod pki;
 pub mod provision;
 pub mod registry;

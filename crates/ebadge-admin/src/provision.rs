@@ -1,7 +1,9 @@
 //! Provisioning: the difference between what a registry implies and what a live broker has,
 //! printed as a plan and applied through the management API. A second run finds nothing to do.
 
+use crate::mgmt::RawApi;
 use crate::registry::Registry;
+use ebadge_bus::profile::Management;
 use crate::state::{Item, State, desired, from_definitions, to_definitions};
 use rabbitmq_http_client::api::Client;
 use rabbitmq_http_client::commons::BindingDestinationType;
@@ -78,6 +80,31 @@ impl Plan {
                 plan.to_delete.push(have.clone());
             }
         }
+        // Deleting an exchange or queue deletes its bindings: the recreated one needs them back.
+        let recreated: Vec<String> = plan
+            .to_delete
+            .iter()
+            .filter_map(|i| match i {
+                Item::Exchange { name, .. } | Item::Queue { name, .. }
+                    if desired.contains_key(&i.key()) =>
+                {
+                    Some(name.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        for want in desired.values() {
+            if let Item::Binding {
+                source,
+                destination,
+                ..
+            } = want
+                && (recreated.contains(source) || recreated.contains(destination))
+                && !plan.to_import.contains(want)
+            {
+                plan.to_import.push(want.clone());
+            }
+        }
         plan
     }
 
@@ -151,22 +178,25 @@ pub async fn live_state(client: &AdminClient) -> Result<State, ApiError> {
     Ok(from_definitions(&value))
 }
 
-/// Computes the plan for `registry` against the live broker.
+/// Computes the plan for `registry` against the live broker that `management` administers (the
+/// number of its cluster nodes decides the queue type when the registry says `auto`).
 pub async fn plan(
     client: &AdminClient,
+    management: &Management,
     registry: &Registry,
-    admin: &str,
 ) -> Result<Plan, ApiError> {
+    let nodes = RawApi::new(management).nodes().await?.len();
     Ok(Plan::compute(
-        &desired(registry),
+        &desired(registry, nodes),
         &live_state(client).await?,
-        admin,
+        &management.user,
     ))
 }
 
-/// The RabbitMQ definitions document of everything the registry implies (for loading at boot).
-pub fn export_definitions(registry: &Registry) -> serde_json::Value {
-    to_definitions(desired(registry).values())
+/// The RabbitMQ definitions document of everything the registry implies for a broker of
+/// `cluster_nodes` nodes (for loading at boot).
+pub fn export_definitions(registry: &Registry, cluster_nodes: usize) -> serde_json::Value {
+    to_definitions(desired(registry, cluster_nodes).values())
 }
 
 async fn delete(client: &AdminClient, item: &Item) -> Result<(), ApiError> {

@@ -46,7 +46,10 @@ pub struct RegistryError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum QueueType {
-    /// Classic queues: the single-node default.
+    /// Quorum queues on a cluster of more than one node, classic queues on a single node: what
+    /// provisioning finds on the live broker decides.
+    Auto,
+    /// Classic queues: live on one node.
     Classic,
     /// Quorum queues: replicated, for clusters.
     Quorum,
@@ -74,7 +77,7 @@ fn default_max_length() -> u64 {
     DEFAULT_MAX_LENGTH
 }
 fn default_queue_type() -> QueueType {
-    QueueType::Classic
+    QueueType::Auto
 }
 
 impl Default for Options {
@@ -82,7 +85,7 @@ impl Default for Options {
         Self {
             message_ttl_ms: MESSAGE_TTL_MS,
             max_length: DEFAULT_MAX_LENGTH,
-            queue_type: QueueType::Classic,
+            queue_type: QueueType::Auto,
         }
     }
 }

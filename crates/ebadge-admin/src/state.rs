@@ -4,7 +4,7 @@
 use crate::registry::{QueueType, Registry};
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::{
-    QUEUE_POLICY, inbox_queue, incoming_exchange, pair_exchange, permissions,
+    QUEUE_POLICY, inbox_queue, incoming_exchange, pair_exchange, permissions, quarantine_queue,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -102,13 +102,14 @@ impl Item {
     /// longer implies it. Entities' own private resources (taps, extra queues), the built-in
     /// `amq.*` exchanges and the administrator are never touched.
     pub fn is_managed(&self, admin: &str) -> bool {
+        let private = |n: &str, suffix: &str| n.starts_with("private-") && n.ends_with(suffix);
         let managed_exchange =
-            |n: &str| n.contains("-to-") || (n.starts_with("private-") && n.ends_with("-in"));
+            |n: &str| n.contains("-to-") || private(n, "-in") || private(n, "-quarantine");
         match self {
             Item::User { name, .. } => name != admin,
             Item::Permission { user, .. } => user != admin,
             Item::Exchange { name, .. } => managed_exchange(name),
-            Item::Queue { name, .. } => name.starts_with("private-") && name.ends_with("-inbox"),
+            Item::Queue { name, .. } => private(name, "-inbox") || private(name, "-quarantine"),
             Item::Binding {
                 source,
                 destination,
@@ -117,7 +118,9 @@ impl Item {
             } => {
                 managed_exchange(source)
                     && routing_key == "#"
-                    && (destination.ends_with("-in") || destination.ends_with("-inbox"))
+                    && ["-in", "-inbox", "-quarantine"]
+                        .iter()
+                        .any(|s| destination.ends_with(s))
             }
             Item::Policy { name, .. } => name.starts_with("ebadge-"),
         }
@@ -245,8 +248,9 @@ pub fn queue_policy_definition(ttl_ms: u64, max_length: u64) -> Value {
     json!({"message-ttl": ttl_ms, "max-length": max_length, "overflow": "reject-publish"})
 }
 
-/// What the registry implies, by the conventions.
-pub fn desired(registry: &Registry) -> State {
+/// What the registry implies, by the conventions, for a broker of `cluster_nodes` nodes (which
+/// decides the queue type when the registry says `auto`).
+pub fn desired(registry: &Registry, cluster_nodes: usize) -> State {
     let mut items = Vec::new();
     let topic = |name: String| Item::Exchange {
         name,
@@ -260,8 +264,14 @@ pub fn desired(registry: &Registry) -> State {
         routing_key: "#".into(),
     };
     let queue_type = match registry.options.queue_type {
-        QueueType::Classic => "classic",
+        QueueType::Auto if cluster_nodes > 1 => "quorum",
+        QueueType::Auto | QueueType::Classic => "classic",
         QueueType::Quorum => "quorum",
+    };
+    let queue = |name: String| Item::Queue {
+        name,
+        durable: true,
+        queue_type: queue_type.into(),
     };
     for name in registry.entities() {
         let groups: Vec<(EntityName, EntityName)> = registry
@@ -283,12 +293,13 @@ pub fn desired(registry: &Registry) -> State {
             read: p.read,
         });
         items.push(topic(incoming_exchange(name)));
-        items.push(Item::Queue {
-            name: inbox_queue(name),
-            durable: true,
-            queue_type: queue_type.into(),
-        });
+        items.push(queue(inbox_queue(name)));
         items.push(bind(incoming_exchange(name), inbox_queue(name), "queue"));
+        // The quarantine is made here too, so that in a cluster it is replicated like the inbox
+        // (the client only makes it where provisioning did not).
+        items.push(topic(quarantine_queue(name)));
+        items.push(queue(quarantine_queue(name)));
+        items.push(bind(quarantine_queue(name), quarantine_queue(name), "queue"));
     }
     for (a, b) in registry.links() {
         for (from, to) in [(a, b), (b, a)] {

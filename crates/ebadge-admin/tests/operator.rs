@@ -316,8 +316,8 @@ async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
     provision_registry().await;
     let client = admin().await;
     let registry = Registry::parse(REGISTRY).unwrap();
-    let admin_user = ebadge_admin::broker::ADMIN_USER;
-    let again = provision::plan(&client, &registry, admin_user)
+    let management = profile().await.management.unwrap();
+    let again = provision::plan(&client, &management, &registry)
         .await
         .unwrap();
     assert!(
@@ -326,7 +326,6 @@ async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
         again.lines().collect::<Vec<_>>()
     );
 
-    let management = profile().await.management.unwrap();
     let clean = audit::audit(&client, &management).await.unwrap();
     assert_eq!(clean, vec![], "a provisioned broker passes the audit");
 
@@ -386,7 +385,7 @@ async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
         .await
         .unwrap();
     client.delete_policy("/", "rogue", true).await.unwrap();
-    let repair = provision::plan(&client, &registry, admin_user)
+    let repair = provision::plan(&client, &management, &registry)
         .await
         .unwrap();
     assert_eq!(

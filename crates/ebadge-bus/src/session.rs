@@ -179,18 +179,24 @@ impl Supervisor {
             publish
                 .confirm_select(ConfirmSelectArguments::default())
                 .await?;
-            // The quarantine lives in our namespace; declaring it is idempotent.
+            // Provisioning makes the quarantine (a quorum queue in a cluster). Where it did not,
+            // we make a classic one; a failed passive check closes only the channel it ran on.
             let quarantine = quarantine_queue(&me);
-            let mut exchange = ExchangeDeclareArguments::new(&quarantine, "topic");
-            exchange.durable(true);
-            publish.exchange_declare(exchange).await?;
-            let mut queue = QueueDeclareArguments::new(&quarantine);
-            queue.durable(true);
-            publish.queue_declare(queue).await?;
-            publish
-                .queue_bind(QueueBindArguments::new(&quarantine, &quarantine, "#"))
-                .await?;
-            let consume = conn.open_channel(None).await?;
+            let mut consume = conn.open_channel(None).await?;
+            let mut check = QueueDeclareArguments::new(&quarantine);
+            check.passive(true);
+            if consume.queue_declare(check).await.is_err() {
+                let mut exchange = ExchangeDeclareArguments::new(&quarantine, "topic");
+                exchange.durable(true);
+                publish.exchange_declare(exchange).await?;
+                let mut queue = QueueDeclareArguments::new(&quarantine);
+                queue.durable(true);
+                publish.queue_declare(queue).await?;
+                publish
+                    .queue_bind(QueueBindArguments::new(&quarantine, &quarantine, "#"))
+                    .await?;
+                consume = conn.open_channel(None).await?;
+            }
             consume
                 .register_callback(Callbacks(events_tx.clone()))
                 .await?;

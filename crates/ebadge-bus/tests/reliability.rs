@@ -79,7 +79,7 @@ async fn a_broker_restart_loses_nothing() {
     next = send_at_100_per_second(&sender, "op-restart", next, 3.0).await;
     restart.await.unwrap();
     next = send_at_100_per_second(&sender, "op-restart", next, 1.0).await;
-    broker.up(None).await.unwrap();
+    broker.up(&Default::default()).await.unwrap();
     next = send_at_100_per_second(&sender, "op-restart", next, 2.0).await;
 
     tokio::time::timeout(Duration::from_secs(60), sender.flush())

@@ -174,7 +174,7 @@ pub async fn profile() -> Profile {
     let broker = LocalBroker::new(broker_dir());
     READY
         .get_or_init(|| async {
-            broker.up(None).await.expect("the test broker starts");
+            broker.up(&Default::default()).await.expect("the test broker starts");
             provision_registry().await;
         })
         .await;
@@ -189,10 +189,57 @@ pub async fn private_broker(name: &str) -> LocalBroker {
         .join(name);
     let broker = LocalBroker::new(dir);
     broker
-        .up(None)
+        .up(&Default::default())
         .await
         .expect("the private test broker starts");
     provision(&broker).await;
+    broker
+}
+
+/// The virtual IP of the VRRP test; the test cluster's server certificate names it.
+pub const VRRP_VIP: &str = "10.77.0.100";
+
+/// How many HEHs the failover test runs (50 at 2 reports/s: 100 msgs/s in total).
+pub const HA_HEHS: usize = 50;
+
+/// The registry of the cluster tests: a VPP with [`HA_HEHS`] HEHs for the failover test, a VPP
+/// with five HEHs for the consumer outage, and a pair for the VRRP test.
+pub fn cluster_registry() -> String {
+    let mut text = String::from(
+        "[[entity]]\nname = \"ha-vpp\"\n[[entity]]\nname = \"out-vpp\"\n\
+         [[entity]]\nname = \"vip-vpp\"\n",
+    );
+    let hehs = (1..=HA_HEHS)
+        .map(|i| ("ha-vpp", format!("ha-heh-{i}")))
+        .chain((1..=5).map(|i| ("out-vpp", format!("out-heh-{i}"))))
+        .chain([("vip-vpp", "vip-heh".to_owned())]);
+    for (operator, name) in hehs {
+        text.push_str(&format!(
+            "[[heh]]\nname = \"{name}\"\noperator = \"{operator}\"\n"
+        ));
+    }
+    text
+}
+
+static CLUSTER: OnceCell<()> = OnceCell::const_new();
+
+/// The test cluster: three nodes and haproxy in `target/tmp/ebadge-test-cluster` (`make test`
+/// stops it at the end), provisioned with [`cluster_registry`], its server certificate also
+/// valid for [`VRRP_VIP`].
+pub async fn cluster() -> LocalBroker {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tmp/ebadge-test-cluster");
+    let broker = LocalBroker::new(dir);
+    CLUSTER
+        .get_or_init(|| async {
+            let options = ebadge_admin::broker::UpOptions {
+                port: None,
+                nodes: Some(3),
+                hosts: vec![VRRP_VIP.into()],
+            };
+            broker.up(&options).await.expect("the test cluster starts");
+            provision_with(&broker, &cluster_registry()).await;
+        })
+        .await;
     broker
 }
 
@@ -202,11 +249,15 @@ pub async fn provision_registry() {
 }
 
 async fn provision(broker: &LocalBroker) {
-    let registry = Registry::parse(REGISTRY).unwrap();
+    provision_with(broker, REGISTRY).await
+}
+
+async fn provision_with(broker: &LocalBroker, registry: &str) {
+    let registry = Registry::parse(registry).unwrap();
     let profile = Profile::load(&broker.profile_path()).unwrap();
     let m = profile.management.unwrap();
     let client = admin_client(&m.url, &m.password);
-    let plan = provision::plan(&client, &registry, ebadge_admin::broker::ADMIN_USER)
+    let plan = provision::plan(&client, &m, &registry)
         .await
         .unwrap();
     plan.apply(&client, |_, _| {}).await.unwrap();

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Subcommand;
-use ebadge_admin::broker::{BrokerStatus, LocalBroker};
+use ebadge_admin::broker::{BrokerStatus, LocalBroker, UpOptions};
 
 /// Default broker directory (relative to the working directory).
 pub const DEFAULT_DIR: &str = ".ebadge";
@@ -13,26 +13,44 @@ pub const DEFAULT_DIR: &str = ".ebadge";
 /// The `broker` subcommands.
 #[derive(Subcommand)]
 pub enum BrokerCommand {
-    /// Start the local broker (RabbitMQ in DIR, TLS only, client certificates only), or report the
-    /// running one. Creates the PKI in DIR/pki and writes the connection profile DIR/profile.toml.
+    /// Start the local broker (RabbitMQ in DIR, TLS only, client certificates only), or the parts
+    /// of it that stopped, or report the running one. Creates the PKI in DIR/pki and writes the
+    /// connection profile DIR/profile.toml. With --nodes 3: a cluster of three nodes with haproxy
+    /// in front (the profile points at haproxy); provisioning then makes inboxes quorum queues.
     ///
-    /// Example: ebadge broker up && ebadge pki issue heh-1
+    /// Examples: ebadge broker up && ebadge pki issue heh-1
+    ///           ebadge broker up --dir .ebadge-cluster --nodes 3
     Up {
         /// Broker directory.
         #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
-        /// AMQPS port for a broker set up for the first time (a free port otherwise).
+        /// AMQPS port clients use, for a broker set up for the first time (a free port
+        /// otherwise); haproxy's port for a cluster.
         #[arg(long)]
         port: Option<u16>,
+        /// Number of RabbitMQ nodes: 1, or 3 (or more) for a cluster behind haproxy. Fixed when
+        /// the directory is first set up [default: 1, or what DIR holds].
+        #[arg(long)]
+        nodes: Option<usize>,
+        /// Another name or IP address clients reach the broker by, put in the server certificate
+        /// when the PKI is made (repeatable).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
         /// Print the status as JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Stop the local broker cleanly.
+    /// Stop the local broker cleanly (haproxy and every node), or one node of a cluster.
     Down {
         /// Broker directory.
         #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
+        /// Stop only this node (1-based; `broker up` starts it again).
+        #[arg(long)]
+        node: Option<usize>,
+        /// With --node: kill it with SIGKILL, as a crash would, instead of a clean stop.
+        #[arg(long, requires = "node")]
+        kill: bool,
     },
     /// Say whether the local broker runs, and where. Exits 0 if it runs, 1 if not.
     Status {
@@ -48,12 +66,24 @@ pub enum BrokerCommand {
 /// Runs a `broker` subcommand.
 pub async fn run(command: BrokerCommand) -> Result<ExitCode> {
     match command {
-        BrokerCommand::Up { dir, port, json } => {
+        BrokerCommand::Up {
+            dir,
+            port,
+            nodes,
+            hosts,
+            json,
+        } => {
+            if nodes == Some(2) {
+                anyhow::bail!(
+                    "--nodes 2 cannot survive the loss of a node (a quorum needs 2 of 2): use 1 or 3"
+                );
+            }
             let broker = LocalBroker::new(&dir);
             if !json {
                 eprintln!("starting RabbitMQ in {} …", broker.dir().display());
             }
-            let (status, already) = broker.up(port).await?;
+            let options = UpOptions { port, nodes, hosts };
+            let (status, already) = broker.up(&options).await?;
             if !json {
                 eprintln!(
                     "{}",
@@ -67,8 +97,30 @@ pub async fn run(command: BrokerCommand) -> Result<ExitCode> {
             print_status(&status, json);
             Ok(ExitCode::SUCCESS)
         }
-        BrokerCommand::Down { dir } => {
+        BrokerCommand::Down { dir, node, kill } => {
             let broker = LocalBroker::new(&dir);
+            if let Some(node) = node {
+                let count = broker.status()?.nodes.len();
+                anyhow::ensure!(
+                    (1..=count).contains(&node),
+                    "--node {node}: the broker in {} has nodes 1 to {count}",
+                    broker.dir().display()
+                );
+                let done = if kill {
+                    broker.kill_node(node - 1)?.is_some()
+                } else {
+                    broker.stop_node(node - 1)?
+                };
+                eprintln!(
+                    "node {node} {}",
+                    match (done, kill) {
+                        (false, _) => "was not running",
+                        (true, true) => "killed",
+                        (true, false) => "stopped",
+                    }
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             if broker.down()? {
                 eprintln!("the broker in {} is stopped", broker.dir().display());
             } else {
@@ -96,12 +148,33 @@ fn print_status(status: &BrokerStatus, json: bool) {
         );
         return;
     }
-    let state = match status.pid {
+    let running = |pid: Option<u32>| match pid {
         Some(pid) => format!("running (pid {pid})"),
         None => "stopped".into(),
     };
-    println!("broker      {state}");
-    println!("node        {}", status.node);
+    let up = status.nodes.iter().filter(|n| n.pid.is_some()).count();
+    println!(
+        "broker      {}",
+        if status.running {
+            "running"
+        } else if up > 0 {
+            "partly running"
+        } else {
+            "stopped"
+        }
+    );
+    for (i, node) in status.nodes.iter().enumerate() {
+        println!(
+            "node {}      {} {} ({})",
+            i + 1,
+            node.name,
+            running(node.pid),
+            node.amqps_url
+        );
+    }
+    if status.nodes.len() > 1 {
+        println!("haproxy     {}", running(status.haproxy_pid));
+    }
     println!("amqps       {}", status.amqps_url);
     println!("management  {}", status.management_url);
     println!("profile     {}", status.profile.display());

@@ -37,7 +37,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         "== broker: RabbitMQ in {} (TLS only, client certificates only)",
         broker.dir().display()
     );
-    let (status, already) = broker.up(None).await?;
+    let (status, already) = broker.up(&Default::default()).await?;
     eprintln!(
         "   {} at {}",
         if already {

@@ -32,14 +32,14 @@ pub async fn provision_local(
     registry: &ebadge_admin::registry::Registry,
 ) -> Result<(Profile, ebadge_admin::provision::Plan, usize)> {
     let broker = ebadge_admin::broker::LocalBroker::new(dir);
-    broker.up(None).await?;
+    broker.up(&Default::default()).await?;
     let profile = Profile::load(&broker.profile_path())?;
     let m = profile
         .management
         .clone()
         .context("the local profile has a management section")?;
     let client = admin_client(&m.url, &m.password);
-    let plan = ebadge_admin::provision::plan(&client, registry, ebadge_admin::broker::ADMIN_USER)
+    let plan = ebadge_admin::provision::plan(&client, &m, registry)
         .await?
         .without_removals();
     plan.apply(&client, |_, _| {}).await?;

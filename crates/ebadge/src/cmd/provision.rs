@@ -23,6 +23,10 @@ pub struct ProvisionArgs {
     /// Write the RabbitMQ definitions the registry implies to FILE (for loading at boot) and stop.
     #[arg(long, value_name = "FILE")]
     pub export_definitions: Option<PathBuf>,
+    /// With --export-definitions: the number of nodes of the cluster the file is for (more than
+    /// one makes inboxes quorum queues when the registry says queue_type = "auto").
+    #[arg(long, default_value_t = 1, requires = "export_definitions")]
+    pub cluster_nodes: usize,
     /// Print the plan as one JSON object {"add":[..],"change":[..],"remove":[..],"applied":bool}.
     #[arg(long)]
     pub json: bool,
@@ -34,7 +38,7 @@ pub struct ProvisionArgs {
 pub async fn run(args: ProvisionArgs) -> Result<ExitCode> {
     let registry = Registry::load(&args.registry)?;
     if let Some(file) = &args.export_definitions {
-        let defs = export_definitions(&registry);
+        let defs = export_definitions(&registry, args.cluster_nodes);
         std::fs::write(file, serde_json::to_string_pretty(&defs)?)
             .with_context(|| format!("writing {}", file.display()))?;
         eprintln!(
@@ -46,7 +50,7 @@ pub async fn run(args: ProvisionArgs) -> Result<ExitCode> {
     }
     let (profile, management, client) = args.profile.admin()?;
     let started = Instant::now();
-    let plan = provision::plan(&client, &registry, &management.user).await?;
+    let plan = provision::plan(&client, &management, &registry).await?;
     if args.json {
         let mut value = serde_json::to_value(&plan)?;
         value["applied"] = (!args.dry_run && !plan.is_empty()).into();

@@ -1,0 +1,136 @@
+//! haproxy in front of a RabbitMQ cluster (D3.2.3 6.2.2): TCP mode, TLS passed through to the
+//! nodes (the client certificate must reach RabbitMQ, which logs the user in by it), health checks
+//! that take a dead node out within two seconds and cut the sessions it held, so clients reconnect
+//! at once through a live node.
+//!
+//! The same rendering serves the local cluster (`ebadge broker up --nodes 3`) and the VRRP test;
+//! `deploy/haproxy/haproxy.cfg` is its production form.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+/// Where Debian's package installs haproxy.
+pub const HAPROXY: &str = "/usr/sbin/haproxy";
+
+/// How many client connections one haproxy accepts. Each takes two file descriptors (client and
+/// server side); 9,000 stays under this machine's hard limit of 20,000 open files per process.
+pub const MAX_CONNECTIONS: u32 = 9_000;
+
+/// One RabbitMQ node behind haproxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// Server name in the configuration (`node-1`).
+    pub name: String,
+    /// Host or IP address haproxy reaches it at.
+    pub host: String,
+    /// Its AMQPS port.
+    pub amqps_port: u16,
+    /// Its management API port.
+    pub management_port: u16,
+}
+
+/// What one haproxy listens on and forwards to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frontend {
+    /// Address to bind (`127.0.0.1`, or the virtual IP).
+    pub bind: String,
+    /// AMQPS port clients connect to.
+    pub amqps_port: u16,
+    /// Management API port operators' tools connect to (none: not forwarded).
+    pub management_port: Option<u16>,
+    /// The admin socket (`show servers state`, `disable server`).
+    pub admin_socket: PathBuf,
+}
+
+/// The configuration text.
+///
+/// ```
+/// use ebadge_admin::haproxy::{Backend, Frontend, config};
+/// let front = Frontend { bind: "127.0.0.1".into(), amqps_port: 5671, management_port: Some(15672),
+///     admin_socket: "/run/haproxy-ebadge.sock".into() };
+/// let nodes = [Backend { name: "node-1".into(), host: "10.0.0.1".into(), amqps_port: 5671,
+///     management_port: 15672 }];
+/// let text = config(&front, &nodes);
+/// assert!(text.contains("server node-1 10.0.0.1:5671 check"));
+/// assert!(text.contains("on-marked-down shutdown-sessions"));
+/// ```
+pub fn config(front: &Frontend, backends: &[Backend]) -> String {
+    let mut text = format!(
+        "# Written by ebadge (crate ebadge-admin, module haproxy).\n\
+         global\n\
+         \x20   maxconn {MAX_CONNECTIONS}\n\
+         \x20   log stderr format raw local0 notice\n\
+         \x20   stats socket {socket} mode 600 level admin\n\
+         \n\
+         defaults\n\
+         \x20   mode tcp\n\
+         \x20   log global\n\
+         \x20   option tcplog\n\
+         \x20   option dontlognull\n\
+         \x20   timeout connect 5s\n\
+         \x20   # AMQP heartbeats (10 s in our client) keep live connections busier than this.\n\
+         \x20   timeout client 1h\n\
+         \x20   timeout server 1h\n\
+         \x20   timeout check 2s\n\
+         \x20   # A connection refused by a dead node not yet marked down goes to another node.\n\
+         \x20   retries 3\n\
+         \x20   option redispatch\n\
+         \x20   # A node marked down takes its sessions with it: clients reconnect at once\n\
+         \x20   # instead of waiting for heartbeats to notice a silent peer.\n\
+         \x20   default-server inter 1s fall 2 rise 2 on-marked-down shutdown-sessions\n",
+        socket = front.admin_socket.display(),
+    );
+    let sections = [
+        ("amqps", Some(front.amqps_port), Backend::amqps as fn(&Backend) -> u16),
+        ("management", front.management_port, Backend::management),
+    ];
+    for (section, port, pick) in sections
+        .into_iter()
+        .filter_map(|(s, port, pick)| Some((s, port?, pick)))
+    {
+        let _ = write!(
+            text,
+            "\nfrontend {section}\n\
+             \x20   bind {bind}:{port}\n\
+             \x20   default_backend {section}-nodes\n\
+             \n\
+             backend {section}-nodes\n\
+             \x20   balance leastconn\n",
+            bind = front.bind,
+        );
+        for b in backends {
+            let _ = writeln!(
+                text,
+                "    server {} {}:{} check",
+                b.name,
+                b.host,
+                pick(b)
+            );
+        }
+    }
+    text
+}
+
+impl Backend {
+    fn amqps(&self) -> u16 {
+        self.amqps_port
+    }
+    fn management(&self) -> u16 {
+        self.management_port
+    }
+}
+
+/// Checks a configuration file with `haproxy -c`; the error is haproxy's own words.
+pub fn check(config_file: &Path) -> Result<(), String> {
+    let output = std::process::Command::new(HAPROXY)
+        .args(["-c", "-q", "-f"])
+        .arg(config_file)
+        .output()
+        .map_err(|e| format!("{HAPROXY}: {e} (apt-get install -y haproxy)"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned()
+            + &String::from_utf8_lossy(&output.stdout))
+    }
+}
