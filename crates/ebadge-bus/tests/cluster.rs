@@ -28,10 +28,12 @@ fn api(profile: &Profile) -> RawApi {
 struct Received(Arc<Mutex<BTreeMap<String, Vec<u64>>>>);
 
 impl Received {
-    fn start(client: &Client) -> (Self, Arc<Mutex<Option<Instant>>>) {
+    /// Drains what earlier runs left, then records.
+    async fn start(client: &Client) -> (Self, Arc<Mutex<Option<Instant>>>) {
         let received = Self::default();
         let last = Arc::new(Mutex::new(None));
         let mut inbox = client.inbox().unwrap();
+        drain(&mut inbox).await;
         let (r, l) = (received.clone(), last.clone());
         tokio::spawn(async move {
             while let Some(incoming) = inbox.next().await {
@@ -117,11 +119,7 @@ async fn a_killed_node_and_a_restarted_node_lose_no_message() {
     let profile = cluster_profile(&broker);
     let api = api(&profile);
     let vpp = client(&profile, "ha-vpp").await;
-    {
-        let mut inbox = vpp.inbox().unwrap();
-        drain(&mut inbox).await;
-    }
-    let (received, last_arrival) = Received::start(&vpp);
+    let (received, last_arrival) = Received::start(&vpp).await;
     let mut hehs = Vec::new();
     for i in 1..=ebadge_testkit::HA_HEHS {
         hehs.push(Arc::new(client(&profile, &format!("ha-heh-{i}")).await));
