@@ -22,9 +22,9 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# The tests boot one shared broker (target/tmp/ebadge-test-broker), one they restart and one for
-# the demo; all are stopped at the end whether or not the tests pass.
-TEST_BROKERS := target/tmp/ebadge-test-broker target/tmp/ebadge-restart-broker target/tmp/ebadge-demo-broker
+# The tests boot one shared broker (target/tmp/ebadge-test-broker), one they restart, one for
+# the demo and a three-node cluster; all are stopped at the end whether or not the tests pass.
+TEST_BROKERS := target/tmp/ebadge-test-broker target/tmp/ebadge-restart-broker target/tmp/ebadge-demo-broker target/tmp/ebadge-test-cluster
 unit:
 	$(CARGO) test --workspace --all-targets --no-fail-fast; status=$$?; \
 	  for dir in $(TEST_BROKERS); do $(CARGO) run -q -p ebadge -- broker down --dir $$dir; done; \

@@ -6,6 +6,9 @@ set -euo pipefail
 # Debian packages: "command-that-proves-it-is-there:package".
 APT_PACKAGES=(
     "/usr/lib/rabbitmq/bin/rabbitmq-server:rabbitmq-server"
+    "/usr/sbin/haproxy:haproxy"
+    "/usr/sbin/keepalived:keepalived"
+    "/usr/sbin/ip:iproute2"
 )
 
 need_cmd() {

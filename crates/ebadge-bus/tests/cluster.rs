@@ -28,12 +28,14 @@ fn api(profile: &Profile) -> RawApi {
 struct Received(Arc<Mutex<BTreeMap<String, Vec<u64>>>>);
 
 impl Received {
-    /// Drains what earlier runs left, then records.
-    async fn start(client: &Client) -> (Self, Arc<Mutex<Option<Instant>>>) {
+    /// Records what arrives (after draining what earlier runs left, if `drain_first`).
+    async fn start(client: &Client, drain_first: bool) -> (Self, Arc<Mutex<Option<Instant>>>) {
         let received = Self::default();
         let last = Arc::new(Mutex::new(None));
         let mut inbox = client.inbox().unwrap();
-        drain(&mut inbox).await;
+        if drain_first {
+            drain(&mut inbox).await;
+        }
         let (r, l) = (received.clone(), last.clone());
         tokio::spawn(async move {
             while let Some(incoming) = inbox.next().await {
@@ -119,7 +121,7 @@ async fn a_killed_node_and_a_restarted_node_lose_no_message() {
     let profile = cluster_profile(&broker);
     let api = api(&profile);
     let vpp = client(&profile, "ha-vpp").await;
-    let (received, last_arrival) = Received::start(&vpp).await;
+    let (received, last_arrival) = Received::start(&vpp, true).await;
     let mut hehs = Vec::new();
     for i in 1..=ebadge_testkit::HA_HEHS {
         hehs.push(Arc::new(client(&profile, &format!("ha-heh-{i}")).await));
@@ -226,4 +228,165 @@ async fn a_killed_node_and_a_restarted_node_lose_no_message() {
         heh.close(Duration::from_secs(5)).await;
     }
     vpp.close(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_outage_stays_bounded_by_the_ttl_and_delivers_only_live_messages() {
+    use rabbitmq_http_client::commons::PolicyTarget;
+    use rabbitmq_http_client::requests::PolicyParams;
+    const TTL: Duration = Duration::from_secs(3);
+    const HEHS: usize = 5;
+    const RATE_EACH: u64 = 20;
+    const OUTAGE: Duration = Duration::from_secs(30);
+    let _one = ONE_AT_A_TIME.lock().await;
+    let broker = ebadge_testkit::cluster().await;
+    let profile = cluster_profile(&broker);
+    let api = api(&profile);
+    let m = profile.management.clone().unwrap();
+    let admin = ebadge_admin::broker::admin_client(&m.url, &m.password);
+    let inbox = "private-out-vpp-inbox";
+
+    // A shorter TTL for this inbox only, by a policy of higher priority, as an operator would.
+    let definition = serde_json::json!({"message-ttl": TTL.as_millis() as u64,
+        "max-length": 1_000_000, "overflow": "reject-publish"});
+    admin
+        .declare_policy(&PolicyParams {
+            vhost: "/",
+            name: "test-outage-ttl",
+            pattern: "^private-out-vpp-inbox$",
+            apply_to: PolicyTarget::Queues,
+            priority: 10,
+            definition: definition.as_object().unwrap().clone(),
+        })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while api.get(&format!("queues/%2F/{inbox}")).await.unwrap()["effective_policy_definition"]
+        ["message-ttl"]
+        != TTL.as_millis() as u64
+    {
+        assert!(Instant::now() < deadline, "the test policy applies");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The VPP empties its inbox and goes away.
+    let vpp = client(&profile, "out-vpp").await;
+    Received::start(&vpp, true).await;
+    vpp.close(Duration::from_secs(5)).await;
+
+    let sent_at: Arc<Mutex<BTreeMap<(String, u64), Instant>>> = Default::default();
+    let mut senders = Vec::new();
+    for i in 1..=HEHS {
+        let heh = client(&profile, &format!("out-heh-{i}")).await;
+        let sent_at = sent_at.clone();
+        senders.push(tokio::spawn(async move {
+            let to = ebadge_bus::EntityName::new("out-vpp").unwrap();
+            let mut tick = tokio::time::interval(Duration::from_millis(1000 / RATE_EACH));
+            let started = Instant::now();
+            let mut n = 0;
+            while started.elapsed() < OUTAGE {
+                tick.tick().await;
+                heh.send(&to, &numbered_report(n)).unwrap();
+                sent_at
+                    .lock()
+                    .unwrap()
+                    .insert((format!("out-heh-{i}"), n), Instant::now());
+                n += 1;
+            }
+            tokio::time::timeout(Duration::from_secs(30), heh.flush())
+                .await
+                .expect("confirmed");
+            let confirmed = heh.counters().confirmed;
+            heh.close(Duration::from_secs(5)).await;
+            confirmed
+        }));
+    }
+    // Queue length and broker memory while nobody reads (the management API refreshes its
+    // statistics every 5 s).
+    let mut lengths = Vec::new();
+    let mut memory = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < OUTAGE {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let queue = api.get(&format!("queues/%2F/{inbox}")).await.unwrap();
+        lengths.push(queue["messages"].as_u64().unwrap_or(0));
+        let nodes = api.get("nodes").await.unwrap();
+        memory.push(
+            nodes
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|n| n["mem_used"].as_u64())
+                .sum::<u64>(),
+        );
+    }
+    let mut confirmed = 0;
+    for s in senders {
+        confirmed += s.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // The VPP comes back: it gets what is younger than the TTL, nothing older.
+    let back = Instant::now();
+    let vpp = client(&profile, "out-vpp").await;
+    let (received, _) = Received::start(&vpp, false).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = received.0.lock().unwrap().clone();
+    let sent_at = sent_at.lock().unwrap().clone();
+    let slack = Duration::from_secs(1);
+    let mut delivered = 0;
+    for (heh, numbers) in &got {
+        let distinct: BTreeSet<_> = numbers.iter().collect();
+        assert_eq!(distinct.len(), numbers.len(), "{heh}: no duplicates");
+        for n in numbers {
+            let at = sent_at[&(heh.clone(), *n)];
+            assert!(
+                back.duration_since(at) <= TTL + slack,
+                "{heh} #{n} was {:?} old when the VPP came back: it should have expired",
+                back.duration_since(at)
+            );
+            delivered += 1;
+        }
+    }
+    for ((heh, n), at) in &sent_at {
+        if back.duration_since(*at) + slack < TTL {
+            assert!(
+                got.get(heh).is_some_and(|v| v.contains(n)),
+                "{heh} #{n}, {:?} old, was still live and must arrive",
+                back.duration_since(*at)
+            );
+        }
+    }
+    let expired = confirmed - delivered;
+    let rate = HEHS as u64 * RATE_EACH;
+    let bound = 2 * rate * TTL.as_secs();
+    let longest = *lengths.iter().max().unwrap();
+    assert!(
+        longest <= bound,
+        "queue length stays near rate x TTL ({}), at most {bound}: saw {lengths:?}",
+        rate * TTL.as_secs()
+    );
+    assert!(expired > confirmed / 2, "most of {confirmed} expired: {expired}");
+    let third = memory.len() / 3;
+    let mean = |s: &[u64]| s.iter().sum::<u64>() / s.len() as u64;
+    let growth = mean(&memory[memory.len() - third..]) as i64 - mean(&memory[..third]) as i64;
+    assert!(
+        growth < 64 << 20,
+        "broker memory does not grow with the outage: {memory:?}"
+    );
+    eprintln!(
+        "outage of {} s at {rate} msgs/s, TTL {} s: {confirmed} confirmed, {delivered} delivered \
+         after it, {expired} expired; queue length samples {lengths:?} (bound {bound}); broker \
+         memory {} MiB to {} MiB (growth of the last third over the first {} KiB)",
+        OUTAGE.as_secs(),
+        TTL.as_secs(),
+        memory.iter().min().unwrap() >> 20,
+        memory.iter().max().unwrap() >> 20,
+        growth / 1024
+    );
+    vpp.close(Duration::from_secs(5)).await;
+    admin
+        .delete_policy("/", "test-outage-ttl", true)
+        .await
+        .unwrap();
 }
