@@ -244,13 +244,15 @@ impl LocalBroker {
     pub fn state(&self) -> Result<Option<BrokerState>, BrokerError> {
         let path = self.state_path();
         match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).map(Some).map_err(|e| BrokerError::Io {
-                path,
-                source: std::io::Error::other(format!(
-                    "{e}; this file was written by another version of ebadge: \
+            Ok(text) => toml::from_str(&text)
+                .map(Some)
+                .map_err(|e| BrokerError::Io {
+                    path,
+                    source: std::io::Error::other(format!(
+                        "{e}; this file was written by another version of ebadge: \
                      `ebadge broker down` and start a broker in a new directory"
-                )),
-            }),
+                    )),
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(BrokerError::Io { path, source }),
         }
@@ -324,7 +326,10 @@ impl LocalBroker {
             return Err(BrokerError::NotInstalled(server, "rabbitmq-server"));
         }
         if state.front.is_some() && !Path::new(haproxy::HAPROXY).exists() {
-            return Err(BrokerError::NotInstalled(haproxy::HAPROXY.into(), "haproxy"));
+            return Err(BrokerError::NotInstalled(
+                haproxy::HAPROXY.into(),
+                "haproxy",
+            ));
         }
         let mut names = vec!["localhost".to_owned(), "127.0.0.1".into(), "::1".into()];
         names.extend(options.hosts.iter().cloned());
@@ -511,31 +516,27 @@ impl LocalBroker {
         let mut conf = String::from(
             "# Written by `ebadge broker up`: TLS only, client certificates only, no guest.\n",
         );
-        let settings = security_settings(
-            node.amqps_port,
-            &pki.ca_cert(),
-            &server_cert,
-            &server_key,
-        )
-        .into_iter()
-        .chain([
-            ("management.tcp.ip".into(), "127.0.0.1".into()),
-            (
-                "management.tcp.port".into(),
-                node.management_port.to_string(),
-            ),
-            (
-                "definitions.import_backend".into(),
-                "local_filesystem".into(),
-            ),
-            (
-                "definitions.local.path".into(),
-                definitions.display().to_string(),
-            ),
-            ("log.console".into(), "true".into()),
-            ("log.console.level".into(), "warning".into()),
-        ])
-        .chain(cluster_settings(state));
+        let settings =
+            security_settings(node.amqps_port, &pki.ca_cert(), &server_cert, &server_key)
+                .into_iter()
+                .chain([
+                    ("management.tcp.ip".into(), "127.0.0.1".into()),
+                    (
+                        "management.tcp.port".into(),
+                        node.management_port.to_string(),
+                    ),
+                    (
+                        "definitions.import_backend".into(),
+                        "local_filesystem".into(),
+                    ),
+                    (
+                        "definitions.local.path".into(),
+                        definitions.display().to_string(),
+                    ),
+                    ("log.console".into(), "true".into()),
+                    ("log.console.level".into(), "warning".into()),
+                ])
+                .chain(cluster_settings(state));
         for (key, value) in settings {
             conf.push_str(&format!("{key} = {value}\n"));
         }
@@ -572,7 +573,11 @@ impl LocalBroker {
         .map(|_| ())
     }
 
-    async fn wait_until_up(&self, state: &BrokerState, node: &NodeState) -> Result<(), BrokerError> {
+    async fn wait_until_up(
+        &self,
+        state: &BrokerState,
+        node: &NodeState,
+    ) -> Result<(), BrokerError> {
         let client = admin_client(
             &format!("http://127.0.0.1:{}", node.management_port),
             &state.admin_password,
@@ -592,7 +597,11 @@ impl LocalBroker {
                 let reason = if died {
                     format!("node {} exited during boot", node.name)
                 } else {
-                    format!("node {} not up after {} s", node.name, BOOT_TIMEOUT.as_secs())
+                    format!(
+                        "node {} not up after {} s",
+                        node.name,
+                        BOOT_TIMEOUT.as_secs()
+                    )
                 };
                 return Err(self.boot_error(reason, node));
             }
@@ -782,7 +791,11 @@ fn cluster_settings(state: &BrokerState) -> Vec<(String, String)> {
 /// The pid in `pid_file`, if that process is alive and its command line contains `program` (a
 /// recycled pid belongs to some other program).
 fn live_pid(pid_file: &Path, program: &str) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
+    let pid: u32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // A zombie (killed, not yet reaped by its parent) is not running.

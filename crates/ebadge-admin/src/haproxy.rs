@@ -81,7 +81,11 @@ pub fn config(front: &Frontend, backends: &[Backend]) -> String {
         socket = front.admin_socket.display(),
     );
     let sections = [
-        ("amqps", Some(front.amqps_port), Backend::amqps as fn(&Backend) -> u16),
+        (
+            "amqps",
+            Some(front.amqps_port),
+            Backend::amqps as fn(&Backend) -> u16,
+        ),
         ("management", front.management_port, Backend::management),
     ];
     for (section, port, pick) in sections
@@ -99,13 +103,7 @@ pub fn config(front: &Frontend, backends: &[Backend]) -> String {
             bind = front.bind,
         );
         for b in backends {
-            let _ = writeln!(
-                text,
-                "    server {} {}:{} check",
-                b.name,
-                b.host,
-                pick(b)
-            );
+            let _ = writeln!(text, "    server {} {}:{} check", b.name, b.host, pick(b));
         }
     }
     text

@@ -3,8 +3,8 @@
 
 use crate::mgmt::RawApi;
 use crate::registry::Registry;
-use ebadge_bus::profile::Management;
 use crate::state::{Item, State, desired, from_definitions, to_definitions};
+use ebadge_bus::profile::Management;
 use rabbitmq_http_client::api::Client;
 use rabbitmq_http_client::commons::BindingDestinationType;
 use rabbitmq_http_client::requests::BindingDeletionParams;

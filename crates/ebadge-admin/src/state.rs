@@ -299,7 +299,11 @@ pub fn desired(registry: &Registry, cluster_nodes: usize) -> State {
         // (the client only makes it where provisioning did not).
         items.push(topic(quarantine_queue(name)));
         items.push(queue(quarantine_queue(name)));
-        items.push(bind(quarantine_queue(name), quarantine_queue(name), "queue"));
+        items.push(bind(
+            quarantine_queue(name),
+            quarantine_queue(name),
+            "queue",
+        ));
     }
     for (a, b) in registry.links() {
         for (from, to) in [(a, b), (b, a)] {

@@ -261,8 +261,7 @@ async fn a_consumer_outage_stays_bounded_by_the_ttl_and_delivers_only_live_messa
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while api.get(&format!("queues/%2F/{inbox}")).await.unwrap()["effective_policy_definition"]
-        ["message-ttl"]
+    while api.get(&format!("queues/%2F/{inbox}")).await.unwrap()["effective_policy_definition"]["message-ttl"]
         != TTL.as_millis() as u64
     {
         assert!(Instant::now() < deadline, "the test policy applies");
@@ -366,7 +365,10 @@ async fn a_consumer_outage_stays_bounded_by_the_ttl_and_delivers_only_live_messa
         "queue length stays near rate x TTL ({}), at most {bound}: saw {lengths:?}",
         rate * TTL.as_secs()
     );
-    assert!(expired > confirmed / 2, "most of {confirmed} expired: {expired}");
+    assert!(
+        expired > confirmed / 2,
+        "most of {confirmed} expired: {expired}"
+    );
     let third = memory.len() / 3;
     let mean = |s: &[u64]| s.iter().sum::<u64>() / s.len() as u64;
     let growth = mean(&memory[memory.len() - third..]) as i64 - mean(&memory[..third]) as i64;
@@ -389,4 +391,255 @@ async fn a_consumer_outage_stays_bounded_by_the_ttl_and_delivers_only_live_messa
         .delete_policy("/", "test-outage-ttl", true)
         .await
         .unwrap();
+}
+
+/// Two haproxy hosts sharing a virtual IP by VRRP (keepalived), each in a network namespace of
+/// its own, joined to this host by a bridge; the cluster's nodes are reached at the bridge's
+/// address. Torn down on drop.
+struct VrrpPair {
+    dir: tempfile::TempDir,
+    haproxy: Vec<std::process::Child>,
+    keepalived: Vec<std::process::Child>,
+}
+
+const BRIDGE: &str = "ebt-br0";
+const HOST_IP: &str = "10.77.0.1";
+const VIP_PORT: u16 = 5671;
+
+fn ns(i: usize) -> String {
+    format!("ebt-lb{i}")
+}
+
+fn sh(command: &str) -> String {
+    let output = std::process::Command::new("sh")
+        .args(["-c", command])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn teardown_network() {
+    for i in 1..=2 {
+        let _ = std::process::Command::new("sh")
+            .args(["-c", &format!("ip netns del {0}; ip link del {0}-h", ns(i))])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", BRIDGE])
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+impl VrrpPair {
+    fn start(broker: &LocalBroker) -> Self {
+        assert_eq!(
+            sh("id -u").trim(),
+            "0",
+            "the VRRP test makes network namespaces: run it as root"
+        );
+        teardown_network();
+        sh(&format!(
+            "ip link add {BRIDGE} type bridge && ip addr add {HOST_IP}/24 dev {BRIDGE} && ip link set {BRIDGE} up"
+        ));
+        for i in 1..=2 {
+            let n = ns(i);
+            sh(&format!(
+                "ip netns add {n} && ip link add {n}-h type veth peer name eth0 netns {n} && \
+                 ip link set {n}-h master {BRIDGE} up && ip -n {n} addr add 10.77.0.1{i}/24 dev eth0 && \
+                 ip -n {n} link set eth0 up && ip -n {n} link set lo up"
+            ));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let backends: Vec<_> = broker
+            .status()
+            .unwrap()
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| ebadge_admin::haproxy::Backend {
+                name: format!("node-{}", i + 1),
+                host: HOST_IP.into(),
+                amqps_port: n.amqps_url.rsplit(':').next().unwrap().parse().unwrap(),
+                management_port: 0,
+            })
+            .collect();
+        let spawn = |i: usize, name: &str, args: &[&str]| {
+            let log = std::fs::File::create(dir.path().join(format!("{name}{i}.log"))).unwrap();
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &ns(i)])
+                .args(args)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap()
+        };
+        let mut haproxy = Vec::new();
+        let mut keepalived = Vec::new();
+        for i in 1..=2 {
+            let config = dir.path().join(format!("haproxy{i}.cfg"));
+            let front = ebadge_admin::haproxy::Frontend {
+                bind: "0.0.0.0".into(),
+                amqps_port: VIP_PORT,
+                management_port: None,
+                admin_socket: dir.path().join(format!("haproxy{i}.sock")),
+            };
+            std::fs::write(&config, ebadge_admin::haproxy::config(&front, &backends)).unwrap();
+            let child = spawn(
+                i,
+                "haproxy",
+                &[
+                    ebadge_admin::haproxy::HAPROXY,
+                    "-db",
+                    "-f",
+                    config.to_str().unwrap(),
+                ],
+            );
+            // The primary has the higher priority; a failing check (haproxy gone) puts keepalived
+            // in FAULT state, which hands the address over at once.
+            let conf = format!(
+                "global_defs {{\n  router_id {n}\n  enable_script_security\n  script_user root\n}}\n\
+                 vrrp_script haproxy_alive {{\n  script \"/bin/kill -0 {pid}\"\n  interval 1\n  fall 1\n  rise 1\n}}\n\
+                 vrrp_instance ebadge {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 77\n  \
+                 priority {prio}\n  advert_int 1\n  virtual_ipaddress {{\n    {vip}/24 dev eth0\n  }}\n  \
+                 track_script {{\n    haproxy_alive\n  }}\n}}\n",
+                n = ns(i),
+                pid = child.id(),
+                prio = 200 - 50 * i,
+                vip = ebadge_testkit::VRRP_VIP,
+            );
+            haproxy.push(child);
+            let conf_file = dir.path().join(format!("keepalived{i}.conf"));
+            std::fs::write(&conf_file, conf).unwrap();
+            let pid = |what: &str| {
+                dir.path()
+                    .join(format!("{what}{i}.pid"))
+                    .display()
+                    .to_string()
+            };
+            keepalived.push(spawn(
+                i,
+                "keepalived",
+                &[
+                    "keepalived",
+                    "-n",
+                    "-l",
+                    "-D",
+                    "-f",
+                    conf_file.to_str().unwrap(),
+                    "-p",
+                    &pid("keepalived"),
+                    "-r",
+                    &pid("vrrp"),
+                    "-c",
+                    &pid("checkers"),
+                ],
+            ));
+        }
+        Self {
+            dir,
+            haproxy,
+            keepalived,
+        }
+    }
+
+    /// Whether host `i` (1 or 2) holds the virtual IP.
+    fn holds_vip(&self, i: usize) -> bool {
+        sh(&format!("ip -n {} -o -4 addr show dev eth0", ns(i)))
+            .contains(&format!("{}/", ebadge_testkit::VRRP_VIP))
+    }
+
+    async fn wait_for_vip(&self, i: usize, patience: Duration) -> Duration {
+        let started = Instant::now();
+        while !self.holds_vip(i) {
+            assert!(
+                started.elapsed() < patience,
+                "host {i} did not take the virtual IP within {patience:?}; keepalived log: {}",
+                std::fs::read_to_string(self.dir.path().join(format!("keepalived{i}.log")))
+                    .unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        started.elapsed()
+    }
+}
+
+impl Drop for VrrpPair {
+    fn drop(&mut self) {
+        for child in self.keepalived.iter_mut().chain(self.haproxy.iter_mut()) {
+            let _ = std::process::Command::new("kill")
+                .arg(child.id().to_string())
+                .stderr(std::process::Stdio::null())
+                .status();
+            let _ = child.wait();
+        }
+        teardown_network();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vrrp_moves_the_address_to_the_backup_haproxy_and_no_message_is_lost() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let broker = ebadge_testkit::cluster().await;
+    let mut pair = VrrpPair::start(&broker);
+    pair.wait_for_vip(1, Duration::from_secs(15)).await;
+    assert!(!pair.holds_vip(2), "one address, one holder");
+
+    let mut profile = cluster_profile(&broker);
+    profile.amqps_url = format!("amqps://{}:{VIP_PORT}", ebadge_testkit::VRRP_VIP);
+    let vpp = client(&profile, "vip-vpp").await;
+    let (received, _) = Received::start(&vpp, true).await;
+    let heh = Arc::new(client(&profile, "vip-heh").await);
+    let sender = {
+        let heh = heh.clone();
+        tokio::spawn(async move {
+            let to = ebadge_bus::EntityName::new("vip-vpp").unwrap();
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            for n in 0..1_000 {
+                tick.tick().await;
+                heh.send(&to, &numbered_report(n)).unwrap();
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // The primary haproxy dies; keepalived's check sees it within a second.
+    let stopped_at = Instant::now();
+    pair.haproxy[0].kill().unwrap();
+    let _ = pair.haproxy[0].wait();
+    let (moved, heh_back, vpp_back) = tokio::join!(
+        pair.wait_for_vip(2, Duration::from_secs(15)),
+        reconnect_time(&heh, stopped_at),
+        reconnect_time(&vpp, stopped_at)
+    );
+    assert!(!pair.holds_vip(1), "the failed host gave the address up");
+    sender.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), heh.flush())
+        .await
+        .expect("every report confirmed through the backup");
+    received.wait_for(1_000, Duration::from_secs(20)).await;
+    let numbers = received
+        .0
+        .lock()
+        .unwrap()
+        .get("vip-heh")
+        .cloned()
+        .unwrap_or_default();
+    assert_exactly_once_in_order(&numbers, 0, 1_000);
+    eprintln!(
+        "VRRP: the address moved to the backup {} ms after the primary haproxy died; the HEH \
+         reconnected after {} ms, the VPP after {} ms; 1,000 reports at 100 msgs/s each once, in \
+         order (HEH {:?})",
+        moved.as_millis(),
+        heh_back.as_millis(),
+        vpp_back.as_millis(),
+        heh.counters()
+    );
+    heh.close(Duration::from_secs(5)).await;
+    vpp.close(Duration::from_secs(5)).await;
 }

@@ -174,7 +174,10 @@ pub async fn profile() -> Profile {
     let broker = LocalBroker::new(broker_dir());
     READY
         .get_or_init(|| async {
-            broker.up(&Default::default()).await.expect("the test broker starts");
+            broker
+                .up(&Default::default())
+                .await
+                .expect("the test broker starts");
             provision_registry().await;
         })
         .await;
@@ -227,7 +230,8 @@ static CLUSTER: OnceCell<()> = OnceCell::const_new();
 /// stops it at the end), provisioned with [`cluster_registry`], its server certificate also
 /// valid for [`VRRP_VIP`].
 pub async fn cluster() -> LocalBroker {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tmp/ebadge-test-cluster");
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tmp/ebadge-test-cluster");
     let broker = LocalBroker::new(dir);
     CLUSTER
         .get_or_init(|| async {
@@ -257,9 +261,7 @@ async fn provision_with(broker: &LocalBroker, registry: &str) {
     let profile = Profile::load(&broker.profile_path()).unwrap();
     let m = profile.management.unwrap();
     let client = admin_client(&m.url, &m.password);
-    let plan = provision::plan(&client, &m, &registry)
-        .await
-        .unwrap();
+    let plan = provision::plan(&client, &m, &registry).await.unwrap();
     plan.apply(&client, |_, _| {}).await.unwrap();
     broker
         .pki()
