@@ -138,7 +138,7 @@ impl BrokerState {
 }
 
 /// What `up` is asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpOptions {
     /// The AMQPS port clients use, for a broker set up for the first time (free ports are chosen
     /// otherwise). For a cluster it is haproxy's port.
@@ -151,15 +151,6 @@ pub struct UpOptions {
     pub hosts: Vec<String>,
 }
 
-impl Default for UpOptions {
-    fn default() -> Self {
-        Self {
-            port: None,
-            nodes: None,
-            hosts: Vec::new(),
-        }
-    }
-}
 
 /// One node in [`BrokerStatus`].
 #[derive(Debug, Clone, Serialize)]
