@@ -151,7 +151,6 @@ pub struct UpOptions {
     pub hosts: Vec<String>,
 }
 
-
 /// One node in [`BrokerStatus`].
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStatus {
@@ -675,6 +674,7 @@ impl LocalBroker {
             .collect();
         let frontend = haproxy::Frontend {
             bind: "127.0.0.1".into(),
+            max_connections: haproxy::LOCAL_MAX_CONNECTIONS,
             amqps_port: front.amqps_port,
             management_port: Some(front.management_port),
             admin_socket: dir.join("admin.sock"),
@@ -769,6 +769,8 @@ fn cluster_settings(state: &BrokerState) -> Vec<(String, String)> {
             "cluster_formation.peer_discovery_backend".into(),
             "classic_config".into(),
         ),
+        // A node cut off from the majority stops serving rather than diverge.
+        ("cluster_partition_handling".into(), "pause_minority".into()),
     ];
     for (i, node) in state.nodes.iter().enumerate() {
         settings.push((

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 /// Where Debian's package installs haproxy.
 pub const HAPROXY: &str = "/usr/sbin/haproxy";
 
-/// How many client connections one haproxy accepts. Each takes two file descriptors (client and
-/// server side); 9,000 stays under this machine's hard limit of 20,000 open files per process.
-pub const MAX_CONNECTIONS: u32 = 9_000;
+/// How many client connections a local haproxy accepts. Each takes two file descriptors (client
+/// and server side); 9,000 stays under a hard limit of 20,000 open files per process.
+pub const LOCAL_MAX_CONNECTIONS: u32 = 9_000;
 
 /// One RabbitMQ node behind haproxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +32,11 @@ pub struct Backend {
 /// What one haproxy listens on and forwards to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frontend {
-    /// Address to bind (`127.0.0.1`, or the virtual IP).
+    /// Address to bind (`127.0.0.1`; `0.0.0.0` on a VRRP pair, where the backup does not hold
+    /// the virtual IP yet).
     pub bind: String,
+    /// Most client connections at once (see [`LOCAL_MAX_CONNECTIONS`]).
+    pub max_connections: u32,
     /// AMQPS port clients connect to.
     pub amqps_port: u16,
     /// Management API port operators' tools connect to (none: not forwarded).
@@ -46,7 +49,8 @@ pub struct Frontend {
 ///
 /// ```
 /// use ebadge_admin::haproxy::{Backend, Frontend, config};
-/// let front = Frontend { bind: "127.0.0.1".into(), amqps_port: 5671, management_port: Some(15672),
+/// let front = Frontend { bind: "127.0.0.1".into(), max_connections: 9_000, amqps_port: 5671,
+///     management_port: Some(15672),
 ///     admin_socket: "/run/haproxy-ebadge.sock".into() };
 /// let nodes = [Backend { name: "node-1".into(), host: "10.0.0.1".into(), amqps_port: 5671,
 ///     management_port: 15672 }];
@@ -58,7 +62,7 @@ pub fn config(front: &Frontend, backends: &[Backend]) -> String {
     let mut text = format!(
         "# Written by ebadge (crate ebadge-admin, module haproxy).\n\
          global\n\
-         \x20   maxconn {MAX_CONNECTIONS}\n\
+         \x20   maxconn {max}\n\
          \x20   log stderr format raw local0 notice\n\
          \x20   stats socket {socket} mode 600 level admin\n\
          \n\
@@ -79,6 +83,7 @@ pub fn config(front: &Frontend, backends: &[Backend]) -> String {
          \x20   # instead of waiting for heartbeats to notice a silent peer.\n\
          \x20   default-server inter 1s fall 2 rise 2 on-marked-down shutdown-sessions\n",
         socket = front.admin_socket.display(),
+        max = front.max_connections,
     );
     let sections = [
         (
@@ -118,17 +123,23 @@ impl Backend {
     }
 }
 
-/// Checks a configuration file with `haproxy -c`; the error is haproxy's own words.
+/// Checks a configuration file with `haproxy -c`; the error is haproxy's own alerts.
 pub fn check(config_file: &Path) -> Result<(), String> {
     let output = std::process::Command::new(HAPROXY)
-        .args(["-c", "-q", "-f"])
+        .args(["-c", "-f"])
         .arg(config_file)
         .output()
         .map_err(|e| format!("{HAPROXY}: {e} (apt-get install -y haproxy)"))?;
     if output.status.success() {
         Ok(())
     } else {
-        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned()
-            + &String::from_utf8_lossy(&output.stdout))
+        // haproxy's ALERT lines name the file, the line and the fault.
+        let text = String::from_utf8_lossy(&output.stderr).into_owned()
+            + &String::from_utf8_lossy(&output.stdout);
+        Err(text
+            .lines()
+            .filter(|l| l.contains("ALERT"))
+            .collect::<Vec<_>>()
+            .join("\n"))
     }
 }

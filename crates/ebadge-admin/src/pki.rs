@@ -119,17 +119,28 @@ impl Pki {
             .map_err(|e| self.cert_error(&self.ca_cert(), e))?;
         write_private(&self.ca_key(), &key.serialize_pem())?;
         write(&self.ca_cert(), &cert.pem())?;
+        self.issue_server(server_names, DEFAULT_DAYS)?;
+        Ok(true)
+    }
+
+    /// Issues (or re-issues, for rotation) the broker's server certificate for `server_names`
+    /// (DNS names or IP addresses), valid for `days`. Returns the certificate and key files.
+    pub fn issue_server(
+        &self,
+        server_names: &[String],
+        days: i64,
+    ) -> Result<(PathBuf, PathBuf), PkiError> {
         let (pem, key_file) = self.server();
         self.sign_with(
             &self.issuer()?,
             "eBADGE broker",
             server_names,
             ExtendedKeyUsagePurpose::ServerAuth,
-            DEFAULT_DAYS,
+            days,
             &pem,
             &key_file,
         )?;
-        Ok(true)
+        Ok((pem, key_file))
     }
 
     /// Issues (or re-issues) the client certificate of entity `name`, valid for `days`.

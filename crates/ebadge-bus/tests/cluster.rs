@@ -485,6 +485,7 @@ impl VrrpPair {
             let config = dir.path().join(format!("haproxy{i}.cfg"));
             let front = ebadge_admin::haproxy::Frontend {
                 bind: "0.0.0.0".into(),
+                max_connections: ebadge_admin::haproxy::LOCAL_MAX_CONNECTIONS,
                 amqps_port: VIP_PORT,
                 management_port: None,
                 admin_socket: dir.path().join(format!("haproxy{i}.sock")),

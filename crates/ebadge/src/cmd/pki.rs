@@ -19,6 +19,22 @@ pub enum PkiCommand {
         #[arg(long = "server-name", default_values = ["localhost", "127.0.0.1", "::1"])]
         server_names: Vec<String>,
     },
+    /// Re-issue the broker's server certificate (rotation, or new names), signed by the CA.
+    /// RabbitMQ caches certificates: afterwards run
+    /// `rabbitmqctl eval 'ssl:clear_pem_cache().'` on each node (or restart it, one at a time).
+    ///
+    /// Example: ebadge pki server --server-name mq.example.net --server-name 10.0.0.10
+    Server {
+        /// PKI directory.
+        #[arg(long, default_value = ".ebadge/pki")]
+        dir: PathBuf,
+        /// Names the broker is reached by (DNS names or IP addresses).
+        #[arg(long = "server-name", required = true)]
+        server_names: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = DEFAULT_DAYS)]
+        days: i64,
+    },
     /// Issue the client certificate of an entity: CN = NAME, files clients/NAME.pem and .key.
     ///
     /// Example: ebadge pki issue heh-b827ebea02c1
@@ -56,6 +72,14 @@ pub fn run(command: PkiCommand) -> Result<ExitCode> {
             } else {
                 println!("the CA exists already: {}", pki.ca_cert().display());
             }
+        }
+        PkiCommand::Server {
+            dir,
+            server_names,
+            days,
+        } => {
+            let (cert, key) = Pki::new(&dir).issue_server(&server_names, days)?;
+            println!("{}\n{}", cert.display(), key.display());
         }
         PkiCommand::Issue { name, dir, days } => {
             let (cert, key) = Pki::new(&dir).issue(&name, days)?;

@@ -1,0 +1,146 @@
+//! The production files in `deploy/` stay valid and in step with what the code writes: haproxy
+//! and keepalived check them with their own parsers, the security lines of rabbitmq.conf and the
+//! queue policy of the boot definitions are the ones the local broker and provisioning use.
+//! `EBADGE_BLESS=1 cargo test --test deploy` rewrites the generated haproxy.cfg.
+
+use ebadge_admin::haproxy::{self, Backend, Frontend};
+use ebadge_bus::conventions::{DEFAULT_MAX_LENGTH, MESSAGE_TTL_MS, QUEUE_POLICY};
+use std::path::{Path, PathBuf};
+
+fn deploy(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy")
+        .join(file)
+}
+
+/// The production haproxy: three nodes mq1-mq3 at 10.0.0.11-13, AMQPS only (the management API
+/// stays on each node's loopback), room for 50,000 HEHs.
+fn production_haproxy() -> String {
+    let front = Frontend {
+        bind: "0.0.0.0".into(),
+        max_connections: 50_000,
+        amqps_port: 5671,
+        management_port: None,
+        admin_socket: "/run/haproxy/ebadge.sock".into(),
+    };
+    let nodes: Vec<Backend> = (1..=3)
+        .map(|i| Backend {
+            name: format!("mq{i}"),
+            host: format!("10.0.0.1{i}"),
+            amqps_port: 5671,
+            management_port: 15672,
+        })
+        .collect();
+    haproxy::config(&front, &nodes)
+}
+
+#[test]
+fn haproxy_cfg_is_what_the_code_writes_and_haproxy_accepts_it() {
+    let file = deploy("haproxy/haproxy.cfg");
+    let expected = production_haproxy();
+    if std::env::var_os("EBADGE_BLESS").is_some() {
+        std::fs::write(&file, &expected).unwrap();
+    }
+    let actual = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        actual, expected,
+        "deploy/haproxy/haproxy.cfg differs from haproxy::config (EBADGE_BLESS=1 rewrites it)"
+    );
+    haproxy::check(&file).expect("haproxy -c accepts deploy/haproxy/haproxy.cfg");
+}
+
+#[test]
+fn haproxy_check_reports_a_broken_file_in_its_own_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.cfg");
+    std::fs::write(
+        &file,
+        production_haproxy().replace("balance leastconn", "balance nowhere"),
+    )
+    .unwrap();
+    let error = haproxy::check(&file).unwrap_err();
+    assert!(
+        error.contains("broken.cfg:") && error.contains("balance only supports"),
+        "{error}"
+    );
+}
+
+#[test]
+fn keepalived_accepts_both_hosts_files() {
+    for host in ["lb1", "lb2"] {
+        let file = deploy(&format!("keepalived/keepalived-{host}.conf"));
+        let output = std::process::Command::new("keepalived")
+            .args(["--config-test", "-f"])
+            .arg(&file)
+            .output()
+            .expect("keepalived is installed (make deps)");
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let (lb1, lb2) = (
+        std::fs::read_to_string(deploy("keepalived/keepalived-lb1.conf")).unwrap(),
+        std::fs::read_to_string(deploy("keepalived/keepalived-lb2.conf")).unwrap(),
+    );
+    let vip = |text: &str| {
+        text.lines()
+            .find(|l| l.contains("dev eth0") && l.trim().starts_with(char::is_numeric))
+            .map(str::trim)
+            .map(str::to_owned)
+    };
+    assert_eq!(vip(&lb1), vip(&lb2), "both hosts share one virtual IP");
+    assert!(lb1.contains("priority 150") && lb2.contains("priority 100"));
+}
+
+#[test]
+fn rabbitmq_conf_carries_the_security_settings_the_local_broker_uses() {
+    let conf = std::fs::read_to_string(deploy("rabbitmq/rabbitmq.conf")).unwrap();
+    let lines: Vec<&str> = conf.lines().map(str::trim).collect();
+    let settings = ebadge_admin::broker::security_settings(
+        5671,
+        Path::new("/etc/rabbitmq/tls/ca.pem"),
+        Path::new("/etc/rabbitmq/tls/server.pem"),
+        Path::new("/etc/rabbitmq/tls/server.key"),
+    );
+    for (key, value) in settings {
+        let line = format!("{key} = {value}");
+        assert!(
+            lines.contains(&line.as_str()),
+            "deploy/rabbitmq/rabbitmq.conf lacks `{line}`"
+        );
+    }
+    assert!(lines.contains(&"cluster_formation.peer_discovery_backend = classic_config"));
+}
+
+#[test]
+fn boot_definitions_carry_the_queue_policy_provisioning_sets() {
+    let defs: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(deploy("rabbitmq/definitions.json")).unwrap(),
+    )
+    .unwrap();
+    let policy = &defs["policies"][0];
+    assert_eq!(policy["name"], QUEUE_POLICY);
+    assert_eq!(policy["apply-to"], "queues");
+    assert_eq!(
+        policy["definition"],
+        ebadge_admin::state::queue_policy_definition(MESSAGE_TTL_MS, DEFAULT_MAX_LENGTH)
+    );
+    assert!(
+        defs.get("users").is_none(),
+        "no account in a committed file: the administrator is made on the host"
+    );
+}
+
+#[test]
+fn the_operator_profile_parses() {
+    let profile = ebadge_bus::Profile::load(&deploy("ebadge/profile.toml")).unwrap();
+    assert!(profile.amqps_url.starts_with("amqps://"));
+    assert_eq!(
+        profile.management.unwrap().url,
+        "http://127.0.0.1:15672",
+        "the management API stays on the node's loopback"
+    );
+}
