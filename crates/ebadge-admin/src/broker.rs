@@ -401,6 +401,21 @@ impl LocalBroker {
         Ok(Some(pid))
     }
 
+    /// Makes every running node read its certificate files again (after `Pki::issue_server`,
+    /// i.e. rotation): new connections get the new certificate, open ones carry on. Returns how
+    /// many nodes it reached.
+    pub fn reload_tls(&self) -> Result<usize, BrokerError> {
+        let state = self.existing_state()?;
+        let mut reloaded = 0;
+        for node in &state.nodes {
+            if live_pid(&self.pid_path(node), "beam").is_some() {
+                self.ctl_node(&state, node, &["eval", "ssl:clear_pem_cache()."])?;
+                reloaded += 1;
+            }
+        }
+        Ok(reloaded)
+    }
+
     /// Runs `rabbitmqctl -n NODE ARGS…` against the first node, with this broker's environment.
     pub fn ctl(&self, state: &BrokerState, args: &[&str]) -> Result<String, BrokerError> {
         self.ctl_node(state, &state.nodes[0], args)

@@ -299,13 +299,16 @@ fn read(path: &Path) -> Result<String, PkiError> {
 }
 
 fn write(path: &Path, text: &str) -> Result<(), PkiError> {
-    std::fs::write(path, text).map_err(|source| PkiError::Io {
-        path: path.into(),
-        source,
-    })
+    write_atomically(path, text, 0o644)
 }
 
 fn write_private(path: &Path, text: &str) -> Result<(), PkiError> {
+    write_atomically(path, text, 0o600)
+}
+
+/// Writes a sibling file and renames it over `path`: a broker or client reading a certificate
+/// while it is re-issued (rotation) sees the old file or the new one, never half of one.
+fn write_atomically(path: &Path, text: &str, mode: u32) -> Result<(), PkiError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let io = |source| PkiError::Io {
@@ -315,12 +318,16 @@ fn write_private(path: &Path, text: &str) -> Result<(), PkiError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
-        .open(path)
+        .mode(mode)
+        .open(&partial)
         .and_then(|mut f| f.write_all(text.as_bytes()))
+        .and_then(|()| std::fs::rename(&partial, path))
         .map_err(io)
 }

@@ -397,3 +397,76 @@ async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
     repair.apply(&client, |_, _| {}).await.unwrap();
     assert_eq!(audit::audit(&client, &management).await.unwrap(), vec![]);
 }
+
+/// The serial number of the server certificate `port` presents.
+async fn server_serial(
+    port: u16,
+    ca: &std::path::Path,
+    cert: &(std::path::PathBuf, std::path::PathBuf),
+) -> String {
+    let config = client_config(ca, Some(cert), &[&rustls::version::TLS13]);
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let der = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
+    parsed.raw_serial_as_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_certificate_rotates_on_every_node_without_a_restart() {
+    let broker = cluster().await;
+    let pki = broker.pki();
+    let profile = ebadge_bus::Profile::load(&broker.profile_path()).unwrap();
+    let me = pki.client("vip-heh");
+    let ports: Vec<u16> = broker
+        .status()
+        .unwrap()
+        .nodes
+        .iter()
+        .map(|n| n.amqps_url.rsplit(':').next().unwrap().parse().unwrap())
+        .collect();
+    let open = ebadge_bus::Client::connect(ebadge_bus::ClientConfig::new(
+        profile.clone(),
+        ebadge_bus::EntityName::new("vip-heh").unwrap(),
+    ))
+    .await
+    .unwrap();
+    let mut before = Vec::new();
+    for port in &ports {
+        before.push(server_serial(*port, &pki.ca_cert(), &me).await);
+    }
+
+    let names = ["localhost", "127.0.0.1", "::1", VRRP_VIP].map(String::from);
+    pki.issue_server(&names, 30).unwrap();
+    assert_eq!(broker.reload_tls().unwrap(), ports.len());
+
+    for (port, old) in ports.iter().zip(&before) {
+        let new = server_serial(*port, &pki.ca_cert(), &me).await;
+        assert_ne!(
+            &new, old,
+            "node on port {port} presents the new certificate"
+        );
+    }
+    // The open connection carries on; a new one logs in.
+    let to = ebadge_bus::EntityName::new("vip-vpp").unwrap();
+    let report = ebadge_model::Message::decode(
+        r#"{"msg":"report","from":"2026-11-25T10:00:00Z","to":"2026-11-25T10:01:00Z","resolution":60,"values":{"total.p":[1.5]},"heh_id":null}"#,
+    )
+    .unwrap();
+    open.send_confirmed(&to, &report).await.unwrap();
+    let fresh = ebadge_bus::Client::connect(ebadge_bus::ClientConfig::new(
+        profile,
+        ebadge_bus::EntityName::new("vip-heh").unwrap(),
+    ))
+    .await;
+    assert!(fresh.is_ok(), "{:?}", fresh.err());
+    open.close(Duration::from_secs(5)).await;
+}

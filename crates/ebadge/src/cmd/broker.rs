@@ -52,6 +52,13 @@ pub enum BrokerCommand {
         #[arg(long, requires = "node")]
         kill: bool,
     },
+    /// Make every node read its certificate files again, after `ebadge pki server` (rotation):
+    /// new connections get the new certificate, open ones carry on.
+    ReloadTls {
+        /// Broker directory.
+        #[arg(long, default_value = DEFAULT_DIR)]
+        dir: PathBuf,
+    },
     /// Say whether the local broker runs, and where. Exits 0 if it runs, 1 if not.
     Status {
         /// Broker directory.
@@ -126,6 +133,11 @@ pub async fn run(command: BrokerCommand) -> Result<ExitCode> {
             } else {
                 eprintln!("no broker was running in {}", broker.dir().display());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        BrokerCommand::ReloadTls { dir } => {
+            let nodes = LocalBroker::new(&dir).reload_tls()?;
+            eprintln!("{nodes} node(s) will present the current certificate to new connections");
             Ok(ExitCode::SUCCESS)
         }
         BrokerCommand::Status { dir, json } => {

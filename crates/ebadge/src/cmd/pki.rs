@@ -20,8 +20,8 @@ pub enum PkiCommand {
         server_names: Vec<String>,
     },
     /// Re-issue the broker's server certificate (rotation, or new names), signed by the CA.
-    /// RabbitMQ caches certificates: afterwards run
-    /// `rabbitmqctl eval 'ssl:clear_pem_cache().'` on each node (or restart it, one at a time).
+    /// RabbitMQ caches certificates: afterwards run `ebadge broker reload-tls` (local broker) or
+    /// `rabbitmqctl eval 'ssl:clear_pem_cache().'` on each node of a deployed cluster.
     ///
     /// Example: ebadge pki server --server-name mq.example.net --server-name 10.0.0.10
     Server {
