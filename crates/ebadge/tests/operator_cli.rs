@@ -75,7 +75,44 @@ fn definitions_export_holds_what_the_registry_implies() {
     }
     assert_eq!(
         names("queues", "name"),
-        ["private-heh-a-inbox", "private-ts-inbox"]
+        [
+            "private-heh-a-inbox",
+            "private-heh-a-quarantine",
+            "private-ts-inbox",
+            "private-ts-quarantine"
+        ]
+    );
+    assert!(names("exchanges", "name").contains(&"private-ts-quarantine".to_owned()));
+    let queue_types = |defs: &serde_json::Value| -> Vec<String> {
+        defs["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["arguments"]["x-queue-type"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(
+        queue_types(&defs).iter().all(|t| t == "classic"),
+        "one node"
+    );
+    let out = ebadge(
+        dir.path(),
+        &[
+            "provision",
+            "r.toml",
+            "--export-definitions",
+            "cluster.json",
+            "--cluster-nodes",
+            "3",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cluster: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("cluster.json")).unwrap()).unwrap();
+    assert!(
+        queue_types(&cluster).iter().all(|t| t == "quorum"),
+        "a cluster replicates every queue: {:?}",
+        queue_types(&cluster)
     );
     let perms = &defs["permissions"].as_array().unwrap()[0];
     assert_eq!(perms["user"], "heh-a");
@@ -132,6 +169,29 @@ fn operator_commands_without_a_profile_say_how_to_get_one() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("`ebadge broker up` starts one"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_two_node_cluster_and_a_changed_size_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ebadge(dir.path(), &["broker", "up", "--dir", "b", "--nodes", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("use 1 or 3"), "{}", stderr(&out));
+    // A directory set up for one node is not silently turned into a cluster.
+    std::fs::create_dir(dir.path().join("b")).unwrap();
+    std::fs::write(
+        dir.path().join("b/broker.toml"),
+        "admin_password = \"x\"\ncookie = \"Y\"\n[[nodes]]\nname = \"ebadge-1@localhost\"\n\
+         dir = \"node\"\namqps_port = 1\nmanagement_port = 2\ndist_port = 3\n",
+    )
+    .unwrap();
+    let out = ebadge(dir.path(), &["broker", "up", "--dir", "b", "--nodes", "3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("holds a broker of 1 node(s), not 3"),
         "{}",
         stderr(&out)
     );
