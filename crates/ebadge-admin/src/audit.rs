@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Violation {
     /// Short kind, stable for scripts: `guest`, `password-user`, `plain-listener`, `permissions`,
-    /// `queue-ttl`, `exchange-type`, `default-exchange`, `user-name`.
+    /// `queue-ttl`, `queue-replication`, `exchange-type`, `default-exchange`, `user-name`.
     pub kind: &'static str,
     /// What exactly, and what to do.
     pub detail: String,
@@ -186,14 +186,26 @@ pub async fn audit(
             _ => None,
         })
         .collect();
+    // On a cluster, a durable queue that is not replicated dies with its node (D3.2.3 6.2.1).
+    let cluster_nodes = http.nodes().await?.len();
     for q in http
-        .get("queues?columns=name,vhost,arguments")
+        .get("queues?columns=name,vhost,arguments,durable,type")
         .await?
         .as_array()
         .into_iter()
         .flatten()
     {
         let name = q["name"].as_str().unwrap_or("?");
+        let kind = q["type"].as_str().unwrap_or("classic");
+        if cluster_nodes > 1 && q["durable"] == true && kind != "quorum" {
+            v(
+                "queue-replication",
+                format!(
+                    "queue {name} is a {kind} queue on a cluster of {cluster_nodes} nodes: it is lost with its node; \
+                     make it a quorum queue (registry queue_type \"auto\" or \"quorum\", then `ebadge provision`)"
+                ),
+            );
+        }
         let policy_ttl = policies
             .iter()
             .filter(|(re, _, _)| re.is_match(name))

@@ -470,3 +470,37 @@ async fn the_server_certificate_rotates_on_every_node_without_a_restart() {
     assert!(fresh.is_ok(), "{:?}", fresh.err());
     open.close(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_audit_passes_and_reports_a_queue_that_is_not_replicated() {
+    let broker = cluster().await;
+    let management = ebadge_bus::Profile::load(&broker.profile_path())
+        .unwrap()
+        .management
+        .unwrap();
+    let client = ebadge_admin::broker::admin_client(&management.url, &management.password);
+    assert_eq!(
+        audit::audit(&client, &management).await.unwrap(),
+        vec![],
+        "a provisioned cluster conforms"
+    );
+    // What an entity may make in its own namespace: a durable classic queue, on one node only.
+    let extra = serde_json::json!({
+        "queues": [{"name": "private-vip-vpp-extra", "vhost": "/", "durable": true,
+                    "auto_delete": false, "arguments": {"x-queue-type": "classic"}}]
+    });
+    client.import_definitions(extra).await.unwrap();
+    let found = audit::audit(&client, &management).await.unwrap();
+    client
+        .delete_queue("/", "private-vip-vpp-extra", false)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].kind, "queue-replication");
+    assert!(
+        found[0]
+            .detail
+            .contains("queue private-vip-vpp-extra is a classic queue on a cluster of 3 nodes"),
+        "{found:?}"
+    );
+}
