@@ -319,13 +319,44 @@ pub struct ActivationReport {
     pub vpp: ebadge_bus::CounterSnapshot,
 }
 
-/// Starts `hehs` simulated HEHs, then the VPP sends each an activation at once and waits for all
-/// answers.
-pub async fn activations(
+/// The HEHs of the activation benchmark `first..first + count`, connected (at most 64 handshakes
+/// at once) and announced. `progress` gets the number connected so far.
+pub async fn activation_fleet(
+    profile: &Profile,
+    first: usize,
+    count: usize,
+    progress: impl Fn(usize) + Send + Sync + 'static,
+) -> Result<Fleet, crate::fleet::FleetError> {
+    let specs = (first..first + count)
+        .map(|i| HehSpec {
+            name: EntityName::new(&bench_heh(i)).expect("a valid name"),
+            controller: EntityName::new(BENCH_VPP).expect("a valid name"),
+            capacity_kw: 1000.0,
+            policy: Policy::Reject,
+        })
+        .collect();
+    Fleet::start(profile, specs, 64, progress).await
+}
+
+/// Where the activation benchmark's HEHs run.
+pub enum FleetPlacement<F> {
+    /// In this process (one connection each, so at most the open-file limit).
+    InProcess(Box<dyn Fn(usize) + Send + Sync>),
+    /// Elsewhere (other processes): the future resolves when they are all connected, with the
+    /// KiB per HEH connection they measured.
+    External(F),
+}
+
+/// Starts `hehs` simulated HEHs (here or elsewhere), then the VPP sends each an activation at
+/// once and waits for all answers.
+pub async fn activations<F>(
     profile: &Profile,
     hehs: usize,
-    progress: impl Fn(usize) + Send + Sync + 'static,
-) -> Result<ActivationReport, crate::fleet::FleetError> {
+    placement: FleetPlacement<F>,
+) -> Result<ActivationReport, crate::fleet::FleetError>
+where
+    F: std::future::Future<Output = Result<f64, crate::fleet::FleetError>>,
+{
     let vpp = Client::connect(ClientConfig::new(
         profile.clone(),
         EntityName::new(BENCH_VPP).expect("a valid name"),
@@ -345,22 +376,20 @@ pub async fn activations(
     });
     let rss0 = rss_kib();
     let started = Instant::now();
-    let specs = (0..hehs)
-        .map(|i| HehSpec {
-            name: EntityName::new(&bench_heh(i)).expect("a valid name"),
-            controller: EntityName::new(BENCH_VPP).expect("a valid name"),
-            capacity_kw: 1000.0,
-            policy: Policy::Reject,
-        })
-        .collect();
-    let fleet = Fleet::start(profile, specs, 64, progress).await?;
+    let (fleet, kib_per_heh) = match placement {
+        FleetPlacement::InProcess(progress) => {
+            let fleet = activation_fleet(profile, 0, hehs, progress).await?;
+            let kib = rss_kib().saturating_sub(rss0) as f64 / hehs.max(1) as f64;
+            (Some(fleet), kib)
+        }
+        FleetPlacement::External(ready) => (None, ready.await?),
+    };
     let connect_seconds = started.elapsed().as_secs_f64();
-    let kib_per_heh = rss_kib().saturating_sub(rss0) as f64 / hehs.max(1) as f64;
     // Each HEH announces itself with four messages; let the VPP read them all first, so the
     // burst measures activations, not a backlog of announcements ahead of the answers.
     let announced = 4 * hehs as u64;
     let wait = Instant::now();
-    while vpp.counters().received < announced && wait.elapsed() < Duration::from_secs(120) {
+    while vpp.counters().received < announced && wait.elapsed() < Duration::from_secs(300) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (from, to) = crate::vpp::activation_window();
@@ -391,7 +420,9 @@ pub async fn activations(
     }
     let seconds = burst.elapsed().as_secs_f64();
     let p = percentiles(&mut trips, &[50.0, 90.0, 99.0, 100.0]);
-    fleet.close(Duration::from_secs(5)).await;
+    if let Some(fleet) = fleet {
+        fleet.close(Duration::from_secs(5)).await;
+    }
     let vpp_counters = vpp.counters();
     vpp.close(Duration::from_secs(5)).await;
     Ok(ActivationReport {

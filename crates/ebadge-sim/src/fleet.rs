@@ -29,6 +29,9 @@ pub enum FleetError {
         /// Suggested number of processes.
         processes: u64,
     },
+    /// A simulator process failed.
+    #[error("{0}")]
+    Process(String),
     /// An HEH could not connect.
     #[error("HEH {name}: {source}")]
     Connect {

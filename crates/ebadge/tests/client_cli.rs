@@ -218,7 +218,7 @@ async fn the_durable_outbox_survives_a_killed_sender_and_delivers_after_the_outa
 }
 
 #[test]
-fn the_demo_runs_and_its_summary_adds_up() {
+fn the_demo_runs_and_its_summary_adds_up_and_a_fleet_spreads_over_processes() {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ebadge-demo-broker");
     let out = Command::new(env!("CARGO_BIN_EXE_ebadge"))
         .args(["demo", "--hehs", "20", "--seconds", "6", "--json", "--dir"])
@@ -244,4 +244,18 @@ fn the_demo_runs_and_its_summary_adds_up() {
     assert_eq!(summary["market"]["unanswered"], 0, "{summary}");
     assert_eq!(summary["market"]["cleared_seen"], 3, "{summary}");
     assert!(stderr.contains("20 HEHs connected"), "{stderr}");
+
+    // The activation benchmark with its fleet in three processes, on the same broker (one test:
+    // two `broker up` on one directory at once would race).
+    let out = Command::new(env!("CARGO_BIN_EXE_ebadge"))
+        .args(["bench", "activations", "--hehs", "30", "--processes", "3"])
+        .args(["--json", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["report"]["answered"], 30, "{result}");
+    assert!(stderr.contains("in 3 process(es)"), "{stderr}");
 }

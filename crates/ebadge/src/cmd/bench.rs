@@ -33,10 +33,19 @@ pub enum BenchCommand {
         common: Common,
     },
     /// A fleet of HEHs; the VPP activates each at once: first activate → last answer.
+    ///
+    /// Example (20,000 HEHs over four processes and the nodes of a local cluster):
+    ///   ebadge broker up --dir .ebadge-cluster --nodes 3
+    ///   ebadge bench activations --dir .ebadge-cluster --hehs 20000 --processes 4
     Activations {
         /// HEHs, each its own TLS connection.
         #[arg(long, default_value_t = 5000)]
         hehs: usize,
+        /// Simulator processes to spread the HEHs over (one process may hold at most its
+        /// open-file limit of connections). On a local cluster each process connects straight to
+        /// one node, round robin, as haproxy holds at most 9,000 connections under this limit.
+        #[arg(long, default_value_t = 1)]
+        processes: usize,
         #[command(flatten)]
         common: Common,
     },
@@ -63,6 +72,23 @@ pub enum BenchCommand {
         /// Connection profile (pointing at the counting proxy).
         #[arg(long)]
         profile: PathBuf,
+    },
+    /// (Used by `activations --processes`: part of the fleet, in its own process. Prints
+    /// "ready KIB_PER_HEH" once connected, and stops when its standard input closes.)
+    #[command(hide = true)]
+    FleetChild {
+        /// Index of the first HEH.
+        #[arg(long)]
+        first: usize,
+        /// How many.
+        #[arg(long)]
+        count: usize,
+        /// Connection profile.
+        #[arg(long)]
+        profile: PathBuf,
+        /// Connect here instead of the profile's address.
+        #[arg(long)]
+        url: Option<String>,
     },
     /// (Used by `ingest`: the VPP's side, in its own process.)
     #[command(hide = true)]
@@ -170,18 +196,66 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
                 json!({"bench": "ingest", "hehs": hehs, "messages": total, "ebadge": results[0], "raw_amqprs": results[1], "ratio_to_ceiling": ratio}),
             );
         }
-        BenchCommand::Activations { hehs, common } => {
-            let (profile, _) = prepare(&common, hehs).await?;
-            purge_inbox(&profile).await?;
-            note(&format!(
-                "connecting {hehs} HEHs, each with its own TLS connection …"
-            ));
-            let report = bench::activations(&profile, hehs, |n| {
+        BenchCommand::FleetChild {
+            first,
+            count,
+            profile,
+            url,
+        } => {
+            let mut profile = Profile::load(&profile)?;
+            if let Some(url) = url {
+                profile.amqps_url = url;
+            }
+            let rss0 = ebadge_sim::measure::rss_kib();
+            let fleet = bench::activation_fleet(&profile, first, count, move |n| {
                 if n % 1000 == 0 {
-                    eprintln!("  {n} connected");
+                    eprintln!("  HEHs {first}..: {n} connected");
                 }
             })
             .await?;
+            let kib = ebadge_sim::measure::rss_kib().saturating_sub(rss0) as f64 / count as f64;
+            println!("ready {kib}");
+            // Stay connected until the parent closes our standard input.
+            let _ = tokio::task::spawn_blocking(|| {
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())
+            })
+            .await;
+            fleet.close(std::time::Duration::from_secs(5)).await;
+        }
+        BenchCommand::Activations {
+            hehs,
+            processes,
+            common,
+        } => {
+            let (profile, path) = prepare(&common, hehs).await?;
+            purge_inbox(&profile).await?;
+            note(&format!(
+                "connecting {hehs} HEHs, each with its own TLS connection, in {processes} process(es) …"
+            ));
+            let report = if processes <= 1 {
+                let progress = Box::new(|n| {
+                    if n % 1000 == 0 {
+                        eprintln!("  {n} connected");
+                    }
+                });
+                bench::activations(
+                    &profile,
+                    hehs,
+                    bench::FleetPlacement::<std::future::Ready<_>>::InProcess(progress),
+                )
+                .await?
+            } else {
+                let mut children = spawn_fleet(&common, &path, hehs, processes)?;
+                let ready = wait_until_ready(&mut children);
+                let report =
+                    bench::activations(&profile, hehs, bench::FleetPlacement::External(ready))
+                        .await;
+                for (mut child, _) in children {
+                    drop(child.stdin.take());
+                    let _ = child.wait().await;
+                }
+                report?
+            };
             note(&format!(
                 "{} activations: {} answered, first sent → last answer {:.3} s; round trip p50 {:.1} ms p99 {:.1} ms; {:.0} KiB per HEH connection",
                 report.sent,
@@ -252,6 +326,71 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A fleet process and the lines it prints.
+type FleetChild = (
+    tokio::process::Child,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+);
+
+/// Starts `processes` fleet processes for HEHs `0..hehs`; on a local cluster each connects
+/// straight to one node (round robin).
+fn spawn_fleet(
+    common: &Common,
+    profile_path: &std::path::Path,
+    hehs: usize,
+    processes: usize,
+) -> Result<Vec<FleetChild>> {
+    use tokio::io::AsyncBufReadExt;
+    let nodes: Vec<String> = LocalBroker::new(&common.dir)
+        .status()
+        .map(|s| s.nodes.into_iter().map(|n| n.amqps_url).collect())
+        .unwrap_or_default();
+    let per = hehs.div_ceil(processes);
+    let mut children = Vec::new();
+    for i in 0..processes {
+        let first = i * per;
+        let count = per.min(hehs.saturating_sub(first));
+        if count == 0 {
+            break;
+        }
+        let mut command = tokio::process::Command::new(std::env::current_exe()?);
+        command
+            .args(["bench", "fleet-child", "--first", &first.to_string()])
+            .args(["--count", &count.to_string(), "--profile"])
+            .arg(profile_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true);
+        if nodes.len() > 1 {
+            command.args(["--url", &nodes[i % nodes.len()]]);
+        }
+        let mut child = command.spawn().context("starting a fleet process")?;
+        let lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+        children.push((child, lines));
+    }
+    Ok(children)
+}
+
+/// Resolves when every fleet process says "ready", with their mean KiB per HEH connection.
+async fn wait_until_ready(
+    children: &mut [FleetChild],
+) -> Result<f64, ebadge_sim::fleet::FleetError> {
+    let mut kib = Vec::new();
+    for (i, (_, lines)) in children.iter_mut().enumerate() {
+        match lines.next_line().await {
+            Ok(Some(line)) if line.starts_with("ready ") => {
+                kib.push(line[6..].trim().parse::<f64>().unwrap_or(0.0));
+            }
+            other => {
+                return Err(ebadge_sim::fleet::FleetError::Process(format!(
+                    "fleet process {i} stopped before its HEHs were connected ({other:?}); its error is above"
+                )));
+            }
+        }
+    }
+    Ok(kib.iter().sum::<f64>() / kib.len().max(1) as f64)
 }
 
 /// Starts the broker, provisions the benchmark registry (additively) and issues certificates.
