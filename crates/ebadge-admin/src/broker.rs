@@ -697,19 +697,20 @@ impl LocalBroker {
         let config_file = dir.join("haproxy.cfg");
         write_file(&config_file, &haproxy::config(&frontend, &backends), false)?;
         let log = dir.join("haproxy.log");
-        let pid = spawn_logged(
+        let mut child = spawn_logged(
             Command::new(haproxy::HAPROXY)
                 .args(["-db", "-f"])
                 .arg(&config_file),
             &log,
         )?;
-        write_file(&dir.join("haproxy.pid"), &pid.to_string(), false)?;
+        write_file(&dir.join("haproxy.pid"), &child.id().to_string(), false)?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if std::net::TcpStream::connect(("127.0.0.1", front.amqps_port)).is_ok() {
                 return Ok(());
             }
-            if self.haproxy_pid().is_none() {
+            // The child itself, not its pid file: until it has exec'd, its command line is ours.
+            if !matches!(child.try_wait(), Ok(None)) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -826,8 +827,11 @@ fn stop_process(pid: u32, alive: impl Fn() -> bool) {
 }
 
 /// Starts a long-lived child with its output in `log`, in its own process group: it outlives
-/// `ebadge broker up` and ignores our Ctrl-C. Returns its pid.
-fn spawn_logged(command: &mut Command, log_path: &Path) -> Result<u32, BrokerError> {
+/// `ebadge broker up` and ignores our Ctrl-C.
+fn spawn_logged(
+    command: &mut Command,
+    log_path: &Path,
+) -> Result<std::process::Child, BrokerError> {
     use std::os::unix::process::CommandExt;
     let io_error = |source| BrokerError::Io {
         path: log_path.into(),
@@ -845,7 +849,7 @@ fn spawn_logged(command: &mut Command, log_path: &Path) -> Result<u32, BrokerErr
             path: command.get_program().into(),
             source,
         })?;
-    Ok(child.id())
+    Ok(child)
 }
 
 fn create_dir(dir: &Path) -> Result<(), BrokerError> {
