@@ -360,10 +360,20 @@ impl LocalBroker {
             stop_process(pid, || self.haproxy_pid().is_some());
             stopped = true;
         }
-        // The last node stopped is the one the others wait for on the next start; `up` starts
-        // them all together, so the order does not matter.
-        for index in 0..state.nodes.len() {
-            stopped |= self.stop_node(index)?;
+        // All nodes at once: stopped one after the other, the last ones would find themselves a
+        // minority and pause (`pause_minority`), which makes their shutdown crawl with many
+        // quorum queues. `up` starts them all together, so no order is needed on the way back.
+        let results: Vec<Result<bool, BrokerError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..state.nodes.len())
+                .map(|index| scope.spawn(move || self.stop_node(index)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a stopping thread does not panic"))
+                .collect()
+        });
+        for result in results {
+            stopped |= result?;
         }
         Ok(stopped)
     }

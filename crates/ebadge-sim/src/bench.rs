@@ -26,8 +26,11 @@ pub fn bench_heh(i: usize) -> String {
 }
 
 /// The registry of the benchmarks: one VPP controlling `hehs` HEHs.
-pub fn registry(hehs: usize) -> String {
-    let mut r = format!("# Written by `ebadge bench`.\n[[entity]]\nname = \"{BENCH_VPP}\"\n");
+pub fn registry(hehs: usize, queue_type: &str) -> String {
+    let mut r = format!(
+        "# Written by `ebadge bench`.\n[options]\nqueue_type = \"{queue_type}\"\n\
+         [[entity]]\nname = \"{BENCH_VPP}\"\n"
+    );
     for i in 0..hehs {
         let _ = write!(
             r,

@@ -114,6 +114,11 @@ pub struct Common {
     /// One JSON object with the results.
     #[arg(long)]
     pub json: bool,
+    /// Queue type of the benchmark's inboxes: auto (quorum on a cluster), classic or quorum. On
+    /// a cluster a quorum queue costs ≈ 430 KiB of broker memory and ≈ 23 ms to create (see
+    /// docs/benchmarks.md): 20,000 HEHs need classic queues on a 24-GiB machine.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "classic", "quorum"])]
+    pub queue_type: String,
 }
 
 /// Runs a `bench` subcommand.
@@ -395,7 +400,7 @@ async fn wait_until_ready(
 
 /// Starts the broker, provisions the benchmark registry (additively) and issues certificates.
 async fn prepare(common: &Common, hehs: usize) -> Result<(Profile, PathBuf)> {
-    let registry = Registry::parse(&bench::registry(hehs))?;
+    let registry = Registry::parse(&bench::registry(hehs, &common.queue_type))?;
     let (profile, plan, _) = super::provision_local(&common.dir, &registry).await?;
     if !plan.is_empty() {
         note(&format!(

@@ -42,7 +42,15 @@ pub async fn provision_local(
     let plan = ebadge_admin::provision::plan(&client, &m, registry)
         .await?
         .without_removals();
-    plan.apply(&client, |_, _| {}).await?;
+    // Tens of thousands of items take minutes on a cluster: say how far it got.
+    let mut last = std::time::Instant::now();
+    plan.apply(&client, |done, total| {
+        if last.elapsed().as_secs() >= 5 {
+            eprintln!("  provisioning: {done}/{total} broker items");
+            last = std::time::Instant::now();
+        }
+    })
+    .await?;
     let issued = broker
         .pki()
         .issue_missing(registry.entities().map(|e| e.as_str()))?;
