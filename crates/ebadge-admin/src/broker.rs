@@ -25,8 +25,9 @@ pub const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 pub const RABBITMQCTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
 /// The management API account that provisioning, audit and revoke use.
 pub const ADMIN_USER: &str = "ebadge-admin";
-/// How long `up` waits for a node to boot (one takes about 7 s here).
-pub const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long `up` waits for a node to boot, or a cluster to form (7 s and 20 s here when new;
+/// minutes for a node that loads 240,000 definitions).
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A broker supervisor failure, saying what to do.
 #[derive(Debug, thiserror::Error)]
@@ -340,7 +341,23 @@ impl LocalBroker {
             self.spawn(&server, &state, node)?;
         }
         for node in &starting {
-            self.wait_until_up(&state, node).await?;
+            // RabbitMQ 3.10 nodes restarted together can crash while comparing feature flags with
+            // a peer that is still booting (`incompatible_feature_flags`, `badmap`); a second
+            // start succeeds, so a node that died during boot gets two more.
+            let mut retries = 2;
+            loop {
+                match self.wait_until_up(&state, node).await {
+                    Ok(()) => break,
+                    Err(error)
+                        if retries > 0 && live_pid(&self.pid_path(node), "beam").is_none() =>
+                    {
+                        retries -= 1;
+                        tracing::warn!(node = %node.name, %error, "the node died during boot; starting it again");
+                        self.spawn(&server, &state, node)?;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
         }
         if state.front.is_some() {
             self.wait_for_cluster(&state).await?;
@@ -847,7 +864,12 @@ fn spawn_logged(
         path: log_path.into(),
         source,
     };
-    let log = std::fs::File::create(log_path).map_err(io_error)?;
+    // Appended: the log of an earlier start (a crash) stays readable.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .map_err(io_error)?;
     let err = log.try_clone().map_err(io_error)?;
     let child = command
         .stdin(Stdio::null())
