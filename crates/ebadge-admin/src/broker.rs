@@ -225,7 +225,11 @@ impl LocalBroker {
     }
     /// The console log of the first node (RabbitMQ's own logs are next to it).
     pub fn console_log(&self) -> PathBuf {
-        self.dir.join("node").join("log").join("console.log")
+        let first = self.state().ok().flatten().map(|s| s.nodes[0].dir.clone());
+        self.dir
+            .join(first.as_deref().unwrap_or("node"))
+            .join("log")
+            .join("console.log")
     }
     fn node_log(&self, node: &NodeState) -> PathBuf {
         self.node_dir(node).join("log").join("console.log")
@@ -338,7 +342,7 @@ impl LocalBroker {
                 }
             }
             self.write_config(&state, node)?;
-            self.spawn(&server, &state, node)?;
+            self.spawn(&server, node)?;
         }
         for node in &starting {
             // RabbitMQ 3.10 nodes restarted together can crash while comparing feature flags with
@@ -353,7 +357,7 @@ impl LocalBroker {
                     {
                         retries -= 1;
                         tracing::warn!(node = %node.name, %error, "the node died during boot; starting it again");
-                        self.spawn(&server, &state, node)?;
+                        self.spawn(&server, node)?;
                     }
                     Err(error) => return Err(error),
                 }
@@ -405,7 +409,7 @@ impl LocalBroker {
             return Ok(false);
         };
         if self
-            .ctl_node(&state, node, &["stop", &pid_file.to_string_lossy()])
+            .ctl_node(node, &["stop", &pid_file.to_string_lossy()])
             .is_err()
         {
             // rabbitmqctl could not reach the node (cookie gone, node wedged): stop the process.
@@ -436,7 +440,7 @@ impl LocalBroker {
         let mut reloaded = 0;
         for node in &state.nodes {
             if live_pid(&self.pid_path(node), "beam").is_some() {
-                self.ctl_node(&state, node, &["eval", "ssl:clear_pem_cache()."])?;
+                self.ctl_node(node, &["eval", "ssl:clear_pem_cache()."])?;
                 reloaded += 1;
             }
         }
@@ -445,19 +449,14 @@ impl LocalBroker {
 
     /// Runs `rabbitmqctl -n NODE ARGS…` against the first node, with this broker's environment.
     pub fn ctl(&self, state: &BrokerState, args: &[&str]) -> Result<String, BrokerError> {
-        self.ctl_node(state, &state.nodes[0], args)
+        self.ctl_node(&state.nodes[0], args)
     }
 
-    fn ctl_node(
-        &self,
-        state: &BrokerState,
-        node: &NodeState,
-        args: &[&str],
-    ) -> Result<String, BrokerError> {
+    fn ctl_node(&self, node: &NodeState, args: &[&str]) -> Result<String, BrokerError> {
         let output = Command::new(RABBITMQCTL)
             .args(["-n", &node.name])
             .args(args)
-            .envs(self.env(state, node))
+            .envs(self.env(node))
             .stdin(Stdio::null())
             .output()
             .map_err(|source| BrokerError::Io {
@@ -513,7 +512,7 @@ impl LocalBroker {
         })
     }
 
-    fn env(&self, _state: &BrokerState, node: &NodeState) -> Vec<(&'static str, PathBuf)> {
+    fn env(&self, node: &NodeState) -> Vec<(&'static str, PathBuf)> {
         let dir = self.node_dir(node);
         vec![
             ("HOME", dir.join("home")),
@@ -589,16 +588,11 @@ impl LocalBroker {
         )
     }
 
-    fn spawn(
-        &self,
-        server: &Path,
-        state: &BrokerState,
-        node: &NodeState,
-    ) -> Result<(), BrokerError> {
+    fn spawn(&self, server: &Path, node: &NodeState) -> Result<(), BrokerError> {
         let _ = std::fs::remove_file(self.pid_path(node));
         spawn_logged(
             Command::new(server)
-                .envs(self.env(state, node))
+                .envs(self.env(node))
                 .current_dir(self.node_dir(node)),
             &self.node_log(node),
         )
