@@ -140,3 +140,36 @@ impl Fleet {
         while tasks.join_next().await.is_some() {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fleet_over_the_open_file_limit_is_refused_with_the_split_to_use() {
+        assert!(check_capacity(10).is_ok());
+        let Some((_, hard)) = open_file_limits() else {
+            // "unlimited": nothing to refuse.
+            assert!(check_capacity(1_000_000).is_ok());
+            return;
+        };
+        let count = hard as usize + 1;
+        let error = check_capacity(count).unwrap_err();
+        let FleetError::TooManyFiles {
+            per_process,
+            processes,
+            limit,
+            ..
+        } = &error
+        else {
+            panic!("{error}");
+        };
+        assert_eq!(*limit, hard);
+        assert!(per_process * processes >= count as u64, "{error}");
+        assert!(
+            error.to_string().contains(&format!("at most {hard}"))
+                && error.to_string().contains("processes"),
+            "{error}"
+        );
+    }
+}
