@@ -644,3 +644,94 @@ async fn vrrp_moves_the_address_to_the_backup_haproxy_and_no_message_is_lost() {
     heh.close(Duration::from_secs(5)).await;
     vpp.close(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_quorum_inbox_refuses_publishes_and_the_sender_keeps_them_until_there_is_room() {
+    use rabbitmq_http_client::commons::PolicyTarget;
+    use rabbitmq_http_client::requests::PolicyParams;
+    const ROOM: u64 = 10;
+    const BURST: u64 = 200;
+    const LATER: u64 = 20;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let broker = ebadge_testkit::cluster().await;
+    let profile = cluster_profile(&broker);
+    let api = api(&profile);
+    let m = profile.management.clone().unwrap();
+    let admin = ebadge_admin::broker::admin_client(&m.url, &m.password);
+    let inbox = "private-out-vpp-inbox";
+
+    let vpp = client(&profile, "out-vpp").await;
+    Received::start(&vpp, true).await;
+    vpp.close(Duration::from_secs(5)).await;
+    let definition = serde_json::json!({"message-ttl": 900_000, "max-length": ROOM,
+        "overflow": "reject-publish"});
+    admin
+        .declare_policy(&PolicyParams {
+            vhost: "/",
+            name: "test-full-inbox",
+            pattern: "^private-out-vpp-inbox$",
+            apply_to: PolicyTarget::Queues,
+            priority: 10,
+            definition: definition.as_object().unwrap().clone(),
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let heh = client(&profile, "out-heh-1").await;
+    let to = ebadge_bus::EntityName::new("out-vpp").unwrap();
+    for n in 0..BURST {
+        heh.send(&to, &numbered_report(n)).unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after_burst = heh.counters();
+    let held = api.get(&format!("queues/%2F/{inbox}")).await.unwrap()["messages"].clone();
+    for n in BURST..BURST + LATER {
+        heh.send(&to, &numbered_report(n)).unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A quorum queue learns it is over its bound after the enqueues in flight: the burst
+    // overshoots, later publishes are refused. Refused messages stay with the sender.
+    let later = heh.counters();
+    let total = BURST + LATER;
+    assert!(later.nacked > 0, "the full queue refuses: {later:?}");
+    assert!(later.confirmed < total, "bounded: {later:?}");
+    assert_eq!(
+        later.confirmed, after_burst.confirmed,
+        "nothing more gets in once it is full: {later:?}"
+    );
+    assert_eq!(later.buffered, total - later.confirmed, "kept: {later:?}");
+    assert_eq!(later.dropped, 0);
+
+    // Room again (the bound lifted, the VPP reads): the kept messages go in, each arrives once.
+    admin
+        .delete_policy("/", "test-full-inbox", true)
+        .await
+        .unwrap();
+    let vpp = client(&profile, "out-vpp").await;
+    let (received, _) = Received::start(&vpp, false).await;
+    tokio::time::timeout(Duration::from_secs(30), heh.flush())
+        .await
+        .expect("the kept messages are confirmed once there is room");
+    received
+        .wait_for(total as usize, Duration::from_secs(10))
+        .await;
+    let mut numbers = received
+        .0
+        .lock()
+        .unwrap()
+        .get("out-heh-1")
+        .cloned()
+        .unwrap_or_default();
+    numbers.sort();
+    assert_eq!(numbers, (0..total).collect::<Vec<_>>(), "each once");
+    eprintln!(
+        "a quorum inbox bounded to {ROOM}: a burst of {BURST} put {} in (queue length {held}), \
+         {LATER} more all refused; {} refusals in all, every message kept and delivered once later ({:?})",
+        after_burst.confirmed,
+        later.nacked,
+        heh.counters()
+    );
+    heh.close(Duration::from_secs(5)).await;
+    vpp.close(Duration::from_secs(5)).await;
+}
