@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use ebadge_admin::broker::LocalBroker;
 use ebadge_admin::mgmt::RawApi;
+use ebadge_bus::conventions::{DEFAULT_MAX_LENGTH, MESSAGE_TTL_MS};
 use ebadge_bus::{Client, Profile};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -230,10 +231,47 @@ async fn a_killed_node_and_a_restarted_node_lose_no_message() {
     vpp.close(Duration::from_secs(5)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_consumer_outage_stays_bounded_by_the_ttl_and_delivers_only_live_messages() {
+/// Bounds `queue` by a policy `name` of higher priority than provisioning's (as an operator would
+/// for one queue), waits until the management API shows it, and returns an administrator client
+/// (to delete the policy afterwards).
+async fn bound_inbox(
+    profile: &Profile,
+    name: &str,
+    queue: &str,
+    ttl_ms: u64,
+    max_length: u64,
+) -> ebadge_admin::provision::AdminClient {
     use rabbitmq_http_client::commons::PolicyTarget;
     use rabbitmq_http_client::requests::PolicyParams;
+    let m = profile.management.clone().unwrap();
+    let admin = ebadge_admin::broker::admin_client(&m.url, &m.password);
+    let definition = ebadge_admin::state::queue_policy_definition(ttl_ms, max_length);
+    admin
+        .declare_policy(&PolicyParams {
+            vhost: "/",
+            name,
+            pattern: &format!("^{queue}$"),
+            apply_to: PolicyTarget::Queues,
+            priority: 10,
+            definition: definition.as_object().unwrap().clone(),
+        })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while api(profile)
+        .get(&format!("queues/%2F/{queue}"))
+        .await
+        .unwrap()["effective_policy_definition"]
+        != definition
+    {
+        assert!(Instant::now() < deadline, "the policy {name} applies");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    admin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_outage_stays_bounded_by_the_ttl_and_delivers_only_live_messages() {
     const TTL: Duration = Duration::from_secs(3);
     const HEHS: usize = 5;
     const RATE_EACH: u64 = 20;
@@ -242,31 +280,17 @@ async fn a_consumer_outage_stays_bounded_by_the_ttl_and_delivers_only_live_messa
     let broker = ebadge_testkit::cluster().await;
     let profile = cluster_profile(&broker);
     let api = api(&profile);
-    let m = profile.management.clone().unwrap();
-    let admin = ebadge_admin::broker::admin_client(&m.url, &m.password);
     let inbox = "private-out-vpp-inbox";
 
     // A shorter TTL for this inbox only, by a policy of higher priority, as an operator would.
-    let definition = serde_json::json!({"message-ttl": TTL.as_millis() as u64,
-        "max-length": 1_000_000, "overflow": "reject-publish"});
-    admin
-        .declare_policy(&PolicyParams {
-            vhost: "/",
-            name: "test-outage-ttl",
-            pattern: "^private-out-vpp-inbox$",
-            apply_to: PolicyTarget::Queues,
-            priority: 10,
-            definition: definition.as_object().unwrap().clone(),
-        })
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while api.get(&format!("queues/%2F/{inbox}")).await.unwrap()["effective_policy_definition"]["message-ttl"]
-        != TTL.as_millis() as u64
-    {
-        assert!(Instant::now() < deadline, "the test policy applies");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let admin = bound_inbox(
+        &profile,
+        "test-outage-ttl",
+        inbox,
+        TTL.as_millis() as u64,
+        DEFAULT_MAX_LENGTH,
+    )
+    .await;
 
     // The VPP empties its inbox and goes away.
     let vpp = client(&profile, "out-vpp").await;
@@ -647,8 +671,6 @@ async fn vrrp_moves_the_address_to_the_backup_haproxy_and_no_message_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_quorum_inbox_refuses_publishes_and_the_sender_keeps_them_until_there_is_room() {
-    use rabbitmq_http_client::commons::PolicyTarget;
-    use rabbitmq_http_client::requests::PolicyParams;
     const ROOM: u64 = 10;
     const BURST: u64 = 200;
     const LATER: u64 = 20;
@@ -656,26 +678,13 @@ async fn a_full_quorum_inbox_refuses_publishes_and_the_sender_keeps_them_until_t
     let broker = ebadge_testkit::cluster().await;
     let profile = cluster_profile(&broker);
     let api = api(&profile);
-    let m = profile.management.clone().unwrap();
-    let admin = ebadge_admin::broker::admin_client(&m.url, &m.password);
     let inbox = "private-out-vpp-inbox";
 
     let vpp = client(&profile, "out-vpp").await;
     Received::start(&vpp, true).await;
     vpp.close(Duration::from_secs(5)).await;
-    let definition = serde_json::json!({"message-ttl": 900_000, "max-length": ROOM,
-        "overflow": "reject-publish"});
-    admin
-        .declare_policy(&PolicyParams {
-            vhost: "/",
-            name: "test-full-inbox",
-            pattern: "^private-out-vpp-inbox$",
-            apply_to: PolicyTarget::Queues,
-            priority: 10,
-            definition: definition.as_object().unwrap().clone(),
-        })
-        .await
-        .unwrap();
+    let admin = bound_inbox(&profile, "test-full-inbox", inbox, MESSAGE_TTL_MS, ROOM).await;
+    // The management API shows the policy before the quorum queue applies it.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let heh = client(&profile, "out-heh-1").await;
