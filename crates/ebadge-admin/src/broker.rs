@@ -24,7 +24,7 @@ pub const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 /// Its control tool.
 pub const RABBITMQCTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
 /// The management API account that provisioning, audit and revoke use.
-pub const ADMIN_USER: &str = "ebadge-admin";
+pub const ADMIN_USER: &str = ebadge_bus::conventions::MANAGEMENT_USER;
 /// How long `up` waits for a node to boot, or a cluster to form (7 s and 20 s here when new;
 /// minutes for a node that loads 240,000 definitions).
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(300);

@@ -1,16 +1,16 @@
 //! The client: typed send and receive over the bus conventions, with a reliability layer the
 //! caller does not see. Reconnects with backoff and jitter; keeps every send in the outbox until
-//! the broker confirms it and republishes in order after a reconnect; drops redelivered
+//! the broker confirms it and republishes in order after a reconnect; retries what the broker
+//! refused (nack, no route) with backoff and reports what it refuses for good; drops redelivered
 //! duplicates; moves invalid incoming messages to `private-<me>-quarantine` with the reason.
 
 use crate::connect::{ConnectError, connect};
 use crate::conventions::{EntityName, NameError, pair_exchange, routing_key};
 use crate::counters::{CounterSnapshot, Counters};
 use crate::handler::{Handled, Handler, dispatch};
-use crate::outbox::{Outbox, OutboxError, Outgoing};
+use crate::outbox::{Outbox, OutboxError, OutboxSync, Outgoing, Undelivered};
 use crate::profile::Profile;
 use crate::session::Supervisor;
-use amqprs::channel::Channel;
 use amqprs::connection::Connection;
 use ebadge_model::{
     AcceptActivation, Activate, InvalidMessage, Message, ModifyActivation, RejectActivation,
@@ -41,6 +41,9 @@ pub struct ClientConfig {
     pub outbox_cap: usize,
     /// Keep the outbox in this SQLite file, so sends survive a process restart.
     pub durable_outbox: Option<PathBuf>,
+    /// How the durable outbox writes to the disk: [`OutboxSync::Full`] (default) survives a
+    /// power cut; [`OutboxSync::Normal`] only a crash of the process, with fewer writes.
+    pub outbox_sync: OutboxSync,
     /// Unacknowledged deliveries the broker may push at once.
     pub prefetch: u16,
     /// Message ids remembered for duplicate detection.
@@ -61,6 +64,7 @@ impl ClientConfig {
             name,
             outbox_cap: 100_000,
             durable_outbox: None,
+            outbox_sync: OutboxSync::default(),
             prefetch: 1000,
             dedupe_window: 100_000,
             reconnect_min: Duration::from_millis(100),
@@ -85,6 +89,10 @@ pub enum SendError {
     /// The client was shut down.
     #[error("not sent: the client is closed")]
     Closed,
+    /// Messages left the outbox without a confirm: refused by the broker for good, unroutable
+    /// for longer than the message TTL, or dropped by the outbox cap. Each names its reason.
+    #[error("{} message(s) not delivered; the first: {} to {}: {}", .0.len(), .0[0].msg_type, .0[0].exchange, .0[0].reason)]
+    Undelivered(Vec<Undelivered>),
 }
 
 /// A request that got no usable answer.
@@ -114,14 +122,15 @@ pub enum ActivationOutcome {
 /// A message delivered to the application.
 #[derive(Debug)]
 pub struct Incoming {
-    /// The sender, as the broker validated it (AMQP user_id).
+    /// The sender: the `<sender>` of the pair exchange it came through, which only the sender
+    /// may write to (the broker enforces it).
     pub from: EntityName,
     /// The routing key it came with (`type[.heh_id]`).
     pub routing_key: String,
     /// The exchange it was published to (`<sender>-to-<us or our group>`).
     pub exchange: String,
-    /// AMQP message_id.
-    pub message_id: String,
+    /// AMQP message_id; `None` from clients that set none (then duplicates cannot be dropped).
+    pub message_id: Option<String>,
     /// The decoded, valid message.
     pub message: Message,
     /// Whether the broker delivered it before (the application did not see that delivery).
@@ -131,16 +140,16 @@ pub struct Incoming {
 
 #[derive(Debug)]
 pub(crate) struct AckHandle {
-    pub(crate) session: u64,
-    pub(crate) tag: u64,
-    pub(crate) tx: mpsc::UnboundedSender<(u64, u64)>,
+    /// The supervisor's handle for this message, valid across reconnects.
+    pub(crate) id: u64,
+    pub(crate) tx: mpsc::UnboundedSender<u64>,
 }
 
 impl Incoming {
-    /// Acknowledges the message: the broker forgets it. Unacknowledged messages come back after
-    /// a reconnect (and the dedupe window then drops them, since the application saw them).
+    /// Acknowledges the message: the broker forgets it. Until then the broker keeps it, across
+    /// reconnects too: its redelivery waits, unseen by the application, for this call.
     pub fn ack(&self) {
-        let _ = self.ack.tx.send((self.ack.session, self.ack.tag));
+        let _ = self.ack.tx.send(self.ack.id);
     }
 }
 
@@ -170,10 +179,9 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     pub(crate) highest_published: AtomicU64,
     pub(crate) pending: Mutex<HashMap<PendingKey, oneshot::Sender<Message>>>,
-    pub(crate) channel: Mutex<Option<Channel>>,
     pub(crate) connected: watch::Sender<bool>,
     pub(crate) shutdown: watch::Sender<bool>,
-    pub(crate) ack_tx: mpsc::UnboundedSender<(u64, u64)>,
+    pub(crate) ack_tx: mpsc::UnboundedSender<u64>,
     pub(crate) inbox_rx: Mutex<Option<mpsc::Receiver<Incoming>>>,
     pub(crate) supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -208,7 +216,7 @@ impl Client {
 
     fn launch(config: ClientConfig, first: Option<Connection>) -> Result<Client, ConnectError> {
         let outbox = match &config.durable_outbox {
-            Some(path) => Outbox::durable(path, config.outbox_cap).map_err(|e| ConnectError::File {
+            Some(path) => Outbox::durable(path, config.outbox_cap, config.outbox_sync).map_err(|e| ConnectError::File {
                 what: "durable outbox",
                 path: path.clone(),
                 reason: e.source.to_string(),
@@ -227,7 +235,6 @@ impl Client {
             counters: Counters::default(),
             highest_published: AtomicU64::new(highest),
             pending: Mutex::new(HashMap::new()),
-            channel: Mutex::new(None),
             connected: watch::channel(false).0,
             shutdown: watch::channel(false).0,
             ack_tx,
@@ -263,36 +270,50 @@ impl Client {
         .map(|o| o.message_id)
     }
 
-    /// Sends and waits until the broker has confirmed this message (and every earlier one).
+    /// Sends and waits until every message sent so far has left the outbox; `Ok` when this one
+    /// and all earlier ones were confirmed, else the undelivered ones with their reasons.
     pub async fn send_confirmed(
         &self,
         peer: &EntityName,
         message: &Message,
     ) -> Result<String, SendError> {
         let id = self.send(peer, message)?;
-        let seq = self.shared.highest_enqueued();
-        self.wait_confirmed(seq).await;
+        self.flush().await?;
         Ok(id)
     }
 
-    /// Waits until every message sent so far is confirmed by the broker.
-    pub async fn flush(&self) {
-        let seq = self.shared.highest_enqueued();
-        self.wait_confirmed(seq).await;
-    }
-
-    async fn wait_confirmed(&self, seq: u64) {
+    /// Waits until every message sent so far has left the outbox. `Ok` when all were confirmed
+    /// by the broker; otherwise the ones that were not, each with its reason (each is reported
+    /// once: by this, [`send_confirmed`](Self::send_confirmed) or [`undelivered`](Self::undelivered)).
+    pub async fn flush(&self) -> Result<(), SendError> {
+        let seq = self.shared.outbox.lock().unwrap().last_assigned();
         loop {
             let progress = self.shared.progress.notified();
-            let done = {
-                let outbox = self.shared.outbox.lock().unwrap();
-                outbox.oldest_seq().is_none_or(|oldest| oldest > seq)
-            };
-            if done {
-                return;
+            {
+                let mut outbox = self.shared.outbox.lock().unwrap();
+                if outbox.oldest_seq().is_none_or(|oldest| oldest > seq) {
+                    let lost = outbox.take_undelivered(seq);
+                    return if lost.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(SendError::Undelivered(lost))
+                    };
+                }
             }
             progress.await;
         }
+    }
+
+    /// The messages given up since the last call (or flush), each with its reason: refused by
+    /// the broker (no such exchange, access refused), unroutable or nacked for longer than the
+    /// message TTL, or dropped by the outbox cap. Counted in [`CounterSnapshot::failed`] and
+    /// [`CounterSnapshot::dropped`]; a durable outbox also keeps them in its table `failed`.
+    pub fn undelivered(&self) -> Vec<Undelivered> {
+        self.shared
+            .outbox
+            .lock()
+            .unwrap()
+            .take_undelivered(u64::MAX)
     }
 
     fn enqueue(&self, message: Outgoing) -> Result<Outgoing, SendError> {
@@ -420,27 +441,17 @@ impl Client {
         let _ = rx.wait_for(|c| *c).await;
     }
 
-    /// The current publishing channel, for custom AMQP use (D3.2.3 6.4: the library stays
-    /// transparent). It changes after a reconnect; publishes on it bypass the outbox.
-    pub fn channel(&self) -> Option<Channel> {
-        self.shared.channel.lock().unwrap().clone()
-    }
-
     /// Waits for every send to be confirmed (at most `timeout`), then sends the acknowledgements
     /// given so far and closes the connection.
     pub async fn close(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.flush()).await;
+        if let Ok(Err(e)) = tokio::time::timeout(timeout, self.flush()).await {
+            tracing::error!(error = %e, "closing with undelivered messages");
+        }
         self.shared.shutdown.send_replace(true);
         self.shared.wake.notify_one();
         let handle = self.shared.supervisor.lock().unwrap().take();
         if let Some(handle) = handle {
             let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
         }
-    }
-}
-
-impl Shared {
-    pub(crate) fn highest_enqueued(&self) -> u64 {
-        self.outbox.lock().unwrap().newest_seq().unwrap_or(0)
     }
 }

@@ -18,7 +18,12 @@ use std::fmt;
 
 /// The naming rule, as printed in every error about a bad name.
 pub const ENTITY_NAME_RULE: &str = "an entity name is 1-63 characters of a-z, 0-9 and '-', \
-     starts with a letter, never contains '-to-' and never starts with 'private-'";
+     starts with a letter, never contains '-to-', never starts with 'to-' or 'private-', never \
+     ends with '-to', and is neither 'private' nor the management account's name 'ebadge-admin'";
+
+/// The management API account of provisioning and audit. Reserved: no entity may take this name,
+/// or provisioning would rewrite that account and `pki issue` would mint a certificate for it.
+pub const MANAGEMENT_USER: &str = "ebadge-admin";
 
 /// Message TTL of every queue (D3.2.3 6.2.4: messages older than 15 minutes are useless).
 pub const MESSAGE_TTL_MS: u64 = 900_000;
@@ -107,8 +112,34 @@ pub fn is_valid_entity_name(name: &str) -> bool {
         && bytes
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        // With these four, the first "-to-" of `<a>-to-<b>` is always the separator: a pair
+        // exchange names exactly one (sender, receiver), and no regex of one entity reaches
+        // another's exchanges (see the property test in tests/names.rs).
         && !name.contains("-to-")
+        && !name.starts_with("to-")
+        && !name.ends_with("-to")
         && !name.starts_with("private-")
+        && name != "private"
+        && name != MANAGEMENT_USER
+}
+
+/// The sender and receiver (entity or group) of a pair exchange `<sender>-to-<receiver>`; `None`
+/// for any other exchange. Only the sender may publish to it (the broker enforces the write
+/// permission), so this is who a message came from, whatever its properties say.
+///
+/// ```
+/// use ebadge_bus::conventions::parse_pair_exchange;
+/// let (sender, receiver) = parse_pair_exchange("heh-b827ebea02c1-to-ts").unwrap();
+/// assert_eq!((sender.as_str(), receiver.as_str()), ("heh-b827ebea02c1", "ts"));
+/// assert!(parse_pair_exchange("private-ts-in").is_none());
+/// assert!(parse_pair_exchange("amq.topic").is_none());
+/// ```
+pub fn parse_pair_exchange(exchange: &str) -> Option<(EntityName, EntityName)> {
+    let (sender, receiver) = exchange.split_once("-to-")?;
+    Some((
+        EntityName::new(sender).ok()?,
+        EntityName::new(receiver).ok()?,
+    ))
 }
 
 /// The exchange a sender publishes to for one receiver (or one group): `<sender>-to-<receiver>`.
@@ -174,11 +205,13 @@ pub struct Permissions {
 /// let p = permissions(&EntityName::new("bsp1")?, &[(tso, group)]);
 /// assert_eq!(p.configure, "^private-bsp1-.*$");
 /// assert_eq!(p.write, "^(bsp1-to-.*|private-bsp1-.*)$");
-/// assert_eq!(p.read, "^(.*-to-bsp1|tso-to-bsps|private-bsp1-.*)$");
+/// assert_eq!(p.read, "^((?!private-).*-to-bsp1|tso-to-bsps|private-bsp1-.*)$");
 /// # Ok::<(), ebadge_bus::conventions::NameError>(())
 /// ```
 pub fn permissions(name: &EntityName, groups: &[(EntityName, EntityName)]) -> Permissions {
-    let mut read = vec![format!(".*-to-{name}")];
+    // `(?!private-)`: another entity's private queue named `private-x-…-to-<name>` is not ours
+    // to read. RabbitMQ matches permissions with Erlang's PCRE, which has lookahead.
+    let mut read = vec![format!("(?!private-).*-to-{name}")];
     read.extend(groups.iter().map(|(s, g)| pair_exchange(s, g)));
     read.push(format!("private-{name}-.*"));
     Permissions {
@@ -203,6 +236,10 @@ mod tests {
             "1ts",
             "heh_1",
             "a-to-b",
+            "to-a",
+            "a-to",
+            "private",
+            "ebadge-admin",
             "private-x",
             "a.b",
             &"a".repeat(64),
@@ -217,7 +254,7 @@ mod tests {
     fn overlapping_namespaces_are_detected() {
         let n = |s| EntityName::new(s).unwrap();
         assert!(n("a").overlaps(&n("a-b")));
-        assert!(n("a-to").overlaps(&n("a")));
+        assert!(n("a-b-c").overlaps(&n("a")));
         assert!(!n("ab").overlaps(&n("a")));
         assert!(!n("a").overlaps(&n("a")));
     }

@@ -1,5 +1,5 @@
 //! Counters of the client, readable at any time: what was sent, confirmed, buffered, republished,
-//! received, dropped as duplicate, quarantined.
+//! returned, given up, received, dropped as duplicate, quarantined.
 
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -11,6 +11,9 @@ pub struct Counters {
     pub(crate) confirmed: AtomicU64,
     pub(crate) republished: AtomicU64,
     pub(crate) nacked: AtomicU64,
+    pub(crate) returned: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) without_message_id: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     pub(crate) received: AtomicU64,
     pub(crate) duplicates: AtomicU64,
@@ -33,6 +36,10 @@ pub struct CounterSnapshot {
     pub republished: u64,
     /// Negative confirms from the broker (e.g. a full queue refusing publishes).
     pub nacked: u64,
+    /// Publishes the broker returned because no queue was bound for them (kept and retried).
+    pub returned: u64,
+    /// Messages given up for good, each with its reason ([`Client::undelivered`](crate::Client::undelivered)).
+    pub failed: u64,
     /// Successful reconnections after a loss.
     pub reconnects: u64,
     /// Valid messages handed to the application.
@@ -43,6 +50,9 @@ pub struct CounterSnapshot {
     pub quarantined: u64,
     /// Messages a handler did not handle.
     pub unhandled: u64,
+    /// Valid messages that came without an AMQP message_id (clients of other stacks): nothing to
+    /// drop duplicates by, so a redelivered copy reaches the application again.
+    pub without_message_id: u64,
 }
 
 impl Counters {
@@ -58,6 +68,9 @@ impl Counters {
             dropped,
             republished: self.republished.load(Relaxed),
             nacked: self.nacked.load(Relaxed),
+            returned: self.returned.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+            without_message_id: self.without_message_id.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
             received: self.received.load(Relaxed),
             duplicates: self.duplicates.load(Relaxed),

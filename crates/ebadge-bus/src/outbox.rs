@@ -1,6 +1,9 @@
 //! The outbox: every message the application sent and the broker has not confirmed yet, in send
 //! order. In memory by default; optionally also in an SQLite file, so a process restart loses
 //! nothing. Both have a cap: past it the oldest messages are dropped and counted, never silently.
+//! A message that leaves without a confirm (dropped by the cap, refused by the broker for good)
+//! becomes an [`Undelivered`] record with its reason, kept until the application reads it (and,
+//! in the SQLite file, in the table `failed` for an operator).
 
 use rusqlite::{Connection, params};
 use std::collections::VecDeque;
@@ -25,6 +28,39 @@ pub struct Outgoing {
     pub headers: Vec<(String, String)>,
 }
 
+/// A message that left the outbox without a confirm, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Undelivered {
+    /// Its position in send order.
+    pub seq: u64,
+    /// Its AMQP message_id.
+    pub message_id: String,
+    /// The exchange it was for.
+    pub exchange: String,
+    /// Its routing key.
+    pub routing_key: String,
+    /// Its `msg` type.
+    pub msg_type: String,
+    /// Why it was given up, with what to do.
+    pub reason: String,
+}
+
+/// Most [`Undelivered`] records kept in memory until the application reads them; older ones are
+/// still counted (and, with a durable outbox, still in the table `failed`).
+const UNDELIVERED_KEPT: usize = 10_000;
+
+/// How hard the durable outbox pushes each send to the disk (SQLite's `synchronous`, WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutboxSync {
+    /// Every accepted send is on the disk before `send` returns: it survives a power cut. One
+    /// fsync per send and per confirm (measured in docs/benchmarks.md).
+    #[default]
+    Full,
+    /// A send survives a crash of the process, but a power cut may lose the last sends of the
+    /// moment before it: fewer writes, for flash that wears (SD cards).
+    Normal,
+}
+
 /// A durable outbox that cannot be opened or written.
 #[derive(Debug, thiserror::Error)]
 #[error("outbox {path}: {source}")]
@@ -41,6 +77,7 @@ pub struct Outbox {
     next_seq: u64,
     cap: usize,
     dropped: u64,
+    undelivered: VecDeque<Undelivered>,
     store: Option<(Connection, String)>,
 }
 
@@ -52,28 +89,36 @@ impl Outbox {
             next_seq: 1,
             cap: cap.max(1),
             dropped: 0,
+            undelivered: VecDeque::new(),
             store: None,
         }
     }
 
     /// An outbox kept in the SQLite file `path` (created if missing), holding at most `cap`
-    /// messages. Messages left by an earlier process are loaded, to be sent first.
-    pub fn durable(path: &Path, cap: usize) -> Result<Self, OutboxError> {
+    /// messages, written to the disk as `sync` says. Messages left by an earlier process are
+    /// loaded, to be sent first.
+    pub fn durable(path: &Path, cap: usize, sync: OutboxSync) -> Result<Self, OutboxError> {
         let name = path.display().to_string();
         let err = |source| OutboxError {
             path: name.clone(),
             source,
         };
         let db = Connection::open(path).map_err(err)?;
-        // WAL + NORMAL: a committed send survives a process crash; an OS crash may lose the last
-        // few, a trade HEH hardware (SD cards) needs.
-        db.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+        let synchronous = match sync {
+            OutboxSync::Full => "FULL",
+            OutboxSync::Normal => "NORMAL",
+        };
+        db.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous};
              CREATE TABLE IF NOT EXISTS outbox (
                  seq INTEGER PRIMARY KEY, exchange TEXT NOT NULL, routing_key TEXT NOT NULL,
                  message_id TEXT NOT NULL, msg_type TEXT NOT NULL, body BLOB NOT NULL,
-                 headers TEXT NOT NULL);",
-        )
+                 headers TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS failed (
+                 seq INTEGER PRIMARY KEY, exchange TEXT NOT NULL, routing_key TEXT NOT NULL,
+                 message_id TEXT NOT NULL, msg_type TEXT NOT NULL, body BLOB NOT NULL,
+                 reason TEXT NOT NULL, failed_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);"
+        ))
         .map_err(err)?;
         let mut queue = VecDeque::new();
         {
@@ -98,12 +143,20 @@ impl Outbox {
                 queue.push_back(row.map_err(err)?);
             }
         }
-        let next_seq = queue.back().map_or(1, |o| o.seq + 1);
+        // Sequence numbers of given-up messages are not reused: `failed` keeps them.
+        let failed_max: i64 = db
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM failed", [], |r| r.get(0))
+            .map_err(err)?;
+        let next_seq = queue
+            .back()
+            .map_or(1, |o| o.seq + 1)
+            .max(failed_max as u64 + 1);
         Ok(Self {
             queue,
             next_seq,
             cap: cap.max(1),
             dropped: 0,
+            undelivered: VecDeque::new(),
             store: Some((db, name)),
         })
     }
@@ -117,7 +170,11 @@ impl Outbox {
             if let Some(old) = self.queue.pop_front() {
                 self.dropped += 1;
                 tracing::warn!(seq = old.seq, message_id = %old.message_id, "outbox full: dropped the oldest message");
-                self.delete_stored(old.seq)?;
+                let reason = format!(
+                    "dropped unconfirmed: the outbox holds at most {} messages (raise outbox_cap, or bring the broker back sooner)",
+                    self.cap
+                );
+                self.give_up(old, reason)?;
             }
         }
         if let Some((db, name)) = &self.store {
@@ -148,6 +205,46 @@ impl Outbox {
         Ok(true)
     }
 
+    /// Removes message `seq` for good, recording why; returns it (`None` if it is not waiting).
+    pub fn fail(&mut self, seq: u64, reason: String) -> Result<Option<Undelivered>, OutboxError> {
+        let Some(position) = self.queue.iter().position(|o| o.seq == seq) else {
+            return Ok(None);
+        };
+        let message = self.queue.remove(position).expect("position is in range");
+        self.give_up(message, reason).map(Some)
+    }
+
+    fn give_up(&mut self, message: Outgoing, reason: String) -> Result<Undelivered, OutboxError> {
+        if let Some((db, name)) = &self.store {
+            db.execute(
+                "INSERT OR REPLACE INTO failed (seq, exchange, routing_key, message_id, msg_type, body, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![message.seq as i64, message.exchange, message.routing_key, message.message_id, message.msg_type, message.body, reason],
+            )
+            .map_err(|source| OutboxError { path: name.clone(), source })?;
+        }
+        self.delete_stored(message.seq)?;
+        let record = Undelivered {
+            seq: message.seq,
+            message_id: message.message_id,
+            exchange: message.exchange,
+            routing_key: message.routing_key,
+            msg_type: message.msg_type,
+            reason,
+        };
+        if self.undelivered.len() >= UNDELIVERED_KEPT {
+            self.undelivered.pop_front();
+        }
+        self.undelivered.push_back(record.clone());
+        Ok(record)
+    }
+
+    /// Takes the undelivered records of messages up to `seq` (all with `u64::MAX`): each is
+    /// reported once.
+    pub fn take_undelivered(&mut self, upto: u64) -> Vec<Undelivered> {
+        let split = self.undelivered.partition_point(|u| u.seq <= upto);
+        self.undelivered.drain(..split).collect()
+    }
+
     /// The messages with a sequence number above `after`, in order.
     pub fn after(&self, after: u64) -> impl Iterator<Item = &Outgoing> {
         // Sequence numbers increase along the queue: skip the prefix cheaply.
@@ -173,6 +270,17 @@ impl Outbox {
     /// The sequence number of the newest waiting message.
     pub fn newest_seq(&self) -> Option<u64> {
         self.queue.back().map(|o| o.seq)
+    }
+
+    /// The sequence number the last accepted message got (0 before any).
+    pub fn last_assigned(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// The message `seq`, if it waits.
+    pub fn get(&self, seq: u64) -> Option<&Outgoing> {
+        let position = self.queue.partition_point(|o| o.seq < seq);
+        self.queue.get(position).filter(|o| o.seq == seq)
     }
 
     /// The sequence number of the oldest waiting message.
@@ -215,6 +323,9 @@ mod tests {
             outbox.push(message(n)).unwrap();
         }
         assert_eq!(outbox.dropped(), 1);
+        let lost = outbox.take_undelivered(u64::MAX);
+        assert_eq!(lost.len(), 1);
+        assert!(lost[0].reason.contains("at most 3"), "{}", lost[0].reason);
         let ids: Vec<_> = outbox.after(0).map(|o| o.message_id.clone()).collect();
         assert_eq!(ids, ["id-1", "id-2", "id-3"]);
         assert!(outbox.confirm(3).unwrap());
@@ -227,16 +338,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("outbox.sqlite");
         {
-            let mut outbox = Outbox::durable(&path, 10).unwrap();
-            for n in 0..3 {
+            let mut outbox = Outbox::durable(&path, 10, OutboxSync::Full).unwrap();
+            for n in 0..4 {
                 outbox.push(message(n)).unwrap();
             }
             outbox.confirm(1).unwrap();
+            let failed = outbox.fail(4, "refused".into()).unwrap().unwrap();
+            assert_eq!(failed.message_id, "id-3");
+            assert_eq!(outbox.take_undelivered(3), []);
+            assert_eq!(outbox.take_undelivered(4), [failed]);
         }
-        let mut outbox = Outbox::durable(&path, 10).unwrap();
+        let db = Connection::open(&path).unwrap();
+        let reason: String = db
+            .query_row("SELECT reason FROM failed WHERE seq = 4", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(reason, "refused");
+        let mut outbox = Outbox::durable(&path, 10, OutboxSync::Normal).unwrap();
         let left: Vec<_> = outbox.after(0).cloned().collect();
         assert_eq!(left.iter().map(|o| o.seq).collect::<Vec<_>>(), [2, 3]);
         assert_eq!(left[0].headers, [("x-reason".to_string(), "r".to_string())]);
-        assert_eq!(outbox.push(message(9)).unwrap().seq, 4);
+        assert_eq!(outbox.push(message(9)).unwrap().seq, 5);
+        assert_eq!(outbox.get(3).map(|o| o.body.clone()), Some(vec![2]));
+        assert!(outbox.get(1).is_none());
     }
 }

@@ -1,17 +1,18 @@
 //! One connection's life, owned by the supervisor task of a [`Client`](crate::Client): connect
 //! with backoff and jitter, set up the publishing (confirm mode) and consuming channels, then
-//! publish from the outbox, settle confirms, forward acknowledgements and check every delivery
-//! (quarantine, dedupe, answers to waiting requests) until the connection is lost or closed.
+//! publish from the outbox, settle what the broker answers ([`Publisher`]), forward the
+//! application's acknowledgements and check every delivery (quarantine, dedupe, answers to
+//! waiting requests; decisions in [`crate::inbound`]) until the connection is lost or closed.
 
 use crate::client::{
     AckHandle, Incoming, PendingKey, QUARANTINE_FROM_HEADER, QUARANTINE_REASON_HEADER, Shared,
 };
 use crate::connect::connect;
-use crate::conventions::{EntityName, inbox_queue, quarantine_queue};
+use crate::conventions::{inbox_queue, quarantine_queue};
 use crate::counters::Counters;
 use crate::dedupe::DedupeWindow;
-use crate::outbox::Outgoing;
-use crate::publisher::Publisher;
+use crate::inbound::{Held, verdict};
+use crate::publisher::{Publisher, QuarantineCopy, Retries};
 use amqprs::callbacks::{ChannelCallback, ConnectionCallback};
 use amqprs::channel::{
     BasicAckArguments, BasicConsumeArguments, BasicQosArguments, Channel, ConfirmSelectArguments,
@@ -20,18 +21,34 @@ use amqprs::channel::{
 use amqprs::connection::Connection;
 use amqprs::{Ack, BasicProperties, Cancel, Close, CloseChannel, Nack, Return};
 use ebadge_model::Message;
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+/// What the broker told us, tagged with the channel generation it came from (0: the consuming
+/// channel or the connection; 1, 2, …: publishing channels, one after another).
 pub(crate) enum Event {
-    Ack(u64, bool),
-    Nack(u64, bool),
+    Ack(u64, u64, bool),
+    Nack(u64, u64, bool),
+    Return(u64, Option<String>, String, String),
+    ChannelClosed(u64, u16, String),
     Closed(String),
 }
 
-struct Callbacks(mpsc::UnboundedSender<Event>);
+/// Forwards amqprs callbacks as [`Event`]s.
+struct Callbacks {
+    tx: mpsc::UnboundedSender<Event>,
+    generation: u64,
+}
+
+impl Callbacks {
+    fn new(tx: &mpsc::UnboundedSender<Event>, generation: u64) -> Self {
+        Self {
+            tx: tx.clone(),
+            generation,
+        }
+    }
+}
 
 #[async_trait::async_trait]
 impl ChannelCallback for Callbacks {
@@ -40,16 +57,16 @@ impl ChannelCallback for Callbacks {
         _: &Channel,
         close: CloseChannel,
     ) -> Result<(), amqprs::error::Error> {
-        let _ = self.0.send(Event::Closed(format!(
-            "channel closed by the broker: {} {}",
+        let _ = self.tx.send(Event::ChannelClosed(
+            self.generation,
             close.reply_code(),
-            close.reply_text()
-        )));
+            close.reply_text().clone(),
+        ));
         Ok(())
     }
     async fn cancel(&mut self, _: &Channel, _: Cancel) -> Result<(), amqprs::error::Error> {
         let _ = self
-            .0
+            .tx
             .send(Event::Closed("consumer cancelled by the broker".into()));
         Ok(())
     }
@@ -57,20 +74,39 @@ impl ChannelCallback for Callbacks {
         Ok(active)
     }
     async fn publish_ack(&mut self, _: &Channel, ack: Ack) {
-        let _ = self.0.send(Event::Ack(ack.delivery_tag(), ack.mutiple()));
+        let _ = self.tx.send(Event::Ack(
+            self.generation,
+            ack.delivery_tag(),
+            ack.mutiple(),
+        ));
     }
     async fn publish_nack(&mut self, _: &Channel, nack: Nack) {
-        let _ = self
-            .0
-            .send(Event::Nack(nack.delivery_tag(), nack.multiple()));
+        let _ = self.tx.send(Event::Nack(
+            self.generation,
+            nack.delivery_tag(),
+            nack.multiple(),
+        ));
     }
-    async fn publish_return(&mut self, _: &Channel, _: Return, _: BasicProperties, _: Vec<u8>) {}
+    async fn publish_return(
+        &mut self,
+        _: &Channel,
+        ret: Return,
+        props: BasicProperties,
+        _: Vec<u8>,
+    ) {
+        let _ = self.tx.send(Event::Return(
+            self.generation,
+            props.message_id().cloned(),
+            ret.exchange().clone(),
+            ret.routing_key().clone(),
+        ));
+    }
 }
 
 #[async_trait::async_trait]
 impl ConnectionCallback for Callbacks {
     async fn close(&mut self, _: &Connection, close: Close) -> Result<(), amqprs::error::Error> {
-        let _ = self.0.send(Event::Closed(format!(
+        let _ = self.tx.send(Event::Closed(format!(
             "connection closed by the broker: {} {}",
             close.reply_code(),
             close.reply_text()
@@ -84,25 +120,38 @@ impl ConnectionCallback for Callbacks {
     async fn secret_updated(&mut self, _: &Connection) {}
 }
 
+/// Longest wait between two reopenings of a publishing channel that gets only nacks.
+const REOPEN_MAX: Duration = Duration::from_secs(30);
+
 /// Owns the connection's life: sessions one after another, with backoff between them.
 pub(crate) struct Supervisor {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) ack_rx: mpsc::UnboundedReceiver<(u64, u64)>,
-    pub(crate) inbox_tx: mpsc::Sender<Incoming>,
-    pub(crate) dedupe: DedupeWindow,
-    pub(crate) session: u64,
+    shared: Arc<Shared>,
+    /// Handle ids of messages the application acknowledged.
+    ack_rx: mpsc::UnboundedReceiver<u64>,
+    inbox_tx: mpsc::Sender<Incoming>,
+    dedupe: DedupeWindow,
+    held: Held,
+    retries: Retries,
+    /// Publishing channels opened so far (their generations).
+    generation: u64,
+    sessions: u64,
     /// A message for the application that did not fit its inbox yet. It outlives a session: the
-    /// dedupe window has seen it, so its redelivery would be dropped.
-    pub(crate) waiting: Option<Incoming>,
-    /// Delivery tags of this session handed towards the application and not acknowledged yet.
-    pub(crate) unacked: BTreeSet<u64>,
+    /// dedupe window has seen it, so its redelivery is recognised as held.
+    waiting: Option<Incoming>,
+}
+
+/// When a publishing channel that gets only nacks may be replaced next.
+struct Reopen {
+    at: Option<Instant>,
+    backoff: Duration,
+    nacked_ticks: u32,
 }
 
 impl Supervisor {
     /// A supervisor for `shared`'s connection, before its first session.
     pub(crate) fn new(
         shared: Arc<Shared>,
-        ack_rx: mpsc::UnboundedReceiver<(u64, u64)>,
+        ack_rx: mpsc::UnboundedReceiver<u64>,
         inbox_tx: mpsc::Sender<Incoming>,
     ) -> Self {
         let dedupe = DedupeWindow::new(shared.config.dedupe_window);
@@ -111,9 +160,11 @@ impl Supervisor {
             ack_rx,
             inbox_tx,
             dedupe,
-            session: 0,
+            held: Held::default(),
+            retries: Retries::default(),
+            generation: 0,
+            sessions: 0,
             waiting: None,
-            unacked: BTreeSet::new(),
         }
     }
 
@@ -131,7 +182,7 @@ impl Supervisor {
                 .await
                 {
                     Ok(c) => {
-                        if self.session > 0 {
+                        if self.sessions > 0 {
                             Counters::add(&self.shared.counters.reconnects, 1);
                         }
                         c
@@ -148,12 +199,11 @@ impl Supervisor {
                     }
                 },
             };
-            self.session += 1;
-            // Tags are per channel: the new session starts with none outstanding.
-            self.unacked.clear();
+            self.sessions += 1;
+            // Tags are per channel: held messages wait for their redelivery.
+            self.held.new_connection();
             let ended = self.session(conn).await;
             self.shared.connected.send_replace(false);
-            *self.shared.channel.lock().unwrap() = None;
             match ended {
                 Ok(()) => return,
                 Err(reason) => {
@@ -166,19 +216,50 @@ impl Supervisor {
         }
     }
 
+    /// Opens a confirm-mode publishing channel with the next generation.
+    async fn publishing_channel(
+        &mut self,
+        conn: &Connection,
+        events: &mpsc::UnboundedSender<Event>,
+    ) -> Result<(Channel, u64), amqprs::error::Error> {
+        self.generation += 1;
+        let channel = conn.open_channel(None).await?;
+        channel
+            .register_callback(Callbacks::new(events, self.generation))
+            .await?;
+        channel
+            .confirm_select(ConfirmSelectArguments::default())
+            .await?;
+        Ok((channel, self.generation))
+    }
+
+    /// Replaces the publishing channel; what was in flight on it goes out again.
+    async fn reopen(
+        &mut self,
+        conn: &Connection,
+        events: &mpsc::UnboundedSender<Event>,
+        publisher: &mut Publisher,
+    ) -> Result<(), String> {
+        let old = publisher.channel().clone();
+        if old.is_open() {
+            let _ = old.close().await;
+        }
+        let (channel, generation) = self
+            .publishing_channel(conn, events)
+            .await
+            .map_err(|e| format!("reopening the publishing channel failed: {e}"))?;
+        publisher.restart(channel, generation, &mut self.retries);
+        Ok(())
+    }
+
     /// One connection's life. Ok on shutdown, Err(reason) on loss.
     async fn session(&mut self, conn: Connection) -> Result<(), String> {
         let me = self.shared.config.name.clone();
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let setup = async {
-            conn.register_callback(Callbacks(events_tx.clone())).await?;
-            let publish = conn.open_channel(None).await?;
-            publish
-                .register_callback(Callbacks(events_tx.clone()))
+            conn.register_callback(Callbacks::new(&events_tx, 0))
                 .await?;
-            publish
-                .confirm_select(ConfirmSelectArguments::default())
-                .await?;
+            let (publish, generation) = self.publishing_channel(&conn, &events_tx).await?;
             // Provisioning makes the quarantine (a quorum queue in a cluster). Where it did not,
             // we make a classic one; a failed passive check closes only the channel it ran on.
             let quarantine = quarantine_queue(&me);
@@ -198,7 +279,7 @@ impl Supervisor {
                 consume = conn.open_channel(None).await?;
             }
             consume
-                .register_callback(Callbacks(events_tx.clone()))
+                .register_callback(Callbacks::new(&events_tx, 0))
                 .await?;
             consume
                 .basic_qos(BasicQosArguments::new(
@@ -210,67 +291,75 @@ impl Supervisor {
             let mut args = BasicConsumeArguments::new(&inbox_queue(&me), "");
             args.manual_ack(true);
             let (_, deliveries) = consume.basic_consume_rx(args).await?;
-            Ok::<_, amqprs::error::Error>((publish, consume, deliveries))
+            Ok::<_, amqprs::error::Error>((
+                Publisher::new(publish, generation),
+                consume,
+                deliveries,
+            ))
         };
-        let (publish, consume, mut deliveries) = setup.await.map_err(|e| e.to_string())?;
-        *self.shared.channel.lock().unwrap() = Some(publish.clone());
+        let (mut publisher, consume, mut deliveries) = setup.await.map_err(|e| e.to_string())?;
         self.shared.connected.send_replace(true);
 
-        let mut publisher = Publisher {
-            next_tag: 1,
-            inflight: BTreeMap::new(),
-            sent_upto: 0,
-            retry: BTreeSet::new(),
-        };
         let mut shutdown = self.shared.shutdown.subscribe();
         let io_failure = conn.listen_network_io_failure();
         tokio::pin!(io_failure);
         let mut retry_timer = tokio::time::interval(Duration::from_secs(1));
+        let mut reopen = Reopen {
+            at: None,
+            backoff: Duration::from_secs(1),
+            nacked_ticks: 0,
+        };
         let inbox_tx = self.inbox_tx.clone();
         loop {
-            publisher
-                .publish_pending(&self.shared, &publish)
+            if let Err(e) = publisher
+                .publish_pending(&self.shared, &mut self.retries)
                 .await
-                .map_err(|e| format!("publish failed: {e}"))?;
+            {
+                // A channel the broker closed over a refused publish: its close event is queued
+                // (amqprs calls the callback before it marks the channel closed).
+                let generation = publisher.generation;
+                while let Ok(event) = events.try_recv() {
+                    self.on_event(event, &conn, &events_tx, &mut publisher, &consume)
+                        .await?;
+                }
+                if publisher.generation == generation {
+                    return Err(format!("publish failed: {e}"));
+                }
+                continue;
+            }
             tokio::select! {
                 _ = &mut io_failure => return Err("network failure".into()),
                 _ = shutdown.changed() => {
                     // Acknowledgements the application gave before closing must reach the
                     // broker, or those messages come back to the next run.
-                    let mut tags: Vec<u64> = std::iter::from_fn(|| self.ack_rx.try_recv().ok())
-                        .filter(|(session, _)| *session == self.session)
-                        .map(|(_, tag)| tag)
+                    let tags: Vec<u64> = std::iter::from_fn(|| self.ack_rx.try_recv().ok())
+                        .filter_map(|id| self.held.release(id))
                         .collect();
-                    let _ = self.acknowledge(&consume, &mut tags).await;
+                    let _ = self.acknowledge(&consume, tags).await;
                     let _ = conn.clone().close().await;
                     return Ok(());
                 }
                 event = events.recv() => match event {
-                    Some(Event::Ack(tag, multiple)) => publisher.confirm(&self.shared, tag, multiple),
-                    Some(Event::Nack(tag, multiple)) => publisher.nack(&self.shared, tag, multiple),
-                    Some(Event::Closed(reason)) => return Err(reason),
+                    Some(event) => self.on_event(event, &conn, &events_tx, &mut publisher, &consume).await?,
                     None => return Err("callbacks ended".into()),
                 },
                 _ = self.shared.wake.notified() => {}
-                _ = retry_timer.tick() => publisher.schedule_retries(),
+                _ = retry_timer.tick() => {
+                    publisher.tick();
+                    self.after_tick(&conn, &events_tx, &mut publisher, &mut reopen).await?;
+                }
                 ack = self.ack_rx.recv() => {
-                    let mut tags: Vec<u64> = ack.into_iter().chain(std::iter::from_fn(|| self.ack_rx.try_recv().ok()))
-                        .filter(|(session, _)| *session == self.session)
-                        .map(|(_, tag)| tag)
+                    let tags: Vec<u64> = ack.into_iter().chain(std::iter::from_fn(|| self.ack_rx.try_recv().ok()))
+                        .filter_map(|id| self.held.release(id))
                         .collect();
-                    self.acknowledge(&consume, &mut tags).await?;
+                    self.acknowledge(&consume, tags).await?;
                 }
                 // Backpressure without stalling: while the application's inbox is full, one message
                 // waits here and no more are read (the prefetch bound stops the broker), but
                 // confirms, acks and publishes go on.
                 delivery = deliveries.recv(), if self.waiting.is_none() => match delivery {
                     None => return Err("the consumer ended".into()),
-                    Some(d) => {
-                        self.waiting = self.deliver(d, &consume).await?;
-                        if let Some(incoming) = &self.waiting {
-                            self.unacked.insert(incoming.ack.tag);
-                        }
-                    }
+                    Some(d) => self.waiting = self.deliver(d, &consume, &mut publisher).await?,
                 },
                 permit = inbox_tx.reserve(), if self.waiting.is_some() => match permit {
                     Ok(permit) => permit.send(self.waiting.take().expect("guarded by is_some")),
@@ -283,25 +372,97 @@ impl Supervisor {
         }
     }
 
-    /// Sends the application's acknowledgements, coalesced: every tag below the oldest message
-    /// the application still holds goes in one `multiple` ack; the rest one by one.
-    async fn acknowledge(&mut self, consume: &Channel, tags: &mut [u64]) -> Result<(), String> {
-        for tag in tags.iter() {
-            self.unacked.remove(tag);
+    /// A publishing channel that gets nothing but nacks for two ticks is replaced, with
+    /// backoff: after a quorum queue's leader moved, a channel can stay refused while a new one
+    /// is confirmed at once (seen on RabbitMQ 3.10, a node killed under load).
+    async fn after_tick(
+        &mut self,
+        conn: &Connection,
+        events: &mpsc::UnboundedSender<Event>,
+        publisher: &mut Publisher,
+        reopen: &mut Reopen,
+    ) -> Result<(), String> {
+        if publisher.nacks_since_ack == 0 {
+            reopen.nacked_ticks = 0;
+            reopen.backoff = Duration::from_secs(1);
+            return Ok(());
         }
-        let floor = self.unacked.first().copied().unwrap_or(u64::MAX);
-        tags.sort_unstable();
-        let below = tags.partition_point(|t| *t < floor);
+        reopen.nacked_ticks += 1;
+        let now = Instant::now();
+        if reopen.nacked_ticks >= 2 && reopen.at.is_none_or(|at| now >= at) {
+            tracing::warn!(
+                nacks = publisher.nacks_since_ack,
+                "only nacks on the publishing channel: opening a new one"
+            );
+            self.reopen(conn, events, publisher).await?;
+            reopen.nacked_ticks = 0;
+            reopen.at = Some(now + reopen.backoff);
+            reopen.backoff = (reopen.backoff * 2).min(REOPEN_MAX);
+        }
+        Ok(())
+    }
+
+    async fn on_event(
+        &mut self,
+        event: Event,
+        conn: &Connection,
+        events: &mpsc::UnboundedSender<Event>,
+        publisher: &mut Publisher,
+        consume: &Channel,
+    ) -> Result<(), String> {
+        let current = publisher.generation;
+        match event {
+            Event::Ack(g, tag, multiple) if g == current => {
+                let originals = publisher.confirmed(&self.shared, &mut self.retries, tag, multiple);
+                if !originals.is_empty() {
+                    Counters::add(&self.shared.counters.quarantined, originals.len() as u64);
+                    let tags = originals.into_iter().map(|t| self.held.unpin(t)).collect();
+                    self.acknowledge(consume, tags).await?;
+                }
+            }
+            Event::Nack(g, tag, multiple) if g == current => {
+                publisher.nacked(&self.shared, &mut self.retries, tag, multiple)
+            }
+            Event::Return(g, message_id, exchange, key) if g == current => {
+                publisher.returned(message_id, &exchange, &key)
+            }
+            Event::ChannelClosed(g, code, text) if g == current => {
+                if !matches!(code, 403 | 404 | 406) {
+                    return Err(format!(
+                        "publishing channel closed by the broker: {code} {text}"
+                    ));
+                }
+                publisher.refused_for_good(&self.shared, code, &text);
+                self.reopen(conn, events, publisher).await?;
+            }
+            Event::ChannelClosed(0, code, text) => {
+                return Err(format!(
+                    "consuming channel closed by the broker: {code} {text}"
+                ));
+            }
+            Event::Closed(reason) => return Err(reason),
+            // From a publishing channel we replaced: what it had in flight goes out again.
+            Event::Ack(..) | Event::Nack(..) | Event::Return(..) | Event::ChannelClosed(..) => {}
+        }
+        Ok(())
+    }
+
+    /// Sends acknowledgements for `tags`, coalesced below the oldest tag still held.
+    async fn acknowledge(&mut self, consume: &Channel, tags: Vec<u64>) -> Result<(), String> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        let plan = self.held.plan(tags);
         let fail = |e: amqprs::error::Error| format!("ack failed: {e}");
-        if below > 0 {
+        if let Some(upto) = plan.multiple_upto {
             consume
-                .basic_ack(BasicAckArguments::new(tags[below - 1], true))
+                .basic_ack(BasicAckArguments::new(upto, true))
                 .await
                 .map_err(fail)?;
         }
-        for tag in &tags[below..] {
+        for tag in plan.single {
             consume
-                .basic_ack(BasicAckArguments::new(*tag, false))
+                .basic_ack(BasicAckArguments::new(tag, false))
                 .await
                 .map_err(fail)?;
         }
@@ -314,6 +475,7 @@ impl Supervisor {
         &mut self,
         delivery: amqprs::channel::ConsumerMessage,
         consume: &Channel,
+        publisher: &mut Publisher,
     ) -> Result<Option<Incoming>, String> {
         let (Some(deliver), Some(props), Some(body)) = (
             delivery.deliver,
@@ -323,39 +485,58 @@ impl Supervisor {
             return Ok(None);
         };
         let tag = deliver.delivery_tag();
-        let ack = |tag| consume.basic_ack(BasicAckArguments::new(tag, false));
-        let from = props.user_id().cloned();
         let message_id = props.message_id().cloned();
-        let verdict = match (&from, &message_id) {
-            (None, _) => Err("no user_id: the sender is unknown".to_owned()),
-            (_, None) => Err("no message_id".to_owned()),
-            (Some(user), Some(_)) => match EntityName::new(user) {
-                Err(e) => Err(e.to_string()),
-                Ok(name) => Message::decode_slice(&body)
-                    .map(|m| (name, m))
-                    .map_err(|e| e.to_string()),
-            },
-        };
-        let (from_name, message) = match verdict {
+        let (from, message) = match verdict(
+            deliver.exchange(),
+            props.user_id().map(String::as_str),
+            &body,
+        ) {
             Ok(v) => v,
-            Err(reason) => {
-                self.quarantine(
-                    &deliver,
-                    from.as_deref(),
-                    message_id.as_deref(),
+            Err((from, reason)) => {
+                tracing::warn!(from = from.as_deref().unwrap_or("unknown"), %reason, "quarantining an invalid message");
+                let mut headers = vec![
+                    (QUARANTINE_REASON_HEADER.into(), reason),
+                    (
+                        QUARANTINE_FROM_HEADER.into(),
+                        from.unwrap_or_else(|| "unknown".into()),
+                    ),
+                    ("x-ebadge-exchange".into(), deliver.exchange().clone()),
+                ];
+                if let Some(id) = message_id {
+                    headers.push(("x-ebadge-message-id".into(), id));
+                }
+                // The original stays unacknowledged until its copy is confirmed.
+                self.held.pin(tag);
+                publisher.quarantine(QuarantineCopy {
+                    original_tag: tag,
+                    message_id: uuid::Uuid::new_v4().to_string(),
+                    routing_key: deliver.routing_key().clone(),
                     body,
-                    &reason,
-                )?;
-                return ack(tag).await.map(|_| None).map_err(|e| e.to_string());
+                    headers,
+                });
+                return Ok(None);
             }
         };
-        let message_id = message_id.unwrap_or_default();
-        if !self.dedupe.first_time(from_name.as_str(), &message_id) {
-            Counters::add(&self.shared.counters.duplicates, 1);
-            return ack(tag).await.map(|_| None).map_err(|e| e.to_string());
-        }
+        let key = match message_id {
+            Some(id) => {
+                let key = (from.as_str().to_owned(), id);
+                if !self.dedupe.first_time(&key.0, &key.1) {
+                    Counters::add(&self.shared.counters.duplicates, 1);
+                    if !self.held.redelivered(&key, tag) {
+                        self.acknowledge(consume, vec![tag]).await?;
+                    }
+                    return Ok(None);
+                }
+                Some(key)
+            }
+            None => {
+                Counters::add(&self.shared.counters.without_message_id, 1);
+                None
+            }
+        };
+        Counters::add(&self.shared.counters.received, 1);
         // An awaited answer goes to its requester, not to the application's handlers.
-        let key = match &message {
+        let pending = match &message {
             Message::AcceptActivation(_)
             | Message::RejectActivation(_)
             | Message::ModifyActivation(_) => message
@@ -364,58 +545,24 @@ impl Supervisor {
             Message::Response(r) => Some(PendingKey::Market(r.msg_id.as_str().to_owned())),
             _ => None,
         };
-        let waiter = key.and_then(|key| self.shared.pending.lock().unwrap().remove(&key));
+        let waiter = pending.and_then(|key| self.shared.pending.lock().unwrap().remove(&key));
         if let Some(waiter) = waiter {
             let _ = waiter.send(message);
-            Counters::add(&self.shared.counters.received, 1);
-            return ack(tag).await.map(|_| None).map_err(|e| e.to_string());
+            self.acknowledge(consume, vec![tag]).await?;
+            return Ok(None);
         }
-        Counters::add(&self.shared.counters.received, 1);
-        let incoming = Incoming {
-            from: from_name,
+        let message_id = key.as_ref().map(|(_, id)| id.clone());
+        Ok(Some(Incoming {
+            from,
             routing_key: deliver.routing_key().clone(),
             exchange: deliver.exchange().clone(),
             message_id,
             message,
             redelivered: deliver.redelivered(),
             ack: AckHandle {
-                session: self.session,
-                tag,
+                id: self.held.hold(key, tag),
                 tx: self.shared.ack_tx.clone(),
             },
-        };
-        Ok(Some(incoming))
-    }
-
-    fn quarantine(
-        &self,
-        deliver: &amqprs::Deliver,
-        from: Option<&str>,
-        message_id: Option<&str>,
-        body: Vec<u8>,
-        reason: &str,
-    ) -> Result<(), String> {
-        tracing::warn!(from = from.unwrap_or("unknown"), %reason, "quarantined an invalid message");
-        let me = &self.shared.config.name;
-        let stored = self.shared.outbox.lock().unwrap().push(Outgoing {
-            seq: 0,
-            exchange: quarantine_queue(me),
-            routing_key: deliver.routing_key().clone(),
-            message_id: message_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned),
-            msg_type: "quarantined".into(),
-            body,
-            headers: vec![
-                (QUARANTINE_REASON_HEADER.into(), reason.to_owned()),
-                (
-                    QUARANTINE_FROM_HEADER.into(),
-                    from.unwrap_or("unknown").to_owned(),
-                ),
-                ("x-ebadge-exchange".into(), deliver.exchange().clone()),
-            ],
-        });
-        stored.map_err(|e| e.to_string())?;
-        Counters::add(&self.shared.counters.quarantined, 1);
-        self.shared.wake.notify_one();
-        Ok(())
+        }))
     }
 }

@@ -194,7 +194,8 @@ async fn a_killed_node_and_a_restarted_node_lose_no_message() {
     for heh in &hehs {
         tokio::time::timeout(Duration::from_secs(60), heh.flush())
             .await
-            .expect("every report confirmed within a minute");
+            .expect("every report confirmed within a minute")
+            .expect("nothing undelivered");
     }
     let total: u64 = sent.values().sum();
     received
@@ -318,7 +319,8 @@ async fn a_consumer_outage_stays_bounded_by_the_ttl_and_delivers_only_live_messa
             }
             tokio::time::timeout(Duration::from_secs(30), heh.flush())
                 .await
-                .expect("confirmed");
+                .expect("confirmed")
+                .expect("nothing undelivered");
             let confirmed = heh.counters().confirmed;
             heh.close(Duration::from_secs(5)).await;
             confirmed
@@ -646,7 +648,8 @@ async fn vrrp_moves_the_address_to_the_backup_haproxy_and_no_message_is_lost() {
     sender.await.unwrap();
     tokio::time::timeout(Duration::from_secs(60), heh.flush())
         .await
-        .expect("every report confirmed through the backup");
+        .expect("every report confirmed through the backup")
+        .expect("nothing undelivered");
     received.wait_for(1_000, Duration::from_secs(20)).await;
     let numbers = received
         .0
@@ -721,7 +724,8 @@ async fn a_full_quorum_inbox_refuses_publishes_and_the_sender_keeps_them_until_t
     let (received, _) = Received::start(&vpp, false).await;
     tokio::time::timeout(Duration::from_secs(30), heh.flush())
         .await
-        .expect("the kept messages are confirmed once there is room");
+        .expect("the kept messages are confirmed once there is room")
+        .expect("nothing undelivered");
     received
         .wait_for(total as usize, Duration::from_secs(10))
         .await;

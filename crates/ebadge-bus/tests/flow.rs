@@ -20,7 +20,7 @@ async fn more_messages_than_the_prefetch_window_all_arrive_when_acknowledged() {
     for n in 0..50 {
         sender.send(&to, &numbered_report(n)).unwrap();
     }
-    sender.flush().await;
+    sender.flush().await.expect("every message delivered");
     let reader = tokio::spawn(async move {
         let mut got = Vec::new();
         while got.len() < 50 {
@@ -52,7 +52,7 @@ async fn coalesced_acknowledgements_never_cover_a_message_the_application_still_
         for n in 0..10 {
             sender.send(&to, &numbered_report(n)).unwrap();
         }
-        sender.flush().await;
+        sender.flush().await.expect("every message delivered");
         // Hold message 0, acknowledge 1..9 (a multiple ack up to 9 would take 0 with it).
         let held = tokio::time::timeout(Duration::from_secs(10), inbox.next())
             .await

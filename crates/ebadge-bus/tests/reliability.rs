@@ -44,7 +44,8 @@ async fn link_cuts_of_10_and_70_seconds_lose_nothing_and_duplicate_nothing() {
     }
     tokio::time::timeout(Duration::from_secs(60), sender.flush())
         .await
-        .expect("every message confirmed within a minute of the last restore");
+        .expect("every message confirmed within a minute of the last restore")
+        .expect("nothing undelivered");
     let numbers = collect(&mut inbox, "heh-cut", next, Duration::from_secs(20)).await;
     assert_exactly_once_in_order(&numbers, 0, next);
 
@@ -84,7 +85,8 @@ async fn a_broker_restart_loses_nothing() {
 
     tokio::time::timeout(Duration::from_secs(60), sender.flush())
         .await
-        .expect("every message confirmed after the restart");
+        .expect("every message confirmed after the restart")
+        .expect("nothing undelivered");
     let numbers = collect(&mut inbox, "heh-restart", next, Duration::from_secs(20)).await;
     assert_exactly_once_in_order(&numbers, 0, next);
     let counters = sender.counters();
@@ -118,7 +120,8 @@ async fn a_stalled_link_is_noticed_by_heartbeats_and_loses_nothing() {
     next = send_at_100_per_second(&sender, "op-stall", next, 2.0).await;
     tokio::time::timeout(Duration::from_secs(90), sender.flush())
         .await
-        .expect("every message confirmed after the stall");
+        .expect("every message confirmed after the stall")
+        .expect("nothing undelivered");
     let numbers = collect(&mut inbox, "heh-stall", next, Duration::from_secs(20)).await;
     assert_exactly_once_in_order(&numbers, 0, next);
     assert!(sender.counters().reconnects >= 1, "{:?}", sender.counters());

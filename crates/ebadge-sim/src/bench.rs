@@ -489,7 +489,9 @@ pub async fn heh(profile: &Profile, seconds: u64, rate: u64) -> HehReport {
             .send(&vpp, &stamped_report(unix_nanos()))
             .expect("send");
     }
-    client.flush().await;
+    if let Err(e) = client.flush().await {
+        tracing::error!(error = %e, "the bench HEH lost messages");
+    }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     let rss = rss_kib();

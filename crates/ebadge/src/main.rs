@@ -40,7 +40,10 @@ enum Command {
     Revoke(cmd::revoke::RevokeArgs),
     /// Validate and send JSON messages (one per line) as NAME to PEER, waiting for confirms.
     ///
-    /// Example: echo '{"msg":"get_status_report"}' | ebadge send --as vpp --to heh-b827ebea02c1
+    /// Exit status: 0 all confirmed, 1 a line was invalid, 3 confirms did not come in time,
+    /// 4 the broker refused messages for good (each printed with its reason).
+    ///
+    /// Example: echo '{"msg":"get_capabilities"}' | ebadge send --as vpp --to heh-b827ebea02c1
     Send(cmd::send::SendArgs),
     /// Print the messages arriving in NAME's inbox (acknowledging each).
     Listen(cmd::listen::ListenArgs),

@@ -38,7 +38,7 @@ pub struct SendArgs {
 }
 
 /// Runs `send`: exit 0 when every line was valid and is confirmed, 1 if a line was invalid,
-/// 3 if confirms did not arrive in time.
+/// 3 if confirms did not arrive in time, 4 if the broker refused messages for good.
 pub async fn run(args: SendArgs) -> Result<ExitCode> {
     let profile = args.profile.load()?;
     let me = EntityName::new(&args.name)?;
@@ -85,6 +85,16 @@ pub async fn run(args: SendArgs) -> Result<ExitCode> {
         }
     }
     let confirmed = tokio::time::timeout(Duration::from_secs(args.timeout), client.flush()).await;
+    let undelivered = match &confirmed {
+        Ok(Err(ebadge_bus::SendError::Undelivered(lost))) => lost.clone(),
+        _ => Vec::new(),
+    };
+    for lost in &undelivered {
+        eprintln!(
+            "send: not delivered: {} {} to {}: {}",
+            lost.msg_type, lost.message_id, lost.exchange, lost.reason
+        );
+    }
     let counters = client.counters();
     eprintln!(
         "send: {} sent, {} confirmed, {} waiting, {invalid} invalid",
@@ -106,7 +116,9 @@ pub async fn run(args: SendArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(3));
     }
     client.close(Duration::from_secs(1)).await;
-    Ok(if invalid > 0 {
+    Ok(if !undelivered.is_empty() {
+        ExitCode::from(4)
+    } else if invalid > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
