@@ -4,7 +4,8 @@
 use crate::registry::{QueueType, Registry};
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::{
-    QUEUE_POLICY, inbox_queue, incoming_exchange, pair_exchange, permissions, quarantine_queue,
+    QUARANTINE_MAX_LENGTH, QUARANTINE_PATTERN, QUARANTINE_POLICY, QUARANTINE_TTL_MS, QUEUE_POLICY,
+    inbox_queue, incoming_exchange, pair_exchange, permissions, quarantine_queue,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -335,6 +336,13 @@ pub fn desired(registry: &Registry, cluster_nodes: usize) -> State {
         )
         .to_string(),
         priority: 0,
+    });
+    items.push(Item::Policy {
+        name: QUARANTINE_POLICY.into(),
+        pattern: QUARANTINE_PATTERN.into(),
+        apply_to: "queues".into(),
+        definition: queue_policy_definition(QUARANTINE_TTL_MS, QUARANTINE_MAX_LENGTH).to_string(),
+        priority: 1,
     });
     items.into_iter().map(|i| (i.key(), i)).collect()
 }

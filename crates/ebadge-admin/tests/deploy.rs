@@ -4,7 +4,7 @@
 //! `EBADGE_BLESS=1 cargo test --test deploy` rewrites the generated haproxy.cfg.
 
 use ebadge_admin::haproxy::{self, Backend, Frontend};
-use ebadge_bus::conventions::{DEFAULT_MAX_LENGTH, MESSAGE_TTL_MS, QUEUE_POLICY};
+use ebadge_bus::conventions::QUEUE_POLICY;
 use std::path::{Path, PathBuf};
 
 fn deploy(file: &str) -> PathBuf {
@@ -116,17 +116,24 @@ fn rabbitmq_conf_carries_the_security_settings_the_local_broker_uses() {
 }
 
 #[test]
-fn boot_definitions_carry_the_queue_policy_provisioning_sets() {
+fn boot_definitions_carry_the_policies_provisioning_sets() {
     let defs: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(deploy("rabbitmq/definitions.json")).unwrap(),
     )
     .unwrap();
-    let policy = &defs["policies"][0];
-    assert_eq!(policy["name"], QUEUE_POLICY);
-    assert_eq!(policy["apply-to"], "queues");
-    assert_eq!(
-        policy["definition"],
-        ebadge_admin::state::queue_policy_definition(MESSAGE_TTL_MS, DEFAULT_MAX_LENGTH)
+    let registry = ebadge_admin::registry::Registry::parse("").unwrap();
+    let desired = ebadge_admin::state::desired(&registry, 3);
+    let policies = desired
+        .values()
+        .filter(|item| matches!(item, ebadge_admin::state::Item::Policy { .. }));
+    let want = ebadge_admin::state::to_definitions(policies);
+    assert_eq!(defs["policies"], want["policies"]);
+    assert!(
+        defs["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == QUEUE_POLICY)
     );
     assert!(
         defs.get("users").is_none(),

@@ -36,6 +36,20 @@ pub const DEFAULT_MAX_LENGTH: u64 = 1_000_000;
 /// Name of the policy that applies the TTL and length bound to every queue.
 pub const QUEUE_POLICY: &str = "ebadge-queues";
 
+/// Name of the policy of the quarantine queues: they keep what they hold longer than the
+/// 15-minute TTL (an operator needs time to look), bounded by length instead.
+pub const QUARANTINE_POLICY: &str = "ebadge-quarantine";
+
+/// The pattern of [`QUARANTINE_POLICY`]: every `private-<name>-quarantine`.
+pub const QUARANTINE_PATTERN: &str = "^private-.*-quarantine$";
+
+/// How long a quarantined message is kept: 7 days.
+pub const QUARANTINE_TTL_MS: u64 = 7 * 24 * 3_600_000;
+
+/// Most messages one quarantine holds; past it the broker refuses copies and the client keeps
+/// the originals unacknowledged in the inbox (nothing is dropped).
+pub const QUARANTINE_MAX_LENGTH: u64 = 100_000;
+
 /// A name that is valid as RabbitMQ user, certificate CN and part of exchange names.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EntityName(String);

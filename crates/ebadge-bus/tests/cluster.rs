@@ -232,45 +232,6 @@ async fn a_killed_node_and_a_restarted_node_lose_no_message() {
     vpp.close(Duration::from_secs(5)).await;
 }
 
-/// Bounds `queue` by a policy `name` of higher priority than provisioning's (as an operator would
-/// for one queue), waits until the management API shows it, and returns an administrator client
-/// (to delete the policy afterwards).
-async fn bound_inbox(
-    profile: &Profile,
-    name: &str,
-    queue: &str,
-    ttl_ms: u64,
-    max_length: u64,
-) -> ebadge_admin::provision::AdminClient {
-    use rabbitmq_http_client::commons::PolicyTarget;
-    use rabbitmq_http_client::requests::PolicyParams;
-    let m = profile.management.clone().unwrap();
-    let admin = ebadge_admin::broker::admin_client(&m.url, &m.password);
-    let definition = ebadge_admin::state::queue_policy_definition(ttl_ms, max_length);
-    admin
-        .declare_policy(&PolicyParams {
-            vhost: "/",
-            name,
-            pattern: &format!("^{queue}$"),
-            apply_to: PolicyTarget::Queues,
-            priority: 10,
-            definition: definition.as_object().unwrap().clone(),
-        })
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while api(profile)
-        .get(&format!("queues/%2F/{queue}"))
-        .await
-        .unwrap()["effective_policy_definition"]
-        != definition
-    {
-        assert!(Instant::now() < deadline, "the policy {name} applies");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    admin
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_outage_stays_bounded_by_the_ttl_and_delivers_only_live_messages() {
     const TTL: Duration = Duration::from_secs(3);
@@ -284,7 +245,7 @@ async fn a_consumer_outage_stays_bounded_by_the_ttl_and_delivers_only_live_messa
     let inbox = "private-out-vpp-inbox";
 
     // A shorter TTL for this inbox only, by a policy of higher priority, as an operator would.
-    let admin = bound_inbox(
+    let admin = ebadge_testkit::bound_queue(
         &profile,
         "test-outage-ttl",
         inbox,
@@ -686,7 +647,8 @@ async fn a_full_quorum_inbox_refuses_publishes_and_the_sender_keeps_them_until_t
     let vpp = client(&profile, "out-vpp").await;
     Received::start(&vpp, true).await;
     vpp.close(Duration::from_secs(5)).await;
-    let admin = bound_inbox(&profile, "test-full-inbox", inbox, MESSAGE_TTL_MS, ROOM).await;
+    let admin =
+        ebadge_testkit::bound_queue(&profile, "test-full-inbox", inbox, MESSAGE_TTL_MS, ROOM).await;
     // The management API shows the policy before the quorum queue applies it.
     tokio::time::sleep(Duration::from_secs(2)).await;
 

@@ -25,7 +25,9 @@ use tokio::sync::OnceCell;
 /// two members, a non-member, a late receiver and an entity to revoke. Simulator tests: a VPP
 /// with four HEHs, a controller with two, and the market actors. Client tests: one operator
 /// and HEH pair per fault scenario, a VPP with its HEH for activations, a TSO and a BSP for market
-/// requests, two entities for the command line.
+/// requests, two entities for the command line. Settlement tests: a sender linked to a healthy,
+/// a full and an unroutable receiver, and a stranger it has no link with; pairs for held
+/// messages, quarantine copies and the pika interoperability test.
 pub const REGISTRY: &str = r#"
 [[entity]]
 name = "ts"
@@ -144,6 +146,37 @@ name = "ack-sender"
 name = "ack-receiver"
 [[link]]
 between = ["ack-sender", "ack-receiver"]
+[[entity]]
+name = "set-sender"
+[[entity]]
+name = "set-ok"
+[[entity]]
+name = "set-full"
+[[entity]]
+name = "set-noroute"
+[[entity]]
+name = "set-stranger"
+[[link]]
+between = ["set-sender", "set-ok"]
+[[link]]
+between = ["set-sender", "set-full"]
+[[link]]
+between = ["set-sender", "set-noroute"]
+[[entity]]
+name = "hold-op"
+[[heh]]
+name = "hold-heh"
+operator = "hold-op"
+[[entity]]
+name = "qcap-op"
+[[heh]]
+name = "qcap-heh"
+operator = "qcap-op"
+[[entity]]
+name = "pika-op"
+[[heh]]
+name = "pika-heh"
+operator = "pika-op"
 [[group]]
 name = "m-bsps"
 sender = "m-tso"
@@ -438,4 +471,44 @@ pub async fn broker_log_contains(text: &str) -> bool {
 /// A fresh message id.
 pub fn id() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// Bounds `queue` by a policy `name` of higher priority than provisioning's (TTL, max length,
+/// refuse publishes past it), and waits until the broker applies it (a quorum queue takes a
+/// moment). Returns the admin client, to delete the policy at the end.
+pub async fn bound_queue(
+    profile: &Profile,
+    name: &str,
+    queue: &str,
+    ttl_ms: u64,
+    max_length: u64,
+) -> AdminClient {
+    use rabbitmq_http_client::commons::PolicyTarget;
+    use rabbitmq_http_client::requests::PolicyParams;
+    let m = profile.management.clone().unwrap();
+    let admin = admin_client(&m.url, &m.password);
+    let definition = ebadge_admin::state::queue_policy_definition(ttl_ms, max_length);
+    admin
+        .declare_policy(&PolicyParams {
+            vhost: "/",
+            name,
+            pattern: &format!("^{queue}$"),
+            apply_to: PolicyTarget::Queues,
+            priority: 10,
+            definition: definition.as_object().unwrap().clone(),
+        })
+        .await
+        .unwrap();
+    let api = ebadge_admin::mgmt::RawApi::new(&m);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while api.get(&format!("queues/%2F/{queue}")).await.unwrap()["effective_policy_definition"]
+        != definition
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the policy {name} applies"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    admin
 }
