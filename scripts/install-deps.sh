@@ -3,12 +3,14 @@
 # Each later capability (the broker, haproxy, keepalived) adds its packages to APT_PACKAGES.
 set -euo pipefail
 
-# Debian packages: "command-that-proves-it-is-there:package".
+# Debian packages: "command-or-file-that-proves-it-is-there:package". python3-pika is the
+# interoperability tests' peer: the seed's own stack, run by Debian's /usr/bin/python3.
 APT_PACKAGES=(
     "/usr/lib/rabbitmq/bin/rabbitmq-server:rabbitmq-server"
     "/usr/sbin/haproxy:haproxy"
     "/usr/sbin/keepalived:keepalived"
     "/usr/sbin/ip:iproute2"
+    "/usr/lib/python3/dist-packages/pika/__init__.py:python3-pika"
 )
 
 need_cmd() {
@@ -32,7 +34,7 @@ done
 
 missing=()
 for entry in "${APT_PACKAGES[@]}"; do
-    need_cmd "${entry%%:*}" || [ -x "${entry%%:*}" ] || missing+=("${entry#*:}")
+    need_cmd "${entry%%:*}" || [ -e "${entry%%:*}" ] || missing+=("${entry#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ] && ! need_cmd sudo; then

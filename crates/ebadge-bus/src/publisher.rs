@@ -393,6 +393,16 @@ impl Publisher {
         failed
     }
 
+    /// Whether quarantine copies wait for their confirm (their originals are not acknowledged).
+    pub(crate) fn quarantine_pending(&self) -> bool {
+        !self.quarantine.is_empty()
+            || !self.quarantine_later.is_empty()
+            || self
+                .inflight
+                .values()
+                .any(|i| matches!(i, Inflight::Quarantine(_)))
+    }
+
     /// The retry tick: refused quarantine copies go out again.
     pub(crate) fn tick(&mut self) {
         self.quarantine.append(&mut self.quarantine_later);

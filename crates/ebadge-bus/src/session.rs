@@ -336,6 +336,20 @@ impl Supervisor {
                         .filter_map(|id| self.held.release(id))
                         .collect();
                     let _ = self.acknowledge(&consume, tags).await;
+                    // Quarantine copies in flight get a moment to be confirmed, so their
+                    // originals are acknowledged rather than quarantined again by the next run.
+                    let patience = tokio::time::sleep(Duration::from_secs(2));
+                    tokio::pin!(patience);
+                    while publisher.quarantine_pending() {
+                        tokio::select! {
+                            _ = &mut patience => break,
+                            Some(event) = events.recv() => {
+                                if self.on_event(event, &conn, &events_tx, &mut publisher, &consume).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
                     let _ = conn.clone().close().await;
                     return Ok(());
                 }

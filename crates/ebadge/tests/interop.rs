@@ -1,0 +1,261 @@
+//! Interoperability with what we did not write: a plain pika client (`tests/pika/peer.py`,
+//! Debian's python3-pika, configured as D3.2.3 and the seed's own library are) exchanges messages
+//! both ways with `ebadge send`/`listen` and with the library. Bare properties (the seed's
+//! `delivery_mode=2` only, or `content_type` only) are heard, not quarantined; invalid JSON and
+//! offset-less times are quarantined with the reason.
+
+use ebadge_bus::{Client, ClientConfig, EntityName, Profile};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const PYTHON: &str = "/usr/bin/python3";
+
+fn peer_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pika/peer.py")
+}
+
+fn report(n: u64) -> String {
+    format!(
+        r#"{{"msg":"report","from":"2013-07-21T10:00:00+02:00","to":"2013-07-21T10:01:00+02:00","resolution":60,"values":{{"total.p":[1.5]}},"heh_id":null,"ext_test_seq":{n}}}"#
+    )
+}
+
+/// Runs the pika peer as `me` with `args` after the connection arguments; returns its stdout.
+fn pika(profile: &Profile, me: &str, mode: &str, args: &[&str], stdin: &str) -> String {
+    let (host, port) = profile.host_and_port().unwrap();
+    let (cert, key) = profile.certificate(me);
+    let mut child = Command::new(PYTHON)
+        .arg(peer_script())
+        .arg(mode)
+        .args([host.as_str(), &port.to_string()])
+        .args([&profile.ca, &cert, &key])
+        .args(args)
+        .env("ME", me)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3-pika is installed by `make deps`");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "pika {mode} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn ebadge(profile: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ebadge"))
+        .args(args)
+        .arg("--profile")
+        .arg(profile)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn name(s: &str) -> EntityName {
+    EntityName::new(s).unwrap()
+}
+
+/// One test, run in order: each step reads the inboxes the one before filled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_pika_client_and_our_bus_talk_both_ways() {
+    let profile = ebadge_testkit::profile().await;
+    let path = ebadge_admin::broker::LocalBroker::new(ebadge_testkit::broker_dir()).profile_path();
+    // Leftovers of earlier runs.
+    let drain = Client::connect(ClientConfig::new(profile.clone(), name("pika-op")))
+        .await
+        .unwrap();
+    let mut inbox = drain.inbox().unwrap();
+    while let Ok(Some(i)) = tokio::time::timeout(Duration::from_millis(300), inbox.next()).await {
+        i.ack();
+    }
+    drain.close(Duration::from_secs(1)).await;
+    quarantine_reasons(&profile, "pika-op", 0).await;
+    pika(
+        &profile,
+        "pika-heh",
+        "consume",
+        &["private-pika-heh-inbox", "1000", "1"],
+        "",
+    );
+
+    // 1. pika -> `ebadge listen`: the seed's two property sets and a full one are heard; invalid
+    //    JSON and an offset-less time are quarantined.
+    let exchange = "pika-heh-to-pika-op";
+    let published = [
+        (
+            "seed-blocking",
+            "{\"msg\": \"report\", \"from\": ".to_owned(),
+        ),
+        (
+            "seed-blocking",
+            report(0).replace("2013-07-21T10:00:00+02:00", "2013-07-21T10:00:00"),
+        ),
+        ("seed-blocking", report(1)),
+        ("seed-async", report(2)),
+        ("full", report(3)),
+    ];
+    for (props, body) in &published {
+        pika(
+            &profile,
+            "pika-heh",
+            "publish",
+            &[exchange, "report", props],
+            &format!("{body}\n"),
+        );
+    }
+    let heard = ebadge(
+        &path,
+        &["listen", "--as", "pika-op", "--json", "--count", "3"],
+        "",
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&heard.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for (line, n) in lines.iter().zip(1..) {
+        assert_eq!(line["from"], "pika-heh");
+        assert_eq!(line["routing_key"], "report");
+        assert_eq!(line["message"]["ext_test_seq"], n);
+        // Offsets are kept as sent.
+        assert_eq!(line["message"]["from"], "2013-07-21T10:00:00+02:00");
+    }
+    let quarantined = quarantine_reasons(&profile, "pika-op", 2).await;
+    assert_eq!(quarantined.len(), 2, "{quarantined:?}");
+    assert!(quarantined.iter().all(|(from, _)| from == "pika-heh"));
+    assert!(
+        quarantined[1].1.contains("no offset"),
+        "{:?}",
+        quarantined[1]
+    );
+
+    // 2. pika -> the library: bare properties, so no message_id; the sender comes from the
+    //    exchange.
+    let receiver = Client::connect(ClientConfig::new(profile.clone(), name("pika-op")))
+        .await
+        .unwrap();
+    let mut inbox = receiver.inbox().unwrap();
+    pika(
+        &profile,
+        "pika-heh",
+        "publish",
+        &[exchange, "report", "seed-blocking"],
+        &format!("{}\n", report(6)),
+    );
+    let incoming = tokio::time::timeout(Duration::from_secs(10), inbox.next())
+        .await
+        .expect("heard")
+        .unwrap();
+    incoming.ack();
+    assert_eq!(incoming.from.as_str(), "pika-heh");
+    assert_eq!(incoming.message_id, None);
+    assert_eq!(receiver.counters().without_message_id, 1);
+    assert_eq!(receiver.counters().quarantined, 0);
+
+    // 3. `ebadge send` -> pika, and 4. the library -> pika: pika reads its inbox as D3.2.3 says.
+    let sent = ebadge(
+        &path,
+        &["send", "--as", "pika-op", "--to", "pika-heh"],
+        r#"{"msg":"get_capabilities"}"#,
+    );
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let activation = ebadge_model::Message::decode(
+        r#"{"msg":"activate","id":"938f2b97-314c-49e8-9860-f441df2284a1","modification_count":0,"from":"2013-07-24T11:10:20.000Z","to":"2013-07-24T11:14:55.000Z","quantity":3.4,"device":"ECAR01","heh_id":"pika-heh"}"#,
+    )
+    .unwrap();
+    receiver
+        .send_confirmed(&name("pika-heh"), &activation)
+        .await
+        .unwrap();
+    let read = pika(
+        &profile,
+        "pika-heh",
+        "consume",
+        &["private-pika-heh-inbox", "2", "10"],
+        "",
+    );
+    let read: Vec<serde_json::Value> = read
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(read.len(), 2, "{read:?}");
+    assert_eq!(read[0]["exchange"], "pika-op-to-pika-heh");
+    assert_eq!(read[0]["routing_key"], "get_capabilities");
+    assert_eq!(read[0]["user_id"], "pika-op");
+    assert_eq!(read[1]["routing_key"], "activate.pika-heh");
+    let body: serde_json::Value = serde_json::from_str(read[1]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["heh_id"], "pika-heh");
+    receiver.close(Duration::from_secs(1)).await;
+}
+
+/// (sender, reason) of every message in `name`'s quarantine, oldest first (and removes them),
+/// waiting for `at_least`.
+async fn quarantine_reasons(
+    profile: &Profile,
+    name: &str,
+    at_least: usize,
+) -> Vec<(String, String)> {
+    use amqprs::channel::{BasicAckArguments, BasicGetArguments};
+    use ebadge_bus::client::{QUARANTINE_FROM_HEADER, QUARANTINE_REASON_HEADER};
+    let connection = ebadge_bus::connect(profile, name).await.unwrap();
+    let channel = connection.open_channel(None).await.unwrap();
+    let queue = format!("private-{name}-quarantine");
+    let mut out = Vec::new();
+    let header = |props: &amqprs::BasicProperties, key: &str| {
+        props
+            .headers()
+            .and_then(|h| h.get(&key.try_into().unwrap()).cloned())
+            .map(|v| match v {
+                amqprs::FieldValue::S(s) => s.to_string(),
+                other => format!("{other:?}"),
+            })
+            .unwrap_or_default()
+    };
+    for _ in 0..100 {
+        match channel
+            .basic_get(BasicGetArguments::new(&queue))
+            .await
+            .unwrap()
+        {
+            Some((ok, props, _)) => {
+                channel
+                    .basic_ack(BasicAckArguments::new(ok.delivery_tag(), false))
+                    .await
+                    .unwrap();
+                out.push((
+                    header(&props, QUARANTINE_FROM_HEADER),
+                    header(&props, QUARANTINE_REASON_HEADER),
+                ));
+            }
+            None if out.len() >= at_least => break,
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    connection.close().await.unwrap();
+    out
+}
