@@ -269,6 +269,44 @@ async fn group_members_receive_the_group_message_and_others_cannot_read_it() {
 }
 
 #[tokio::test]
+async fn the_read_regex_lookahead_holds_in_rabbitmq_a_tap_on_an_own_pair_exchange_but_no_foreign_private_queue()
+ {
+    profile().await;
+    // vpp may bind a private queue of its own to ts-to-vpp (the `(?!private-).*-to-vpp` part).
+    let vpp = connect("vpp").await;
+    let (c, closed) = channel(&vpp).await;
+    let mut args = QueueDeclareArguments::new("private-vpp-lookahead");
+    args.auto_delete(true);
+    c.queue_declare(args).await.unwrap();
+    c.queue_bind(QueueBindArguments::new(
+        "private-vpp-lookahead",
+        "ts-to-vpp",
+        "#",
+    ))
+    .await
+    .expect("a tap on an exchange addressed to vpp");
+    assert!(closed.wait_briefly().await.is_none());
+
+    // ts makes a private queue whose name ends like an exchange addressed to vpp: still ts's.
+    let ts = connect("ts").await;
+    let (t, _) = channel(&ts).await;
+    let mut args = QueueDeclareArguments::new("private-ts-spy-to-vpp");
+    args.auto_delete(false);
+    t.queue_declare(args).await.unwrap();
+    let (c, closed) = channel(&vpp).await;
+    let _ = c
+        .basic_consume_rx(BasicConsumeArguments::new("private-ts-spy-to-vpp", "spy"))
+        .await;
+    let (code, text) = refused(&closed).await;
+    assert_eq!(code, ACCESS_REFUSED, "{text}");
+    t.queue_delete(amqprs::channel::QueueDeleteArguments::new(
+        "private-ts-spy-to-vpp",
+    ))
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
 async fn revoke_closes_the_open_connection_within_a_second_and_login_fails_after() {
     let _exclusive = EXCLUSIVE.lock().await;
     profile().await;
