@@ -5,7 +5,10 @@ use crate::mgmt::RawApi;
 use crate::provision::{AdminClient, ApiError, live_state};
 use crate::state::Item;
 use ebadge_bus::EntityName;
-use ebadge_bus::conventions::{MESSAGE_TTL_MS, is_valid_entity_name, permissions};
+use ebadge_bus::conventions::{
+    MESSAGE_TTL_MS, QUARANTINE_MAX_LENGTH, QUARANTINE_TTL_MS, is_valid_entity_name,
+    parse_pair_exchange, permissions,
+};
 use ebadge_bus::profile::Management;
 use serde::Serialize;
 use serde_json::Value;
@@ -14,8 +17,10 @@ use std::collections::BTreeMap;
 /// One breach of the conventions.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Violation {
-    /// Short kind, stable for scripts: `guest`, `password-user`, `plain-listener`, `permissions`,
-    /// `queue-ttl`, `queue-replication`, `exchange-type`, `default-exchange`, `user-name`.
+    /// Short kind, stable for scripts: `guest`, `password-user`, `plain-listener`, `tls`,
+    /// `auth-mechanism`, `permissions`, `queue-ttl`, `queue-length`, `queue-overflow`,
+    /// `queue-type`, `queue-replication`, `binding`, `exchange-type`, `default-exchange`,
+    /// `user-name`.
     pub kind: &'static str,
     /// What exactly, and what to do.
     pub detail: String,
@@ -31,10 +36,30 @@ pub async fn audit(
     let mut v = |kind, detail: String| violations.push(Violation { kind, detail });
     let http = RawApi::new(management);
 
-    // Listeners: AMQP over TLS only.
+    // Listeners: AMQP over TLS only, client certificates required, verified and checked
+    // against the CRL; logins by certificate only.
     let overview = http.get("overview").await?;
     for l in overview["listeners"].as_array().into_iter().flatten() {
         let protocol = l["protocol"].as_str().unwrap_or("");
+        if protocol == "amqp/ssl" {
+            let node = l["node"].as_str().unwrap_or("?");
+            let opts = &l["socket_opts"];
+            for (key, want) in [
+                ("verify", Value::from("verify_peer")),
+                ("fail_if_no_peer_cert", Value::from(true)),
+                ("crl_check", Value::from("peer")),
+            ] {
+                if opts[key] != want {
+                    v(
+                        "tls",
+                        format!(
+                            "the AMQPS listener of {node} has {key} = {}: it must be {want} (client certificates required, verified, checked against the CRL; see deploy/rabbitmq/advanced.config)",
+                            opts[key]
+                        ),
+                    );
+                }
+            }
+        }
         if protocol == "amqp" || protocol == "stomp" || protocol == "mqtt" {
             v(
                 "plain-listener",
@@ -168,9 +193,31 @@ pub async fn audit(
         }
     }
 
-    // Queues: every one under a TTL of at most 15 minutes. The effective policy is computed from
-    // the policies themselves: the queue listing reports it only after a statistics interval.
-    let policies: Vec<(regex::Regex, i64, Option<u64>)> = live
+    let nodes = http.get("nodes").await?;
+    for node in nodes.as_array().into_iter().flatten() {
+        for mechanism in node["auth_mechanisms"].as_array().into_iter().flatten() {
+            let name = mechanism["name"].as_str().unwrap_or("?");
+            if mechanism["enabled"] == true && name != "EXTERNAL" {
+                v(
+                    "auth-mechanism",
+                    format!(
+                        "node {} offers the {name} login: only EXTERNAL (client certificates) may be enabled (auth_mechanisms.1 = EXTERNAL)",
+                        node["name"].as_str().unwrap_or("?")
+                    ),
+                );
+            }
+        }
+    }
+    audit_bindings(&live, &users, &groups_of, &mut v);
+    // On a cluster, a durable queue that is not replicated dies with its node (D3.2.3 6.2.1).
+    let cluster_nodes = nodes.as_array().map_or(0, Vec::len);
+
+    // Queues: every one under a TTL of at most 15 minutes (quarantines: their own longer bound)
+    // and a length bound. The effective policy is computed from the policies themselves: the
+    // queue listing reports it only after a statistics interval. Queue arguments can only lower
+    // a policy's TTL and length (RabbitMQ takes the smaller), but an argument's overflow wins
+    // over the policy's, and a stream ignores both bounds.
+    let policies: Vec<(regex::Regex, i64, Value)> = live
         .values()
         .filter_map(|i| match i {
             Item::Policy {
@@ -179,15 +226,14 @@ pub async fn audit(
                 definition,
                 priority,
                 ..
-            } if apply_to == "queues" || apply_to == "all" => {
-                let ttl = serde_json::from_str::<Value>(definition).ok()?["message-ttl"].as_u64();
-                Some((regex::Regex::new(pattern).ok()?, *priority, ttl))
-            }
+            } if apply_to == "queues" || apply_to == "all" => Some((
+                regex::Regex::new(pattern).ok()?,
+                *priority,
+                serde_json::from_str::<Value>(definition).ok()?,
+            )),
             _ => None,
         })
         .collect();
-    // On a cluster, a durable queue that is not replicated dies with its node (D3.2.3 6.2.1).
-    let cluster_nodes = http.nodes().await?.len();
     for q in http
         .get("queues?columns=name,vhost,arguments,durable,type")
         .await?
@@ -197,7 +243,7 @@ pub async fn audit(
     {
         let name = q["name"].as_str().unwrap_or("?");
         let kind = q["type"].as_str().unwrap_or("classic");
-        if cluster_nodes > 1 && q["durable"] == true && kind != "quorum" {
+        if cluster_nodes > 1 && q["durable"] == true && kind != "quorum" && kind != "stream" {
             v(
                 "queue-replication",
                 format!(
@@ -206,22 +252,63 @@ pub async fn audit(
                 ),
             );
         }
-        let policy_ttl = policies
+        if kind == "stream" {
+            v(
+                "queue-type",
+                format!(
+                    "queue {name} is a stream: streams ignore the TTL and length bounds of D3.2.3 6.2.4; delete it"
+                ),
+            );
+            continue;
+        }
+        let policy = policies
             .iter()
             .filter(|(re, _, _)| re.is_match(name))
             .max_by_key(|(_, priority, _)| *priority)
-            .and_then(|(_, _, ttl)| *ttl);
-        let ttl = [policy_ttl, q["arguments"]["x-message-ttl"].as_u64()]
+            .map(|(_, _, definition)| definition);
+        let bound = |policy_key: &str, argument: &str| {
+            [
+                policy.and_then(|d| d[policy_key].as_u64()),
+                q["arguments"][argument].as_u64(),
+            ]
             .into_iter()
             .flatten()
-            .min();
-        if ttl.is_none_or(|t| t > MESSAGE_TTL_MS) {
+            .min()
+        };
+        let (max_ttl, max_length) = if is_quarantine(name) {
+            (QUARANTINE_TTL_MS, QUARANTINE_MAX_LENGTH)
+        } else {
+            (MESSAGE_TTL_MS, u64::MAX)
+        };
+        let ttl = bound("message-ttl", "x-message-ttl");
+        if ttl.is_none_or(|t| t > max_ttl) {
             v(
                 "queue-ttl",
                 format!(
-                    "queue {name} has message TTL {}: every queue needs at most {MESSAGE_TTL_MS} ms (D3.2.3 6.2.4); run `ebadge provision` to set the policy",
+                    "queue {name} has message TTL {}: it needs at most {max_ttl} ms (D3.2.3 6.2.4); run `ebadge provision` to set the policy",
                     ttl.map(|t| format!("{t} ms"))
                         .unwrap_or_else(|| "none".into())
+                ),
+            );
+        }
+        let length = bound("max-length", "x-max-length");
+        if length.is_none_or(|l| l > max_length) {
+            v(
+                "queue-length",
+                format!(
+                    "queue {name} has no length bound within {max_length}: run `ebadge provision` to set the policy"
+                ),
+            );
+        }
+        let overflow = q["arguments"]["x-overflow"]
+            .as_str()
+            .or_else(|| policy.and_then(|d| d["overflow"].as_str()));
+        if overflow != Some("reject-publish") {
+            v(
+                "queue-overflow",
+                format!(
+                    "queue {name} overflows with {}: past its bound it must refuse publishes (the sender keeps them), never drop silently",
+                    overflow.unwrap_or("drop-head (the default)")
                 ),
             );
         }
@@ -229,4 +316,53 @@ pub async fn audit(
     violations.sort();
     violations.dedup();
     Ok(violations)
+}
+
+fn is_quarantine(queue: &str) -> bool {
+    queue.starts_with("private-") && queue.ends_with("-quarantine")
+}
+
+/// Bindings the conventions do not imply: into an entity's private namespace, from an exchange
+/// that entity may not read (a pair exchange addressed to someone else, a group it is not in).
+/// Bindings between an entity's own resources and from what it reads (taps) are its business.
+fn audit_bindings(
+    live: &crate::state::State,
+    users: &BTreeMap<&str, &Item>,
+    groups_of: &BTreeMap<String, Vec<(EntityName, EntityName)>>,
+    v: &mut impl FnMut(&'static str, String),
+) {
+    for item in live.values() {
+        let Item::Binding {
+            source,
+            destination,
+            ..
+        } = item
+        else {
+            continue;
+        };
+        if source.is_empty() {
+            continue; // reported as default-exchange
+        }
+        // The owner of the destination: the longest user name `n` with `private-n-` as prefix.
+        let Some(owner) = users
+            .keys()
+            .filter(|n| destination.starts_with(&format!("private-{n}-")))
+            .max_by_key(|n| n.len())
+        else {
+            continue;
+        };
+        let own = source.starts_with(&format!("private-{owner}-"));
+        let addressed = parse_pair_exchange(source).is_some_and(|(_, r)| r.as_str() == *owner);
+        let member = groups_of
+            .get(*owner)
+            .is_some_and(|groups| groups.iter().any(|(s, g)| format!("{s}-to-{g}") == *source));
+        if !(own || addressed || member) {
+            v(
+                "binding",
+                format!(
+                    "{source} is bound to {destination}: {owner} may not read {source}; delete the binding (`ebadge provision` removes the ones it manages)"
+                ),
+            );
+        }
+    }
 }

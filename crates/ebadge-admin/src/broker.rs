@@ -520,6 +520,7 @@ impl LocalBroker {
             ("RABBITMQ_MNESIA_BASE", dir.join("mnesia")),
             ("RABBITMQ_LOG_BASE", dir.join("log")),
             ("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf")),
+            ("RABBITMQ_ADVANCED_CONFIG_FILE", dir.join("advanced.config")),
             ("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins")),
             ("RABBITMQ_CONF_ENV_FILE", dir.join("rabbitmq-env.conf")),
             ("RABBITMQ_PID_FILE", self.pid_path(node)),
@@ -547,31 +548,36 @@ impl LocalBroker {
         let mut conf = String::from(
             "# Written by `ebadge broker up`: TLS only, client certificates only, no guest.\n",
         );
-        let settings =
-            security_settings(node.amqps_port, &pki.ca_cert(), &server_cert, &server_key)
-                .into_iter()
-                .chain([
-                    ("management.tcp.ip".into(), "127.0.0.1".into()),
-                    (
-                        "management.tcp.port".into(),
-                        node.management_port.to_string(),
-                    ),
-                    (
-                        "definitions.import_backend".into(),
-                        "local_filesystem".into(),
-                    ),
-                    (
-                        "definitions.local.path".into(),
-                        definitions.display().to_string(),
-                    ),
-                    ("log.console".into(), "true".into()),
-                    ("log.console.level".into(), "warning".into()),
-                ])
-                .chain(cluster_settings(state));
+        let settings = security_settings(node.amqps_port)
+            .into_iter()
+            .chain([
+                ("management.tcp.ip".into(), "127.0.0.1".into()),
+                (
+                    "management.tcp.port".into(),
+                    node.management_port.to_string(),
+                ),
+                (
+                    "definitions.import_backend".into(),
+                    "local_filesystem".into(),
+                ),
+                (
+                    "definitions.local.path".into(),
+                    definitions.display().to_string(),
+                ),
+                ("log.console".into(), "true".into()),
+                ("log.console.level".into(), "warning".into()),
+            ])
+            .chain(cluster_settings(state));
         for (key, value) in settings {
             conf.push_str(&format!("{key} = {value}\n"));
         }
         write_file(&dir.join("rabbitmq.conf"), &conf, false)?;
+        pki.ensure_crl()?;
+        write_file(
+            &dir.join("advanced.config"),
+            &advanced_config(&pki.ca_cert(), &server_cert, &server_key, &pki.crl_dir()),
+            false,
+        )?;
         write_file(
             &dir.join("enabled_plugins"),
             "[rabbitmq_management,rabbitmq_auth_mechanism_ssl].\n",
@@ -764,32 +770,46 @@ impl LocalBroker {
     }
 }
 
-/// The rabbitmq.conf settings that make a node conform to D3.2.3 6.1 (TLS only, TLS 1.2/1.3,
-/// client certificates required and verified, login by the certificate's CN, EXTERNAL only).
-/// The local broker writes them; `deploy/rabbitmq/rabbitmq.conf` carries the same lines, and a
-/// test keeps the two in step.
-pub fn security_settings(
-    amqps_port: u16,
-    ca: &Path,
-    cert: &Path,
-    key: &Path,
-) -> Vec<(String, String)> {
+/// The rabbitmq.conf settings that make a node conform to D3.2.3 6.1 (TLS only, login by the
+/// certificate's CN, EXTERNAL only); the TLS options themselves are in [`advanced_config`].
+/// The local broker writes them; `deploy/rabbitmq/` carries the same, and a test keeps the two
+/// in step.
+pub fn security_settings(amqps_port: u16) -> Vec<(String, String)> {
     [
         ("listeners.tcp", "none".to_owned()),
         ("listeners.ssl.default", amqps_port.to_string()),
-        ("ssl_options.cacertfile", ca.display().to_string()),
-        ("ssl_options.certfile", cert.display().to_string()),
-        ("ssl_options.keyfile", key.display().to_string()),
-        ("ssl_options.verify", "verify_peer".into()),
-        ("ssl_options.fail_if_no_peer_cert", "true".into()),
-        ("ssl_options.versions.1", "tlsv1.3".into()),
-        ("ssl_options.versions.2", "tlsv1.2".into()),
         ("auth_mechanisms.1", "EXTERNAL".into()),
         ("ssl_cert_login_from", "common_name".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
+}
+
+/// The node's TLS options, as the Erlang terms of `advanced.config`: TLS 1.2/1.3, client
+/// certificates required and verified, and checked against the CA's CRL in `crl_dir`
+/// (`<issuer hash>.r0`, read at every handshake, so a revocation applies at once). rabbitmq.conf
+/// cannot name a CRL directory, and `ssl_options` in advanced.config replaces rabbitmq.conf's
+/// whole list, so all of them are here.
+pub fn advanced_config(ca: &Path, cert: &Path, key: &Path, crl_dir: &Path) -> String {
+    format!(
+        "%% TLS options of the AMQPS listener (eBADGE bus, D3.2.3 6.1): client certificates\n\
+         %% required, verified, and checked against the CA's revocation list.\n\
+         [{{rabbit, [{{ssl_options, [\n\
+         \x20   {{cacertfile, \"{}\"}},\n\
+         \x20   {{certfile, \"{}\"}},\n\
+         \x20   {{keyfile, \"{}\"}},\n\
+         \x20   {{verify, verify_peer}},\n\
+         \x20   {{fail_if_no_peer_cert, true}},\n\
+         \x20   {{versions, ['tlsv1.3', 'tlsv1.2']}},\n\
+         \x20   {{crl_check, peer}},\n\
+         \x20   {{crl_cache, {{ssl_crl_hash_dir, {{internal, [{{dir, \"{}\"}}]}}}}}}\n\
+         ]}}]}}].\n",
+        ca.display(),
+        cert.display(),
+        key.display(),
+        crl_dir.display()
+    )
 }
 
 /// Cluster formation by a fixed list of peers (nothing for a single node).

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod broker;
+pub mod crl;
 pub mod haproxy;
 pub mod mgmt;
 pub mod pki;

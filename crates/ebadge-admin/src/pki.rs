@@ -1,13 +1,17 @@
 //! A small PKI for the bus: one CA, the broker's server certificate, and one client certificate
 //! per entity with CN = entity name (the broker takes the username from the CN).
 //!
-//! Layout of a PKI directory: `ca.pem`, `ca.key`, `server.pem`, `server.key`, and
-//! `clients/<NAME>.pem` + `clients/<NAME>.key`. Keys are ECDSA P-256 and written with mode 0600.
+//! Layout of a PKI directory: `ca.pem`, `ca.key`, `server.pem`, `server.key`,
+//! `clients/<NAME>.pem` + `clients/<NAME>.key`, and the revocation state: `revoked.json`,
+//! `crl.pem` and `crl/<issuer hash>.r0` (the directory the broker reads, see [`crate::crl`]).
+//! Keys are ECDSA P-256 and written with mode 0600. Re-issuing a client certificate revokes the
+//! one it replaces.
 
+use crate::crl::{self, Revoked, RevokedList};
 use ebadge_bus::EntityName;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
+    Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
 };
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
@@ -97,6 +101,18 @@ impl Pki {
         )
     }
 
+    /// The CRL, PEM.
+    pub fn crl_file(&self) -> PathBuf {
+        self.dir.join("crl.pem")
+    }
+    /// The directory the broker reads CRLs from (`ssl_crl_hash_dir`): `crl/<issuer hash>.r0`.
+    pub fn crl_dir(&self) -> PathBuf {
+        self.dir.join("crl")
+    }
+    fn revoked_file(&self) -> PathBuf {
+        self.dir.join("revoked.json")
+    }
+
     /// Whether the CA exists.
     pub fn has_ca(&self) -> bool {
         self.ca_cert().exists() && self.ca_key().exists()
@@ -120,7 +136,85 @@ impl Pki {
         write_private(&self.ca_key(), &key.serialize_pem())?;
         write(&self.ca_cert(), &cert.pem())?;
         self.issue_server(server_names, DEFAULT_DAYS)?;
+        self.write_crl(&RevokedList::default())?;
         Ok(true)
+    }
+
+    /// The certificates revoked so far, and the CRL number.
+    pub fn revoked(&self) -> Result<RevokedList, PkiError> {
+        let path = self.revoked_file();
+        if !path.exists() {
+            return Ok(RevokedList::default());
+        }
+        serde_json::from_str(&read(&path)?).map_err(|e| PkiError::Cert {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Writes the CRL of a PKI that has none yet (one made before revocation existed).
+    pub fn ensure_crl(&self) -> Result<(), PkiError> {
+        if self.has_ca() && !self.crl_file().exists() {
+            self.write_crl(&self.revoked()?)?;
+        }
+        Ok(())
+    }
+
+    /// Retires the client certificate of `name`: its serial goes on the CRL, its files are
+    /// removed. The broker refuses the old key from its next handshake on, even if the name is
+    /// provisioned again (a new certificate must then be issued). `None` if `name` has none.
+    pub fn revoke(&self, name: &str) -> Result<Option<Revoked>, PkiError> {
+        let (pem, key) = self.client(name);
+        if !pem.exists() {
+            return Ok(None);
+        }
+        let record = self.retire(name, &pem, "revoked")?;
+        for file in [&pem, &key] {
+            std::fs::remove_file(file).map_err(|source| PkiError::Io {
+                path: file.clone(),
+                source,
+            })?;
+        }
+        Ok(Some(record))
+    }
+
+    fn retire(&self, name: &str, pem: &Path, reason: &str) -> Result<Revoked, PkiError> {
+        let serial = serial_of(pem)?;
+        let mut list = self.revoked()?;
+        let record = Revoked {
+            name: name.to_owned(),
+            serial,
+            revoked_at: OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            reason: reason.to_owned(),
+        };
+        list.revoked.push(record.clone());
+        self.write_crl(&list)?;
+        Ok(record)
+    }
+
+    /// Signs and writes the CRL for `list` (with the next CRL number), then the list itself.
+    fn write_crl(&self, list: &RevokedList) -> Result<(), PkiError> {
+        let mut list = list.clone();
+        list.crl_number += 1;
+        let pem =
+            crl::sign(&list, &self.issuer()?).map_err(|e| self.cert_error(&self.crl_file(), e))?;
+        let ca = read(&self.ca_cert())?;
+        let bad = |reason: String| PkiError::Cert {
+            path: self.ca_cert(),
+            reason,
+        };
+        let (_, ca) =
+            x509_parser::pem::parse_x509_pem(ca.as_bytes()).map_err(|e| bad(e.to_string()))?;
+        let ca = ca.parse_x509().map_err(|e| bad(e.to_string()))?;
+        let hashed = self
+            .crl_dir()
+            .join(format!("{}.r0", crl::name_hash(ca.subject())));
+        write(&hashed, &pem)?;
+        write(&self.crl_file(), &pem)?;
+        let text = serde_json::to_string_pretty(&list).expect("the list serializes");
+        write(&self.revoked_file(), &text)
     }
 
     /// Issues (or re-issues, for rotation) the broker's server certificate for `server_names`
@@ -143,10 +237,14 @@ impl Pki {
         Ok((pem, key_file))
     }
 
-    /// Issues (or re-issues) the client certificate of entity `name`, valid for `days`.
+    /// Issues (or re-issues) the client certificate of entity `name`, valid for `days`. A
+    /// certificate it replaces is revoked (superseded): only the newest key logs in.
     pub fn issue(&self, name: &str, days: i64) -> Result<(PathBuf, PathBuf), PkiError> {
         let name = EntityName::new(name)?;
         let (pem, key) = self.client(name.as_str());
+        if pem.exists() {
+            self.retire(name.as_str(), &pem, "superseded")?;
+        }
         self.sign_with(
             &self.issuer()?,
             name.as_str(),
@@ -228,6 +326,10 @@ impl Pki {
         let mut params =
             CertificateParams::new(alt_names.to_vec()).map_err(|e| self.cert_error(pem, e))?;
         params.distinguished_name = dn(common_name);
+        // Random, positive, 16 bytes: serials must be unique per CA for the CRL to name one.
+        let mut serial = uuid::Uuid::new_v4().into_bytes().to_vec();
+        serial[0] &= 0x7f;
+        params.serial_number = Some(SerialNumber::from(serial));
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![usage];
         set_validity(&mut params, days);
@@ -258,6 +360,19 @@ fn set_validity(params: &mut CertificateParams, days: i64) {
     // An hour of slack for clocks that run behind (HEHs often do).
     params.not_before = now - Duration::hours(1);
     params.not_after = now + Duration::days(days);
+}
+
+/// The serial number of the certificate in `path`, lowercase hex.
+fn serial_of(path: &Path) -> Result<String, PkiError> {
+    let text = read(path)?;
+    let bad = |reason: String| PkiError::Cert {
+        path: path.into(),
+        reason,
+    };
+    let (_, pem) =
+        x509_parser::pem::parse_x509_pem(text.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    let cert = pem.parse_x509().map_err(|e| bad(e.to_string()))?;
+    Ok(crl::hex(cert.raw_serial()))
 }
 
 fn cert_info(path: &Path) -> Result<CertInfo, PkiError> {

@@ -1,6 +1,8 @@
 //! Revocation: an entity loses its rights now. D3.2.3 6.1 notes that changed permissions do not
-//! reach connections that are already open, so we also close them.
+//! reach connections that are already open, so we also close them; and a deleted user comes back
+//! with the next provisioning of its name, so its certificate is retired too (the CRL).
 
+use crate::pki::Pki;
 use crate::provision::{AdminClient, ApiError};
 use serde::Serialize;
 
@@ -11,12 +13,50 @@ pub struct Revoked {
     pub user_deleted: bool,
     /// Open connections closed.
     pub connections_closed: usize,
+    /// The serial of the certificate put on the CRL (`None` without the CA at hand, or when the
+    /// entity had no certificate in it).
+    pub certificate_revoked: Option<String>,
 }
 
-/// Removes the permissions and the user `name`, then closes its open connections. Its inbox and
-/// exchanges stay (messages waiting there remain for the operator to inspect until their TTL);
-/// remove the entity from the registry too, or the next `provision` restores it.
-pub async fn revoke(client: &AdminClient, name: &str) -> Result<Revoked, ApiError> {
+/// Revoke failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeError {
+    /// The management API refused or failed.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The certificate could not be retired (the rights are gone already).
+    #[error("the rights of {name} are gone, but its certificate could not be retired: {source}")]
+    Pki {
+        /// The entity.
+        name: String,
+        /// Why.
+        source: crate::pki::PkiError,
+    },
+}
+
+/// Removes the permissions and the user `name`, closes its open connections, and with the CA at
+/// hand (`pki`) puts its certificate on the CRL, so that the old key cannot log in even if the
+/// name is provisioned again. Its inbox and exchanges stay (messages waiting there remain for the
+/// operator to inspect until their TTL); remove the entity from the registry too.
+pub async fn revoke(
+    client: &AdminClient,
+    pki: Option<&Pki>,
+    name: &str,
+) -> Result<Revoked, RevokeError> {
+    let mut revoked = rights(client, name).await?;
+    if let Some(pki) = pki {
+        revoked.certificate_revoked = pki
+            .revoke(name)
+            .map_err(|source| RevokeError::Pki {
+                name: name.to_owned(),
+                source,
+            })?
+            .map(|r| r.serial);
+    }
+    Ok(revoked)
+}
+
+async fn rights(client: &AdminClient, name: &str) -> Result<Revoked, ApiError> {
     let mut revoked = Revoked::default();
     client
         .clear_permissions("/", name, true)

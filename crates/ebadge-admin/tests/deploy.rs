@@ -99,13 +99,7 @@ fn keepalived_accepts_both_hosts_files() {
 fn rabbitmq_conf_carries_the_security_settings_the_local_broker_uses() {
     let conf = std::fs::read_to_string(deploy("rabbitmq/rabbitmq.conf")).unwrap();
     let lines: Vec<&str> = conf.lines().map(str::trim).collect();
-    let settings = ebadge_admin::broker::security_settings(
-        5671,
-        Path::new("/etc/rabbitmq/tls/ca.pem"),
-        Path::new("/etc/rabbitmq/tls/server.pem"),
-        Path::new("/etc/rabbitmq/tls/server.key"),
-    );
-    for (key, value) in settings {
+    for (key, value) in ebadge_admin::broker::security_settings(5671) {
         let line = format!("{key} = {value}");
         assert!(
             lines.contains(&line.as_str()),
@@ -113,6 +107,21 @@ fn rabbitmq_conf_carries_the_security_settings_the_local_broker_uses() {
         );
     }
     assert!(lines.contains(&"cluster_formation.peer_discovery_backend = classic_config"));
+    assert!(
+        !conf.contains("\nssl_options."),
+        "TLS options live in advanced.config (it replaces rabbitmq.conf's ssl_options)"
+    );
+    let advanced = std::fs::read_to_string(deploy("rabbitmq/advanced.config")).unwrap();
+    assert_eq!(
+        advanced,
+        ebadge_admin::broker::advanced_config(
+            Path::new("/etc/rabbitmq/tls/ca.pem"),
+            Path::new("/etc/rabbitmq/tls/server.pem"),
+            Path::new("/etc/rabbitmq/tls/server.key"),
+            Path::new("/etc/rabbitmq/tls/crl"),
+        ),
+        "deploy/rabbitmq/advanced.config is what the local broker writes, with production paths"
+    );
 }
 
 #[test]

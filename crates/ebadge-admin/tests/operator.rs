@@ -319,7 +319,7 @@ async fn revoke_closes_the_open_connection_within_a_second_and_login_fails_after
         .unwrap();
 
     let started = Instant::now();
-    let revoked = revoke::revoke(&admin().await, "gone").await.unwrap();
+    let revoked = revoke::revoke(&admin().await, None, "gone").await.unwrap();
     assert!(revoked.user_deleted);
     // Who closes the connection first varies: RabbitMQ 3.10 drops a deleted user's connections
     // itself, and the management API lists a fresh connection only after its stats interval. The
@@ -375,7 +375,12 @@ async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
         ],
         "permissions": [{"user": "heh-a", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}],
         "exchanges": [{"name": "rogue-direct", "vhost": "/", "type": "direct", "durable": true, "auto_delete": false, "internal": false, "arguments": {}}],
-        "queues": [{"name": "no-ttl-queue", "vhost": "/", "durable": true, "auto_delete": false, "arguments": {}}],
+        "queues": [
+            {"name": "no-ttl-queue", "vhost": "/", "durable": true, "auto_delete": false, "arguments": {}},
+            {"name": "private-heh-a-stream", "vhost": "/", "durable": true, "auto_delete": false, "arguments": {"x-queue-type": "stream"}},
+            {"name": "private-heh-a-droppy", "vhost": "/", "durable": true, "auto_delete": false, "arguments": {"x-overflow": "drop-head"}}
+        ],
+        "bindings": [{"source": "heh-b-to-ts", "vhost": "/", "destination": "private-heh-a-in", "destination_type": "exchange", "routing_key": "#", "arguments": {}}],
         "policies": [{"vhost": "/", "name": "rogue", "pattern": "^no-ttl", "apply-to": "queues", "definition": {"max-length": 10}, "priority": 5}]
     });
     client.import_definitions(violations).await.unwrap();
@@ -388,6 +393,9 @@ async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
         "default-exchange",
         "exchange-type",
         "queue-ttl",
+        "queue-type",
+        "queue-overflow",
+        "binding",
     ] {
         assert!(kinds.contains(kind), "{kind} not reported: {found:?}");
     }
@@ -409,6 +417,12 @@ async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
             .any(|v| v.detail.contains("exchange rogue-direct is direct")),
         "{found:?}"
     );
+    assert!(
+        found.iter().any(|v| v.kind == "binding"
+            && v.detail
+                .contains("heh-b-to-ts is bound to private-heh-a-in")),
+        "{found:?}"
+    );
 
     // Provisioning repairs what it owns; the rest the operator removes.
     for user in ["guest", "intruder"] {
@@ -418,10 +432,13 @@ async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
         .delete_exchange("/", "rogue-direct", true)
         .await
         .unwrap();
-    client
-        .delete_queue("/", "no-ttl-queue", true)
-        .await
-        .unwrap();
+    for queue in [
+        "no-ttl-queue",
+        "private-heh-a-stream",
+        "private-heh-a-droppy",
+    ] {
+        client.delete_queue("/", queue, true).await.unwrap();
+    }
     client.delete_policy("/", "rogue", true).await.unwrap();
     let repair = provision::plan(&client, &management, &registry)
         .await
@@ -541,4 +558,73 @@ async fn on_a_cluster_audit_passes_and_reports_a_queue_that_is_not_replicated() 
             .contains("queue private-vip-vpp-extra is a classic queue on a cluster of 3 nodes"),
         "{found:?}"
     );
+}
+
+/// The error of a login that must fail.
+async fn refused_login(profile: &ebadge_bus::Profile, name: &str) -> String {
+    match ebadge_bus::connect(profile, name).await {
+        Ok(_) => panic!("{name} logged in with a certificate that must be refused"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Copies `name`'s current certificate and key into a directory of their own; returns a profile
+/// that uses them.
+fn keep_certificate(
+    profile: &ebadge_bus::Profile,
+    name: &str,
+    dir: &std::path::Path,
+) -> ebadge_bus::Profile {
+    let (cert, key) = profile.certificate(name);
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(cert, dir.join(format!("{name}.pem"))).unwrap();
+    std::fs::copy(key, dir.join(format!("{name}.key"))).unwrap();
+    let mut kept = profile.clone();
+    kept.certs = dir.to_owned();
+    kept
+}
+
+#[tokio::test]
+async fn a_revoked_certificate_stays_out_after_reprovisioning_and_a_reissued_one_replaces_the_old()
+{
+    let _exclusive = EXCLUSIVE.lock().await;
+    let profile = profile().await;
+    let pki = ebadge_admin::broker::LocalBroker::new(broker_dir()).pki();
+    provision_registry().await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = keep_certificate(&profile, "crl-a", &dir.path().join("first"));
+    ebadge_bus::connect(&first, "crl-a")
+        .await
+        .expect("the first certificate works");
+
+    let revoked = revoke::revoke(&admin().await, Some(&pki), "crl-a")
+        .await
+        .unwrap();
+    assert!(revoked.certificate_revoked.is_some(), "{revoked:?}");
+    // The registry still names crl-a: provisioning restores the user and issues a new certificate.
+    provision_registry().await;
+    let error = refused_login(&first, "crl-a").await;
+    assert!(error.contains("CertificateRevoked"), "{error}");
+    assert!(error.contains("was revoked"), "the hint says why: {error}");
+    let second = keep_certificate(&profile, "crl-a", &dir.path().join("second"));
+    ebadge_bus::connect(&second, "crl-a")
+        .await
+        .expect("the new certificate works");
+
+    // Re-issuing (rotation) retires the certificate it replaces.
+    pki.issue("crl-a", 30).unwrap();
+    let error = refused_login(&second, "crl-a").await;
+    assert!(error.contains("CertificateRevoked"), "{error}");
+    ebadge_bus::connect(&profile, "crl-a")
+        .await
+        .expect("the newest certificate works");
+    let reasons: Vec<String> = pki
+        .revoked()
+        .unwrap()
+        .revoked
+        .into_iter()
+        .filter(|r| r.name == "crl-a")
+        .map(|r| r.reason)
+        .collect();
+    assert_eq!(reasons[reasons.len() - 2..], ["revoked", "superseded"]);
 }

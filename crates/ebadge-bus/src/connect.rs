@@ -121,6 +121,8 @@ pub async fn connect_with(
         let reason = e.to_string();
         let hint = if reason.contains("peer shutdown") {
             "The broker closed the connection during login: no user has this certificate's CN (not provisioned, or revoked), or the broker refused the certificate; `ebadge audit` and the broker log tell which"
+        } else if reason.contains("CertificateRevoked") {
+            "This certificate was revoked (the entity was revoked, or a newer certificate was issued for it): use the newest certificate, or ask the operator for a new one (`ebadge pki issue NAME`)"
         } else if reason.contains("refused") && !reason.contains("ACCESS_REFUSED") {
             "Is the broker running? `ebadge broker status` tells; `ebadge broker up` starts the local one"
         } else if reason.contains("alert") || reason.contains("ertificate") || reason.contains("ACCESS_REFUSED") {

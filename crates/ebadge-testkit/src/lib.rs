@@ -173,6 +173,8 @@ name = "qcap-op"
 name = "qcap-heh"
 operator = "qcap-op"
 [[entity]]
+name = "crl-a"
+[[entity]]
 name = "pika-op"
 [[heh]]
 name = "pika-heh"

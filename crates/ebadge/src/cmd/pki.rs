@@ -1,4 +1,5 @@
-//! `ebadge pki init/issue/list`: the CA and the client certificates (CN = entity name).
+//! `ebadge pki init/server/issue/revoke/list`: the CA, the client certificates (CN = entity
+//! name) and their revocation list.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,7 +49,21 @@ pub enum PkiCommand {
         #[arg(long, default_value_t = DEFAULT_DAYS)]
         days: i64,
     },
-    /// List the certificates with their expiry.
+    /// Retire an entity's client certificate: its serial goes on the CA's revocation list (CRL),
+    /// which the broker checks at every TLS handshake, and its files are removed. The old key is
+    /// refused from then on, even if the name is provisioned again. `ebadge revoke` does this
+    /// too when the profile holds the CA key. A deployed cluster reads the CRL from
+    /// /etc/rabbitmq/tls/crl/: copy the printed file there on each node.
+    ///
+    /// Example: ebadge pki revoke heh-b827ebea02c1
+    Revoke {
+        /// The entity name.
+        name: String,
+        /// PKI directory.
+        #[arg(long, default_value = ".ebadge/pki")]
+        dir: PathBuf,
+    },
+    /// List the certificates with their expiry, then the revoked ones.
     List {
         /// PKI directory.
         #[arg(long, default_value = ".ebadge/pki")]
@@ -85,14 +100,43 @@ pub fn run(command: PkiCommand) -> Result<ExitCode> {
             let (cert, key) = Pki::new(&dir).issue(&name, days)?;
             println!("{}\n{}", cert.display(), key.display());
         }
+        PkiCommand::Revoke { name, dir } => {
+            let pki = Pki::new(&dir);
+            match pki.revoke(&name)? {
+                Some(revoked) => println!(
+                    "revoked the certificate of {name} (serial {}); CRL: {} (broker directory {})",
+                    revoked.serial,
+                    pki.crl_file().display(),
+                    pki.crl_dir().display()
+                ),
+                None => {
+                    eprintln!(
+                        "pki: {name} has no certificate in {}",
+                        pki.clients().display()
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
         PkiCommand::List { dir, json } => {
-            for cert in Pki::new(&dir).list()? {
+            let pki = Pki::new(&dir);
+            for cert in pki.list()? {
                 if json {
                     println!("{}", serde_json::to_string(&cert)?);
                 } else {
                     println!(
                         "{:<24} CN={:<24} expires {} ({} days)",
                         cert.name, cert.common_name, cert.not_after, cert.days_left
+                    );
+                }
+            }
+            for revoked in pki.revoked()?.revoked {
+                if json {
+                    println!("{}", serde_json::to_string(&revoked)?);
+                } else {
+                    println!(
+                        "{:<24} serial {} {} {}",
+                        revoked.name, revoked.serial, revoked.reason, revoked.revoked_at
                     );
                 }
             }

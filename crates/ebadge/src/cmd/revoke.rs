@@ -21,8 +21,13 @@ pub struct RevokeArgs {
 
 /// Runs `revoke`.
 pub async fn run(args: RevokeArgs) -> Result<ExitCode> {
-    let (_, _, client) = args.profile.admin()?;
-    let revoked = ebadge_admin::revoke::revoke(&client, &args.name).await?;
+    let (profile, _, client) = args.profile.admin()?;
+    let pki = profile
+        .ca_key
+        .as_ref()
+        .and_then(|key| key.parent())
+        .map(ebadge_admin::pki::Pki::new);
+    let revoked = ebadge_admin::revoke::revoke(&client, pki.as_ref(), &args.name).await?;
     if args.json {
         println!("{}", serde_json::to_string(&revoked)?);
     } else {
@@ -36,6 +41,15 @@ pub async fn run(args: RevokeArgs) -> Result<ExitCode> {
             },
             revoked.connections_closed
         );
+        match &revoked.certificate_revoked {
+            Some(serial) => {
+                println!("certificate {serial} is on the CRL: the old key is refused from now on")
+            }
+            None if pki.is_some() => println!("no certificate of {} in the local PKI", args.name),
+            None => println!(
+                "the certificate is still valid: this profile has no CA key. Revoke it at your CA and install its CRL on every node (docs/operator-guide.md)"
+            ),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
