@@ -14,6 +14,7 @@ pub struct Counters {
     pub(crate) returned: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) without_message_id: AtomicU64,
+    pub(crate) channels_reopened: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     pub(crate) received: AtomicU64,
     pub(crate) duplicates: AtomicU64,
@@ -42,6 +43,9 @@ pub struct CounterSnapshot {
     pub failed: u64,
     /// Successful reconnections after a loss.
     pub reconnects: u64,
+    /// Publishing channels replaced on the same connection: closed by the broker over a refused
+    /// publish, or getting nothing but nacks for two seconds.
+    pub channels_reopened: u64,
     /// Valid messages handed to the application.
     pub received: u64,
     /// Redeliveries and republished copies dropped by message_id.
@@ -72,6 +76,7 @@ impl Counters {
             failed: self.failed.load(Relaxed),
             without_message_id: self.without_message_id.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
+            channels_reopened: self.channels_reopened.load(Relaxed),
             received: self.received.load(Relaxed),
             duplicates: self.duplicates.load(Relaxed),
             quarantined: self.quarantined.load(Relaxed),

@@ -249,6 +249,7 @@ impl Supervisor {
             .await
             .map_err(|e| format!("reopening the publishing channel failed: {e}"))?;
         publisher.restart(channel, generation, &mut self.retries);
+        Counters::add(&self.shared.counters.channels_reopened, 1);
         Ok(())
     }
 

@@ -232,6 +232,137 @@ async fn a_killed_node_and_a_restarted_node_lose_no_message() {
     vpp.close(Duration::from_secs(5)).await;
 }
 
+/// The node that leads `queue` (a quorum queue), once the management API names one that is
+/// online.
+async fn leader_of(api: &RawApi, queue: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(q) = api.get(&format!("queues/%2F/{queue}")).await
+            && let Some(leader) = q["leader"].as_str()
+        {
+            return leader.to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("no leader for {queue}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_of_the_receivers_quorum_inbox_stalls_no_sender() {
+    const RATE: u64 = 100;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let broker = ebadge_testkit::cluster().await;
+    let profile = cluster_profile(&broker);
+    let api = api(&profile);
+    let vpp = client(&profile, "lead-vpp").await;
+    let (received, _) = Received::start(&vpp, true).await;
+    // The sender stays on a node that survives: only the queue's leader moves under it (the
+    // case where a publishing channel was seen refused for minutes).
+    let leader = leader_of(&api, "private-lead-vpp-inbox").await;
+    let status = broker.status().unwrap();
+    let index = status.nodes.iter().position(|n| n.name == leader).unwrap();
+    let survivor = &status.nodes[(index + 1) % status.nodes.len()];
+    let mut direct = profile.clone();
+    direct.amqps_url = survivor.amqps_url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config =
+        ebadge_bus::ClientConfig::new(direct, ebadge_bus::EntityName::new("lead-heh").unwrap());
+    config.durable_outbox = Some(dir.path().join("outbox.sqlite"));
+    config.reconnect_max = Duration::from_secs(1);
+    let heh = Arc::new(Client::connect(config).await.unwrap());
+
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let (heh, stopping) = (heh.clone(), stopping.clone());
+        tokio::spawn(async move {
+            let to = ebadge_bus::EntityName::new("lead-vpp").unwrap();
+            let mut tick = tokio::time::interval(Duration::from_millis(1000 / RATE));
+            let mut n = 0;
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                tick.tick().await;
+                heh.send(&to, &numbered_report(n)).unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    // The outbox depth, sampled: how long the sender stays behind after the kill.
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let sampler = {
+        let (heh, samples, stopping) = (heh.clone(), samples.clone(), stopping.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                samples
+                    .lock()
+                    .unwrap()
+                    .push((started.elapsed(), heh.counters().buffered));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            started
+        })
+    };
+
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(leader_of(&api, "private-lead-vpp-inbox").await, leader);
+    let sender_node = &survivor.name;
+    let killed_at = Instant::now();
+    assert!(broker.kill_node(index).unwrap().is_some());
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    broker.up(&Default::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = sender.await.unwrap();
+    let started = sampler.await.unwrap();
+    let flushed_at = Instant::now();
+    tokio::time::timeout(Duration::from_secs(60), heh.flush())
+        .await
+        .expect("the sender catches up within a minute of the end")
+        .expect("nothing undelivered");
+    let flush = flushed_at.elapsed();
+    received
+        .wait_for(sent as usize, Duration::from_secs(30))
+        .await;
+
+    let numbers = received
+        .0
+        .lock()
+        .unwrap()
+        .get("lead-heh")
+        .cloned()
+        .unwrap_or_default();
+    let distinct: BTreeSet<u64> = numbers.iter().copied().collect();
+    assert_eq!(distinct, (0..sent).collect(), "every report arrived");
+    assert_eq!(numbers.len() as u64, sent, "each once");
+    // Back to a normal depth (a second's worth) after the kill: when, and the worst depth.
+    let kill_offset = killed_at - started;
+    let samples = samples.lock().unwrap().clone();
+    let worst = samples
+        .iter()
+        .filter(|(t, _)| *t >= kill_offset)
+        .map(|(_, b)| *b)
+        .max()
+        .unwrap_or(0);
+    let caught_up = samples
+        .iter()
+        .rev()
+        .take_while(|(_, b)| *b <= RATE)
+        .last()
+        .map(|(t, _)| t.saturating_sub(kill_offset));
+    let counters = heh.counters();
+    assert_eq!(counters.reconnects, 0, "the sender's node stayed up");
+    eprintln!(
+        "killed {leader} (leader of private-lead-vpp-inbox; the sender was on {sender_node}): \
+         {sent} reports at {RATE}/s each once, {} out of order; outbox at most {worst} deep, \
+         back to <= {RATE} {:?} after the kill; flush after the end took {} ms; sender {counters:?}",
+        numbers.windows(2).filter(|w| w[0] > w[1]).count(),
+        caught_up,
+        flush.as_millis()
+    );
+    heh.close(Duration::from_secs(5)).await;
+    vpp.close(Duration::from_secs(5)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_outage_stays_bounded_by_the_ttl_and_delivers_only_live_messages() {
     const TTL: Duration = Duration::from_secs(3);

@@ -144,6 +144,10 @@ async fn a_nack_delays_only_the_refused_messages() {
     );
     let counters = sender.counters();
     assert!(counters.republished <= counters.nacked, "{counters:?}");
+    assert!(
+        counters.channels_reopened >= 1,
+        "a channel with only nacks for two seconds is replaced: {counters:?}"
+    );
     assert!(counters.buffered >= 15, "refused ones kept: {counters:?}");
 
     // Room again: every refused message arrives, once.
