@@ -11,7 +11,8 @@ use ebadge_admin::pki::{DEFAULT_DAYS, Pki};
 /// The `pki` subcommands. The PKI directory defaults to the local broker's (`.ebadge/pki`).
 #[derive(Subcommand)]
 pub enum PkiCommand {
-    /// Create the CA and the broker's server certificate (nothing happens if the CA exists).
+    /// Create the CA, the broker's server certificate and an empty CRL (if the CA exists, only
+    /// a missing CRL is written).
     Init {
         /// PKI directory.
         #[arg(long, default_value = ".ebadge/pki")]
@@ -85,7 +86,13 @@ pub fn run(command: PkiCommand) -> Result<ExitCode> {
                     pki.ca_cert().display()
                 );
             } else {
-                println!("the CA exists already: {}", pki.ca_cert().display());
+                // A PKI made before revocation existed gets its (empty) CRL.
+                pki.ensure_crl()?;
+                println!(
+                    "the CA exists already: {} (CRL {})",
+                    pki.ca_cert().display(),
+                    pki.crl_file().display()
+                );
             }
         }
         PkiCommand::Server {
