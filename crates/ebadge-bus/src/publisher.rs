@@ -100,7 +100,7 @@ impl Retries {
     }
 
     /// Copies in flight on a channel that is gone go out again at once.
-    fn channel_lost(&mut self, now: Instant) {
+    pub(crate) fn channel_lost(&mut self, now: Instant) {
         for entry in self.entries.values_mut() {
             entry.due.get_or_insert(now);
         }

@@ -299,6 +299,8 @@ impl Supervisor {
             ))
         };
         let (mut publisher, consume, mut deliveries) = setup.await.map_err(|e| e.to_string())?;
+        // Refused messages that were being retried on the lost connection go out again now.
+        self.retries.channel_lost(Instant::now());
         self.shared.connected.send_replace(true);
 
         let mut shutdown = self.shared.shutdown.subscribe();
