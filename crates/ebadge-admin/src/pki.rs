@@ -200,17 +200,8 @@ impl Pki {
         list.crl_number += 1;
         let pem =
             crl::sign(&list, &self.issuer()?).map_err(|e| self.cert_error(&self.crl_file(), e))?;
-        let ca = read(&self.ca_cert())?;
-        let bad = |reason: String| PkiError::Cert {
-            path: self.ca_cert(),
-            reason,
-        };
-        let (_, ca) =
-            x509_parser::pem::parse_x509_pem(ca.as_bytes()).map_err(|e| bad(e.to_string()))?;
-        let ca = ca.parse_x509().map_err(|e| bad(e.to_string()))?;
-        let hashed = self
-            .crl_dir()
-            .join(format!("{}.r0", crl::name_hash(ca.subject())));
+        let hash = with_cert(&self.ca_cert(), |ca| crl::name_hash(ca.subject()))?;
+        let hashed = self.crl_dir().join(format!("{hash}.r0"));
         write(&hashed, &pem)?;
         write(&self.crl_file(), &pem)?;
         let text = serde_json::to_string_pretty(&list).expect("the list serializes");
@@ -362,8 +353,11 @@ fn set_validity(params: &mut CertificateParams, days: i64) {
     params.not_after = now + Duration::days(days);
 }
 
-/// The serial number of the certificate in `path`, lowercase hex.
-fn serial_of(path: &Path) -> Result<String, PkiError> {
+/// Parses the PEM certificate in `path` and hands it to `f`.
+fn with_cert<T>(
+    path: &Path,
+    f: impl FnOnce(&x509_parser::certificate::X509Certificate<'_>) -> T,
+) -> Result<T, PkiError> {
     let text = read(path)?;
     let bad = |reason: String| PkiError::Cert {
         path: path.into(),
@@ -372,18 +366,19 @@ fn serial_of(path: &Path) -> Result<String, PkiError> {
     let (_, pem) =
         x509_parser::pem::parse_x509_pem(text.as_bytes()).map_err(|e| bad(e.to_string()))?;
     let cert = pem.parse_x509().map_err(|e| bad(e.to_string()))?;
-    Ok(crl::hex(cert.raw_serial()))
+    Ok(f(&cert))
+}
+
+/// The serial number of the certificate in `path`, lowercase hex.
+fn serial_of(path: &Path) -> Result<String, PkiError> {
+    with_cert(path, |cert| crl::hex(cert.raw_serial()))
 }
 
 fn cert_info(path: &Path) -> Result<CertInfo, PkiError> {
-    let text = read(path)?;
-    let bad = |reason: String| PkiError::Cert {
-        path: path.into(),
-        reason,
-    };
-    let (_, pem) =
-        x509_parser::pem::parse_x509_pem(text.as_bytes()).map_err(|e| bad(e.to_string()))?;
-    let cert = pem.parse_x509().map_err(|e| bad(e.to_string()))?;
+    with_cert(path, |cert| cert_info_of(path, cert))
+}
+
+fn cert_info_of(path: &Path, cert: &x509_parser::certificate::X509Certificate<'_>) -> CertInfo {
     let common_name = cert
         .subject()
         .iter_common_name()
@@ -393,7 +388,7 @@ fn cert_info(path: &Path) -> Result<CertInfo, PkiError> {
         .to_owned();
     let not_after = cert.validity().not_after.to_datetime();
     let days_left = (not_after - OffsetDateTime::now_utc()).whole_days();
-    Ok(CertInfo {
+    CertInfo {
         name: path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -403,7 +398,7 @@ fn cert_info(path: &Path) -> Result<CertInfo, PkiError> {
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
         days_left,
-    })
+    }
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {

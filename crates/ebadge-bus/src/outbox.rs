@@ -334,6 +334,24 @@ mod tests {
     }
 
     #[test]
+    fn the_sync_option_is_what_sqlite_runs_with() {
+        let dir = tempfile::tempdir().unwrap();
+        for (sync, pragma) in [(OutboxSync::Full, 2), (OutboxSync::Normal, 1)] {
+            let outbox = Outbox::durable(&dir.path().join("o.sqlite"), 10, sync).unwrap();
+            let (db, _) = outbox.store.as_ref().unwrap();
+            let level: i64 = db
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(level, pragma, "{sync:?}");
+        }
+        assert_eq!(
+            OutboxSync::default(),
+            OutboxSync::Full,
+            "power-cut safe by default"
+        );
+    }
+
+    #[test]
     fn a_durable_outbox_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("outbox.sqlite");

@@ -1,31 +1,14 @@
 //! `ebadge send`, `listen` and `tap` against the real broker, and the durable outbox across a
 //! killed sender process.
 
+mod common;
+
+use common::ebadge_with;
 use ebadge_bus::{Client, ClientConfig, EntityName, Profile};
 use ebadge_testkit::proxy::Proxy;
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn ebadge(profile: &Path, args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ebadge"))
-        .args(args)
-        .arg("--profile")
-        .arg(profile)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
 
 fn report(n: u64) -> String {
     format!(
@@ -79,7 +62,7 @@ async fn send_then_listen_prints_the_documented_json_line_and_tap_sees_a_copy() 
     assert!(line.starts_with("tap: private-cli-receiver-tap-"), "{line}");
 
     let input = "{\"msg\":\"get_capabilities\",\"device\":\"EV01\"}\n{\"msg\":\"get_capabilities\",\"device\":1}\n";
-    let sent = ebadge(
+    let sent = ebadge_with(
         &path,
         &["send", "--as", "cli-sender", "--to", "cli-receiver"],
         input,
@@ -104,7 +87,7 @@ async fn send_then_listen_prints_the_documented_json_line_and_tap_sees_a_copy() 
     );
 
     let expected = r#"{"from":"cli-sender","routing_key":"get_capabilities","message":{"msg":"get_capabilities","device":"EV01"}}"#;
-    let heard = ebadge(
+    let heard = ebadge_with(
         &path,
         &["listen", "--as", "cli-receiver", "--json", "--count", "1"],
         "",
@@ -178,7 +161,7 @@ async fn the_durable_outbox_survives_a_killed_sender_and_delivers_after_the_outa
 
     // Both come back: a new process with the same outbox delivers them, with no new input.
     proxy.restore();
-    let resumed = ebadge(
+    let resumed = ebadge_with(
         &profile_path,
         &[
             "send",

@@ -4,10 +4,12 @@
 //! `delivery_mode=2` only, or `content_type` only) are heard, not quarantined; invalid JSON and
 //! offset-less times are quarantined with the reason.
 
+mod common;
+
+use common::ebadge_with;
 use ebadge_bus::{Client, ClientConfig, EntityName, Profile};
-use std::io::Write;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -26,50 +28,23 @@ fn report(n: u64) -> String {
 fn pika(profile: &Profile, me: &str, mode: &str, args: &[&str], stdin: &str) -> String {
     let (host, port) = profile.host_and_port().unwrap();
     let (cert, key) = profile.certificate(me);
-    let mut child = Command::new(PYTHON)
-        .arg(peer_script())
-        .arg(mode)
-        .args([host.as_str(), &port.to_string()])
-        .args([&profile.ca, &cert, &key])
-        .args(args)
-        .env("ME", me)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3-pika is installed by `make deps`");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let port = port.to_string();
+    let script = peer_script();
+    let mut all: Vec<&OsStr> = vec![
+        script.as_os_str(),
+        mode.as_ref(),
+        host.as_ref(),
+        port.as_ref(),
+    ];
+    all.extend([profile.ca.as_os_str(), cert.as_os_str(), key.as_os_str()]);
+    all.extend(args.iter().map(OsStr::new));
+    let output = common::run(PYTHON, &all, stdin);
     assert!(
         output.status.success(),
         "pika {mode} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap()
-}
-
-fn ebadge(profile: &Path, args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ebadge"))
-        .args(args)
-        .arg("--profile")
-        .arg(profile)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 fn name(s: &str) -> EntityName {
@@ -124,7 +99,7 @@ async fn a_plain_pika_client_and_our_bus_talk_both_ways() {
             &format!("{body}\n"),
         );
     }
-    let heard = ebadge(
+    let heard = ebadge_with(
         &path,
         &["listen", "--as", "pika-op", "--json", "--count", "3"],
         "",
@@ -174,7 +149,7 @@ async fn a_plain_pika_client_and_our_bus_talk_both_ways() {
     assert_eq!(receiver.counters().quarantined, 0);
 
     // 3. `ebadge send` -> pika, and 4. the library -> pika: pika reads its inbox as D3.2.3 says.
-    let sent = ebadge(
+    let sent = ebadge_with(
         &path,
         &["send", "--as", "pika-op", "--to", "pika-heh"],
         r#"{"msg":"get_capabilities"}"#,

@@ -1,28 +1,13 @@
 //! `ebadge msg check` and `ebadge msg schema`, run as a user runs them.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use common::ebadge;
+use std::process::Output;
 
 use serde_json::Value;
 
 const EXAMPLES: &str = include_str!("../../ebadge-model/tests/vectors/examples.jsonl");
-
-fn ebadge(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ebadge"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ebadge runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
 
 fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).unwrap()

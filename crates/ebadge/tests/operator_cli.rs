@@ -118,9 +118,22 @@ fn definitions_export_holds_what_the_registry_implies() {
     assert_eq!(perms["user"], "heh-a");
     assert_eq!(
         perms["read"],
-        "^(.*-to-heh-a|ts-to-all-hehs|private-heh-a-.*)$"
+        "^((?!private-).*-to-heh-a|ts-to-all-hehs|private-heh-a-.*)$"
     );
-    assert_eq!(defs["policies"][0]["definition"]["message-ttl"], 900000);
+    let policy = |name: &str| {
+        defs["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(policy("ebadge-queues")["definition"]["message-ttl"], 900000);
+    assert_eq!(
+        policy("ebadge-quarantine")["definition"]["message-ttl"],
+        604_800_000
+    );
 }
 
 #[test]

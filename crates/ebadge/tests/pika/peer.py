@@ -6,12 +6,11 @@ type[.heh_id], consume from private-<me>-inbox. Nothing of ours is imported.
     peer.py publish HOST PORT CA CERT KEY EXCHANGE ROUTING_KEY PROPS < bodies (one per line)
         PROPS: seed-blocking  BasicProperties(delivery_mode=2)                 (comm.py, blocking)
                seed-async     BasicProperties(content_type='application/json') (comm.py, async)
-               full           every property, user_id = the certificate's CN (ME env var)
+               full           every property, user_id = the sender of EXCHANGE (the certificate's CN)
     peer.py consume HOST PORT CA CERT KEY QUEUE COUNT TIMEOUT
         prints one JSON line per message: {"exchange", "routing_key", "user_id", "message_id", "body"}
 """
 import json
-import os
 import ssl
 import sys
 import time
@@ -33,7 +32,7 @@ def connect(host, port, ca, cert, key):
     return pika.BlockingConnection(params)
 
 
-def properties(kind):
+def properties(kind, me):
     if kind == "seed-blocking":
         return pika.BasicProperties(delivery_mode=2)
     if kind == "seed-async":
@@ -43,7 +42,7 @@ def properties(kind):
             content_type="application/json",
             delivery_mode=2,
             message_id=str(uuid.uuid4()),
-            user_id=os.environ["ME"],
+            user_id=me,
             type="report",
             timestamp=int(time.time()),
         )
@@ -60,7 +59,8 @@ def publish(host, port, ca, cert, key, exchange, routing_key, kind):
         if not line:
             continue
         # Raises if the broker does not confirm: nothing is silently lost here either.
-        channel.basic_publish(exchange, routing_key, line.encode(), properties(kind), mandatory=True)
+        me = exchange.split("-to-")[0]
+        channel.basic_publish(exchange, routing_key, line.encode(), properties(kind, me), mandatory=True)
         sent += 1
     connection.close()
     print(json.dumps({"published": sent}))
