@@ -369,11 +369,18 @@ impl Publisher {
                 Inflight::Quarantine(_) => None,
             })
         });
-        let Some(culprit) = culprit else { return 0 };
+        let quarantine = quarantine_queue(&shared.config.name);
+        let culprit = culprit.unwrap_or_else(|| quarantine.clone());
         let reason = format!("refused by the broker: {code} {text}");
         let mut failed = 0;
         let mut outbox = shared.outbox.lock().unwrap();
         self.inflight.retain(|_, inflight| match inflight {
+            // Our own quarantine refused: the originals stay unacknowledged in the inbox and come
+            // back with the next connection; retrying here would loop.
+            Inflight::Quarantine(_) if culprit == quarantine => {
+                tracing::error!(%reason, "the quarantine refused a copy; the original stays in the inbox");
+                false
+            }
             Inflight::Outbox { seq, exchange, .. } if *exchange == culprit => {
                 match outbox.fail(*seq, reason.clone()) {
                     Ok(Some(_)) => failed += 1,
