@@ -234,16 +234,37 @@ pub async fn audit(
             _ => None,
         })
         .collect();
-    for q in http
-        .get("queues?columns=name,vhost,arguments,durable,type")
-        .await?
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
+    let queues = http
+        .get("queues?columns=name,vhost,arguments,durable,type,node")
+        .await?;
+    if cluster_nodes > 1 {
+        // Where each durable queue's leader (or classic master) runs: the node does the work.
+        let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+        for node in nodes.as_array().into_iter().flatten() {
+            per_node.insert(node["name"].as_str().unwrap_or("?").to_owned(), 0);
+        }
+        for q in queues.as_array().into_iter().flatten() {
+            if q["durable"] == true
+                && let Some(node) = q["node"].as_str()
+            {
+                *per_node.entry(node.to_owned()).or_default() += 1;
+            }
+        }
+        if let Some(detail) = lopsided(&per_node) {
+            v("queue-placement", detail);
+        }
+    }
+    for q in queues.as_array().into_iter().flatten() {
         let name = q["name"].as_str().unwrap_or("?");
         let kind = q["type"].as_str().unwrap_or("classic");
-        if cluster_nodes > 1 && q["durable"] == true && kind != "quorum" && kind != "stream" {
+        // Quarantines are classic by design (made by clients on first use): a crash of their
+        // node delays the operator's look and loses nothing.
+        if cluster_nodes > 1
+            && q["durable"] == true
+            && kind != "quorum"
+            && kind != "stream"
+            && !is_quarantine(name)
+        {
             v(
                 "queue-replication",
                 format!(
@@ -318,6 +339,26 @@ pub async fn audit(
     Ok(violations)
 }
 
+/// A cluster whose queue leaders crowd on one node: that node does the routing, persisting and
+/// confirming for most messages while the others idle (and every message crosses nodes). Reported
+/// when one node leads more than twice its share of at least 30 queues.
+fn lopsided(per_node: &BTreeMap<String, usize>) -> Option<String> {
+    let total: usize = per_node.values().sum();
+    let nodes = per_node.len();
+    if nodes < 2 || total < 30 {
+        return None;
+    }
+    let (node, most) = per_node.iter().max_by_key(|(_, n)| **n)?;
+    (*most * nodes > 2 * total).then(|| {
+        format!(
+            "node {node} leads {most} of the {total} durable queues (a fair share is {}): \
+             set queue_master_locator = min-masters and queue_leader_locator = balanced \
+             (deploy/rabbitmq/rabbitmq.conf), then `rabbitmq-queues rebalance all`",
+            total / nodes
+        )
+    })
+}
+
 fn is_quarantine(queue: &str) -> bool {
     queue.starts_with("private-") && queue.ends_with("-quarantine")
 }
@@ -364,5 +405,32 @@ fn audit_bindings(
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_leading_more_than_twice_its_share_is_lopsided() {
+        let counts = |c: &[usize]| -> BTreeMap<String, usize> {
+            c.iter()
+                .enumerate()
+                .map(|(i, n)| (format!("n{i}"), *n))
+                .collect()
+        };
+        assert_eq!(lopsided(&counts(&[40, 40, 40])), None);
+        assert_eq!(
+            lopsided(&counts(&[60, 30, 30])),
+            None,
+            "1.5 times its share"
+        );
+        assert_eq!(lopsided(&counts(&[20, 0, 0])), None, "too few to judge");
+        let detail = lopsided(&counts(&[100, 10, 10])).unwrap();
+        assert!(
+            detail.starts_with("node n0 leads 100 of the 120"),
+            "{detail}"
+        );
     }
 }

@@ -5,7 +5,7 @@ use crate::registry::{QueueType, Registry};
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::{
     QUARANTINE_MAX_LENGTH, QUARANTINE_PATTERN, QUARANTINE_POLICY, QUARANTINE_TTL_MS, QUEUE_POLICY,
-    inbox_queue, incoming_exchange, pair_exchange, permissions, quarantine_queue,
+    inbox_queue, incoming_exchange, pair_exchange, permissions,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -104,13 +104,14 @@ impl Item {
     /// `amq.*` exchanges and the administrator are never touched.
     pub fn is_managed(&self, admin: &str) -> bool {
         let private = |n: &str, suffix: &str| n.starts_with("private-") && n.ends_with(suffix);
-        let managed_exchange =
-            |n: &str| n.contains("-to-") || private(n, "-in") || private(n, "-quarantine");
+        // Quarantines are the entities' own: their clients make them on first use, and what
+        // they hold waits for an operator, so provisioning never deletes one.
+        let managed_exchange = |n: &str| n.contains("-to-") || private(n, "-in");
         match self {
             Item::User { name, .. } => name != admin,
             Item::Permission { user, .. } => user != admin,
             Item::Exchange { name, .. } => managed_exchange(name),
-            Item::Queue { name, .. } => private(name, "-inbox") || private(name, "-quarantine"),
+            Item::Queue { name, .. } => private(name, "-inbox"),
             Item::Binding {
                 source,
                 destination,
@@ -119,9 +120,7 @@ impl Item {
             } => {
                 managed_exchange(source)
                     && routing_key == "#"
-                    && ["-in", "-inbox", "-quarantine"]
-                        .iter()
-                        .any(|s| destination.ends_with(s))
+                    && ["-in", "-inbox"].iter().any(|s| destination.ends_with(s))
             }
             Item::Policy { name, .. } => name.starts_with("ebadge-"),
         }
@@ -296,15 +295,6 @@ pub fn desired(registry: &Registry, cluster_nodes: usize) -> State {
         items.push(topic(incoming_exchange(name)));
         items.push(queue(inbox_queue(name)));
         items.push(bind(incoming_exchange(name), inbox_queue(name), "queue"));
-        // The quarantine is made here too, so that in a cluster it is replicated like the inbox
-        // (the client only makes it where provisioning did not).
-        items.push(topic(quarantine_queue(name)));
-        items.push(queue(quarantine_queue(name)));
-        items.push(bind(
-            quarantine_queue(name),
-            quarantine_queue(name),
-            "queue",
-        ));
     }
     for (a, b) in registry.links() {
         for (from, to) in [(a, b), (b, a)] {

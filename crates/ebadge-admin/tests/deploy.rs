@@ -99,7 +99,10 @@ fn keepalived_accepts_both_hosts_files() {
 fn rabbitmq_conf_carries_the_security_settings_the_local_broker_uses() {
     let conf = std::fs::read_to_string(deploy("rabbitmq/rabbitmq.conf")).unwrap();
     let lines: Vec<&str> = conf.lines().map(str::trim).collect();
-    for (key, value) in ebadge_admin::broker::security_settings(5671) {
+    let settings = ebadge_admin::broker::security_settings(5671)
+        .into_iter()
+        .chain(ebadge_admin::broker::fleet_settings());
+    for (key, value) in settings {
         let line = format!("{key} = {value}");
         assert!(
             lines.contains(&line.as_str()),

@@ -558,6 +558,30 @@ async fn on_a_cluster_audit_passes_and_reports_a_queue_that_is_not_replicated() 
             .contains("queue private-vip-vpp-extra is a classic queue on a cluster of 3 nodes"),
         "{found:?}"
     );
+    // Queues crowded on one node: 150 classic queues declared client-local through one node
+    // (next to the provisioned ones, spread evenly).
+    let crowd: Vec<serde_json::Value> = (0..150)
+        .map(|i| {
+            serde_json::json!({"name": format!("private-vip-vpp-crowd-{i}"), "vhost": "/",
+                "durable": true, "auto_delete": false,
+                "arguments": {"x-queue-type": "classic", "x-queue-master-locator": "client-local"}})
+        })
+        .collect();
+    client
+        .import_definitions(serde_json::json!({ "queues": crowd }))
+        .await
+        .unwrap();
+    let found = audit::audit(&client, &management).await.unwrap();
+    for i in 0..150 {
+        client
+            .delete_queue("/", &format!("private-vip-vpp-crowd-{i}"), false)
+            .await
+            .unwrap();
+    }
+    assert!(
+        found.iter().any(|v| v.kind == "queue-placement"),
+        "{found:?}"
+    );
 }
 
 /// The error of a login that must fail.

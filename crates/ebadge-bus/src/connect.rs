@@ -10,7 +10,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Heartbeat interval asked of the broker, in seconds: a dead link is noticed within two.
+/// Heartbeat interval asked of the broker, in seconds, unless the profile says otherwise
+/// (`heartbeat_seconds`): a dead link is noticed within two.
 pub const HEARTBEAT_SECONDS: u16 = 10;
 
 /// Longest wait for a connection (TCP, TLS, AMQP handshake): on a link that swallows packets
@@ -106,7 +107,7 @@ pub async fn connect_with(
     );
     let mut args = OpenConnectionArguments::new(&host, port, "", "");
     args.credentials(SecurityCredentials::new_external())
-        .heartbeat(HEARTBEAT_SECONDS)
+        .heartbeat(profile.heartbeat_seconds.unwrap_or(HEARTBEAT_SECONDS))
         .connection_name(name)
         .tls_adaptor(adaptor);
     let opened = tokio::time::timeout(CONNECT_TIMEOUT, Connection::open(&args))

@@ -40,6 +40,12 @@ pub struct Profile {
     /// The CA's private key, when this profile belongs to a local PKI that may issue certificates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_key: Option<PathBuf>,
+    /// AMQP heartbeat asked of the broker, in seconds (default
+    /// [`HEARTBEAT_SECONDS`](crate::connect::HEARTBEAT_SECONDS)): a dead link is noticed within
+    /// two. A fleet of tens of thousands of HEHs may want 30–60 s (fewer frames for the broker),
+    /// with haproxy's `timeout client`/`server` above twice that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_seconds: Option<u16>,
 }
 
 /// Management API access (HTTP on loopback, or HTTPS).

@@ -400,6 +400,11 @@ impl Publisher {
         failed
     }
 
+    /// Whether quarantine copies wait to be published.
+    pub(crate) fn quarantine_waiting(&self) -> bool {
+        !self.quarantine.is_empty()
+    }
+
     /// Whether quarantine copies wait for their confirm (their originals are not acknowledged).
     pub(crate) fn quarantine_pending(&self) -> bool {
         !self.quarantine.is_empty()

@@ -8,7 +8,7 @@ use crate::client::{
     AckHandle, Incoming, PendingKey, QUARANTINE_FROM_HEADER, QUARANTINE_REASON_HEADER, Shared,
 };
 use crate::connect::connect;
-use crate::conventions::{inbox_queue, quarantine_queue};
+use crate::conventions::{EntityName, inbox_queue, quarantine_queue};
 use crate::counters::Counters;
 use crate::dedupe::DedupeWindow;
 use crate::inbound::{Held, verdict};
@@ -118,6 +118,33 @@ impl ConnectionCallback for Callbacks {
     }
     async fn unblocked(&mut self, _: &Connection) {}
     async fn secret_updated(&mut self, _: &Connection) {}
+}
+
+/// Makes `private-<me>-quarantine` (exchange, durable queue, binding) unless it exists: on first
+/// use, so that an entity that never receives anything invalid costs the broker no quarantine.
+/// A classic queue: durable on its node (a crash delays the operator's look, loses nothing).
+/// The passive check runs on a channel of its own, which a missing queue closes.
+async fn ensure_quarantine(conn: &Connection, me: &EntityName) -> Result<(), amqprs::error::Error> {
+    let quarantine = quarantine_queue(me);
+    let check_channel = conn.open_channel(None).await?;
+    let mut check = QueueDeclareArguments::new(&quarantine);
+    check.passive(true);
+    if check_channel.queue_declare(check).await.is_ok() {
+        let _ = check_channel.close().await;
+        return Ok(());
+    }
+    let channel = conn.open_channel(None).await?;
+    let mut exchange = ExchangeDeclareArguments::new(&quarantine, "topic");
+    exchange.durable(true);
+    channel.exchange_declare(exchange).await?;
+    let mut queue = QueueDeclareArguments::new(&quarantine);
+    queue.durable(true);
+    channel.queue_declare(queue).await?;
+    channel
+        .queue_bind(QueueBindArguments::new(&quarantine, &quarantine, "#"))
+        .await?;
+    let _ = channel.close().await;
+    Ok(())
 }
 
 /// Longest wait between two reopenings of a publishing channel that gets only nacks.
@@ -261,24 +288,7 @@ impl Supervisor {
             conn.register_callback(Callbacks::new(&events_tx, 0))
                 .await?;
             let (publish, generation) = self.publishing_channel(&conn, &events_tx).await?;
-            // Provisioning makes the quarantine (a quorum queue in a cluster). Where it did not,
-            // we make a classic one; a failed passive check closes only the channel it ran on.
-            let quarantine = quarantine_queue(&me);
-            let mut consume = conn.open_channel(None).await?;
-            let mut check = QueueDeclareArguments::new(&quarantine);
-            check.passive(true);
-            if consume.queue_declare(check).await.is_err() {
-                let mut exchange = ExchangeDeclareArguments::new(&quarantine, "topic");
-                exchange.durable(true);
-                publish.exchange_declare(exchange).await?;
-                let mut queue = QueueDeclareArguments::new(&quarantine);
-                queue.durable(true);
-                publish.queue_declare(queue).await?;
-                publish
-                    .queue_bind(QueueBindArguments::new(&quarantine, &quarantine, "#"))
-                    .await?;
-                consume = conn.open_channel(None).await?;
-            }
+            let consume = conn.open_channel(None).await?;
             consume
                 .register_callback(Callbacks::new(&events_tx, 0))
                 .await?;
@@ -313,7 +323,14 @@ impl Supervisor {
             nacked_ticks: 0,
         };
         let inbox_tx = self.inbox_tx.clone();
+        let mut quarantine_ready = false;
         loop {
+            if publisher.quarantine_waiting() && !quarantine_ready {
+                ensure_quarantine(&conn, &me)
+                    .await
+                    .map_err(|e| format!("making the quarantine failed: {e}"))?;
+                quarantine_ready = true;
+            }
             if let Err(e) = publisher
                 .publish_pending(&self.shared, &mut self.retries)
                 .await

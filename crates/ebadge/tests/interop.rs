@@ -212,11 +212,11 @@ async fn quarantine_reasons(
             .unwrap_or_default()
     };
     for _ in 0..100 {
-        match channel
-            .basic_get(BasicGetArguments::new(&queue))
-            .await
-            .unwrap()
-        {
+        // Made by the client on first use: before that there is nothing to read.
+        let Ok(got) = channel.basic_get(BasicGetArguments::new(&queue)).await else {
+            break;
+        };
+        match got {
             Some((ok, props, _)) => {
                 channel
                     .basic_ack(BasicAckArguments::new(ok.delivery_tag(), false))
