@@ -208,6 +208,32 @@ impl Client {
         Self::launch(config, Some(first))
     }
 
+    /// Connects like [`connect`](Self::connect), but a broker that does not answer or refuses
+    /// for now is tried again, with the reconnect backoff and jitter, until `patience` has passed:
+    /// what a fleet booting at once needs (a connection storm overflows a busy broker's accept
+    /// queue), and an HEH after a broker restart. Errors that trying again cannot fix (a missing
+    /// certificate file, a bad address) return at once.
+    pub async fn connect_patiently(
+        config: ClientConfig,
+        patience: Duration,
+    ) -> Result<Client, ConnectError> {
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut delay = config.reconnect_min;
+        loop {
+            match connect(&config.profile, config.name.as_str()).await {
+                Ok(first) => return Self::launch(config, Some(first)),
+                Err(e @ ConnectError::Broker { .. })
+                    if tokio::time::Instant::now() + delay < deadline =>
+                {
+                    tracing::debug!(error = %e, retry_in = ?delay, "connect failed; trying again");
+                    tokio::time::sleep(delay.mul_f64(0.5 + fastrand::f64())).await;
+                    delay = (delay * 2).min(config.reconnect_max);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Starts without waiting for the broker: sends go to the outbox and leave when a connection
     /// comes up (an HEH booting while its uplink is down). Fails only if the outbox cannot open.
     pub fn start(config: ClientConfig) -> Result<Client, ConnectError> {

@@ -126,3 +126,39 @@ async fn a_stalled_link_is_noticed_by_heartbeats_and_loses_nothing() {
     assert_exactly_once_in_order(&numbers, 0, next);
     assert!(sender.counters().reconnects >= 1, "{:?}", sender.counters());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_patiently_waits_out_a_broker_that_does_not_answer_yet() {
+    let profile = profile().await;
+    let proxy = Proxy::start(broker_addr(&profile)).await;
+    let mut config = ebadge_bus::ClientConfig::new(
+        via(&profile, proxy.addr),
+        ebadge_bus::EntityName::new("heh-cut").unwrap(),
+    );
+    config.reconnect_max = Duration::from_secs(1);
+    // The broker answers nothing for 3 s (a connection storm, a node still booting).
+    proxy.cut();
+    let started = Instant::now();
+    let restore = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        proxy.restore();
+        proxy
+    });
+    let client = ebadge_bus::Client::connect_patiently(config.clone(), Duration::from_secs(60))
+        .await
+        .expect("connected once the broker answers");
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    tokio::time::timeout(Duration::from_secs(10), client.connected())
+        .await
+        .expect("the session is up");
+    client.close(Duration::from_secs(1)).await;
+    let proxy = restore.await.unwrap();
+
+    // Out of patience: the last error, with its hint.
+    proxy.cut();
+    let error = ebadge_bus::Client::connect_patiently(config, Duration::from_secs(2))
+        .await
+        .expect_err("the broker never answered")
+        .to_string();
+    assert!(error.contains("connecting to"), "{error}");
+}

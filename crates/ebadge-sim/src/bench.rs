@@ -360,10 +360,13 @@ pub async fn activations<F>(
 where
     F: std::future::Future<Output = Result<f64, crate::fleet::FleetError>>,
 {
-    let vpp = Client::connect(ClientConfig::new(
-        profile.clone(),
-        EntityName::new(BENCH_VPP).expect("a valid name"),
-    ))
+    let vpp = Client::connect_patiently(
+        ClientConfig::new(
+            profile.clone(),
+            EntityName::new(BENCH_VPP).expect("a valid name"),
+        ),
+        crate::fleet::CONNECT_PATIENCE,
+    )
     .await
     .map_err(|source| crate::fleet::FleetError::Connect {
         name: BENCH_VPP.into(),

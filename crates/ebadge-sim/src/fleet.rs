@@ -5,6 +5,9 @@ use ebadge_bus::{Client, ClientConfig, ConnectError, Profile};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
+/// How long one HEH of a fleet keeps trying to connect before the fleet gives up.
+pub const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// File descriptors a process needs beyond one per connection (runtime, files, logs).
 pub const FD_RESERVE: u64 = 200;
 
@@ -105,13 +108,13 @@ impl Fleet {
                 config.outbox_cap = 10_000;
                 config.prefetch = 50;
                 config.inbox_capacity = 100;
-                let client =
-                    Client::connect(config)
-                        .await
-                        .map_err(|source| FleetError::Connect {
-                            name: spec.name.to_string(),
-                            source,
-                        })?;
+                // A fleet connecting at once meets a busy broker: retry like real HEHs do.
+                let client = Client::connect_patiently(config, CONNECT_PATIENCE)
+                    .await
+                    .map_err(|source| FleetError::Connect {
+                        name: spec.name.to_string(),
+                        source,
+                    })?;
                 let heh = SimHeh::new(spec);
                 let _ = heh.announce(&client);
                 let serving = client.clone();
