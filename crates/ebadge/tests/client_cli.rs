@@ -26,18 +26,7 @@ async fn shared_profile() -> (Profile, std::path::PathBuf) {
 async fn send_then_listen_prints_the_documented_json_line_and_tap_sees_a_copy() {
     let (_, path) = shared_profile().await;
     // Empty the receiver's inbox of earlier runs.
-    let profile = Profile::load(&path).unwrap();
-    let drain = Client::connect(ClientConfig::new(
-        profile,
-        EntityName::new("cli-receiver").unwrap(),
-    ))
-    .await
-    .unwrap();
-    let mut inbox = drain.inbox().unwrap();
-    while let Ok(Some(i)) = tokio::time::timeout(Duration::from_millis(300), inbox.next()).await {
-        i.ack();
-    }
-    drain.close(Duration::from_secs(1)).await;
+    common::drain_inbox(&Profile::load(&path).unwrap(), "cli-receiver").await;
 
     let mut tap = Command::new(env!("CARGO_BIN_EXE_ebadge"))
         .args([

@@ -57,14 +57,7 @@ async fn a_plain_pika_client_and_our_bus_talk_both_ways() {
     let profile = ebadge_testkit::profile().await;
     let path = ebadge_admin::broker::LocalBroker::new(ebadge_testkit::broker_dir()).profile_path();
     // Leftovers of earlier runs.
-    let drain = Client::connect(ClientConfig::new(profile.clone(), name("pika-op")))
-        .await
-        .unwrap();
-    let mut inbox = drain.inbox().unwrap();
-    while let Ok(Some(i)) = tokio::time::timeout(Duration::from_millis(300), inbox.next()).await {
-        i.ack();
-    }
-    drain.close(Duration::from_secs(1)).await;
+    common::drain_inbox(&profile, "pika-op").await;
     quarantine_reasons(&profile, "pika-op", 0).await;
     pika(
         &profile,
