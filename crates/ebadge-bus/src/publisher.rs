@@ -47,6 +47,9 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 #[derive(Debug, Default)]
 pub(crate) struct Retries {
     entries: BTreeMap<u64, Retry>,
+    /// The earliest `due` of the entries: `take_due` runs on every turn of the session loop and
+    /// scans only when something is due.
+    next_due: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -76,6 +79,7 @@ impl Retries {
             .min(RETRY_MAX);
         entry.attempts += 1;
         entry.due = Some(now + wait);
+        self.next_due = Some(self.next_due.map_or(now + wait, |d| d.min(now + wait)));
         Ok(wait)
     }
 
@@ -89,11 +93,19 @@ impl Retries {
 
     /// Sequence numbers due now; they are marked in flight.
     fn take_due(&mut self, now: Instant) -> Vec<u64> {
+        if self.next_due.is_none_or(|d| d > now) {
+            return Vec::new();
+        }
         let mut due = Vec::new();
+        self.next_due = None;
         for (seq, entry) in &mut self.entries {
-            if entry.due.is_some_and(|at| at <= now) {
-                entry.due = None;
-                due.push(*seq);
+            match entry.due {
+                Some(at) if at <= now => {
+                    entry.due = None;
+                    due.push(*seq);
+                }
+                Some(at) => self.next_due = Some(self.next_due.map_or(at, |d| d.min(at))),
+                None => {}
             }
         }
         due
@@ -103,6 +115,9 @@ impl Retries {
     pub(crate) fn channel_lost(&mut self, now: Instant) {
         for entry in self.entries.values_mut() {
             entry.due.get_or_insert(now);
+        }
+        if !self.entries.is_empty() {
+            self.next_due = Some(now);
         }
     }
 }
@@ -189,10 +204,14 @@ impl Publisher {
         let due = retries.take_due(Instant::now());
         let (retry, batch): (Vec<Outgoing>, Vec<Outgoing>) = {
             let outbox = shared.outbox.lock().unwrap();
-            let retry = due
-                .iter()
-                .filter_map(|seq| outbox.get(*seq).cloned())
-                .collect();
+            let mut retry = Vec::with_capacity(due.len());
+            for seq in due {
+                match outbox.get(seq) {
+                    Some(message) => retry.push(message.clone()),
+                    // Gone meanwhile (dropped by the cap): nothing to retry.
+                    None => retries.settled(seq),
+                }
+            }
             let batch = outbox
                 .after(self.sent_upto)
                 .filter(|m| !retries.is_deferred(m.seq))
@@ -201,11 +220,6 @@ impl Publisher {
                 .collect();
             (retry, batch)
         };
-        for seq in &due {
-            if !retry.iter().any(|m| m.seq == *seq) {
-                retries.settled(*seq);
-            }
-        }
         let highest = shared.highest_published.load(Ordering::Relaxed);
         let full_batch = batch.len() == PUBLISH_BATCH;
         let in_order_upto = batch.last().map(|m| m.seq);

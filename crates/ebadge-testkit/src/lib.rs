@@ -516,3 +516,47 @@ pub async fn bound_queue(
     }
     admin
 }
+
+/// (sender, reason) of every message in `name`'s quarantine, oldest first, removing them; waits
+/// (up to 10 s) until there are at least `at_least`. A quarantine its client never made (it does
+/// so on first use) reads as empty.
+pub async fn quarantined(name: &str, at_least: usize) -> Vec<(String, String)> {
+    use amqprs::channel::{BasicAckArguments, BasicGetArguments};
+    use ebadge_bus::client::{QUARANTINE_FROM_HEADER, QUARANTINE_REASON_HEADER};
+    let connection = connect(name).await;
+    let channel = connection.open_channel(None).await.unwrap();
+    let queue =
+        ebadge_bus::conventions::quarantine_queue(&ebadge_bus::EntityName::new(name).unwrap());
+    let header = |props: &BasicProperties, key: &str| {
+        props
+            .headers()
+            .and_then(|h| h.get(&key.try_into().unwrap()).cloned())
+            .map(|v| match v {
+                amqprs::FieldValue::S(s) => s.to_string(),
+                other => format!("{other:?}"),
+            })
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for _ in 0..100 {
+        let Ok(got) = channel.basic_get(BasicGetArguments::new(&queue)).await else {
+            break;
+        };
+        match got {
+            Some((ok, props, _)) => {
+                channel
+                    .basic_ack(BasicAckArguments::new(ok.delivery_tag(), false))
+                    .await
+                    .unwrap();
+                out.push((
+                    header(&props, QUARANTINE_FROM_HEADER),
+                    header(&props, QUARANTINE_REASON_HEADER),
+                ));
+            }
+            None if out.len() >= at_least => break,
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let _ = connection.close().await;
+    out
+}

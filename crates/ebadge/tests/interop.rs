@@ -58,7 +58,7 @@ async fn a_plain_pika_client_and_our_bus_talk_both_ways() {
     let path = ebadge_admin::broker::LocalBroker::new(ebadge_testkit::broker_dir()).profile_path();
     // Leftovers of earlier runs.
     common::drain_inbox(&profile, "pika-op").await;
-    quarantine_reasons(&profile, "pika-op", 0).await;
+    ebadge_testkit::quarantined("pika-op", 0).await;
     pika(
         &profile,
         "pika-heh",
@@ -109,7 +109,7 @@ async fn a_plain_pika_client_and_our_bus_talk_both_ways() {
         // Offsets are kept as sent.
         assert_eq!(line["message"]["from"], "2013-07-21T10:00:00+02:00");
     }
-    let quarantined = quarantine_reasons(&profile, "pika-op", 2).await;
+    let quarantined = ebadge_testkit::quarantined("pika-op", 2).await;
     assert_eq!(quarantined.len(), 2, "{quarantined:?}");
     assert!(quarantined.iter().all(|(from, _)| from == "pika-heh"));
     assert!(
@@ -179,51 +179,4 @@ async fn a_plain_pika_client_and_our_bus_talk_both_ways() {
     let body: serde_json::Value = serde_json::from_str(read[1]["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["heh_id"], "pika-heh");
     receiver.close(Duration::from_secs(1)).await;
-}
-
-/// (sender, reason) of every message in `name`'s quarantine, oldest first (and removes them),
-/// waiting for `at_least`.
-async fn quarantine_reasons(
-    profile: &Profile,
-    name: &str,
-    at_least: usize,
-) -> Vec<(String, String)> {
-    use amqprs::channel::{BasicAckArguments, BasicGetArguments};
-    use ebadge_bus::client::{QUARANTINE_FROM_HEADER, QUARANTINE_REASON_HEADER};
-    let connection = ebadge_bus::connect(profile, name).await.unwrap();
-    let channel = connection.open_channel(None).await.unwrap();
-    let queue = format!("private-{name}-quarantine");
-    let mut out = Vec::new();
-    let header = |props: &amqprs::BasicProperties, key: &str| {
-        props
-            .headers()
-            .and_then(|h| h.get(&key.try_into().unwrap()).cloned())
-            .map(|v| match v {
-                amqprs::FieldValue::S(s) => s.to_string(),
-                other => format!("{other:?}"),
-            })
-            .unwrap_or_default()
-    };
-    for _ in 0..100 {
-        // Made by the client on first use: before that there is nothing to read.
-        let Ok(got) = channel.basic_get(BasicGetArguments::new(&queue)).await else {
-            break;
-        };
-        match got {
-            Some((ok, props, _)) => {
-                channel
-                    .basic_ack(BasicAckArguments::new(ok.delivery_tag(), false))
-                    .await
-                    .unwrap();
-                out.push((
-                    header(&props, QUARANTINE_FROM_HEADER),
-                    header(&props, QUARANTINE_REASON_HEADER),
-                ));
-            }
-            None if out.len() >= at_least => break,
-            None => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    connection.close().await.unwrap();
-    out
 }
