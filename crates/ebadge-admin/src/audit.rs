@@ -6,8 +6,8 @@ use crate::provision::{AdminClient, ApiError, live_state};
 use crate::state::Item;
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::{
-    MESSAGE_TTL_MS, QUARANTINE_MAX_LENGTH, QUARANTINE_TTL_MS, is_valid_entity_name,
-    parse_pair_exchange, permissions,
+    HEH_TAG, MESSAGE_TTL_MS, QUARANTINE_MAX_LENGTH, QUARANTINE_TTL_MS, inbox_queue,
+    is_valid_entity_name, parse_pair_exchange, permissions,
 };
 use ebadge_bus::profile::Management;
 use serde::Serialize;
@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 pub struct Violation {
     /// Short kind, stable for scripts: `guest`, `password-user`, `plain-listener`, `tls`,
     /// `auth-mechanism`, `permissions`, `queue-ttl`, `queue-length`, `queue-overflow`,
-    /// `queue-type`, `queue-replication`, `binding`, `exchange-type`, `default-exchange`,
-    /// `user-name`.
+    /// `queue-type`, `queue-replication`, `queue-placement`, `file-handles`, `binding`,
+    /// `exchange-type`, `default-exchange`, `user-name`.
     pub kind: &'static str,
     /// What exactly, and what to do.
     pub detail: String,
@@ -211,6 +211,13 @@ pub async fn audit(
     audit_bindings(&live, &users, &groups_of, &mut v);
     // On a cluster, a durable queue that is not replicated dies with its node (D3.2.3 6.2.1).
     let cluster_nodes = nodes.as_array().map_or(0, Vec::len);
+    let heh_inboxes: Vec<String> = users
+        .iter()
+        .filter(
+            |(_, u)| matches!(u, Item::User { tags, .. } if tags.split(',').any(|t| t == HEH_TAG)),
+        )
+        .filter_map(|(n, _)| EntityName::new(n).ok().map(|n| inbox_queue(&n)))
+        .collect();
 
     // Queues: every one under a TTL of at most 15 minutes (quarantines: their own longer bound)
     // and a length bound. The effective policy is computed from the policies themselves: the
@@ -235,8 +242,11 @@ pub async fn audit(
         })
         .collect();
     let queues = http
-        .get("queues?columns=name,vhost,arguments,durable,type,node")
+        .get("queues?columns=name,vhost,arguments,durable,type,node,members")
         .await?;
+    for detail in file_handle_reservations(&nodes, &queues) {
+        v("file-handles", detail);
+    }
     if cluster_nodes > 1 {
         // Where each durable queue's leader (or classic master) runs: the node does the work.
         let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
@@ -257,13 +267,14 @@ pub async fn audit(
     for q in queues.as_array().into_iter().flatten() {
         let name = q["name"].as_str().unwrap_or("?");
         let kind = q["type"].as_str().unwrap_or("classic");
-        // Quarantines are classic by design (made by clients on first use): a crash of their
-        // node delays the operator's look and loses nothing.
+        // Quarantines and HEH inboxes are classic by design (see `state::inbox_queue_type`): a
+        // crash of their node delays them and loses nothing.
         if cluster_nodes > 1
             && q["durable"] == true
             && kind != "quorum"
             && kind != "stream"
             && !is_quarantine(name)
+            && !heh_inboxes.iter().any(|h| h == name)
         {
             v(
                 "queue-replication",
@@ -352,11 +363,60 @@ fn lopsided(per_node: &BTreeMap<String, usize>) -> Option<String> {
     (*most * nodes > 2 * total).then(|| {
         format!(
             "node {node} leads {most} of the {total} durable queues (a fair share is {}): \
-             set queue_master_locator = min-masters and queue_leader_locator = balanced \
+             set queue_master_locator = random and queue_leader_locator = balanced \
              (deploy/rabbitmq/rabbitmq.conf), then `rabbitmq-queues rebalance all`",
             total / nodes
         )
     })
+}
+
+/// Nodes whose file-handle reservations come near their limit. RabbitMQ 3.10 reserves file
+/// handles for every quorum queue replica (2 + cluster size where it leads, 2 where it
+/// follows) and counts sockets against the same limit; once reservations pass it, the node
+/// queues every new connection after the TLS handshake and never answers it (seen with 5,000
+/// quorum HEH inboxes led by one node: 25,005 reserved of 19,903). Reported from 80 % of the
+/// node's file limit.
+fn file_handle_reservations(nodes: &Value, queues: &Value) -> Vec<String> {
+    let mut reserved: BTreeMap<&str, u64> = BTreeMap::new();
+    for q in queues.as_array().into_iter().flatten() {
+        if q["type"] != "quorum" {
+            continue;
+        }
+        let members: Vec<&str> = q["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let leader = q["node"].as_str().unwrap_or("");
+        for member in &members {
+            let handles = if *member == leader {
+                2 + members.len() as u64
+            } else {
+                2
+            };
+            *reserved.entry(member).or_default() += handles;
+        }
+    }
+    let mut details = Vec::new();
+    for node in nodes.as_array().into_iter().flatten() {
+        let name = node["name"].as_str().unwrap_or("?");
+        let (Some(limit), sockets) = (node["fd_total"].as_u64(), node["sockets_used"].as_u64())
+        else {
+            continue;
+        };
+        let queued = reserved.get(name).copied().unwrap_or(0);
+        let used = queued + sockets.unwrap_or(0);
+        if limit > 0 && used * 5 > limit * 4 {
+            details.push(format!(
+                "node {name}: quorum queues reserve {queued} file handles and {} sockets are open, of its limit of {limit}; \
+                 past the limit it stops answering new connections: raise its open-file limit (LimitNOFILE), \
+                 spread queue leaders (`rabbitmq-queues rebalance quorum`) or keep HEH inboxes classic (registry queue_type \"auto\")",
+                sockets.unwrap_or(0)
+            ));
+        }
+    }
+    details
 }
 
 fn is_quarantine(queue: &str) -> bool {
@@ -411,6 +471,34 @@ fn audit_bindings(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quorum_replicas_reserve_file_handles_by_role() {
+        let nodes = serde_json::json!([
+            {"name": "a", "fd_total": 1000, "sockets_used": 10},
+            {"name": "b", "fd_total": 1000, "sockets_used": 10},
+        ]);
+        let queues = |n: usize, leader: &str| {
+            let q = serde_json::json!({"type": "quorum", "node": leader, "members": ["a", "b"]});
+            let classic = serde_json::json!({"type": "classic", "node": "b"});
+            Value::Array(
+                std::iter::repeat_n(q, n)
+                    .chain(std::iter::repeat_n(classic, 1000))
+                    .collect(),
+            )
+        };
+        // 190 led on a: 4 each = 760, + 10 sockets = 770 of 1000 — under 80 %; b follows: 380.
+        assert_eq!(
+            file_handle_reservations(&nodes, &queues(190, "a")),
+            Vec::<String>::new()
+        );
+        let found = file_handle_reservations(&nodes, &queues(200, "a"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("node a: quorum queues reserve 800 file handles and 10 sockets"),
+            "{found:?}"
+        );
+    }
 
     #[test]
     fn a_node_leading_more_than_twice_its_share_is_lopsided() {

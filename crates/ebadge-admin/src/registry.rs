@@ -46,8 +46,9 @@ pub struct RegistryError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum QueueType {
-    /// Quorum queues on a cluster of more than one node, classic queues on a single node: what
-    /// provisioning finds on the live broker decides.
+    /// On a cluster of more than one node: quorum queues for every entity but HEHs, classic
+    /// queues for HEHs (see [`crate::state::inbox_queue_type`]); classic queues on a single
+    /// node. What provisioning finds on the live broker decides.
     Auto,
     /// Classic queues: live on one node.
     Classic,

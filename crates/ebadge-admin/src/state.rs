@@ -4,8 +4,8 @@
 use crate::registry::{QueueType, Registry};
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::{
-    QUARANTINE_MAX_LENGTH, QUARANTINE_PATTERN, QUARANTINE_POLICY, QUARANTINE_TTL_MS, QUEUE_POLICY,
-    inbox_queue, incoming_exchange, pair_exchange, permissions,
+    HEH_TAG, QUARANTINE_MAX_LENGTH, QUARANTINE_PATTERN, QUARANTINE_POLICY, QUARANTINE_TTL_MS,
+    QUEUE_POLICY, inbox_queue, incoming_exchange, pair_exchange, permissions,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -248,6 +248,30 @@ pub fn queue_policy_definition(ttl_ms: u64, max_length: u64) -> Value {
     json!({"message-ttl": ttl_ms, "max-length": max_length, "overflow": "reject-publish"})
 }
 
+/// The queue type of one inbox. `auto` makes the inboxes of VPPs, operators and market
+/// parties quorum queues on a cluster (replicated: a node failure loses none of their
+/// messages) and keeps HEH inboxes classic, on one node each: a quorum queue costs every node
+/// ≈ 430 KiB and 2–5 reserved file handles, and RabbitMQ 3.10 stops accepting connections on
+/// a node whose reservations pass its file limit, which a fleet of 5,000 quorum HEH inboxes
+/// does (docs/benchmarks.md, "Fleet scale on the cluster"). An HEH inbox holds activations for
+/// minutes at most; while its node is down they are refused and kept in the sender's outbox.
+///
+/// ```
+/// use ebadge_admin::registry::QueueType;
+/// use ebadge_admin::state::inbox_queue_type;
+/// assert_eq!(inbox_queue_type(QueueType::Auto, false, 3), "quorum");
+/// assert_eq!(inbox_queue_type(QueueType::Auto, true, 3), "classic");
+/// assert_eq!(inbox_queue_type(QueueType::Auto, false, 1), "classic");
+/// assert_eq!(inbox_queue_type(QueueType::Quorum, true, 3), "quorum");
+/// ```
+pub fn inbox_queue_type(option: QueueType, heh: bool, cluster_nodes: usize) -> &'static str {
+    match option {
+        QueueType::Auto if cluster_nodes > 1 && !heh => "quorum",
+        QueueType::Auto | QueueType::Classic => "classic",
+        QueueType::Quorum => "quorum",
+    }
+}
+
 /// What the registry implies, by the conventions, for a broker of `cluster_nodes` nodes (which
 /// decides the queue type when the registry says `auto`).
 pub fn desired(registry: &Registry, cluster_nodes: usize) -> State {
@@ -263,15 +287,15 @@ pub fn desired(registry: &Registry, cluster_nodes: usize) -> State {
         destination_type: destination_type.into(),
         routing_key: "#".into(),
     };
-    let queue_type = match registry.options.queue_type {
-        QueueType::Auto if cluster_nodes > 1 => "quorum",
-        QueueType::Auto | QueueType::Classic => "classic",
-        QueueType::Quorum => "quorum",
-    };
-    let queue = |name: String| Item::Queue {
-        name,
+    let queue = |name: &EntityName| Item::Queue {
+        name: inbox_queue(name),
         durable: true,
-        queue_type: queue_type.into(),
+        queue_type: inbox_queue_type(
+            registry.options.queue_type,
+            registry.role(name) == Some("heh"),
+            cluster_nodes,
+        )
+        .into(),
     };
     for name in registry.entities() {
         let groups: Vec<(EntityName, EntityName)> = registry
@@ -284,7 +308,11 @@ pub fn desired(registry: &Registry, cluster_nodes: usize) -> State {
         items.push(Item::User {
             name: name.to_string(),
             has_password: false,
-            tags: String::new(),
+            tags: if registry.role(name) == Some("heh") {
+                HEH_TAG.into()
+            } else {
+                String::new()
+            },
         });
         items.push(Item::Permission {
             user: name.to_string(),
@@ -293,7 +321,7 @@ pub fn desired(registry: &Registry, cluster_nodes: usize) -> State {
             read: p.read,
         });
         items.push(topic(incoming_exchange(name)));
-        items.push(queue(inbox_queue(name)));
+        items.push(queue(name));
         items.push(bind(incoming_exchange(name), inbox_queue(name), "queue"));
     }
     for (a, b) in registry.links() {

@@ -539,6 +539,20 @@ async fn on_a_cluster_audit_passes_and_reports_a_queue_that_is_not_replicated() 
         vec![],
         "a provisioned cluster conforms"
     );
+    // HEH inboxes are classic (tagged users tell the audit so), the others replicated.
+    let live = ebadge_admin::provision::live_state(&client).await.unwrap();
+    let kind = |queue: &str| {
+        live.values()
+            .find_map(|i| match i {
+                ebadge_admin::state::Item::Queue {
+                    name, queue_type, ..
+                } if name == queue => Some(queue_type.clone()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(kind("private-vip-heh-inbox"), "classic");
+    assert_eq!(kind("private-vip-vpp-inbox"), "quorum");
     // What an entity may make in its own namespace: a durable classic queue, on one node only.
     let extra = serde_json::json!({
         "queues": [{"name": "private-vip-vpp-extra", "vhost": "/", "durable": true,

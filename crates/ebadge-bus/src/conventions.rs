@@ -25,6 +25,10 @@ pub const ENTITY_NAME_RULE: &str = "an entity name is 1-63 characters of a-z, 0-
 /// or provisioning would rewrite that account and `pki issue` would mint a certificate for it.
 pub const MANAGEMENT_USER: &str = "ebadge-admin";
 
+/// The user tag that marks an HEH on the broker. RabbitMQ gives it no rights; it tells the
+/// audit, which needs no registry, that this entity's inbox is classic on a cluster by design.
+pub const HEH_TAG: &str = "heh";
+
 /// Message TTL of every queue (D3.2.3 6.2.4: messages older than 15 minutes are useless).
 pub const MESSAGE_TTL_MS: u64 = 900_000;
 

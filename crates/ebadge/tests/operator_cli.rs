@@ -78,16 +78,19 @@ fn definitions_export_holds_what_the_registry_implies() {
         names("queues", "name"),
         ["private-heh-a-inbox", "private-ts-inbox"]
     );
-    let queue_types = |defs: &serde_json::Value| -> Vec<String> {
+    let queue_types = |defs: &serde_json::Value| -> Vec<(String, String)> {
         defs["queues"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|q| q["arguments"]["x-queue-type"].as_str().unwrap().to_owned())
+            .map(|q| {
+                let kind = q["arguments"]["x-queue-type"].as_str().unwrap();
+                (q["name"].as_str().unwrap().to_owned(), kind.to_owned())
+            })
             .collect()
     };
     assert!(
-        queue_types(&defs).iter().all(|t| t == "classic"),
+        queue_types(&defs).iter().all(|(_, t)| t == "classic"),
         "one node"
     );
     let out = ebadge(
@@ -104,10 +107,14 @@ fn definitions_export_holds_what_the_registry_implies() {
     assert!(out.status.success(), "{}", stderr(&out));
     let cluster: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("cluster.json")).unwrap()).unwrap();
-    assert!(
-        queue_types(&cluster).iter().all(|t| t == "quorum"),
-        "a cluster replicates every queue: {:?}",
-        queue_types(&cluster)
+    let pair = |name: &str, kind: &str| (name.to_owned(), kind.to_owned());
+    assert_eq!(
+        queue_types(&cluster),
+        [
+            pair("private-heh-a-inbox", "classic"),
+            pair("private-ts-inbox", "quorum")
+        ],
+        "a cluster replicates every inbox but the HEHs'"
     );
     let perms = &defs["permissions"].as_array().unwrap()[0];
     assert_eq!(perms["user"], "heh-a");
