@@ -6,6 +6,7 @@ pub mod broker;
 pub mod crl;
 pub mod haproxy;
 pub mod mgmt;
+pub mod migrate;
 pub mod pki;
 pub mod provision;
 pub mod registry;

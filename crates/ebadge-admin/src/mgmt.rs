@@ -1,11 +1,12 @@
 //! Raw management API requests, for the endpoints whose typed responses in
-//! `rabbitmq_http_client` do not parse on RabbitMQ 3.10 (`/api/nodes`, `/api/overview`).
+//! `rabbitmq_http_client` do not parse on RabbitMQ 3.10 (`/api/nodes`, `/api/overview`) or that
+//! it does not offer (policies with any definition, `get` on a queue, bindings' property keys).
 
 use crate::provision::ApiError;
 use ebadge_bus::profile::Management;
 use serde_json::Value;
 
-/// GETs on the management API, as JSON.
+/// Requests on the management API, as JSON.
 #[derive(Debug, Clone)]
 pub struct RawApi {
     client: reqwest::Client,
@@ -50,6 +51,38 @@ impl RawApi {
             .json()
             .await
             .map_err(|e| ApiError::new(&context, e))
+    }
+
+    /// `PUT`, `POST` or `DELETE` on `/api/<path>` with a JSON body; the answer's JSON (`Null`
+    /// when it has none). A `DELETE` of something already gone succeeds.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
+        let context = format!("{method} /api/{path}");
+        let response = self
+            .client
+            .request(method.clone(), format!("{}/{path}", self.base))
+            .basic_auth(&self.user, Some(&self.password))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| ApiError::new(&context, e))?;
+        if method == reqwest::Method::DELETE && response.status() == reqwest::StatusCode::NOT_FOUND
+        {
+            return Ok(Value::Null);
+        }
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| ApiError::new(&context, e))?;
+        if !status.is_success() {
+            return Err(ApiError::new(&context, format!("{status}: {text}")));
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// The cluster's members, running or not.

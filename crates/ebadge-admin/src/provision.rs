@@ -50,6 +50,12 @@ pub struct Plan {
     to_import: Vec<Item>,
     #[serde(skip)]
     to_delete: Vec<Item>,
+    /// Queues that change type: (queue, new type), moved with their messages.
+    #[serde(skip)]
+    to_migrate: Vec<(String, String)>,
+    /// Side queues of migrations that stopped half way.
+    #[serde(skip)]
+    to_finish: Vec<String>,
 }
 
 impl Plan {
@@ -63,6 +69,21 @@ impl Plan {
                     plan.add.push(want.to_string());
                     plan.to_import.push(want.clone());
                 }
+                Some(Item::Queue {
+                    queue_type: was, ..
+                }) if matches!(want, Item::Queue { queue_type, durable: true, .. } if queue_type != was) =>
+                {
+                    let Item::Queue {
+                        name, queue_type, ..
+                    } = want
+                    else {
+                        unreachable!("matched above")
+                    };
+                    plan.change.push(format!(
+                        "{want}, was {was}: its messages are moved out and back (ebadge_admin::migrate)"
+                    ));
+                    plan.to_migrate.push((name.clone(), queue_type.clone()));
+                }
                 Some(have) if have != want => {
                     plan.change.push(want.to_string());
                     // Exchanges and queues cannot be redeclared with other properties.
@@ -72,6 +93,14 @@ impl Plan {
                     plan.to_import.push(want.clone());
                 }
                 Some(_) => {}
+            }
+        }
+        for (queue, side) in crate::migrate::leftover_side_queues(live) {
+            if desired.contains_key(&(3, queue.clone())) {
+                plan.change.push(format!(
+                    "queue {queue}: the messages a stopped migration left in {side} are moved back"
+                ));
+                plan.to_finish.push(side);
             }
         }
         for (key, have) in live {
@@ -134,14 +163,21 @@ impl Plan {
             .chain(self.remove.iter().map(tag("-")))
     }
 
-    /// Applies the plan: deletions first (bindings before what they bind), then one definitions
-    /// import per [`IMPORT_CHUNK`] items. `progress` is called with (done, total) items.
+    /// Applies the plan through the management API of `management`: deletions first (bindings
+    /// before what they bind), then one definitions import per [`IMPORT_CHUNK`] items, then the
+    /// queues that change type, keeping their messages ([`crate::migrate`]). `progress` is
+    /// called with (done, total) items.
     pub async fn apply(
         &self,
-        client: &AdminClient,
+        management: &Management,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<(), ApiError> {
-        let total = self.to_delete.len() + self.to_import.len();
+        let client = &crate::broker::admin_client(&management.url, &management.password);
+        let api = RawApi::new(management);
+        let total = self.to_delete.len()
+            + self.to_import.len()
+            + self.to_migrate.len()
+            + self.to_finish.len();
         let mut done = 0;
         let mut deletions = self.to_delete.clone();
         deletions.sort_by_key(|i| match i {
@@ -161,6 +197,17 @@ impl Plan {
                 .await
                 .map_err(|e| ApiError::new("importing definitions", e))?;
             done += chunk.len();
+            progress(done, total);
+        }
+        for side in &self.to_finish {
+            crate::migrate::finish(&api, side).await?;
+            done += 1;
+            progress(done, total);
+        }
+        for (queue, queue_type) in &self.to_migrate {
+            crate::migrate::change_type(&api, queue, queue_type, |step| tracing::info!("{step}"))
+                .await?;
+            done += 1;
             progress(done, total);
         }
         Ok(())

@@ -449,7 +449,7 @@ async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
         "{:?}",
         repair.lines().collect::<Vec<_>>()
     );
-    repair.apply(&client, |_, _| {}).await.unwrap();
+    repair.apply(&management, |_, _| {}).await.unwrap();
     assert_eq!(audit::audit(&client, &management).await.unwrap(), vec![]);
 }
 

@@ -54,6 +54,12 @@ pub struct ClientConfig {
     pub reconnect_max: Duration,
     /// Incoming messages buffered for the application.
     pub inbox_capacity: usize,
+    /// Publish on a second connection of its own. RabbitMQ throttles a connection that
+    /// publishes faster than its queues take in (flow control) by no longer reading from it,
+    /// and that holds back the acknowledgements of the consumer on the same connection: a VPP
+    /// sending 5,000 activations at once then receives the answers only after the burst. Off by
+    /// default (an HEH would double its connections); on for back-ends that send bursts.
+    pub publish_connection: bool,
 }
 
 impl ClientConfig {
@@ -70,6 +76,7 @@ impl ClientConfig {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             inbox_capacity: 10_000,
+            publish_connection: false,
         }
     }
 }

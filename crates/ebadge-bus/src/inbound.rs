@@ -15,26 +15,48 @@ use std::collections::{BTreeSet, HashMap};
 /// The sender is the exchange's (only `<s>` may write to `<s>-to-<r>`: the broker enforces it).
 /// Properties are optional, as clients of other stacks publish them: a `user_id`, when present,
 /// must name the same sender.
+///
+/// A message moved by a queue migration (`ebadge provision` changing an inbox's type) arrives
+/// through the default exchange, dead-lettered, with its original exchange in the
+/// `x-first-death-exchange` header. Any publisher can write that header, so it is believed only
+/// together with a `user_id` naming the same sender: the broker checked the `user_id` against
+/// the publisher's login when the message was first published. A moved message without one is
+/// quarantined (its sender cannot be verified), not lost.
 pub(crate) fn verdict(
     exchange: &str,
     user_id: Option<&str>,
+    first_death_exchange: Option<&str>,
     body: &[u8],
 ) -> Result<(EntityName, Message), (Option<String>, String)> {
-    let Some((sender, _)) = parse_pair_exchange(exchange) else {
+    let moved = exchange.is_empty() && first_death_exchange.is_some();
+    let original = if moved {
+        first_death_exchange.unwrap_or_default()
+    } else {
+        exchange
+    };
+    let Some((sender, _)) = parse_pair_exchange(original) else {
         return Err((
             user_id.map(str::to_owned),
             format!(
-                "arrived through {exchange:?}, not a pair exchange <sender>-to-<receiver>: the sender is unknown"
+                "arrived through {original:?}, not a pair exchange <sender>-to-<receiver>: the sender is unknown"
             ),
         ));
     };
     let known = Some(sender.as_str().to_owned());
+    if moved && user_id.is_none() {
+        return Err((
+            known,
+            format!(
+                "moved by a queue migration from exchange {original:?} without a user_id: its sender cannot be verified"
+            ),
+        ));
+    }
     if let Some(user) = user_id
         && user != sender.as_str()
     {
         return Err((
             known,
-            format!("user_id {user:?} does not match the sender {sender} of exchange {exchange:?}"),
+            format!("user_id {user:?} does not match the sender {sender} of exchange {original:?}"),
         ));
     }
     match Message::decode_slice(body) {
@@ -174,19 +196,37 @@ mod tests {
     #[test]
     fn the_sender_comes_from_the_exchange_and_properties_are_optional() {
         let body = br#"{"msg":"get_capabilities"}"#;
-        let (from, message) = verdict("heh-1-to-ts", None, body).unwrap();
+        let (from, message) = verdict("heh-1-to-ts", None, None, body).unwrap();
         assert_eq!(from.as_str(), "heh-1");
         assert_eq!(message.type_name(), "get_capabilities");
-        assert!(verdict("heh-1-to-ts", Some("heh-1"), body).is_ok());
+        assert!(verdict("heh-1-to-ts", Some("heh-1"), None, body).is_ok());
 
-        let (who, reason) = verdict("heh-1-to-ts", Some("heh-2"), body).unwrap_err();
+        let (who, reason) = verdict("heh-1-to-ts", Some("heh-2"), None, body).unwrap_err();
         assert_eq!(who.as_deref(), Some("heh-1"));
         assert!(reason.contains("does not match"), "{reason}");
-        let (who, reason) = verdict("private-ts-in", Some("ts"), body).unwrap_err();
+        let (who, reason) = verdict("private-ts-in", Some("ts"), None, body).unwrap_err();
         assert_eq!(who.as_deref(), Some("ts"));
         assert!(reason.contains("not a pair exchange"), "{reason}");
-        let (_, reason) = verdict("heh-1-to-ts", None, b"{").unwrap_err();
+        let (_, reason) = verdict("heh-1-to-ts", None, None, b"{").unwrap_err();
         assert!(!reason.is_empty());
+    }
+
+    #[test]
+    fn a_moved_message_is_believed_only_with_a_matching_user_id() {
+        let body = br#"{"msg":"get_capabilities"}"#;
+        let moved = Some("heh-1-to-ts");
+        let (from, _) = verdict("", Some("heh-1"), moved, body).unwrap();
+        assert_eq!(from.as_str(), "heh-1");
+        let (who, reason) = verdict("", None, moved, body).unwrap_err();
+        assert_eq!(who.as_deref(), Some("heh-1"));
+        assert!(reason.contains("cannot be verified"), "{reason}");
+        // A forged header: the broker-checked user_id names someone else.
+        let (_, reason) = verdict("", Some("heh-2"), moved, body).unwrap_err();
+        assert!(reason.contains("does not match"), "{reason}");
+        // Only a delivery through the default exchange counts as moved.
+        assert!(verdict("heh-2-to-ts", Some("heh-2"), moved, body).is_ok());
+        let (_, reason) = verdict("", Some("ts"), None, body).unwrap_err();
+        assert!(reason.contains("not a pair exchange"), "{reason}");
     }
 
     #[test]

@@ -147,6 +147,10 @@ async fn ensure_quarantine(conn: &Connection, me: &EntityName) -> Result<(), amq
     Ok(())
 }
 
+/// The header in which RabbitMQ keeps the exchange a dead-lettered message was first published
+/// to (a queue migration moves messages by dead-lettering them).
+const FIRST_DEATH_EXCHANGE: &str = "x-first-death-exchange";
+
 /// Longest wait between two reopenings of a publishing channel that gets only nacks.
 const REOPEN_MAX: Duration = Duration::from_secs(30);
 
@@ -280,14 +284,47 @@ impl Supervisor {
         Ok(())
     }
 
-    /// One connection's life. Ok on shutdown, Err(reason) on loss.
+    /// One connection's life (two with [`crate::ClientConfig::publish_connection`]). Ok on
+    /// shutdown, Err(reason) on loss.
     async fn session(&mut self, conn: Connection) -> Result<(), String> {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let publishing = if self.shared.config.publish_connection {
+            let config = &self.shared.config;
+            let publishing = connect(&config.profile, config.name.as_str())
+                .await
+                .map_err(|e| format!("opening the publishing connection failed: {e}"))?;
+            Some(publishing)
+        } else {
+            None
+        };
+        let ended = self
+            .serve(&conn, publishing.as_ref(), events_tx, events)
+            .await;
+        if let Some(publishing) = publishing {
+            let _ = publishing.close().await;
+        }
+        ended
+    }
+
+    /// Serves one session: consumes on `conn`, publishes on `publishing` (or on `conn` too).
+    async fn serve(
+        &mut self,
+        conn: &Connection,
+        publishing: Option<&Connection>,
+        events_tx: mpsc::UnboundedSender<Event>,
+        mut events: mpsc::UnboundedReceiver<Event>,
+    ) -> Result<(), String> {
         let me = self.shared.config.name.clone();
-        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let pconn = publishing.unwrap_or(conn);
         let setup = async {
             conn.register_callback(Callbacks::new(&events_tx, 0))
                 .await?;
-            let (publish, generation) = self.publishing_channel(&conn, &events_tx).await?;
+            if let Some(publishing) = publishing {
+                publishing
+                    .register_callback(Callbacks::new(&events_tx, 0))
+                    .await?;
+            }
+            let (publish, generation) = self.publishing_channel(pconn, &events_tx).await?;
             let consume = conn.open_channel(None).await?;
             consume
                 .register_callback(Callbacks::new(&events_tx, 0))
@@ -314,7 +351,12 @@ impl Supervisor {
         self.shared.connected.send_replace(true);
 
         let mut shutdown = self.shared.shutdown.subscribe();
-        let io_failure = conn.listen_network_io_failure();
+        let io_failure = async {
+            tokio::select! {
+                _ = conn.listen_network_io_failure() => {}
+                _ = pconn.listen_network_io_failure() => {}
+            }
+        };
         tokio::pin!(io_failure);
         let mut retry_timer = tokio::time::interval(Duration::from_secs(1));
         let mut reopen = Reopen {
@@ -326,7 +368,7 @@ impl Supervisor {
         let mut quarantine_ready = false;
         loop {
             if publisher.quarantine_waiting() && !quarantine_ready {
-                ensure_quarantine(&conn, &me)
+                ensure_quarantine(pconn, &me)
                     .await
                     .map_err(|e| format!("making the quarantine failed: {e}"))?;
                 quarantine_ready = true;
@@ -339,7 +381,7 @@ impl Supervisor {
                 // (amqprs calls the callback before it marks the channel closed).
                 let generation = publisher.generation;
                 while let Ok(event) = events.try_recv() {
-                    self.on_event(event, &conn, &events_tx, &mut publisher, &consume)
+                    self.on_event(event, pconn, &events_tx, &mut publisher, &consume)
                         .await?;
                 }
                 if publisher.generation == generation {
@@ -364,7 +406,7 @@ impl Supervisor {
                         tokio::select! {
                             _ = &mut patience => break,
                             Some(event) = events.recv() => {
-                                if self.on_event(event, &conn, &events_tx, &mut publisher, &consume).await.is_err() {
+                                if self.on_event(event, pconn, &events_tx, &mut publisher, &consume).await.is_err() {
                                     break;
                                 }
                             }
@@ -374,13 +416,13 @@ impl Supervisor {
                     return Ok(());
                 }
                 event = events.recv() => match event {
-                    Some(event) => self.on_event(event, &conn, &events_tx, &mut publisher, &consume).await?,
+                    Some(event) => self.on_event(event, pconn, &events_tx, &mut publisher, &consume).await?,
                     None => return Err("callbacks ended".into()),
                 },
                 _ = self.shared.wake.notified() => {}
                 _ = retry_timer.tick() => {
                     publisher.tick();
-                    self.after_tick(&conn, &events_tx, &mut publisher, &mut reopen).await?;
+                    self.after_tick(pconn, &events_tx, &mut publisher, &mut reopen).await?;
                 }
                 ack = self.ack_rx.recv() => {
                     let tags: Vec<u64> = ack.into_iter().chain(std::iter::from_fn(|| self.ack_rx.try_recv().ok()))
@@ -520,9 +562,18 @@ impl Supervisor {
         };
         let tag = deliver.delivery_tag();
         let message_id = props.message_id().cloned();
+        let first_death_exchange = props
+            .headers()
+            .and_then(|h| h.get(&FIRST_DEATH_EXCHANGE.try_into().ok()?).cloned())
+            .and_then(|v| match v {
+                amqprs::FieldValue::S(s) => Some(s.to_string()),
+                amqprs::FieldValue::x(bytes) => String::from_utf8(bytes.into()).ok(),
+                _ => None,
+            });
         let (from, message) = match verdict(
             deliver.exchange(),
             props.user_id().map(String::as_str),
+            first_death_exchange.as_deref(),
             &body,
         ) {
             Ok(v) => v,

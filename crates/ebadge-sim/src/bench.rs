@@ -351,27 +351,28 @@ pub enum FleetPlacement<F> {
 }
 
 /// Starts `hehs` simulated HEHs (here or elsewhere), then the VPP sends each an activation at
-/// once and waits for all answers.
+/// once and waits for all answers. The VPP publishes on a connection of its own when
+/// `publish_connection` (see [`ClientConfig::publish_connection`]).
 pub async fn activations<F>(
     profile: &Profile,
     hehs: usize,
+    publish_connection: bool,
     placement: FleetPlacement<F>,
 ) -> Result<ActivationReport, crate::fleet::FleetError>
 where
     F: std::future::Future<Output = Result<f64, crate::fleet::FleetError>>,
 {
-    let vpp = Client::connect_patiently(
-        ClientConfig::new(
-            profile.clone(),
-            EntityName::new(BENCH_VPP).expect("a valid name"),
-        ),
-        crate::fleet::CONNECT_PATIENCE,
-    )
-    .await
-    .map_err(|source| crate::fleet::FleetError::Connect {
-        name: BENCH_VPP.into(),
-        source,
-    })?;
+    let mut config = ClientConfig::new(
+        profile.clone(),
+        EntityName::new(BENCH_VPP).expect("a valid name"),
+    );
+    config.publish_connection = publish_connection;
+    let vpp = Client::connect_patiently(config, crate::fleet::CONNECT_PATIENCE)
+        .await
+        .map_err(|source| crate::fleet::FleetError::Connect {
+            name: BENCH_VPP.into(),
+            source,
+        })?;
     // The fleet's announcements arrive in the inbox: read them, or they would fill the prefetch
     // window ahead of the answers.
     let mut inbox = vpp.inbox().expect("a new client has its inbox");

@@ -299,7 +299,7 @@ async fn provision_with(broker: &LocalBroker, registry: &str) {
     let m = profile.management.unwrap();
     let client = admin_client(&m.url, &m.password);
     let plan = provision::plan(&client, &m, &registry).await.unwrap();
-    plan.apply(&client, |_, _| {}).await.unwrap();
+    plan.apply(&m, |_, _| {}).await.unwrap();
     broker
         .pki()
         .issue_missing(registry.entities().map(|e| e.as_str()))

@@ -46,6 +46,11 @@ pub enum BenchCommand {
         /// one node, round robin, as haproxy holds at most 9,000 connections under this limit.
         #[arg(long, default_value_t = 1)]
         processes: usize,
+        /// The VPP publishes and consumes on one connection (by default it publishes on a
+        /// second one, so flow control on the burst does not hold back the answers): for
+        /// measuring that difference.
+        #[arg(long)]
+        one_connection: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -230,6 +235,7 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Activations {
             hehs,
             processes,
+            one_connection,
             common,
         } => {
             let (profile, path) = prepare(&common, hehs).await?;
@@ -246,15 +252,20 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
                 bench::activations(
                     &profile,
                     hehs,
+                    !one_connection,
                     bench::FleetPlacement::<std::future::Ready<_>>::InProcess(progress),
                 )
                 .await?
             } else {
                 let mut children = spawn_fleet(&common, &path, hehs, processes)?;
                 let ready = wait_until_ready(&mut children);
-                let report =
-                    bench::activations(&profile, hehs, bench::FleetPlacement::External(ready))
-                        .await;
+                let report = bench::activations(
+                    &profile,
+                    hehs,
+                    !one_connection,
+                    bench::FleetPlacement::External(ready),
+                )
+                .await;
                 for (mut child, _) in children {
                     drop(child.stdin.take());
                     let _ = child.wait().await;

@@ -44,7 +44,7 @@ pub async fn provision_local(
         .without_removals();
     // Tens of thousands of items take minutes on a cluster: say how far it got.
     let mut last = std::time::Instant::now();
-    plan.apply(&client, |done, total| {
+    plan.apply(&m, |done, total| {
         if last.elapsed().as_secs() >= 5 {
             eprintln!("  provisioning: {done}/{total} broker items");
             last = std::time::Instant::now();

@@ -73,7 +73,7 @@ pub async fn run(args: ProvisionArgs) -> Result<ExitCode> {
     }
     if !plan.is_empty() {
         let mut last = Instant::now();
-        plan.apply(&client, |done, total| {
+        plan.apply(&management, |done, total| {
             if !args.json && (last.elapsed().as_secs() >= 1 || done == total) {
                 eprintln!("applied {done}/{total}");
                 last = Instant::now();
