@@ -373,20 +373,48 @@ impl LocalBroker {
 
     /// Stops the broker cleanly (haproxy first, then each node); returns false if nothing ran.
     pub fn down(&self) -> Result<bool, BrokerError> {
+        self.down_with_progress(|_| {})
+    }
+
+    /// [`down`](Self::down), telling `progress` what stopped and how long each node took (a
+    /// node with tens of thousands of queues takes a while).
+    pub fn down_with_progress(
+        &self,
+        progress: impl Fn(&str) + Sync,
+    ) -> Result<bool, BrokerError> {
         let Some(state) = self.state()? else {
             return Ok(false);
         };
         let mut stopped = false;
         if let Some(pid) = self.haproxy_pid() {
             stop_process(pid, || self.haproxy_pid().is_some());
+            progress("haproxy stopped");
             stopped = true;
+        }
+        let (progress, state) = (&progress, &state);
+        if state.nodes.len() > 1 {
+            progress(&format!("stopping {} nodes …", state.nodes.len()));
         }
         // All nodes at once: stopped one after the other, the last ones would find themselves a
         // minority and pause (`pause_minority`), which makes their shutdown crawl with many
         // quorum queues. `up` starts them all together, so no order is needed on the way back.
         let results: Vec<Result<bool, BrokerError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..state.nodes.len())
-                .map(|index| scope.spawn(move || self.stop_node(index)))
+                .map(|index| {
+                    scope.spawn(move || {
+                        let started = Instant::now();
+                        let stopped = self.stop_node(index);
+                        if let Ok(true) = stopped {
+                            progress(&format!(
+                                "node {} ({}) stopped in {:.1} s",
+                                index + 1,
+                                state.nodes[index].name,
+                                started.elapsed().as_secs_f64()
+                            ));
+                        }
+                        stopped
+                    })
+                })
                 .collect();
             handles
                 .into_iter()

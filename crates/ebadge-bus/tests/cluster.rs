@@ -363,6 +363,87 @@ async fn killing_the_leader_of_the_receivers_quorum_inbox_stalls_no_sender() {
     vpp.close(Duration::from_secs(5)).await;
 }
 
+/// A client of `name` connected straight to `node` (not through haproxy).
+async fn client_on(profile: &Profile, node: &ebadge_admin::broker::NodeStatus, name: &str) -> Client {
+    let mut direct = profile.clone();
+    direct.amqps_url = node.amqps_url.clone();
+    client(&direct, name).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_node_of_an_hehs_classic_inbox_delays_its_messages_and_loses_none() {
+    const RATE: u64 = 50;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let broker = ebadge_testkit::cluster().await;
+    let profile = cluster_profile(&broker);
+    let api = api(&profile);
+    // HEH inboxes are classic on a cluster: on one node, not replicated.
+    let inbox = api.get("queues/%2F/private-home-heh-inbox").await.unwrap();
+    assert_eq!(inbox["type"], "classic", "{inbox}");
+    let home = inbox["node"].as_str().unwrap().to_owned();
+    let status = broker.status().unwrap();
+    let index = status.nodes.iter().position(|n| n.name == home).unwrap();
+    let other = &status.nodes[(index + 1) % status.nodes.len()];
+    // Both ends stay connected to a node that survives: only the inbox goes away.
+    let vpp = Arc::new(client_on(&profile, other, "home-vpp").await);
+    let heh = client_on(&profile, other, "home-heh").await;
+    let (received, _) = Received::start(&heh, true).await;
+
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let (vpp, stopping) = (vpp.clone(), stopping.clone());
+        tokio::spawn(async move {
+            let to = ebadge_bus::EntityName::new("home-heh").unwrap();
+            let mut tick = tokio::time::interval(Duration::from_millis(1000 / RATE));
+            let mut n = 0;
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                tick.tick().await;
+                vpp.send(&to, &numbered_report(n)).unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(broker.kill_node(index).unwrap().is_some());
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let during = received.distinct();
+    broker.up(&Default::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = sender.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), vpp.flush())
+        .await
+        .expect("the sender catches up within a minute of the end")
+        .expect("nothing undelivered");
+    received
+        .wait_for(sent as usize, Duration::from_secs(30))
+        .await;
+    let numbers = received
+        .0
+        .lock()
+        .unwrap()
+        .get("home-vpp")
+        .cloned()
+        .unwrap_or_default();
+    let distinct: BTreeSet<u64> = numbers.iter().copied().collect();
+    assert_eq!(distinct, (0..sent).collect(), "every message arrived");
+    assert_eq!(numbers.len() as u64, sent, "each once");
+    let counters = vpp.counters();
+    assert!(
+        counters.returned + counters.nacked > 0,
+        "publishes were refused while the inbox's node was down: {counters:?}"
+    );
+    eprintln!(
+        "killed {home} (the node of private-home-heh-inbox) for 15 s: {sent} messages at {RATE}/s \
+         each once ({during} had arrived when the node came back); sender {counters:?}; \
+         receiver reconnected {} times",
+        heh.counters().reconnects
+    );
+    heh.close(Duration::from_secs(5)).await;
+    vpp.close(Duration::from_secs(5)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_outage_stays_bounded_by_the_ttl_and_delivers_only_live_messages() {
     const TTL: Duration = Duration::from_secs(3);

@@ -241,18 +241,20 @@ pub const VRRP_VIP: &str = "10.77.0.100";
 pub const HA_HEHS: usize = 50;
 
 /// The registry of the cluster tests: a VPP with [`HA_HEHS`] HEHs for the failover test, a VPP
-/// with five HEHs for the consumer outage, a pair for the VRRP test and one for the kill of a
-/// queue leader.
+/// with five HEHs for the consumer outage, a pair for the VRRP test, one for the kill of a
+/// queue leader and one for the kill of the node that holds an HEH's classic inbox.
 pub fn cluster_registry() -> String {
     let mut text = String::from(
         "[[entity]]\nname = \"ha-vpp\"\n[[entity]]\nname = \"out-vpp\"\n\
-         [[entity]]\nname = \"vip-vpp\"\n[[entity]]\nname = \"lead-vpp\"\n",
+         [[entity]]\nname = \"vip-vpp\"\n[[entity]]\nname = \"lead-vpp\"\n\
+         [[entity]]\nname = \"home-vpp\"\n",
     );
     let hehs = (1..=HA_HEHS)
         .map(|i| ("ha-vpp", format!("ha-heh-{i}")))
         .chain((1..=5).map(|i| ("out-vpp", format!("out-heh-{i}"))))
         .chain([("vip-vpp", "vip-heh".to_owned())])
-        .chain([("lead-vpp", "lead-heh".to_owned())]);
+        .chain([("lead-vpp", "lead-heh".to_owned())])
+        .chain([("home-vpp", "home-heh".to_owned())]);
     for (operator, name) in hehs {
         text.push_str(&format!(
             "[[heh]]\nname = \"{name}\"\noperator = \"{operator}\"\n"

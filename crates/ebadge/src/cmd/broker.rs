@@ -90,16 +90,35 @@ pub async fn run(command: BrokerCommand) -> Result<ExitCode> {
                 eprintln!("starting RabbitMQ in {} …", broker.dir().display());
             }
             let options = UpOptions { port, nodes, hosts };
-            let (status, already) = broker.up(&options).await?;
-            if !json {
-                eprintln!(
-                    "{}",
-                    if already {
-                        "the broker was already running"
-                    } else {
-                        "the broker is up"
+            let started = std::time::Instant::now();
+            // Nodes with tens of thousands of queues recover them before they answer: say so.
+            let ticker = (!json).then(|| {
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+                    tick.tick().await;
+                    loop {
+                        tick.tick().await;
+                        eprintln!(
+                            "  still starting after {} s (each node recovers its queues before it answers)",
+                            started.elapsed().as_secs()
+                        );
                     }
-                );
+                })
+            });
+            let outcome = broker.up(&options).await;
+            if let Some(ticker) = ticker {
+                ticker.abort();
+            }
+            let (status, already) = outcome?;
+            if !json {
+                if already {
+                    eprintln!("the broker was already running");
+                } else {
+                    eprintln!(
+                        "the broker is up ({:.1} s)",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
             }
             print_status(&status, json);
             Ok(ExitCode::SUCCESS)
@@ -128,7 +147,7 @@ pub async fn run(command: BrokerCommand) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            if broker.down()? {
+            if broker.down_with_progress(|line| eprintln!("{line}"))? {
                 eprintln!("the broker in {} is stopped", broker.dir().display());
             } else {
                 eprintln!("no broker was running in {}", broker.dir().display());
