@@ -378,10 +378,7 @@ impl LocalBroker {
 
     /// [`down`](Self::down), telling `progress` what stopped and how long each node took (a
     /// node with tens of thousands of queues takes a while).
-    pub fn down_with_progress(
-        &self,
-        progress: impl Fn(&str) + Sync,
-    ) -> Result<bool, BrokerError> {
+    pub fn down_with_progress(&self, progress: impl Fn(&str) + Sync) -> Result<bool, BrokerError> {
         let Some(state) = self.state()? else {
             return Ok(false);
         };

@@ -25,15 +25,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// What the broker told us, tagged with the channel generation it came from (0: the consuming
-/// channel or the connection; 1, 2, …: publishing channels, one after another).
+/// What the broker told us, tagged with the channel generation it came from (0: the
+/// connection; [`CONSUMER`]: the consuming channel; 1, 2, …: publishing channels, one after
+/// another).
 pub(crate) enum Event {
     Ack(u64, u64, bool),
     Nack(u64, u64, bool),
     Return(u64, Option<String>, String, String),
     ChannelClosed(u64, u16, String),
+    /// The broker cancelled our consumer (its inbox was deleted, or its node went down).
+    Cancelled,
     Closed(String),
 }
+
+/// The generation tag of the consuming channel's events.
+const CONSUMER: u64 = u64::MAX;
+
+/// Longest wait between two attempts to consume an inbox that is unavailable.
+const CONSUME_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Forwards amqprs callbacks as [`Event`]s.
 struct Callbacks {
@@ -65,9 +74,7 @@ impl ChannelCallback for Callbacks {
         Ok(())
     }
     async fn cancel(&mut self, _: &Channel, _: Cancel) -> Result<(), amqprs::error::Error> {
-        let _ = self
-            .tx
-            .send(Event::Closed("consumer cancelled by the broker".into()));
+        let _ = self.tx.send(Event::Cancelled);
         Ok(())
     }
     async fn flow(&mut self, _: &Channel, active: bool) -> Result<bool, amqprs::error::Error> {
@@ -153,6 +160,72 @@ const FIRST_DEATH_EXCHANGE: &str = "x-first-death-exchange";
 
 /// Longest wait between two reopenings of a publishing channel that gets only nacks.
 const REOPEN_MAX: Duration = Duration::from_secs(30);
+
+/// The consuming side of a session: a channel consuming the entity's inbox, or, while the inbox
+/// cannot be consumed (its classic queue's node is down, it is being migrated, it is not
+/// provisioned yet), none and the time of the next attempt. The connection stays: publishing
+/// goes on, and a fleet whose inboxes' node is down does not reconnect in a storm.
+#[derive(Default)]
+struct Consumer {
+    channel: Option<Channel>,
+    deliveries: Option<mpsc::UnboundedReceiver<amqprs::channel::ConsumerMessage>>,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+impl Consumer {
+    /// Consumes `me`'s inbox on a new channel of `conn`; on failure, schedules the next attempt.
+    async fn open(
+        &mut self,
+        conn: &Connection,
+        events: &mpsc::UnboundedSender<Event>,
+        me: &EntityName,
+        prefetch: u16,
+    ) {
+        let attempt = async {
+            let channel = conn.open_channel(None).await?;
+            channel
+                .register_callback(Callbacks::new(events, CONSUMER))
+                .await?;
+            channel
+                .basic_qos(BasicQosArguments::new(0, prefetch, false))
+                .await?;
+            let mut args = BasicConsumeArguments::new(&inbox_queue(me), "");
+            args.manual_ack(true);
+            let (_, deliveries) = channel.basic_consume_rx(args).await?;
+            Ok::<_, amqprs::error::Error>((channel, deliveries))
+        };
+        match attempt.await {
+            Ok((channel, deliveries)) => {
+                *self = Self {
+                    channel: Some(channel),
+                    deliveries: Some(deliveries),
+                    retry_at: None,
+                    backoff: Duration::ZERO,
+                };
+            }
+            Err(e) => {
+                self.backoff = (self.backoff * 2).clamp(Duration::from_secs(1), CONSUME_RETRY_MAX);
+                let wait = self.backoff.mul_f64(0.5 + fastrand::f64());
+                tracing::warn!(error = %e, retry_in = ?wait, "cannot consume the inbox (its node down, or being migrated?); publishing goes on");
+                self.retry_at = Some(Instant::now() + wait);
+            }
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.deliveries.is_some()
+    }
+
+    /// Whether an attempt to consume again is due.
+    fn due(&self) -> bool {
+        self.retry_at.is_some_and(|at| Instant::now() >= at)
+    }
+
+    async fn next(&mut self) -> Option<amqprs::channel::ConsumerMessage> {
+        self.deliveries.as_mut()?.recv().await
+    }
+}
 
 /// Owns the connection's life: sessions one after another, with backoff between them.
 pub(crate) struct Supervisor {
@@ -325,27 +398,13 @@ impl Supervisor {
                     .await?;
             }
             let (publish, generation) = self.publishing_channel(pconn, &events_tx).await?;
-            let consume = conn.open_channel(None).await?;
-            consume
-                .register_callback(Callbacks::new(&events_tx, 0))
-                .await?;
-            consume
-                .basic_qos(BasicQosArguments::new(
-                    0,
-                    self.shared.config.prefetch,
-                    false,
-                ))
-                .await?;
-            let mut args = BasicConsumeArguments::new(&inbox_queue(&me), "");
-            args.manual_ack(true);
-            let (_, deliveries) = consume.basic_consume_rx(args).await?;
-            Ok::<_, amqprs::error::Error>((
-                Publisher::new(publish, generation),
-                consume,
-                deliveries,
-            ))
+            Ok::<_, amqprs::error::Error>(Publisher::new(publish, generation))
         };
-        let (mut publisher, consume, mut deliveries) = setup.await.map_err(|e| e.to_string())?;
+        let mut publisher = setup.await.map_err(|e| e.to_string())?;
+        let mut consumer = Consumer::default();
+        consumer
+            .open(conn, &events_tx, &me, self.shared.config.prefetch)
+            .await;
         // Refused messages that were being retried on the lost connection go out again now.
         self.retries.channel_lost(Instant::now());
         self.shared.connected.send_replace(true);
@@ -381,7 +440,7 @@ impl Supervisor {
                 // (amqprs calls the callback before it marks the channel closed).
                 let generation = publisher.generation;
                 while let Ok(event) = events.try_recv() {
-                    self.on_event(event, pconn, &events_tx, &mut publisher, &consume)
+                    self.on_event(event, pconn, &events_tx, &mut publisher, &mut consumer)
                         .await?;
                 }
                 if publisher.generation == generation {
@@ -397,7 +456,7 @@ impl Supervisor {
                     let tags: Vec<u64> = std::iter::from_fn(|| self.ack_rx.try_recv().ok())
                         .filter_map(|id| self.held.release(id))
                         .collect();
-                    let _ = self.acknowledge(&consume, tags).await;
+                    let _ = self.acknowledge(&consumer, tags).await;
                     // Quarantine copies in flight get a moment to be confirmed, so their
                     // originals are acknowledged rather than quarantined again by the next run.
                     let patience = tokio::time::sleep(Duration::from_secs(2));
@@ -406,7 +465,7 @@ impl Supervisor {
                         tokio::select! {
                             _ = &mut patience => break,
                             Some(event) = events.recv() => {
-                                if self.on_event(event, pconn, &events_tx, &mut publisher, &consume).await.is_err() {
+                                if self.on_event(event, pconn, &events_tx, &mut publisher, &mut consumer).await.is_err() {
                                     break;
                                 }
                             }
@@ -416,26 +475,29 @@ impl Supervisor {
                     return Ok(());
                 }
                 event = events.recv() => match event {
-                    Some(event) => self.on_event(event, pconn, &events_tx, &mut publisher, &consume).await?,
+                    Some(event) => self.on_event(event, pconn, &events_tx, &mut publisher, &mut consumer).await?,
                     None => return Err("callbacks ended".into()),
                 },
                 _ = self.shared.wake.notified() => {}
                 _ = retry_timer.tick() => {
                     publisher.tick();
                     self.after_tick(pconn, &events_tx, &mut publisher, &mut reopen).await?;
+                    if consumer.due() {
+                        consumer.open(conn, &events_tx, &me, self.shared.config.prefetch).await;
+                    }
                 }
                 ack = self.ack_rx.recv() => {
                     let tags: Vec<u64> = ack.into_iter().chain(std::iter::from_fn(|| self.ack_rx.try_recv().ok()))
                         .filter_map(|id| self.held.release(id))
                         .collect();
-                    self.acknowledge(&consume, tags).await?;
+                    self.acknowledge(&consumer, tags).await?;
                 }
                 // Backpressure without stalling: while the application's inbox is full, one message
                 // waits here and no more are read (the prefetch bound stops the broker), but
                 // confirms, acks and publishes go on.
-                delivery = deliveries.recv(), if self.waiting.is_none() => match delivery {
-                    None => return Err("the consumer ended".into()),
-                    Some(d) => self.waiting = self.deliver(d, &consume, &mut publisher).await?,
+                delivery = consumer.next(), if self.waiting.is_none() && consumer.is_open() => match delivery {
+                    None => self.consumer_lost(&mut consumer, "the consumer ended"),
+                    Some(d) => self.waiting = self.deliver(d, &consumer, &mut publisher).await?,
                 },
                 permit = inbox_tx.reserve(), if self.waiting.is_some() => match permit {
                     Ok(permit) => permit.send(self.waiting.take().expect("guarded by is_some")),
@@ -484,7 +546,7 @@ impl Supervisor {
         conn: &Connection,
         events: &mpsc::UnboundedSender<Event>,
         publisher: &mut Publisher,
-        consume: &Channel,
+        consumer: &mut Consumer,
     ) -> Result<(), String> {
         let current = publisher.generation;
         match event {
@@ -493,7 +555,7 @@ impl Supervisor {
                 if !originals.is_empty() {
                     Counters::add(&self.shared.counters.quarantined, originals.len() as u64);
                     let tags = originals.into_iter().map(|t| self.held.unpin(t)).collect();
-                    self.acknowledge(consume, tags).await?;
+                    self.acknowledge(consumer, tags).await?;
                 }
             }
             Event::Nack(g, tag, multiple) if g == current => {
@@ -511,11 +573,13 @@ impl Supervisor {
                 publisher.refused_for_good(&self.shared, code, &text);
                 self.reopen(conn, events, publisher).await?;
             }
-            Event::ChannelClosed(0, code, text) => {
-                return Err(format!(
-                    "consuming channel closed by the broker: {code} {text}"
-                ));
+            Event::ChannelClosed(CONSUMER, code, text) => {
+                self.consumer_lost(
+                    consumer,
+                    &format!("consuming channel closed by the broker: {code} {text}"),
+                );
             }
+            Event::Cancelled => self.consumer_lost(consumer, "the broker cancelled the consumer"),
             Event::Closed(reason) => return Err(reason),
             // From a publishing channel we replaced: what it had in flight goes out again.
             Event::Ack(..) | Event::Nack(..) | Event::Return(..) | Event::ChannelClosed(..) => {}
@@ -523,11 +587,29 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Sends acknowledgements for `tags`, coalesced below the oldest tag still held.
-    async fn acknowledge(&mut self, consume: &Channel, tags: Vec<u64>) -> Result<(), String> {
-        if tags.is_empty() {
-            return Ok(());
+    /// The consumer's channel is gone: what it delivered and the application still holds comes
+    /// again on the next one (tags are per channel), which is tried again after a backoff.
+    fn consumer_lost(&mut self, consumer: &mut Consumer, reason: &str) {
+        if !consumer.is_open() {
+            return;
         }
+        tracing::warn!(%reason, "lost the inbox consumer; consuming again shortly");
+        if let Some(channel) = consumer.channel.take() {
+            tokio::spawn(async move {
+                let _ = channel.close().await;
+            });
+        }
+        consumer.deliveries = None;
+        consumer.backoff = Duration::ZERO;
+        consumer.retry_at = Some(Instant::now() + Duration::from_millis(500));
+        self.held.new_connection();
+    }
+
+    /// Sends acknowledgements for `tags`, coalesced below the oldest tag still held.
+    async fn acknowledge(&mut self, consumer: &Consumer, tags: Vec<u64>) -> Result<(), String> {
+        let Some(consume) = consumer.channel.as_ref().filter(|_| !tags.is_empty()) else {
+            return Ok(());
+        };
         let plan = self.held.plan(tags);
         let fail = |e: amqprs::error::Error| format!("ack failed: {e}");
         if let Some(upto) = plan.multiple_upto {
@@ -550,7 +632,7 @@ impl Supervisor {
     async fn deliver(
         &mut self,
         delivery: amqprs::channel::ConsumerMessage,
-        consume: &Channel,
+        consumer: &Consumer,
         publisher: &mut Publisher,
     ) -> Result<Option<Incoming>, String> {
         let (Some(deliver), Some(props), Some(body)) = (
@@ -608,7 +690,7 @@ impl Supervisor {
                 if !self.dedupe.first_time(&key.0, &key.1) {
                     Counters::add(&self.shared.counters.duplicates, 1);
                     if !self.held.redelivered(&key, tag) {
-                        self.acknowledge(consume, vec![tag]).await?;
+                        self.acknowledge(consumer, vec![tag]).await?;
                     }
                     return Ok(None);
                 }
@@ -633,7 +715,7 @@ impl Supervisor {
         let waiter = pending.and_then(|key| self.shared.pending.lock().unwrap().remove(&key));
         if let Some(waiter) = waiter {
             let _ = waiter.send(message);
-            self.acknowledge(consume, vec![tag]).await?;
+            self.acknowledge(consumer, vec![tag]).await?;
             return Ok(None);
         }
         let message_id = key.as_ref().map(|(_, id)| id.clone());

@@ -2,6 +2,7 @@
 //! and the benchmark drivers.
 
 pub mod bench;
+pub mod ceiling;
 pub mod demo;
 pub mod fleet;
 pub mod heh;

@@ -51,6 +51,10 @@ pub enum BenchCommand {
         /// measuring that difference.
         #[arg(long)]
         one_connection: bool,
+        /// Then the same burst through raw amqprs (no validation, no outbox, no matching), in
+        /// this process: the ceiling ours is compared with (`ratio_to_ceiling` = its time / ours)
+        #[arg(long)]
+        ceiling: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -236,8 +240,13 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
             hehs,
             processes,
             one_connection,
+            ceiling,
             common,
         } => {
+            anyhow::ensure!(
+                !ceiling || processes <= 1,
+                "--ceiling runs its raw fleet in this process: use --processes 1"
+            );
             let (profile, path) = prepare(&common, hehs).await?;
             purge_inbox(&profile).await?;
             note(&format!(
@@ -281,7 +290,22 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
                 report.round_trip_ms[2],
                 report.kib_per_heh
             ));
-            emit(&common, json!({"bench": "activations", "report": report}));
+            let mut result = json!({"bench": "activations", "report": report});
+            if ceiling {
+                purge_inbox(&profile).await?;
+                note(&format!(
+                    "the same through raw amqprs (ceiling): connecting {hehs} raw HEHs …"
+                ));
+                let raw = ebadge_sim::ceiling::raw_activations(&profile, hehs).await?;
+                let ratio = raw.seconds / report.seconds.max(f64::EPSILON);
+                note(&format!(
+                    "raw amqprs: {} answered, first sent → last answer {:.3} s; round trip p50 {:.1} ms p99 {:.1} ms; ours / ceiling: {ratio:.2}",
+                    raw.answered, raw.seconds, raw.round_trip_ms[0], raw.round_trip_ms[2]
+                ));
+                result["raw_amqprs"] = serde_json::to_value(&raw)?;
+                result["ratio_to_ceiling"] = json!(ratio);
+            }
+            emit(&common, result);
         }
         BenchCommand::Heh {
             seconds,

@@ -1,0 +1,195 @@
+//! The ceiling of the activation benchmark: the same topology and traffic as
+//! [`crate::bench::activations`] through raw amqprs, without our layer (no validation, no outbox,
+//! no dedupe, no matching of answers to requests). Each HEH is its own TLS connection with its
+//! own certificate, consumes its inbox with manual acknowledgements and answers every activation
+//! with a persistent message on its pair exchange; the VPP publishes persistent activations in
+//! confirm mode on one connection and consumes the answers on another. What is left is the
+//! broker's work: the figure ours is compared with.
+
+use crate::bench::{ActivationReport, BENCH_VPP, bench_heh};
+use crate::fleet::FleetError;
+use crate::measure::percentiles;
+use amqprs::BasicProperties;
+use amqprs::channel::{
+    BasicAckArguments, BasicConsumeArguments, BasicPublishArguments, BasicQosArguments,
+    ConfirmSelectArguments,
+};
+use amqprs::connection::Connection;
+use ebadge_bus::conventions::inbox_queue;
+use ebadge_bus::{EntityName, Profile};
+use ebadge_model::{Activate, Message};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Connects `name` over TLS with its certificate, retrying for up to the fleet's patience (a
+/// node busy with a connection storm answers late).
+async fn connect(profile: &Profile, name: &str) -> Result<Connection, FleetError> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match ebadge_bus::connect(profile, name).await {
+            Ok(connection) => return Ok(connection),
+            Err(source) if started.elapsed() > crate::fleet::CONNECT_PATIENCE => {
+                return Err(FleetError::Connect {
+                    name: name.into(),
+                    source,
+                });
+            }
+            Err(_) => {
+                tokio::time::sleep(delay.mul_f64(0.5 + fastrand::f64())).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// One raw HEH: answers each activation, then acknowledges it.
+async fn raw_heh(profile: Profile, index: usize) -> Result<Connection, FleetError> {
+    let name = bench_heh(index);
+    let connection = connect(&profile, &name).await?;
+    let fail = |e: amqprs::error::Error| FleetError::Process(format!("raw HEH {name}: {e}"));
+    let channel = connection.open_channel(None).await.map_err(fail)?;
+    channel
+        .confirm_select(ConfirmSelectArguments::default())
+        .await
+        .map_err(fail)?;
+    channel
+        .basic_qos(BasicQosArguments::new(0, 50, false))
+        .await
+        .map_err(fail)?;
+    let queue = inbox_queue(&EntityName::new(&name).expect("a valid name"));
+    let mut args = BasicConsumeArguments::new(&queue, "");
+    args.manual_ack(true);
+    let (_, mut deliveries) = channel.basic_consume_rx(args).await.map_err(fail)?;
+    let answer = br#"{"msg":"reject_activation","id":"raw","modification_count":0}"#.to_vec();
+    let exchange = format!("{name}-to-{BENCH_VPP}");
+    tokio::spawn(async move {
+        while let Some(delivery) = deliveries.recv().await {
+            let (Some(deliver), Some(props)) = (delivery.deliver, delivery.basic_properties) else {
+                continue;
+            };
+            let mut reply = BasicProperties::default();
+            reply
+                .with_persistence(true)
+                .with_user_id(&name)
+                .with_correlation_id(props.message_id().map_or("", String::as_str));
+            let published = channel
+                .basic_publish(
+                    reply,
+                    answer.clone(),
+                    BasicPublishArguments::new(&exchange, "reject_activation"),
+                )
+                .await;
+            let acked = channel
+                .basic_ack(BasicAckArguments::new(deliver.delivery_tag(), false))
+                .await;
+            if published.is_err() || acked.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(connection)
+}
+
+/// Connects `hehs` raw HEHs (64 handshakes at once), then sends each an activation at once from
+/// a raw VPP and waits (up to 60 s) for every answer. The caller empties the VPP's inbox first.
+pub async fn raw_activations(
+    profile: &Profile,
+    hehs: usize,
+) -> Result<ActivationReport, FleetError> {
+    let started = Instant::now();
+    let gate = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut joins = tokio::task::JoinSet::new();
+    for i in 0..hehs {
+        let (profile, gate) = (profile.clone(), gate.clone());
+        joins.spawn(async move {
+            let _permit = gate.acquire_owned().await.expect("never closed");
+            raw_heh(profile, i).await
+        });
+    }
+    let mut fleet = Vec::with_capacity(hehs);
+    while let Some(joined) = joins.join_next().await {
+        fleet.push(joined.map_err(|e| FleetError::Process(e.to_string()))??);
+    }
+    let connect_seconds = started.elapsed().as_secs_f64();
+
+    let fail = |e: amqprs::error::Error| FleetError::Process(format!("raw VPP: {e}"));
+    let consuming = connect(profile, BENCH_VPP).await?;
+    let publishing = connect(profile, BENCH_VPP).await?;
+    let consume = consuming.open_channel(None).await.map_err(fail)?;
+    consume
+        .basic_qos(BasicQosArguments::new(0, 1000, false))
+        .await
+        .map_err(fail)?;
+    let mut args = BasicConsumeArguments::new(
+        &inbox_queue(&EntityName::new(BENCH_VPP).expect("a valid name")),
+        "",
+    );
+    args.manual_ack(true);
+    let (_, mut answers) = consume.basic_consume_rx(args).await.map_err(fail)?;
+    let publish = publishing.open_channel(None).await.map_err(fail)?;
+    publish
+        .confirm_select(ConfirmSelectArguments::default())
+        .await
+        .map_err(fail)?;
+
+    let (from, to) = crate::vpp::activation_window();
+    let body = Message::Activate(Activate::new(from, to, 1.0))
+        .to_json()
+        .into_bytes();
+    let burst = Instant::now();
+    let mut sent_at = Vec::with_capacity(hehs);
+    for i in 0..hehs {
+        let mut props = BasicProperties::default();
+        props
+            .with_persistence(true)
+            .with_user_id(BENCH_VPP)
+            .with_message_id(&i.to_string());
+        sent_at.push(burst.elapsed());
+        publish
+            .basic_publish(
+                props,
+                body.clone(),
+                BasicPublishArguments::new(&format!("{BENCH_VPP}-to-{}", bench_heh(i)), "activate"),
+            )
+            .await
+            .map_err(fail)?;
+    }
+    let mut trips = Vec::with_capacity(hehs);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while trips.len() < hehs {
+        let Ok(Some(delivery)) = tokio::time::timeout_at(deadline, answers.recv()).await else {
+            break;
+        };
+        let (Some(deliver), Some(props)) = (delivery.deliver, delivery.basic_properties) else {
+            continue;
+        };
+        if let Some(i) = props
+            .correlation_id()
+            .and_then(|c| c.parse::<usize>().ok())
+            .filter(|i| *i < hehs)
+        {
+            trips.push((burst.elapsed() - sent_at[i]).as_nanos() as u64);
+        }
+        consume
+            .basic_ack(BasicAckArguments::new(deliver.delivery_tag(), false))
+            .await
+            .map_err(fail)?;
+    }
+    let seconds = burst.elapsed().as_secs_f64();
+    let answered = trips.len() as u64;
+    let p = percentiles(&mut trips, &[50.0, 90.0, 99.0, 100.0]);
+    for connection in fleet.into_iter().chain([consuming, publishing]) {
+        let _ = connection.close().await;
+    }
+    Ok(ActivationReport {
+        hehs,
+        connect_seconds,
+        sent: hehs as u64,
+        answered,
+        seconds,
+        round_trip_ms: [p[0], p[1], p[2], p[3]].map(|ns| ns as f64 / 1e6),
+        kib_per_heh: 0.0,
+        vpp: Default::default(),
+    })
+}
