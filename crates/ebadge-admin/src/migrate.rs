@@ -59,19 +59,11 @@ pub fn leftover_side_queues(live: &crate::state::State) -> Vec<(String, String)>
         .collect()
 }
 
-/// Makes `queue` a queue of `queue_type`, keeping its messages and bindings. `progress` hears
-/// each step.
-pub async fn change_type(
-    api: &RawApi,
-    queue: &str,
-    queue_type: &str,
-    mut progress: impl FnMut(&str),
-) -> Result<(), ApiError> {
+/// Makes `queue` a queue of `queue_type`, keeping its messages and bindings.
+pub async fn change_type(api: &RawApi, queue: &str, queue_type: &str) -> Result<(), ApiError> {
     let side = side_queue(queue);
     let bindings = bindings_of(api, queue).await?;
-    progress(&format!(
-        "{queue}: new messages go to {side} while it changes type"
-    ));
+    tracing::info!("{queue}: new messages go to {side} while it changes type");
     api.send(
         Method::PUT,
         &format!("queues/%2F/{side}"),
@@ -86,7 +78,7 @@ pub async fn change_type(
     for (source, _, properties_key) in &bindings {
         unbind(api, source, queue, properties_key).await?;
     }
-    progress(&format!("{queue}: moving its messages to {side}"));
+    tracing::info!("{queue}: moving its messages to {side}");
     move_all(api, queue, &side).await?;
     api.send(Method::DELETE, &format!("queues/%2F/{queue}"), &json!({}))
         .await?;
@@ -94,9 +86,7 @@ pub async fn change_type(
     for (source, key, _) in &bindings {
         bind(api, source, queue, key).await?;
     }
-    progress(&format!(
-        "{queue}: now {queue_type}; moving its messages back"
-    ));
+    tracing::info!("{queue}: now {queue_type}; moving its messages back");
     finish(api, &side).await
 }
 

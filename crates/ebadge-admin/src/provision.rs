@@ -64,25 +64,27 @@ impl Plan {
     pub fn compute(desired: &State, live: &State, admin: &str) -> Plan {
         let mut plan = Plan::default();
         for (key, want) in desired {
+            // A queue that changes type keeps its messages: migrated, not deleted.
+            if let Some(Item::Queue {
+                queue_type: was, ..
+            }) = live.get(key)
+                && let Item::Queue {
+                    name,
+                    queue_type,
+                    durable: true,
+                } = want
+                && queue_type != was
+            {
+                plan.change.push(format!(
+                    "{want}, was {was}: its messages are moved out and back (ebadge_admin::migrate)"
+                ));
+                plan.to_migrate.push((name.clone(), queue_type.clone()));
+                continue;
+            }
             match live.get(key) {
                 None => {
                     plan.add.push(want.to_string());
                     plan.to_import.push(want.clone());
-                }
-                Some(Item::Queue {
-                    queue_type: was, ..
-                }) if matches!(want, Item::Queue { queue_type, durable: true, .. } if queue_type != was) =>
-                {
-                    let Item::Queue {
-                        name, queue_type, ..
-                    } = want
-                    else {
-                        unreachable!("matched above")
-                    };
-                    plan.change.push(format!(
-                        "{want}, was {was}: its messages are moved out and back (ebadge_admin::migrate)"
-                    ));
-                    plan.to_migrate.push((name.clone(), queue_type.clone()));
                 }
                 Some(have) if have != want => {
                     plan.change.push(want.to_string());
@@ -205,8 +207,7 @@ impl Plan {
             progress(done, total);
         }
         for (queue, queue_type) in &self.to_migrate {
-            crate::migrate::change_type(&api, queue, queue_type, |step| tracing::info!("{step}"))
-                .await?;
+            crate::migrate::change_type(&api, queue, queue_type).await?;
             done += 1;
             progress(done, total);
         }

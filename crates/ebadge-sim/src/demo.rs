@@ -127,7 +127,9 @@ pub async fn run(
 ) -> Result<Summary, Box<dyn std::error::Error + Send + Sync>> {
     let name = |s: &str| EntityName::new(s).expect("demo names follow the rule");
     let connect = |who: &str| {
-        let config = ClientConfig::new(profile.clone(), name(who));
+        let mut config = ClientConfig::new(profile.clone(), name(who));
+        // The VPP sends bursts of activations: it publishes on a connection of its own.
+        config.publish_connection = who == VPP;
         Client::connect(config)
     };
     let vpp = SimVpp::start(connect(VPP).await?);
