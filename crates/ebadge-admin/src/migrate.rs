@@ -142,14 +142,7 @@ async fn move_all(api: &RawApi, from: &str, to: &str) -> Result<(), ApiError> {
 async fn reject_all(api: &RawApi, side: &str) -> Result<(), ApiError> {
     let started = Instant::now();
     loop {
-        let batch = api
-            .send(
-                Method::POST,
-                &format!("queues/%2F/{side}/get"),
-                &json!({"count": 1000, "ackmode": "reject_requeue_false", "encoding": "auto", "truncate": 1}),
-            )
-            .await?;
-        if batch.as_array().is_some_and(|a| !a.is_empty()) {
+        if take(api, side, 1000, "reject_requeue_false").await? > 0 {
             continue;
         }
         if wait_empty(api, side, started).await? {
@@ -158,19 +151,25 @@ async fn reject_all(api: &RawApi, side: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Gets up to `count` ready messages of `queue` with the management API's `ackmode`
+/// (`ack_requeue_true` peeks; `reject_requeue_false` dead-letters them); returns how many.
+async fn take(api: &RawApi, queue: &str, count: u32, ackmode: &str) -> Result<usize, ApiError> {
+    let got = api
+        .send(
+            Method::POST,
+            &format!("queues/%2F/{queue}/get"),
+            &json!({"count": count, "ackmode": ackmode, "encoding": "auto", "truncate": 1}),
+        )
+        .await?;
+    Ok(got.as_array().map_or(0, Vec::len))
+}
+
 /// Waits until `queue` has no unacknowledged message and says whether it has no ready one
 /// either (asked of the queue itself, not the statistics, which lag). Fails after
 /// [`DRAIN_PATIENCE`] from `started`.
 async fn wait_empty(api: &RawApi, queue: &str, started: Instant) -> Result<bool, ApiError> {
     loop {
-        let peek = api
-            .send(
-                Method::POST,
-                &format!("queues/%2F/{queue}/get"),
-                &json!({"count": 1, "ackmode": "ack_requeue_true", "encoding": "auto", "truncate": 1}),
-            )
-            .await?;
-        let ready = peek.as_array().is_some_and(|a| !a.is_empty());
+        let ready = take(api, queue, 1, "ack_requeue_true").await? > 0;
         let unacked = api.get(&format!("queues/%2F/{queue}")).await?["messages_unacknowledged"]
             .as_u64()
             .unwrap_or(0);

@@ -98,6 +98,47 @@ async fn node_of(api: &RawApi, user: &str) -> String {
     panic!("the management API never listed {user}'s connection");
 }
 
+/// Sends numbered reports from `sender` to `to` at `rate` a second until `stopping`; the task
+/// returns how many it sent.
+fn send_numbered(
+    sender: Arc<Client>,
+    to: &str,
+    rate: u64,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<u64> {
+    let to = ebadge_bus::EntityName::new(to).unwrap();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(1000 / rate));
+        let mut n = 0;
+        while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            tick.tick().await;
+            sender.send(&to, &numbered_report(n)).unwrap();
+            n += 1;
+        }
+        n
+    })
+}
+
+/// Asserts that `received` got every number below `sent` from `sender`, each once; returns them
+/// in arrival order.
+fn assert_each_once(received: &Received, sender: &str, sent: u64) -> Vec<u64> {
+    let numbers = received
+        .0
+        .lock()
+        .unwrap()
+        .get(sender)
+        .cloned()
+        .unwrap_or_default();
+    let distinct: BTreeSet<u64> = numbers.iter().copied().collect();
+    assert_eq!(
+        distinct,
+        (0..sent).collect(),
+        "every message from {sender} arrived"
+    );
+    assert_eq!(numbers.len() as u64, sent, "each once");
+    numbers
+}
+
 /// Time until `client` is connected again after a fault.
 async fn reconnect_time(client: &Client, since: Instant) -> Duration {
     // First see it lose the connection (haproxy cuts the sessions of a dead node), then return.
@@ -272,20 +313,7 @@ async fn killing_the_leader_of_the_receivers_quorum_inbox_stalls_no_sender() {
     let heh = Arc::new(Client::connect(config).await.unwrap());
 
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sender = {
-        let (heh, stopping) = (heh.clone(), stopping.clone());
-        tokio::spawn(async move {
-            let to = ebadge_bus::EntityName::new("lead-vpp").unwrap();
-            let mut tick = tokio::time::interval(Duration::from_millis(1000 / RATE));
-            let mut n = 0;
-            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
-                tick.tick().await;
-                heh.send(&to, &numbered_report(n)).unwrap();
-                n += 1;
-            }
-            n
-        })
-    };
+    let sender = send_numbered(heh.clone(), "lead-vpp", RATE, stopping.clone());
     // The outbox depth, sampled: how long the sender stays behind after the kill.
     let samples = Arc::new(Mutex::new(Vec::new()));
     let sampler = {
@@ -324,16 +352,7 @@ async fn killing_the_leader_of_the_receivers_quorum_inbox_stalls_no_sender() {
         .wait_for(sent as usize, Duration::from_secs(30))
         .await;
 
-    let numbers = received
-        .0
-        .lock()
-        .unwrap()
-        .get("lead-heh")
-        .cloned()
-        .unwrap_or_default();
-    let distinct: BTreeSet<u64> = numbers.iter().copied().collect();
-    assert_eq!(distinct, (0..sent).collect(), "every report arrived");
-    assert_eq!(numbers.len() as u64, sent, "each once");
+    let numbers = assert_each_once(&received, "lead-heh", sent);
     // Back to a normal depth (a second's worth) after the kill: when, and the worst depth.
     let kill_offset = killed_at - started;
     let samples = samples.lock().unwrap().clone();
@@ -394,20 +413,7 @@ async fn killing_the_node_of_an_hehs_classic_inbox_delays_its_messages_and_loses
     let (received, _) = Received::start(&heh, true).await;
 
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sender = {
-        let (vpp, stopping) = (vpp.clone(), stopping.clone());
-        tokio::spawn(async move {
-            let to = ebadge_bus::EntityName::new("home-heh").unwrap();
-            let mut tick = tokio::time::interval(Duration::from_millis(1000 / RATE));
-            let mut n = 0;
-            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
-                tick.tick().await;
-                vpp.send(&to, &numbered_report(n)).unwrap();
-                n += 1;
-            }
-            n
-        })
-    };
+    let sender = send_numbered(vpp.clone(), "home-heh", RATE, stopping.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(broker.kill_node(index).unwrap().is_some());
     tokio::time::sleep(Duration::from_secs(15)).await;
@@ -423,16 +429,7 @@ async fn killing_the_node_of_an_hehs_classic_inbox_delays_its_messages_and_loses
     received
         .wait_for(sent as usize, Duration::from_secs(30))
         .await;
-    let numbers = received
-        .0
-        .lock()
-        .unwrap()
-        .get("home-vpp")
-        .cloned()
-        .unwrap_or_default();
-    let distinct: BTreeSet<u64> = numbers.iter().copied().collect();
-    assert_eq!(distinct, (0..sent).collect(), "every message arrived");
-    assert_eq!(numbers.len() as u64, sent, "each once");
+    assert_each_once(&received, "home-vpp", sent);
     let counters = vpp.counters();
     assert!(
         counters.returned + counters.nacked > 0,

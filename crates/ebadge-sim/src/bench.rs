@@ -322,6 +322,23 @@ pub struct ActivationReport {
     pub vpp: ebadge_bus::CounterSnapshot,
 }
 
+impl ActivationReport {
+    /// The figures of a burst to `hehs` HEHs that took `seconds`, from the round trips (ns) of
+    /// the activations answered.
+    pub fn of_burst(hehs: usize, connect_seconds: f64, seconds: f64, mut trips: Vec<u64>) -> Self {
+        let p = percentiles(&mut trips, &[50.0, 90.0, 99.0, 100.0]);
+        Self {
+            hehs,
+            connect_seconds,
+            sent: hehs as u64,
+            answered: trips.len() as u64,
+            seconds,
+            round_trip_ms: [p[0], p[1], p[2], p[3]].map(|ns| ns as f64 / 1e6),
+            ..Self::default()
+        }
+    }
+}
+
 /// The HEHs of the activation benchmark `first..first + count`, connected (at most 64 handshakes
 /// at once) and announced. `progress` gets the number connected so far.
 pub async fn activation_fleet(
@@ -413,7 +430,7 @@ where
             (outcome, t.elapsed())
         });
     }
-    let (mut answered, mut trips) = (0, Vec::with_capacity(hehs));
+    let mut trips = Vec::with_capacity(hehs);
     while let Some(Ok((outcome, trip))) = tasks.join_next().await {
         if matches!(
             outcome,
@@ -421,12 +438,10 @@ where
                 | ActivationOutcome::Rejected(_)
                 | ActivationOutcome::Modified(_))
         ) {
-            answered += 1;
             trips.push(trip.as_nanos() as u64);
         }
     }
     let seconds = burst.elapsed().as_secs_f64();
-    let p = percentiles(&mut trips, &[50.0, 90.0, 99.0, 100.0]);
     if let Some(fleet) = fleet {
         fleet.close(Duration::from_secs(5)).await;
     }
@@ -434,13 +449,8 @@ where
     vpp.close(Duration::from_secs(5)).await;
     Ok(ActivationReport {
         vpp: vpp_counters,
-        hehs,
-        connect_seconds,
-        sent: hehs as u64,
-        answered,
-        seconds,
-        round_trip_ms: [p[0], p[1], p[2], p[3]].map(|ns| ns as f64 / 1e6),
         kib_per_heh,
+        ..ActivationReport::of_burst(hehs, connect_seconds, seconds, trips)
     })
 }
 

@@ -8,7 +8,6 @@
 
 use crate::bench::{ActivationReport, BENCH_VPP, bench_heh};
 use crate::fleet::FleetError;
-use crate::measure::percentiles;
 use amqprs::BasicProperties;
 use amqprs::channel::{
     BasicAckArguments, BasicConsumeArguments, BasicPublishArguments, BasicQosArguments,
@@ -177,19 +176,13 @@ pub async fn raw_activations(
             .map_err(fail)?;
     }
     let seconds = burst.elapsed().as_secs_f64();
-    let answered = trips.len() as u64;
-    let p = percentiles(&mut trips, &[50.0, 90.0, 99.0, 100.0]);
     for connection in fleet.into_iter().chain([consuming, publishing]) {
         let _ = connection.close().await;
     }
-    Ok(ActivationReport {
+    Ok(ActivationReport::of_burst(
         hehs,
         connect_seconds,
-        sent: hehs as u64,
-        answered,
         seconds,
-        round_trip_ms: [p[0], p[1], p[2], p[3]].map(|ns| ns as f64 / 1e6),
-        kib_per_heh: 0.0,
-        vpp: Default::default(),
-    })
+        trips,
+    ))
 }
