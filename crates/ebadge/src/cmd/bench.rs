@@ -123,9 +123,10 @@ pub struct Common {
     /// One JSON object with the results.
     #[arg(long)]
     pub json: bool,
-    /// Queue type of the benchmark's inboxes: auto (quorum on a cluster), classic or quorum. On
-    /// a cluster a quorum queue costs ≈ 430 KiB of broker memory and ≈ 23 ms to create (see
-    /// docs/benchmarks.md): 20,000 HEHs need classic queues on a 24-GiB machine.
+    /// Queue type of the benchmark's inboxes: auto (on a cluster the VPP's inbox is a quorum
+    /// queue and the HEHs' are classic), classic or quorum. Quorum HEH inboxes cost each node
+    /// file-handle reservations: past 20,000 a node stops answering new connections (see the
+    /// operator guide, "Queue types on a cluster").
     #[arg(long, default_value = "auto", value_parser = ["auto", "classic", "quorum"])]
     pub queue_type: String,
 }

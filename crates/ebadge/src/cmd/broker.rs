@@ -16,7 +16,8 @@ pub enum BrokerCommand {
     /// Start the local broker (RabbitMQ in DIR, TLS only, client certificates only), or the parts
     /// of it that stopped, or report the running one. Creates the PKI in DIR/pki and writes the
     /// connection profile DIR/profile.toml. With --nodes 3: a cluster of three nodes with haproxy
-    /// in front (the profile points at haproxy); provisioning then makes inboxes quorum queues.
+    /// in front (the profile points at haproxy); provisioning then makes every inbox but the
+    /// HEHs' a quorum queue.
     ///
     /// Examples: ebadge broker up && ebadge pki issue heh-1
     ///           ebadge broker up --dir .ebadge-cluster --nodes 3

@@ -24,7 +24,8 @@ pub struct ProvisionArgs {
     #[arg(long, value_name = "FILE")]
     pub export_definitions: Option<PathBuf>,
     /// With --export-definitions: the number of nodes of the cluster the file is for (more than
-    /// one makes inboxes quorum queues when the registry says queue_type = "auto").
+    /// one makes every inbox but the HEHs' a quorum queue when the registry says
+    /// queue_type = "auto").
     #[arg(long, default_value_t = 1, requires = "export_definitions")]
     pub cluster_nodes: usize,
     /// Print the plan as one JSON object {"add":[..],"change":[..],"remove":[..],"applied":bool}.
