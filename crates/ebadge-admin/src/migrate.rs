@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 /// The suffix of the side queue that holds a queue's messages while it changes type.
 pub const SIDE_SUFFIX: &str = "-migrating";
 
-/// Name of the temporary policy that moves messages; it outranks every other policy.
+/// Prefix of the temporary policy that moves one queue's messages (`ebadge-migration-<queue>`,
+/// so that migrations run side by side); it outranks every other policy.
 pub const MOVE_POLICY: &str = "ebadge-migration";
 
 /// How long a queue may take to empty (a consumer holding unacknowledged messages delays it).
@@ -107,7 +108,7 @@ pub async fn finish(api: &RawApi, side: &str) -> Result<(), ApiError> {
 /// Dead-letters everything in `from` to `to` (by a policy) and waits until `from` holds
 /// nothing.
 async fn move_all(api: &RawApi, from: &str, to: &str) -> Result<(), ApiError> {
-    let policy = format!("policies/%2F/{MOVE_POLICY}");
+    let policy = format!("policies/%2F/{MOVE_POLICY}-{from}");
     api.send(
         Method::PUT,
         &policy,

@@ -14,6 +14,9 @@ use serde::Serialize;
 /// management API's body size limit.
 pub const IMPORT_CHUNK: usize = 5_000;
 
+/// Queues migrated at the same time ([`crate::migrate`]).
+pub const MIGRATIONS_AT_ONCE: usize = 16;
+
 /// The management API client type used throughout.
 pub type AdminClient = Client<String, String, String>;
 
@@ -206,8 +209,18 @@ impl Plan {
             done += 1;
             progress(done, total);
         }
-        for (queue, queue_type) in &self.to_migrate {
-            crate::migrate::change_type(&api, queue, queue_type).await?;
+        // A migration waits on the broker most of its second or so: several run side by side.
+        let mut migrations = tokio::task::JoinSet::new();
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MIGRATIONS_AT_ONCE));
+        for (queue, queue_type) in self.to_migrate.clone() {
+            let (api, slots) = (api.clone(), slots.clone());
+            migrations.spawn(async move {
+                let _slot = slots.acquire_owned().await.expect("never closed");
+                crate::migrate::change_type(&api, &queue, &queue_type).await
+            });
+        }
+        while let Some(migrated) = migrations.join_next().await {
+            migrated.map_err(|e| ApiError::new("migrating a queue", e))??;
             done += 1;
             progress(done, total);
         }
@@ -283,4 +296,55 @@ async fn delete(client: &AdminClient, item: &Item) -> Result<(), ApiError> {
         }
     };
     result.map_err(|e| ApiError::new(context, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(name: &str, queue_type: &str) -> Item {
+        Item::Queue {
+            name: name.into(),
+            durable: true,
+            queue_type: queue_type.into(),
+        }
+    }
+
+    fn state(items: &[Item]) -> State {
+        items.iter().map(|i| (i.key(), i.clone())).collect()
+    }
+
+    #[test]
+    fn a_queue_that_changes_type_is_migrated_not_deleted() {
+        let desired = state(&[queue("private-h-inbox", "classic")]);
+        let live = state(&[queue("private-h-inbox", "quorum")]);
+        let plan = Plan::compute(&desired, &live, "ebadge-admin");
+        assert_eq!(
+            plan.change,
+            [
+                "queue private-h-inbox (classic, durable), was quorum: its messages are moved out and back (ebadge_admin::migrate)"
+            ]
+        );
+        assert!(plan.to_delete.is_empty() && plan.to_import.is_empty());
+        assert_eq!(
+            plan.to_migrate,
+            [("private-h-inbox".into(), "classic".into())]
+        );
+    }
+
+    #[test]
+    fn a_side_queue_left_by_a_stopped_migration_is_finished() {
+        let desired = state(&[queue("private-h-inbox", "classic")]);
+        let live = state(&[
+            queue("private-h-inbox", "classic"),
+            queue("private-h-inbox-migrating", "classic"),
+        ]);
+        let plan = Plan::compute(&desired, &live, "ebadge-admin");
+        assert_eq!(plan.to_finish, ["private-h-inbox-migrating"]);
+        assert!(
+            plan.remove.is_empty(),
+            "the side queue is not deleted with its messages"
+        );
+        assert!(!plan.is_empty(), "there is something to do");
+    }
 }
