@@ -23,7 +23,7 @@
 
 use crate::mgmt::RawApi;
 use crate::provision::ApiError;
-pub use reqwest::Method;
+use reqwest::Method;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
