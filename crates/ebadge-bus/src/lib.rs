@@ -4,9 +4,11 @@
 
 pub mod client;
 pub mod connect;
+mod consumer;
 pub mod conventions;
 pub mod counters;
 pub mod dedupe;
+mod events;
 pub mod handler;
 mod inbound;
 pub mod outbox;

@@ -1,5 +1,5 @@
 //! One connection's life, owned by the supervisor task of a [`Client`](crate::Client): connect
-//! with backoff and jitter, set up the publishing (confirm mode) and consuming channels, then
+//! with backoff and jitter, set up the publishing (confirm mode) and consuming ([`crate::consumer`]) channels, then
 //! publish from the outbox, settle what the broker answers ([`Publisher`]), forward the
 //! application's acknowledgements and check every delivery (quarantine, dedupe, answers to
 //! waiting requests; decisions in [`crate::inbound`]) until the connection is lost or closed.
@@ -8,124 +8,22 @@ use crate::client::{
     AckHandle, Incoming, PendingKey, QUARANTINE_FROM_HEADER, QUARANTINE_REASON_HEADER, Shared,
 };
 use crate::connect::connect;
-use crate::conventions::{EntityName, inbox_queue, quarantine_queue};
+use crate::consumer::Consumer;
+use crate::conventions::{EntityName, quarantine_queue};
 use crate::counters::Counters;
 use crate::dedupe::DedupeWindow;
+use crate::events::{CONSUMER, Callbacks, Event};
 use crate::inbound::{Held, verdict};
 use crate::publisher::{Publisher, QuarantineCopy, Retries};
-use amqprs::callbacks::{ChannelCallback, ConnectionCallback};
 use amqprs::channel::{
-    BasicAckArguments, BasicConsumeArguments, BasicQosArguments, Channel, ConfirmSelectArguments,
-    ExchangeDeclareArguments, QueueBindArguments, QueueDeclareArguments,
+    BasicAckArguments, Channel, ConfirmSelectArguments, ExchangeDeclareArguments,
+    QueueBindArguments, QueueDeclareArguments,
 };
 use amqprs::connection::Connection;
-use amqprs::{Ack, BasicProperties, Cancel, Close, CloseChannel, Nack, Return};
 use ebadge_model::Message;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-
-/// What the broker told us, tagged with the channel generation it came from (0: the
-/// connection; [`CONSUMER`]: the consuming channel; 1, 2, …: publishing channels, one after
-/// another).
-pub(crate) enum Event {
-    Ack(u64, u64, bool),
-    Nack(u64, u64, bool),
-    Return(u64, Option<String>, String, String),
-    ChannelClosed(u64, u16, String),
-    /// The broker cancelled our consumer (its inbox was deleted, or its node went down).
-    Cancelled,
-    Closed(String),
-}
-
-/// The generation tag of the consuming channel's events.
-const CONSUMER: u64 = u64::MAX;
-
-/// Longest wait between two attempts to consume an inbox that is unavailable.
-const CONSUME_RETRY_MAX: Duration = Duration::from_secs(30);
-
-/// Forwards amqprs callbacks as [`Event`]s.
-struct Callbacks {
-    tx: mpsc::UnboundedSender<Event>,
-    generation: u64,
-}
-
-impl Callbacks {
-    fn new(tx: &mpsc::UnboundedSender<Event>, generation: u64) -> Self {
-        Self {
-            tx: tx.clone(),
-            generation,
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl ChannelCallback for Callbacks {
-    async fn close(
-        &mut self,
-        _: &Channel,
-        close: CloseChannel,
-    ) -> Result<(), amqprs::error::Error> {
-        let _ = self.tx.send(Event::ChannelClosed(
-            self.generation,
-            close.reply_code(),
-            close.reply_text().clone(),
-        ));
-        Ok(())
-    }
-    async fn cancel(&mut self, _: &Channel, _: Cancel) -> Result<(), amqprs::error::Error> {
-        let _ = self.tx.send(Event::Cancelled);
-        Ok(())
-    }
-    async fn flow(&mut self, _: &Channel, active: bool) -> Result<bool, amqprs::error::Error> {
-        Ok(active)
-    }
-    async fn publish_ack(&mut self, _: &Channel, ack: Ack) {
-        let _ = self.tx.send(Event::Ack(
-            self.generation,
-            ack.delivery_tag(),
-            ack.mutiple(),
-        ));
-    }
-    async fn publish_nack(&mut self, _: &Channel, nack: Nack) {
-        let _ = self.tx.send(Event::Nack(
-            self.generation,
-            nack.delivery_tag(),
-            nack.multiple(),
-        ));
-    }
-    async fn publish_return(
-        &mut self,
-        _: &Channel,
-        ret: Return,
-        props: BasicProperties,
-        _: Vec<u8>,
-    ) {
-        let _ = self.tx.send(Event::Return(
-            self.generation,
-            props.message_id().cloned(),
-            ret.exchange().clone(),
-            ret.routing_key().clone(),
-        ));
-    }
-}
-
-#[async_trait::async_trait]
-impl ConnectionCallback for Callbacks {
-    async fn close(&mut self, _: &Connection, close: Close) -> Result<(), amqprs::error::Error> {
-        let _ = self.tx.send(Event::Closed(format!(
-            "connection closed by the broker: {} {}",
-            close.reply_code(),
-            close.reply_text()
-        )));
-        Ok(())
-    }
-    async fn blocked(&mut self, _: &Connection, reason: String) {
-        tracing::warn!(%reason, "the broker blocks our publishes (resource alarm)");
-    }
-    async fn unblocked(&mut self, _: &Connection) {}
-    async fn secret_updated(&mut self, _: &Connection) {}
-}
 
 /// Makes `private-<me>-quarantine` (exchange, durable queue, binding) unless it exists: on first
 /// use, so that an entity that never receives anything invalid costs the broker no quarantine.
@@ -160,72 +58,6 @@ const FIRST_DEATH_EXCHANGE: &str = "x-first-death-exchange";
 
 /// Longest wait between two reopenings of a publishing channel that gets only nacks.
 const REOPEN_MAX: Duration = Duration::from_secs(30);
-
-/// The consuming side of a session: a channel consuming the entity's inbox, or, while the inbox
-/// cannot be consumed (its classic queue's node is down, it is being migrated, it is not
-/// provisioned yet), none and the time of the next attempt. The connection stays: publishing
-/// goes on, and a fleet whose inboxes' node is down does not reconnect in a storm.
-#[derive(Default)]
-struct Consumer {
-    channel: Option<Channel>,
-    deliveries: Option<mpsc::UnboundedReceiver<amqprs::channel::ConsumerMessage>>,
-    retry_at: Option<Instant>,
-    backoff: Duration,
-}
-
-impl Consumer {
-    /// Consumes `me`'s inbox on a new channel of `conn`; on failure, schedules the next attempt.
-    async fn open(
-        &mut self,
-        conn: &Connection,
-        events: &mpsc::UnboundedSender<Event>,
-        me: &EntityName,
-        prefetch: u16,
-    ) {
-        let attempt = async {
-            let channel = conn.open_channel(None).await?;
-            channel
-                .register_callback(Callbacks::new(events, CONSUMER))
-                .await?;
-            channel
-                .basic_qos(BasicQosArguments::new(0, prefetch, false))
-                .await?;
-            let mut args = BasicConsumeArguments::new(&inbox_queue(me), "");
-            args.manual_ack(true);
-            let (_, deliveries) = channel.basic_consume_rx(args).await?;
-            Ok::<_, amqprs::error::Error>((channel, deliveries))
-        };
-        match attempt.await {
-            Ok((channel, deliveries)) => {
-                *self = Self {
-                    channel: Some(channel),
-                    deliveries: Some(deliveries),
-                    retry_at: None,
-                    backoff: Duration::ZERO,
-                };
-            }
-            Err(e) => {
-                self.backoff = (self.backoff * 2).clamp(Duration::from_secs(1), CONSUME_RETRY_MAX);
-                let wait = self.backoff.mul_f64(0.5 + fastrand::f64());
-                tracing::warn!(error = %e, retry_in = ?wait, "cannot consume the inbox (its node down, or being migrated?); publishing goes on");
-                self.retry_at = Some(Instant::now() + wait);
-            }
-        }
-    }
-
-    fn is_open(&self) -> bool {
-        self.deliveries.is_some()
-    }
-
-    /// Whether an attempt to consume again is due.
-    fn due(&self) -> bool {
-        self.retry_at.is_some_and(|at| Instant::now() >= at)
-    }
-
-    async fn next(&mut self) -> Option<amqprs::channel::ConsumerMessage> {
-        self.deliveries.as_mut()?.recv().await
-    }
-}
 
 /// Owns the connection's life: sessions one after another, with backoff between them.
 pub(crate) struct Supervisor {
