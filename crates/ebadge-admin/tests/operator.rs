@@ -666,3 +666,25 @@ async fn a_revoked_certificate_stays_out_after_reprovisioning_and_a_reissued_one
         .collect();
     assert_eq!(reasons[reasons.len() - 2..], ["revoked", "superseded"]);
 }
+
+#[tokio::test]
+async fn the_local_broker_runs_with_the_fleet_settings() {
+    let _ = profile().await;
+    let broker = ebadge_admin::broker::LocalBroker::new(broker_dir());
+    let state = broker.state().unwrap().expect("the test broker is up");
+    let env = broker
+        .ctl(
+            &state,
+            &[
+                "eval",
+                "[application:get_env(rabbit, K) || K <- [queue_leader_locator, queue_master_locator, classic_queue_default_version, tcp_listen_options]].",
+            ],
+        )
+        .unwrap();
+    for want in ["balanced", "random", "{ok,2}", "{backlog,4096}"] {
+        assert!(
+            env.contains(want),
+            "{want} missing from the node's settings: {env}"
+        );
+    }
+}
