@@ -65,12 +65,11 @@ pub async fn change_type(api: &RawApi, queue: &str, queue_type: &str) -> Result<
     let side = side_queue(queue);
     let bindings = bindings_of(api, queue).await?;
     tracing::info!("{queue}: new messages go to {side} while it changes type");
-    api.send(
-        Method::PUT,
-        &format!("queues/%2F/{side}"),
-        &json!({"durable": true, "auto_delete": false, "arguments": {
-            "x-queue-type": "classic",
-            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue}}),
+    declare(
+        api,
+        &side,
+        json!({"x-queue-type": "classic",
+               "x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue}),
     )
     .await?;
     for (source, key, _) in &bindings {
@@ -83,7 +82,7 @@ pub async fn change_type(api: &RawApi, queue: &str, queue_type: &str) -> Result<
     move_all(api, queue, &side).await?;
     api.send(Method::DELETE, &format!("queues/%2F/{queue}"), &json!({}))
         .await?;
-    declare(api, queue, queue_type).await?;
+    declare(api, queue, json!({"x-queue-type": queue_type})).await?;
     for (source, key, _) in &bindings {
         bind(api, source, queue, key).await?;
     }
@@ -207,11 +206,12 @@ async fn bindings_of(api: &RawApi, queue: &str) -> Result<Vec<(String, String, S
         .collect())
 }
 
-async fn declare(api: &RawApi, queue: &str, queue_type: &str) -> Result<(), ApiError> {
+/// Declares the durable `queue` with `arguments`.
+async fn declare(api: &RawApi, queue: &str, arguments: serde_json::Value) -> Result<(), ApiError> {
     api.send(
         Method::PUT,
         &format!("queues/%2F/{queue}"),
-        &json!({"durable": true, "auto_delete": false, "arguments": {"x-queue-type": queue_type}}),
+        &json!({"durable": true, "auto_delete": false, "arguments": arguments}),
     )
     .await
     .map(drop)

@@ -224,21 +224,14 @@ impl Client {
         config: ClientConfig,
         patience: Duration,
     ) -> Result<Client, ConnectError> {
-        let deadline = tokio::time::Instant::now() + patience;
-        let mut delay = config.reconnect_min;
-        loop {
-            match connect(&config.profile, config.name.as_str()).await {
-                Ok(first) => return Self::launch(config, Some(first)),
-                Err(e @ ConnectError::Broker { .. })
-                    if tokio::time::Instant::now() + delay < deadline =>
-                {
-                    tracing::debug!(error = %e, retry_in = ?delay, "connect failed; trying again");
-                    tokio::time::sleep(delay.mul_f64(0.5 + fastrand::f64())).await;
-                    delay = (delay * 2).min(config.reconnect_max);
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let first = crate::connect::connect_patiently(
+            &config.profile,
+            config.name.as_str(),
+            patience,
+            (config.reconnect_min, config.reconnect_max),
+        )
+        .await?;
+        Self::launch(config, Some(first))
     }
 
     /// Starts without waiting for the broker: sends go to the outbox and leave when a connection

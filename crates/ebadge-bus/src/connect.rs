@@ -92,6 +92,31 @@ pub async fn connect(profile: &Profile, name: &str) -> Result<Connection, Connec
     connect_with(profile, name, &cert, &key).await
 }
 
+/// [`connect`], tried again while the broker does not answer (a busy node, a fleet booting at
+/// once): backoff doubling from `backoff.0` to `backoff.1` with ±50 % jitter, for up to
+/// `patience`. Errors a retry cannot mend (certificate, refused login) return at once.
+pub async fn connect_patiently(
+    profile: &Profile,
+    name: &str,
+    patience: std::time::Duration,
+    backoff: (std::time::Duration, std::time::Duration),
+) -> Result<Connection, ConnectError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut delay = backoff.0;
+    loop {
+        match connect(profile, name).await {
+            Err(e @ ConnectError::Broker { .. })
+                if tokio::time::Instant::now() + delay < deadline =>
+            {
+                tracing::debug!(error = %e, retry_in = ?delay, "connect failed; trying again");
+                tokio::time::sleep(delay.mul_f64(0.5 + fastrand::f64())).await;
+                delay = (delay * 2).min(backoff.1);
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 /// Opens a connection with explicit certificate and key files (tests use foreign ones).
 pub async fn connect_with(
     profile: &Profile,

@@ -303,11 +303,11 @@ async fn killing_the_leader_of_the_receivers_quorum_inbox_stalls_no_sender() {
     let status = broker.status().unwrap();
     let index = status.nodes.iter().position(|n| n.name == leader).unwrap();
     let survivor = &status.nodes[(index + 1) % status.nodes.len()];
-    let mut direct = profile.clone();
-    direct.amqps_url = survivor.amqps_url.clone();
     let dir = tempfile::tempdir().unwrap();
-    let mut config =
-        ebadge_bus::ClientConfig::new(direct, ebadge_bus::EntityName::new("lead-heh").unwrap());
+    let mut config = ebadge_bus::ClientConfig::new(
+        on_node(&profile, survivor),
+        ebadge_bus::EntityName::new("lead-heh").unwrap(),
+    );
     config.durable_outbox = Some(dir.path().join("outbox.sqlite"));
     config.reconnect_max = Duration::from_secs(1);
     let heh = Arc::new(Client::connect(config).await.unwrap());
@@ -382,15 +382,11 @@ async fn killing_the_leader_of_the_receivers_quorum_inbox_stalls_no_sender() {
     vpp.close(Duration::from_secs(5)).await;
 }
 
-/// A client of `name` connected straight to `node` (not through haproxy).
-async fn client_on(
-    profile: &Profile,
-    node: &ebadge_admin::broker::NodeStatus,
-    name: &str,
-) -> Client {
+/// `profile`, connecting straight to `node` (not through haproxy).
+fn on_node(profile: &Profile, node: &ebadge_admin::broker::NodeStatus) -> Profile {
     let mut direct = profile.clone();
     direct.amqps_url = node.amqps_url.clone();
-    client(&direct, name).await
+    direct
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,8 +404,8 @@ async fn killing_the_node_of_an_hehs_classic_inbox_delays_its_messages_and_loses
     let index = status.nodes.iter().position(|n| n.name == home).unwrap();
     let other = &status.nodes[(index + 1) % status.nodes.len()];
     // Both ends stay connected to a node that survives: only the inbox goes away.
-    let vpp = Arc::new(client_on(&profile, other, "home-vpp").await);
-    let heh = client_on(&profile, other, "home-heh").await;
+    let vpp = Arc::new(client(&on_node(&profile, other), "home-vpp").await);
+    let heh = client(&on_node(&profile, other), "home-heh").await;
     let (received, _) = Received::start(&heh, true).await;
 
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));

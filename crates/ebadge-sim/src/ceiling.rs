@@ -20,26 +20,20 @@ use ebadge_model::{Activate, Message};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Connects `name` over TLS with its certificate, retrying for up to the fleet's patience (a
-/// node busy with a connection storm answers late).
+/// Connects `name` over TLS with its certificate, with the fleet's patience (a node busy with a
+/// connection storm answers late).
 async fn connect(profile: &Profile, name: &str) -> Result<Connection, FleetError> {
-    let started = Instant::now();
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match ebadge_bus::connect(profile, name).await {
-            Ok(connection) => return Ok(connection),
-            Err(source) if started.elapsed() > crate::fleet::CONNECT_PATIENCE => {
-                return Err(FleetError::Connect {
-                    name: name.into(),
-                    source,
-                });
-            }
-            Err(_) => {
-                tokio::time::sleep(delay.mul_f64(0.5 + fastrand::f64())).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
+    ebadge_bus::connect::connect_patiently(
+        profile,
+        name,
+        crate::fleet::CONNECT_PATIENCE,
+        (Duration::from_millis(200), Duration::from_secs(5)),
+    )
+    .await
+    .map_err(|source| FleetError::Connect {
+        name: name.into(),
+        source,
+    })
 }
 
 /// One raw HEH: answers each activation, then acknowledges it.
