@@ -18,9 +18,14 @@ const RECEIVER: &str = "mig-heh";
 const WAITING: u64 = 300;
 
 fn registry(queue_type: &str) -> Registry {
+    pair(SENDER, RECEIVER, queue_type)
+}
+
+/// A VPP `sender` and its HEH `receiver`, inboxes of `queue_type`.
+fn pair(sender: &str, receiver: &str, queue_type: &str) -> Registry {
     Registry::parse(&format!(
-        "[options]\nqueue_type = \"{queue_type}\"\n[[entity]]\nname = \"{SENDER}\"\n\
-         [[heh]]\nname = \"{RECEIVER}\"\noperator = \"{SENDER}\"\n"
+        "[options]\nqueue_type = \"{queue_type}\"\n[[entity]]\nname = \"{sender}\"\n\
+         [[heh]]\nname = \"{receiver}\"\noperator = \"{sender}\"\n"
     ))
     .unwrap()
 }
@@ -137,6 +142,81 @@ async fn changing_an_inbox_type_on_a_live_broker_moves_its_messages_and_loses_no
         Vec::<String>::new(),
         "nothing left to do (no side queue left behind)"
     );
+    receiver.close(Duration::from_secs(5)).await;
+    sender.close(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_stopped_half_way_is_finished_by_the_next_provisioning() {
+    const WAITING: u64 = 200;
+    let (sender_name, receiver_name) = ("stop-vpp", "stop-heh");
+    let profile = profile().await;
+    let m = profile.management.clone().unwrap();
+    let admin = ebadge_admin::broker::admin_client(&m.url, &m.password);
+    let plan = |queue_type: &str| {
+        let (admin, m, r) = (&admin, &m, pair(sender_name, receiver_name, queue_type));
+        async move {
+            provision::plan(admin, m, &r)
+                .await
+                .unwrap()
+                .without_removals()
+        }
+    };
+    plan("quorum").await.apply(&m, |_, _| {}).await.unwrap();
+    LocalBroker::new(ebadge_testkit::broker_dir())
+        .pki()
+        .issue_missing([sender_name, receiver_name])
+        .unwrap();
+    let inbox = ebadge_bus::conventions::inbox_queue(&EntityName::new(receiver_name).unwrap());
+    let side = ebadge_admin::migrate::side_queue(&inbox);
+    let sender = client(&profile, sender_name).await;
+    let to = EntityName::new(receiver_name).unwrap();
+    for n in 0..WAITING {
+        sender.send(&to, &numbered_report(n)).unwrap();
+    }
+    sender.flush().await.unwrap();
+
+    // Provisioning stops (killed) as soon as the migration has made its side queue.
+    let interrupted = {
+        let (plan, m) = (plan("classic").await, m.clone());
+        tokio::spawn(async move { plan.apply(&m, |_, _| {}).await })
+    };
+    let api = ebadge_admin::mgmt::RawApi::new(&m);
+    let started = std::time::Instant::now();
+    while api.get(&format!("queues/%2F/{side}")).await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "no side queue");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    interrupted.abort();
+    let _ = interrupted.await;
+
+    let again = plan("classic").await;
+    assert!(
+        again
+            .change
+            .iter()
+            .any(|c| c.contains("a stopped migration left") && c.contains(&side)),
+        "the next plan finishes the move: {:?}",
+        again.change
+    );
+    again.apply(&m, |_, _| {}).await.unwrap();
+    assert_eq!(queue_type(&admin, &inbox).await, "classic");
+    assert!(
+        api.get(&format!("queues/%2F/{side}")).await.is_err(),
+        "no side queue left"
+    );
+    let receiver = client(&profile, receiver_name).await;
+    let mut incoming = receiver.inbox().unwrap();
+    let numbers = collect(&mut incoming, sender_name, WAITING, Duration::from_secs(20)).await;
+    let mut distinct = numbers.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(
+        distinct,
+        (0..WAITING).collect::<Vec<_>>(),
+        "every number arrived"
+    );
+    assert_eq!(numbers.len(), distinct.len(), "none twice");
     receiver.close(Duration::from_secs(5)).await;
     sender.close(Duration::from_secs(5)).await;
 }
