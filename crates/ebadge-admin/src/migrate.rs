@@ -95,6 +95,16 @@ pub async fn change_type(api: &RawApi, queue: &str, queue_type: &str) -> Result<
 /// messages reach the queue before the side queue is unbound, so one may arrive twice (the
 /// client drops duplicates by message id), never not at all.
 pub async fn finish(api: &RawApi, side: &str) -> Result<(), ApiError> {
+    // A migration stopped while moving messages out leaves its policy on the queue: lifted
+    // first, or what is rejected back would be dropped out again, back and forth.
+    if let Some(queue) = side.strip_suffix(SIDE_SUFFIX) {
+        api.send(
+            Method::DELETE,
+            &format!("policies/%2F/{MOVE_POLICY}-{queue}"),
+            &json!({}),
+        )
+        .await?;
+    }
     for (source, _, properties_key) in bindings_of(api, side).await? {
         unbind(api, &source, side, &properties_key).await?;
     }
