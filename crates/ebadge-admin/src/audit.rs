@@ -2,14 +2,15 @@
 //! violation. Derives group membership from the live bindings, so it needs no registry.
 
 use crate::mgmt::RawApi;
-use crate::provision::{AdminClient, ApiError, live_state};
+use crate::mgmt::{AdminClient, ApiError};
+use crate::profile::Management;
+use crate::provision::live_state;
 use crate::state::Item;
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::{
     HEH_TAG, MESSAGE_TTL_MS, QUARANTINE_MAX_LENGTH, QUARANTINE_TTL_MS, inbox_queue,
     is_valid_entity_name, parse_pair_exchange, permissions,
 };
-use ebadge_bus::profile::Management;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -1,10 +1,43 @@
-//! Raw management API requests, for the endpoints whose typed responses in
-//! `rabbitmq_http_client` do not parse on RabbitMQ 3.10 (`/api/nodes`, `/api/overview`) or that
-//! it does not offer (policies with any definition, `get` on a queue, bindings' property keys).
+//! The management API, in one place: the typed client of `rabbitmq_http_client`
+//! ([`admin_client`]), its error ([`ApiError`]), and raw JSON requests ([`RawApi`]) for the
+//! endpoints whose typed responses do not parse on RabbitMQ 3.10 (`/api/nodes`, `/api/overview`)
+//! or that it does not offer (policies with any definition, `get` on a queue, bindings' property
+//! keys).
 
-use crate::provision::ApiError;
-use ebadge_bus::profile::Management;
+use crate::profile::Management;
 use serde_json::Value;
+
+/// The management API client type used throughout.
+pub type AdminClient = rabbitmq_http_client::api::Client<String, String, String>;
+
+/// A management API failure.
+#[derive(Debug, thiserror::Error)]
+#[error("management API: {context}: {reason}")]
+pub struct ApiError {
+    /// What we were doing.
+    pub context: String,
+    /// What the API said.
+    pub reason: String,
+}
+
+impl ApiError {
+    /// Wraps an error with what was being done.
+    pub fn new(context: impl Into<String>, e: impl std::fmt::Display) -> Self {
+        Self {
+            context: context.into(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// The typed management API client for the administrator account of `m`.
+pub fn admin_client(m: &Management) -> AdminClient {
+    AdminClient::new(
+        format!("{}/api", m.url.trim_end_matches('/')),
+        m.user.clone(),
+        m.password.clone(),
+    )
+}
 
 /// Requests on the management API, as JSON.
 #[derive(Debug, Clone)]

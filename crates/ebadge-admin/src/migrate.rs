@@ -21,8 +21,8 @@
 //! (a quorum queue dead-letters a batch newest first); the message TTL starts again in each
 //! queue.
 
+use crate::mgmt::ApiError;
 use crate::mgmt::RawApi;
-use crate::provision::ApiError;
 use reqwest::Method;
 use serde_json::json;
 use std::time::{Duration, Instant};

@@ -1,11 +1,10 @@
 //! Provisioning: the difference between what a registry implies and what a live broker has,
 //! printed as a plan and applied through the management API. A second run finds nothing to do.
 
-use crate::mgmt::RawApi;
+use crate::mgmt::{AdminClient, ApiError, RawApi, admin_client};
+use crate::profile::Management;
 use crate::registry::Registry;
 use crate::state::{Item, State, desired, from_definitions, to_definitions};
-use ebadge_bus::profile::Management;
-use rabbitmq_http_client::api::Client;
 use rabbitmq_http_client::commons::BindingDestinationType;
 use rabbitmq_http_client::requests::BindingDeletionParams;
 use serde::Serialize;
@@ -16,29 +15,6 @@ pub const IMPORT_CHUNK: usize = 5_000;
 
 /// Queues migrated at the same time ([`crate::migrate`]).
 pub const MIGRATIONS_AT_ONCE: usize = 16;
-
-/// The management API client type used throughout.
-pub type AdminClient = Client<String, String, String>;
-
-/// A management API failure.
-#[derive(Debug, thiserror::Error)]
-#[error("management API: {context}: {reason}")]
-pub struct ApiError {
-    /// What we were doing.
-    pub context: String,
-    /// What the API said.
-    pub reason: String,
-}
-
-impl ApiError {
-    /// Wraps an error with what was being done.
-    pub fn new(context: impl Into<String>, e: impl std::fmt::Display) -> Self {
-        Self {
-            context: context.into(),
-            reason: e.to_string(),
-        }
-    }
-}
 
 /// What provisioning will do (or did).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -177,7 +153,7 @@ impl Plan {
         management: &Management,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<(), ApiError> {
-        let client = &crate::broker::admin_client(&management.url, &management.password);
+        let client = &admin_client(management);
         let api = RawApi::new(management);
         let total = self.to_delete.len()
             + self.to_import.len()

@@ -71,6 +71,21 @@ pub struct Options {
     pub queue_type: QueueType,
 }
 
+impl std::str::FromStr for QueueType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "classic" => Ok(Self::Classic),
+            "quorum" => Ok(Self::Quorum),
+            other => Err(format!(
+                "unknown queue type {other:?}: auto, classic or quorum"
+            )),
+        }
+    }
+}
+
 fn default_ttl() -> u64 {
     MESSAGE_TTL_MS
 }
@@ -352,6 +367,139 @@ impl Registry {
     /// The groups.
     pub fn groups(&self) -> &[Group] {
         &self.groups
+    }
+}
+
+/// A registry assembled in code: the same TOML a person would write ([`Builder::to_toml`]), and
+/// checked by the same rules when built ([`Builder::build`]).
+///
+/// ```
+/// use ebadge_admin::registry::{Builder, QueueType};
+/// let builder = Builder::new()
+///     .queue_type(QueueType::Classic)
+///     .entity("vpp", Some("vpp"))
+///     .entity("ts", None)
+///     .heh("heh-a", "vpp")
+///     .link("vpp", "ts")
+///     .group("vpps", "ts", ["vpp"]);
+/// let registry = builder.build()?;
+/// assert_eq!(registry.entities().count(), 3);
+/// assert!(builder.to_toml().contains("[[heh]]"));
+/// # Ok::<(), ebadge_admin::registry::RegistryError>(())
+/// ```
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Builder {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<BuiltOptions>,
+    entity: Vec<BuiltEntity>,
+    heh: Vec<BuiltHeh>,
+    link: Vec<BuiltLink>,
+    group: Vec<BuiltGroup>,
+    #[serde(skip)]
+    comment: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct BuiltOptions {
+    queue_type: Option<QueueType>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct BuiltEntity {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct BuiltHeh {
+    name: String,
+    operator: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct BuiltLink {
+    between: [String; 2],
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct BuiltGroup {
+    name: String,
+    sender: String,
+    members: Vec<String>,
+}
+
+impl Builder {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A comment on the first line of [`Self::to_toml`] (e.g. who wrote the file).
+    pub fn comment(mut self, text: impl Into<String>) -> Self {
+        self.comment = Some(text.into());
+        self
+    }
+
+    /// The queue type of the inboxes (`[options] queue_type`).
+    pub fn queue_type(mut self, queue_type: QueueType) -> Self {
+        self.options.get_or_insert_default().queue_type = Some(queue_type);
+        self
+    }
+
+    /// An entity (`[[entity]]`), with an optional role.
+    pub fn entity(mut self, name: impl Into<String>, role: Option<&str>) -> Self {
+        self.entity.push(BuiltEntity {
+            name: name.into(),
+            role: role.map(str::to_owned),
+        });
+        self
+    }
+
+    /// An HEH and its operator (`[[heh]]`).
+    pub fn heh(mut self, name: impl Into<String>, operator: impl Into<String>) -> Self {
+        self.heh.push(BuiltHeh {
+            name: name.into(),
+            operator: operator.into(),
+        });
+        self
+    }
+
+    /// A link between two entities (`[[link]]`).
+    pub fn link(mut self, a: impl Into<String>, b: impl Into<String>) -> Self {
+        self.link.push(BuiltLink {
+            between: [a.into(), b.into()],
+        });
+        self
+    }
+
+    /// A group with its sender and members (`[[group]]`).
+    pub fn group<M: Into<String>>(
+        mut self,
+        name: impl Into<String>,
+        sender: impl Into<String>,
+        members: impl IntoIterator<Item = M>,
+    ) -> Self {
+        self.group.push(BuiltGroup {
+            name: name.into(),
+            sender: sender.into(),
+            members: members.into_iter().map(Into::into).collect(),
+        });
+        self
+    }
+
+    /// The registry file's text.
+    pub fn to_toml(&self) -> String {
+        let body = toml::to_string(self).expect("a registry serializes");
+        match &self.comment {
+            Some(comment) => format!("# {comment}\n{body}"),
+            None => body,
+        }
+    }
+
+    /// The checked registry (errors name the line of [`Self::to_toml`]).
+    pub fn build(&self) -> Result<Registry, RegistryError> {
+        Registry::parse(&self.to_toml())
     }
 }
 

@@ -2,8 +2,8 @@
 //! reach connections that are already open, so we also close them; and a deleted user comes back
 //! with the next provisioning of its name, so its certificate is retired too (the CRL).
 
+use crate::mgmt::{AdminClient, ApiError};
 use crate::pki::Pki;
-use crate::provision::{AdminClient, ApiError};
 use serde::Serialize;
 
 /// What `revoke` did.

@@ -155,11 +155,11 @@ fn boot_definitions_carry_the_policies_provisioning_sets() {
 
 #[test]
 fn the_operator_profile_parses() {
-    let profile = ebadge_bus::Profile::load(&deploy("ebadge/profile.toml")).unwrap();
-    assert!(profile.amqps_url.starts_with("amqps://"));
+    let profile =
+        ebadge_admin::profile::OperatorProfile::load(&deploy("ebadge/profile.toml")).unwrap();
+    assert!(profile.client.amqps_url.starts_with("amqps://"));
     assert_eq!(
-        profile.management.unwrap().url,
-        "http://127.0.0.1:15672",
+        profile.management.url, "http://127.0.0.1:15672",
         "the management API stays on the node's loopback"
     );
 }

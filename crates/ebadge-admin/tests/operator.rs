@@ -354,7 +354,7 @@ async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
     provision_registry().await;
     let client = admin().await;
     let registry = Registry::parse(REGISTRY).unwrap();
-    let management = profile().await.management.unwrap();
+    let management = ebadge_testkit::management();
     let again = provision::plan(&client, &management, &registry)
         .await
         .unwrap();
@@ -529,11 +529,8 @@ async fn the_server_certificate_rotates_on_every_node_without_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_cluster_audit_passes_and_reports_a_queue_that_is_not_replicated() {
     let broker = cluster().await;
-    let management = ebadge_bus::Profile::load(&broker.profile_path())
-        .unwrap()
-        .management
-        .unwrap();
-    let client = ebadge_admin::broker::admin_client(&management.url, &management.password);
+    let management = broker.management().unwrap();
+    let client = ebadge_admin::mgmt::admin_client(&management);
     assert_eq!(
         audit::audit(&client, &management).await.unwrap(),
         vec![],

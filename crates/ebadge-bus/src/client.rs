@@ -18,7 +18,6 @@ use ebadge_model::{
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -184,7 +183,6 @@ pub(crate) struct Shared {
     pub(crate) wake: Notify,
     pub(crate) progress: Notify,
     pub(crate) counters: Counters,
-    pub(crate) highest_published: AtomicU64,
     pub(crate) pending: Mutex<HashMap<PendingKey, oneshot::Sender<Message>>>,
     pub(crate) connected: watch::Sender<bool>,
     pub(crate) shutdown: watch::Sender<bool>,
@@ -250,8 +248,6 @@ impl Client {
             })?,
             None => Outbox::in_memory(config.outbox_cap),
         };
-        // Messages left by an earlier process were published before, maybe: count them as such.
-        let highest = outbox.newest_seq().unwrap_or(0);
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let (inbox_tx, inbox_rx) = mpsc::channel(config.inbox_capacity.max(1));
         let shared = Arc::new(Shared {
@@ -259,7 +255,6 @@ impl Client {
             wake: Notify::new(),
             progress: Notify::new(),
             counters: Counters::default(),
-            highest_published: AtomicU64::new(highest),
             pending: Mutex::new(HashMap::new()),
             connected: watch::channel(false).0,
             shutdown: watch::channel(false).0,

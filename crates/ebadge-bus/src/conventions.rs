@@ -185,6 +185,12 @@ pub fn quarantine_queue(name: &EntityName) -> String {
     format!("private-{name}-quarantine")
 }
 
+/// A temporary tap queue of the entity (`private-<name>-tap-<id>`): in its private namespace, so
+/// the entity may declare it and bind it to its incoming exchange.
+pub fn tap_queue(name: &EntityName, id: &str) -> String {
+    format!("private-{name}-tap-{id}")
+}
+
 /// The routing key of a message: its type, then `.<heh_id>` when it names an HEH.
 pub fn routing_key(msg_type: &str, heh_id: Option<&str>) -> Result<String, NameError> {
     let key = match heh_id {

@@ -15,6 +15,8 @@ pub mod outbox;
 pub mod profile;
 mod publisher;
 mod session;
+mod settlement;
+pub mod tap;
 
 pub use client::{
     ActivationOutcome, Client, ClientConfig, Inbox, Incoming, RequestError, SendError,
@@ -25,3 +27,17 @@ pub use counters::CounterSnapshot;
 pub use handler::{Handled, Handler};
 pub use outbox::{OutboxSync, Undelivered};
 pub use profile::Profile;
+
+/// The data model (D3.1.3): every message type, [`model::Message`], validation. Re-exported so an
+/// HEH or VPP needs one dependency.
+///
+/// ```
+/// use ebadge_bus::model::Message;
+/// let m = Message::decode(r#"{"msg":"get_capabilities"}"#).unwrap();
+/// assert_eq!(m.type_name(), "get_capabilities");
+/// ```
+pub use ebadge_model as model;
+/// A time with its offset, as every message carries it.
+pub use ebadge_model::Time;
+/// The `time` crate that [`Time`] converts from and to (`OffsetDateTime`, `Duration`).
+pub use time;

@@ -1,6 +1,8 @@
 //! Connection profiles: where the broker is and which files prove who we are.
 //!
-//! `ebadge broker up` writes one for the local broker; operators write one per deployment. A profile
+//! `ebadge broker up` writes one for the local broker; operators write one per deployment. The
+//! operator's own entries (the management API, the CA key) are read by `ebadge_admin::profile`
+//! and ignored here. A profile
 //! names one CA and a directory of client certificates, `<NAME>.pem` and `<NAME>.key`, so `--as NAME`
 //! needs no other flag.
 //!
@@ -34,12 +36,6 @@ pub struct Profile {
     pub ca: PathBuf,
     /// Directory of client certificates: `<NAME>.pem` and `<NAME>.key`.
     pub certs: PathBuf,
-    /// The management API, for the operator's commands (provision, audit, revoke).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub management: Option<Management>,
-    /// The CA's private key, when this profile belongs to a local PKI that may issue certificates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_key: Option<PathBuf>,
     /// AMQP heartbeat asked of the broker, in seconds (default
     /// [`HEARTBEAT_SECONDS`](crate::connect::HEARTBEAT_SECONDS)): a dead link is noticed within
     /// two. A fleet of tens of thousands of HEHs may want 30–60 s (fewer frames for the broker),
@@ -48,24 +44,13 @@ pub struct Profile {
     pub heartbeat_seconds: Option<u16>,
 }
 
-/// Management API access (HTTP on loopback, or HTTPS).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Management {
-    /// Base URL, e.g. `http://127.0.0.1:15672`.
-    pub url: String,
-    /// The administrator account.
-    pub user: String,
-    /// Its password (the file is written with mode 0600).
-    pub password: String,
-}
-
 /// A profile that cannot be read or used.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
     /// The file is missing or unreadable.
     #[error(
         "cannot read connection profile {path}: {source}. Start a local broker with `ebadge broker up` \
-         (it writes .ebadge/profile.toml), or name a profile with --profile FILE or {PROFILE_ENV}"
+         (it writes .ebadge/profile.toml), or name another profile file (or set {PROFILE_ENV})"
     )]
     Read {
         /// The file.
@@ -81,11 +66,6 @@ pub enum ProfileError {
         /// What is wrong, with the line.
         message: String,
     },
-    /// The profile has no management section, which operator commands need.
-    #[error(
-        "connection profile {0} has no [management] section (url, user, password); operator commands need it"
-    )]
-    NoManagement(PathBuf),
 }
 
 impl Profile {
@@ -110,12 +90,17 @@ impl Profile {
         let base = path.parent().unwrap_or(Path::new("."));
         profile.ca = base.join(&profile.ca);
         profile.certs = base.join(&profile.certs);
-        profile.ca_key = profile.ca_key.map(|k| base.join(k));
         Ok(profile)
     }
 
-    /// Writes the profile, readable by its owner only (it may hold the administrator's password).
+    /// Writes the profile, readable by its owner only.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        self.save_with(path, "")
+    }
+
+    /// Writes the profile followed by `more` (TOML: further entries and tables, such as an
+    /// operator's), readable by its owner only.
+    pub fn save_with(&self, path: &Path, more: &str) -> std::io::Result<()> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let text = toml::to_string(self).map_err(std::io::Error::other)?;
@@ -126,14 +111,8 @@ impl Profile {
             .mode(0o600)
             .open(path)?;
         file.write_all(b"# eBADGE connection profile\n")?;
-        file.write_all(text.as_bytes())
-    }
-
-    /// The management section, or an error naming the file.
-    pub fn management(&self, path: &Path) -> Result<&Management, ProfileError> {
-        self.management
-            .as_ref()
-            .ok_or_else(|| ProfileError::NoManagement(path.into()))
+        file.write_all(text.as_bytes())?;
+        file.write_all(more.as_bytes())
     }
 
     /// Certificate and key files of entity `name`.

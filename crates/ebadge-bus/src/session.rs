@@ -14,7 +14,8 @@ use crate::counters::Counters;
 use crate::dedupe::DedupeWindow;
 use crate::events::{CONSUMER, Callbacks, Event};
 use crate::inbound::{Held, verdict};
-use crate::publisher::{Publisher, QuarantineCopy, Retries};
+use crate::publisher::Publisher;
+use crate::settlement::{QuarantineCopy, Settled, Settlement};
 use amqprs::channel::{
     BasicAckArguments, Channel, ConfirmSelectArguments, ExchangeDeclareArguments,
     QueueBindArguments, QueueDeclareArguments,
@@ -67,7 +68,8 @@ pub(crate) struct Supervisor {
     inbox_tx: mpsc::Sender<Incoming>,
     dedupe: DedupeWindow,
     held: Held,
-    retries: Retries,
+    /// What is in flight and what waits for a retry: outlives channels and connections.
+    settlement: Settlement,
     /// Publishing channels opened so far (their generations).
     generation: u64,
     sessions: u64,
@@ -91,13 +93,15 @@ impl Supervisor {
         inbox_tx: mpsc::Sender<Incoming>,
     ) -> Self {
         let dedupe = DedupeWindow::new(shared.config.dedupe_window);
+        // Messages left by an earlier process were published before, maybe: count them as such.
+        let settlement = Settlement::new(shared.outbox.lock().unwrap().newest_seq().unwrap_or(0));
         Self {
             shared,
             ack_rx,
             inbox_tx,
             dedupe,
             held: Held::default(),
-            retries: Retries::default(),
+            settlement,
             generation: 0,
             sessions: 0,
             waiting: None,
@@ -184,7 +188,8 @@ impl Supervisor {
             .publishing_channel(conn, events)
             .await
             .map_err(|e| format!("reopening the publishing channel failed: {e}"))?;
-        publisher.restart(channel, generation, &mut self.retries);
+        self.settlement.channel_lost(Instant::now());
+        *publisher = Publisher::new(channel, generation);
         Counters::add(&self.shared.counters.channels_reopened, 1);
         Ok(())
     }
@@ -238,7 +243,7 @@ impl Supervisor {
             .open(conn, &events_tx, &me, self.shared.config.prefetch)
             .await;
         // Refused messages that were being retried on the lost connection go out again now.
-        self.retries.channel_lost(Instant::now());
+        self.settlement.channel_lost(Instant::now());
         self.shared.connected.send_replace(true);
 
         let mut shutdown = self.shared.shutdown.subscribe();
@@ -258,14 +263,14 @@ impl Supervisor {
         let inbox_tx = self.inbox_tx.clone();
         let mut quarantine_ready = false;
         loop {
-            if publisher.quarantine_waiting() && !quarantine_ready {
+            if self.settlement.quarantine_waiting() && !quarantine_ready {
                 ensure_quarantine(pconn, &me)
                     .await
                     .map_err(|e| format!("making the quarantine failed: {e}"))?;
                 quarantine_ready = true;
             }
             if let Err(e) = publisher
-                .publish_pending(&self.shared, &mut self.retries)
+                .publish_pending(&self.shared, &mut self.settlement)
                 .await
             {
                 // A channel the broker closed over a refused publish: its close event is queued
@@ -293,7 +298,7 @@ impl Supervisor {
                     // originals are acknowledged rather than quarantined again by the next run.
                     let patience = tokio::time::sleep(Duration::from_secs(2));
                     tokio::pin!(patience);
-                    while publisher.quarantine_pending() {
+                    while self.settlement.quarantine_pending() {
                         tokio::select! {
                             _ = &mut patience => break,
                             Some(event) = events.recv() => {
@@ -312,7 +317,7 @@ impl Supervisor {
                 },
                 _ = self.shared.wake.notified() => {}
                 _ = retry_timer.tick() => {
-                    publisher.tick();
+                    self.settlement.tick();
                     self.after_tick(pconn, &events_tx, &mut publisher, &mut reopen).await?;
                     if consumer.due() {
                         consumer.open(conn, &events_tx, &me, self.shared.config.prefetch).await;
@@ -329,7 +334,7 @@ impl Supervisor {
                 // confirms, acks and publishes go on.
                 delivery = consumer.next(), if self.waiting.is_none() && consumer.is_open() => match delivery {
                     None => self.consumer_lost(&mut consumer, "the consumer ended"),
-                    Some(d) => self.waiting = self.deliver(d, &consumer, &mut publisher).await?,
+                    Some(d) => self.waiting = self.deliver(d, &consumer).await?,
                 },
                 permit = inbox_tx.reserve(), if self.waiting.is_some() => match permit {
                     Ok(permit) => permit.send(self.waiting.take().expect("guarded by is_some")),
@@ -352,7 +357,7 @@ impl Supervisor {
         publisher: &mut Publisher,
         reopen: &mut Reopen,
     ) -> Result<(), String> {
-        if publisher.nacks_since_ack == 0 {
+        if self.settlement.nacks_since_ack() == 0 {
             reopen.nacked_ticks = 0;
             reopen.backoff = Duration::from_secs(1);
             return Ok(());
@@ -361,7 +366,7 @@ impl Supervisor {
         let now = Instant::now();
         if reopen.nacked_ticks >= 2 && reopen.at.is_none_or(|at| now >= at) {
             tracing::warn!(
-                nacks = publisher.nacks_since_ack,
+                nacks = self.settlement.nacks_since_ack(),
                 "only nacks on the publishing channel: opening a new one"
             );
             self.reopen(conn, events, publisher).await?;
@@ -383,7 +388,12 @@ impl Supervisor {
         let current = publisher.generation;
         match event {
             Event::Ack(g, tag, multiple) if g == current => {
-                let originals = publisher.confirmed(&self.shared, &mut self.retries, tag, multiple);
+                let settled = {
+                    let mut outbox = self.shared.outbox.lock().unwrap();
+                    self.settlement
+                        .confirmed(&mut outbox, tag, multiple, Instant::now())
+                };
+                let originals = self.count(settled);
                 if !originals.is_empty() {
                     Counters::add(&self.shared.counters.quarantined, originals.len() as u64);
                     let tags = originals.into_iter().map(|t| self.held.unpin(t)).collect();
@@ -391,10 +401,15 @@ impl Supervisor {
                 }
             }
             Event::Nack(g, tag, multiple) if g == current => {
-                publisher.nacked(&self.shared, &mut self.retries, tag, multiple)
+                let settled = {
+                    let mut outbox = self.shared.outbox.lock().unwrap();
+                    self.settlement
+                        .nacked(&mut outbox, tag, multiple, Instant::now())
+                };
+                self.count(settled);
             }
             Event::Return(g, message_id, exchange, key) if g == current => {
-                publisher.returned(message_id, &exchange, &key)
+                self.settlement.returned(message_id, &exchange, &key)
             }
             Event::ChannelClosed(g, code, text) if g == current => {
                 if !matches!(code, 403 | 404 | 406) {
@@ -402,7 +417,13 @@ impl Supervisor {
                         "publishing channel closed by the broker: {code} {text}"
                     ));
                 }
-                publisher.refused_for_good(&self.shared, code, &text);
+                let quarantine = quarantine_queue(&self.shared.config.name);
+                let settled = {
+                    let mut outbox = self.shared.outbox.lock().unwrap();
+                    self.settlement
+                        .refused_for_good(&mut outbox, &quarantine, code, &text)
+                };
+                self.count(settled);
                 self.reopen(conn, events, publisher).await?;
             }
             Event::ChannelClosed(CONSUMER, code, text) => {
@@ -417,6 +438,18 @@ impl Supervisor {
             Event::Ack(..) | Event::Nack(..) | Event::Return(..) | Event::ChannelClosed(..) => {}
         }
         Ok(())
+    }
+
+    /// Adds what the broker's answer settled to the counters and wakes whoever waits on
+    /// progress (`flush`, `send_confirmed`); returns the originals whose quarantine copy is safe.
+    fn count(&self, settled: Settled) -> Vec<u64> {
+        let counters = &self.shared.counters;
+        Counters::add(&counters.confirmed, settled.confirmed);
+        Counters::add(&counters.nacked, settled.nacked);
+        Counters::add(&counters.returned, settled.returned);
+        Counters::add(&counters.failed, settled.failed);
+        self.shared.progress.notify_waiters();
+        settled.originals
     }
 
     /// The consumer's channel is gone: what it delivered and the application still holds comes
@@ -465,7 +498,6 @@ impl Supervisor {
         &mut self,
         delivery: amqprs::channel::ConsumerMessage,
         consumer: &Consumer,
-        publisher: &mut Publisher,
     ) -> Result<Option<Incoming>, String> {
         let (Some(deliver), Some(props), Some(body)) = (
             delivery.deliver,
@@ -506,7 +538,7 @@ impl Supervisor {
                 }
                 // The original stays unacknowledged until its copy is confirmed.
                 self.held.pin(tag);
-                publisher.quarantine(QuarantineCopy {
+                self.settlement.quarantine(QuarantineCopy {
                     original_tag: tag,
                     message_id: uuid::Uuid::new_v4().to_string(),
                     routing_key: deliver.routing_key().clone(),

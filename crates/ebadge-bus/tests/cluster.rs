@@ -20,8 +20,8 @@ fn cluster_profile(broker: &LocalBroker) -> Profile {
     Profile::load(&broker.profile_path()).unwrap()
 }
 
-fn api(profile: &Profile) -> RawApi {
-    RawApi::new(profile.management.as_ref().unwrap())
+fn api(broker: &LocalBroker) -> RawApi {
+    RawApi::new(&broker.management().unwrap())
 }
 
 /// Numbers received per sender, in arrival order, by a task that reads `client`'s inbox.
@@ -161,7 +161,7 @@ async fn a_killed_node_and_a_restarted_node_lose_no_message() {
     let _one = ONE_AT_A_TIME.lock().await;
     let broker = ebadge_testkit::cluster().await;
     let profile = cluster_profile(&broker);
-    let api = api(&profile);
+    let api = api(&broker);
     let vpp = client(&profile, "ha-vpp").await;
     let (received, last_arrival) = Received::start(&vpp, true).await;
     let mut hehs = Vec::new();
@@ -294,7 +294,7 @@ async fn killing_the_leader_of_the_receivers_quorum_inbox_stalls_no_sender() {
     let _one = ONE_AT_A_TIME.lock().await;
     let broker = ebadge_testkit::cluster().await;
     let profile = cluster_profile(&broker);
-    let api = api(&profile);
+    let api = api(&broker);
     let vpp = client(&profile, "lead-vpp").await;
     let (received, _) = Received::start(&vpp, true).await;
     // The sender stays on a node that survives: only the queue's leader moves under it (the
@@ -395,7 +395,7 @@ async fn killing_the_node_of_an_hehs_classic_inbox_delays_its_messages_and_loses
     let _one = ONE_AT_A_TIME.lock().await;
     let broker = ebadge_testkit::cluster().await;
     let profile = cluster_profile(&broker);
-    let api = api(&profile);
+    let api = api(&broker);
     // HEH inboxes are classic on a cluster: on one node, not replicated.
     let inbox = api.get("queues/%2F/private-home-heh-inbox").await.unwrap();
     assert_eq!(inbox["type"], "classic", "{inbox}");
@@ -453,12 +453,12 @@ async fn a_consumer_outage_stays_bounded_by_the_ttl_and_delivers_only_live_messa
     let _one = ONE_AT_A_TIME.lock().await;
     let broker = ebadge_testkit::cluster().await;
     let profile = cluster_profile(&broker);
-    let api = api(&profile);
+    let api = api(&broker);
     let inbox = "private-out-vpp-inbox";
 
     // A shorter TTL for this inbox only, by a policy of higher priority, as an operator would.
     let admin = ebadge_testkit::bound_queue(
-        &profile,
+        &broker.management().unwrap(),
         "test-outage-ttl",
         inbox,
         TTL.as_millis() as u64,
@@ -853,14 +853,20 @@ async fn a_full_quorum_inbox_refuses_publishes_and_the_sender_keeps_them_until_t
     let _one = ONE_AT_A_TIME.lock().await;
     let broker = ebadge_testkit::cluster().await;
     let profile = cluster_profile(&broker);
-    let api = api(&profile);
+    let api = api(&broker);
     let inbox = "private-out-vpp-inbox";
 
     let vpp = client(&profile, "out-vpp").await;
     Received::start(&vpp, true).await;
     vpp.close(Duration::from_secs(5)).await;
-    let admin =
-        ebadge_testkit::bound_queue(&profile, "test-full-inbox", inbox, MESSAGE_TTL_MS, ROOM).await;
+    let admin = ebadge_testkit::bound_queue(
+        &broker.management().unwrap(),
+        "test-full-inbox",
+        inbox,
+        MESSAGE_TTL_MS,
+        ROOM,
+    )
+    .await;
     // The management API shows the policy before the quorum queue applies it.
     tokio::time::sleep(Duration::from_secs(2)).await;
 

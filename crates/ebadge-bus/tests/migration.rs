@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use ebadge_admin::broker::LocalBroker;
 use ebadge_admin::provision;
-use ebadge_admin::registry::Registry;
+use ebadge_admin::registry::{Builder, Registry};
 use ebadge_bus::EntityName;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,15 +23,16 @@ fn registry(queue_type: &str) -> Registry {
 
 /// A VPP `sender` and its HEH `receiver`, inboxes of `queue_type`.
 fn pair(sender: &str, receiver: &str, queue_type: &str) -> Registry {
-    Registry::parse(&format!(
-        "[options]\nqueue_type = \"{queue_type}\"\n[[entity]]\nname = \"{sender}\"\n\
-         [[heh]]\nname = \"{receiver}\"\noperator = \"{sender}\"\n"
-    ))
-    .unwrap()
+    Builder::new()
+        .queue_type(queue_type.parse().unwrap())
+        .entity(sender, None)
+        .heh(receiver, sender)
+        .build()
+        .unwrap()
 }
 
 /// The type of `queue` on the live broker.
-async fn queue_type(client: &ebadge_admin::provision::AdminClient, queue: &str) -> String {
+async fn queue_type(client: &ebadge_admin::mgmt::AdminClient, queue: &str) -> String {
     provision::live_state(client)
         .await
         .unwrap()
@@ -48,8 +49,8 @@ async fn queue_type(client: &ebadge_admin::provision::AdminClient, queue: &str) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changing_an_inbox_type_on_a_live_broker_moves_its_messages_and_loses_none() {
     let profile = profile().await;
-    let m = profile.management.clone().unwrap();
-    let admin = ebadge_admin::broker::admin_client(&m.url, &m.password);
+    let m = ebadge_testkit::management();
+    let admin = ebadge_admin::mgmt::admin_client(&m);
     // Added beside the shared registry (no removals), with certificates.
     let apply = |r: Registry| {
         let (admin, m) = (&admin, &m);
@@ -151,8 +152,8 @@ async fn a_migration_stopped_half_way_is_finished_by_the_next_provisioning() {
     const WAITING: u64 = 200;
     let (sender_name, receiver_name) = ("stop-vpp", "stop-heh");
     let profile = profile().await;
-    let m = profile.management.clone().unwrap();
-    let admin = ebadge_admin::broker::admin_client(&m.url, &m.password);
+    let m = ebadge_testkit::management();
+    let admin = ebadge_admin::mgmt::admin_client(&m);
     let plan = |queue_type: &str| {
         let (admin, m, r) = (&admin, &m, pair(sender_name, receiver_name, queue_type));
         async move {

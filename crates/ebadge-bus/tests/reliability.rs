@@ -28,7 +28,7 @@ async fn send_at_100_per_second(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_cuts_of_10_and_70_seconds_lose_nothing_and_duplicate_nothing() {
     let profile = profile().await;
-    let proxy = Proxy::start(broker_addr(&profile)).await;
+    let proxy = Proxy::start(broker_addr(&profile)).await.unwrap();
     let receiver = client(&profile, "op-cut").await;
     let mut inbox = receiver.inbox().unwrap();
     drain(&mut inbox).await;
@@ -102,7 +102,7 @@ async fn a_broker_restart_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_link_is_noticed_by_heartbeats_and_loses_nothing() {
     let profile = profile().await;
-    let proxy = Proxy::start(broker_addr(&profile)).await;
+    let proxy = Proxy::start(broker_addr(&profile)).await.unwrap();
     let receiver = client(&profile, "op-stall").await;
     let mut inbox = receiver.inbox().unwrap();
     drain(&mut inbox).await;
@@ -130,7 +130,7 @@ async fn a_stalled_link_is_noticed_by_heartbeats_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_patiently_waits_out_a_broker_that_does_not_answer_yet() {
     let profile = profile().await;
-    let proxy = Proxy::start(broker_addr(&profile)).await;
+    let proxy = Proxy::start(broker_addr(&profile)).await.unwrap();
     let mut config = ebadge_bus::ClientConfig::new(
         via(&profile, proxy.addr),
         ebadge_bus::EntityName::new("heh-cut").unwrap(),

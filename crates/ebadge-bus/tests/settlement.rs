@@ -118,7 +118,14 @@ async fn a_nack_delays_only_the_refused_messages() {
     let full_inbox = "private-set-full-inbox";
     let admin = ebadge_testkit::admin().await;
     admin.purge_queue("/", full_inbox).await.unwrap();
-    ebadge_testkit::bound_queue(&profile, "test-set-full", full_inbox, 900_000, 5).await;
+    ebadge_testkit::bound_queue(
+        &ebadge_testkit::management(),
+        "test-set-full",
+        full_inbox,
+        900_000,
+        5,
+    )
+    .await;
     let ok = client(&profile, "set-ok").await;
     let mut ok_inbox = ok.inbox().unwrap();
     drain(&mut ok_inbox).await;
@@ -207,7 +214,7 @@ async fn flush_reports_the_messages_the_outbox_cap_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_message_is_acknowledged_only_by_the_application_across_a_reconnect() {
     let profile = profile().await;
-    let proxy = Proxy::start(broker_addr(&profile)).await;
+    let proxy = Proxy::start(broker_addr(&profile)).await.unwrap();
     let first = client(&via(&profile, proxy.addr), "hold-op").await;
     let mut inbox = first.inbox().unwrap();
     drain(&mut inbox).await;
@@ -268,7 +275,7 @@ async fn quarantine_copies_do_not_count_against_the_outbox_and_outlive_the_ttl()
     config.outbox_cap = 2;
     let receiver = Client::connect(config).await.unwrap();
     let quarantine = "private-qcap-op-quarantine";
-    let api = ebadge_admin::mgmt::RawApi::new(profile.management.as_ref().unwrap());
+    let api = ebadge_admin::mgmt::RawApi::new(&ebadge_testkit::management());
     // The quarantine is made on first use: missing counts as empty.
     let queued = || async {
         api.get(&format!("queues/%2F/{quarantine}"))

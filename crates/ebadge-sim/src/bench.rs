@@ -8,14 +8,12 @@ use crate::measure::{cpu_seconds, percentiles, rss_kib, unix_nanos};
 use amqprs::channel::{
     BasicAckArguments, BasicConsumeArguments, BasicPublishArguments, BasicQosArguments,
 };
+use ebadge_admin::registry::{Builder, QueueType};
 use ebadge_bus::{ActivationOutcome, Client, ClientConfig, EntityName, Profile};
 use ebadge_model::{Activate, Message};
 use serde::{Deserialize, Serialize};
-use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The benchmark VPP.
 pub const BENCH_VPP: &str = "bench-vpp";
@@ -26,19 +24,14 @@ pub fn bench_heh(i: usize) -> String {
 }
 
 /// The registry of the benchmarks: one VPP controlling `hehs` HEHs.
-pub fn registry(hehs: usize, queue_type: &str) -> String {
-    let mut r = format!(
-        "# Written by `ebadge bench`.\n[options]\nqueue_type = \"{queue_type}\"\n\
-         [[entity]]\nname = \"{BENCH_VPP}\"\n"
-    );
-    for i in 0..hehs {
-        let _ = write!(
-            r,
-            "[[heh]]\nname = \"{}\"\noperator = \"{BENCH_VPP}\"\n",
-            bench_heh(i)
-        );
-    }
-    r
+pub fn registry(hehs: usize, queue_type: QueueType) -> Builder {
+    (0..hehs).fold(
+        Builder::new()
+            .comment("Written by `ebadge bench`.")
+            .queue_type(queue_type)
+            .entity(BENCH_VPP, None),
+        |registry, i| registry.heh(bench_heh(i), BENCH_VPP),
+    )
 }
 
 /// A report body carrying its send time (ns since the epoch) in an extension field.
@@ -519,42 +512,5 @@ pub async fn heh(profile: &Profile, seconds: u64, rate: u64) -> HehReport {
         rss_kib: rss,
         body_bytes,
         ..HehReport::default()
-    }
-}
-
-/// A TCP proxy to `127.0.0.1:target` that counts bytes each way. Returns its port and counters.
-pub async fn counting_proxy(target: u16) -> (u16, Arc<AtomicU64>, Arc<AtomicU64>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port");
-    let port = listener.local_addr().expect("bound").port();
-    let (up, down) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let (u, d) = (up.clone(), down.clone());
-    tokio::spawn(async move {
-        while let Ok((inbound, _)) = listener.accept().await {
-            let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
-                continue;
-            };
-            let (mut ri, mut wi) = inbound.into_split();
-            let (mut ro, mut wo) = outbound.into_split();
-            let (u, d) = (u.clone(), d.clone());
-            tokio::spawn(async move { pump(&mut ri, &mut wo, &u).await });
-            tokio::spawn(async move { pump(&mut ro, &mut wi, &d).await });
-        }
-    });
-    (port, up, down)
-}
-
-async fn pump(
-    from: &mut (impl AsyncReadExt + Unpin),
-    to: &mut (impl AsyncWriteExt + Unpin),
-    count: &AtomicU64,
-) {
-    let mut buf = vec![0u8; 16 * 1024];
-    while let Ok(n) = from.read(&mut buf).await {
-        if n == 0 || to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-        count.fetch_add(n as u64, Ordering::Relaxed);
     }
 }

@@ -5,9 +5,9 @@ use crate::fleet::Fleet;
 use crate::heh::{HehSpec, Policy};
 use crate::market::{Market, MarketSummary};
 use crate::vpp::{Campaign, SimVpp};
+use ebadge_admin::registry::Builder;
 use ebadge_bus::{Client, ClientConfig, EntityName, Profile};
 use serde::Serialize;
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 /// The market actors of the demo.
@@ -56,18 +56,15 @@ impl Summary {
 
 /// The demo's registry: the VPP controls `hehs` HEHs directly; the market actors are linked as
 /// D3.1.3 section 6 has them talk.
-pub fn registry(hehs: usize) -> String {
-    let mut r =
-        String::from("# Written by `ebadge demo`.\n[[entity]]\nname = \"vpp\"\nrole = \"vpp\"\n");
+pub fn registry(hehs: usize) -> Builder {
+    let mut registry = Builder::new()
+        .comment("Written by `ebadge demo`.")
+        .entity("vpp", Some("vpp"));
     for name in MARKET {
-        let _ = write!(r, "[[entity]]\nname = \"{name}\"\n");
+        registry = registry.entity(name, None);
     }
     for i in 0..hehs {
-        let _ = write!(
-            r,
-            "[[heh]]\nname = \"{}\"\noperator = \"vpp\"\n",
-            heh_name(i)
-        );
+        registry = registry.heh(heh_name(i), "vpp");
     }
     for (a, b) in [
         ("north-tso", "bsp-a"),
@@ -76,10 +73,9 @@ pub fn registry(hehs: usize) -> String {
         ("north-tso", "super-tso"),
         ("south-tso", "super-tso"),
     ] {
-        let _ = write!(r, "[[link]]\nbetween = [\"{a}\", \"{b}\"]\n");
+        registry = registry.link(a, b);
     }
-    r.push_str("[[group]]\nname = \"bsps\"\nsender = \"north-tso\"\nmembers = [\"bsp-a\", \"bsp-b\", \"bsp-c\"]\n");
-    r
+    registry.group("bsps", "north-tso", ["bsp-a", "bsp-b", "bsp-c"])
 }
 
 /// The name of demo HEH `i`: a MAC in the locally administered range 02:00:00:xx:xx:xx.

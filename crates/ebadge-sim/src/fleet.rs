@@ -18,7 +18,7 @@ pub enum FleetError {
     #[error(
         "a fleet of {count} HEHs needs {needed} open files, but this process may open at most {limit} \
          (hard limit `ulimit -Hn`; on this machine it cannot be raised). Split the fleet over several \
-         processes, e.g. `ebadge sim heh --count {per_process}` in {processes} processes"
+         processes: {processes} fleets of {per_process}"
     )]
     TooManyFiles {
         /// HEHs asked for.

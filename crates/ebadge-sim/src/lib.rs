@@ -1,5 +1,5 @@
 //! eBADGE bus simulators: HEH fleets, a VPP with activation campaigns, market actors, the demo
-//! and the benchmark drivers.
+//! and the benchmark drivers; [`proxy`], the link they (and the fault-injection tests) run through.
 
 pub mod bench;
 pub mod ceiling;
@@ -8,4 +8,5 @@ pub mod fleet;
 pub mod heh;
 pub mod market;
 pub mod measure;
+pub mod proxy;
 pub mod vpp;

@@ -2,15 +2,16 @@
 //! needs it, reused by the rest and by later test binaries), one registry provisioned into it,
 //! small AMQP helpers that record the broker's actual replies, and a TCP proxy that cuts links.
 
-pub mod proxy;
+pub use ebadge_sim::proxy;
 
 use amqprs::callbacks::ChannelCallback;
 use amqprs::channel::{BasicPublishArguments, Channel};
 use amqprs::connection::Connection;
 use amqprs::{Ack, BasicProperties, Cancel, CloseChannel, Nack, Return};
-use ebadge_admin::broker::{LocalBroker, admin_client};
-use ebadge_admin::provision::{self, AdminClient};
-use ebadge_admin::registry::Registry;
+use ebadge_admin::broker::LocalBroker;
+use ebadge_admin::mgmt::{AdminClient, admin_client};
+use ebadge_admin::profile::Management;
+use ebadge_admin::registry::{Builder, Registry};
 use ebadge_bus::Profile;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -207,15 +208,7 @@ pub static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// The broker's connection profile, once the broker is up and the registry provisioned.
 pub async fn profile() -> Profile {
     let broker = LocalBroker::new(broker_dir());
-    READY
-        .get_or_init(|| async {
-            broker
-                .up(&Default::default())
-                .await
-                .expect("the test broker starts");
-            provision_registry().await;
-        })
-        .await;
+    READY.get_or_init(provision_registry).await;
     Profile::load(&broker.profile_path()).expect("the profile written by broker up")
 }
 
@@ -226,10 +219,6 @@ pub async fn private_broker(name: &str) -> LocalBroker {
         .join("../../target/tmp")
         .join(name);
     let broker = LocalBroker::new(dir);
-    broker
-        .up(&Default::default())
-        .await
-        .expect("the private test broker starts");
     provision(&broker).await;
     broker
 }
@@ -243,24 +232,18 @@ pub const HA_HEHS: usize = 50;
 /// The registry of the cluster tests: a VPP with [`HA_HEHS`] HEHs for the failover test, a VPP
 /// with five HEHs for the consumer outage, a pair for the VRRP test, one for the kill of a
 /// queue leader and one for the kill of the node that holds an HEH's classic inbox.
-pub fn cluster_registry() -> String {
-    let mut text = String::from(
-        "[[entity]]\nname = \"ha-vpp\"\n[[entity]]\nname = \"out-vpp\"\n\
-         [[entity]]\nname = \"vip-vpp\"\n[[entity]]\nname = \"lead-vpp\"\n\
-         [[entity]]\nname = \"home-vpp\"\n",
-    );
+pub fn cluster_registry() -> Builder {
+    let vpps = ["ha-vpp", "out-vpp", "vip-vpp", "lead-vpp", "home-vpp"];
     let hehs = (1..=HA_HEHS)
         .map(|i| ("ha-vpp", format!("ha-heh-{i}")))
         .chain((1..=5).map(|i| ("out-vpp", format!("out-heh-{i}"))))
         .chain([("vip-vpp", "vip-heh".to_owned())])
         .chain([("lead-vpp", "lead-heh".to_owned())])
         .chain([("home-vpp", "home-heh".to_owned())]);
-    for (operator, name) in hehs {
-        text.push_str(&format!(
-            "[[heh]]\nname = \"{name}\"\noperator = \"{operator}\"\n"
-        ));
-    }
-    text
+    let registry = vpps
+        .into_iter()
+        .fold(Builder::new(), |r, vpp| r.entity(vpp, None));
+    hehs.fold(registry, |r, (operator, name)| r.heh(name, operator))
 }
 
 static CLUSTER: OnceCell<()> = OnceCell::const_new();
@@ -279,8 +262,7 @@ pub async fn cluster() -> LocalBroker {
                 nodes: Some(3),
                 hosts: vec![VRRP_VIP.into()],
             };
-            broker.up(&options).await.expect("the test cluster starts");
-            provision_with(&broker, &cluster_registry()).await;
+            provision_with(&broker, &options, &cluster_registry().build().unwrap()).await;
         })
         .await;
     broker
@@ -292,27 +274,41 @@ pub async fn provision_registry() {
 }
 
 async fn provision(broker: &LocalBroker) {
-    provision_with(broker, REGISTRY).await
+    provision_with(
+        broker,
+        &Default::default(),
+        &Registry::parse(REGISTRY).unwrap(),
+    )
+    .await
 }
 
-async fn provision_with(broker: &LocalBroker, registry: &str) {
-    let registry = Registry::parse(registry).unwrap();
-    let profile = Profile::load(&broker.profile_path()).unwrap();
-    let m = profile.management.unwrap();
-    let client = admin_client(&m.url, &m.password);
-    let plan = provision::plan(&client, &m, &registry).await.unwrap();
-    plan.apply(&m, |_, _| {}).await.unwrap();
-    broker
-        .pki()
-        .issue_missing(registry.entities().map(|e| e.as_str()))
-        .unwrap();
+/// Brings `broker` up with `options` and to exactly the registry's state.
+async fn provision_with(
+    broker: &LocalBroker,
+    options: &ebadge_admin::broker::UpOptions,
+    registry: &Registry,
+) {
+    let others = ebadge_admin::local::Others::Remove;
+    ebadge_admin::local::provision(broker, options, registry, others, |_, _| {})
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "the test broker in {} is ready: {e}",
+                broker.dir().display()
+            )
+        });
+}
+
+/// The administrator's account on the test broker's management API.
+pub fn management() -> Management {
+    LocalBroker::new(broker_dir())
+        .management()
+        .expect("the test broker was set up")
 }
 
 /// An administrator client of the test broker.
 pub async fn admin() -> AdminClient {
-    let profile = Profile::load(&LocalBroker::new(broker_dir()).profile_path()).unwrap();
-    let m = profile.management.unwrap();
-    admin_client(&m.url, &m.password)
+    admin_client(&management())
 }
 
 /// Connects as `name` with its certificate.
@@ -446,8 +442,7 @@ impl LocalBrokerPki {
 
 /// GET on the management API, as JSON.
 pub async fn raw_get(path: &str) -> serde_json::Value {
-    let profile = Profile::load(&LocalBroker::new(broker_dir()).profile_path()).unwrap();
-    let m = profile.management.unwrap();
+    let m = management();
     reqwest::Client::new()
         .get(format!("{}/api/{path}", m.url))
         .basic_auth(&m.user, Some(&m.password))
@@ -483,7 +478,7 @@ pub fn id() -> String {
 /// refuse publishes past it), and waits until the broker applies it (a quorum queue takes a
 /// moment). Returns the admin client, to delete the policy at the end.
 pub async fn bound_queue(
-    profile: &Profile,
+    management: &Management,
     name: &str,
     queue: &str,
     ttl_ms: u64,
@@ -491,8 +486,7 @@ pub async fn bound_queue(
 ) -> AdminClient {
     use rabbitmq_http_client::commons::PolicyTarget;
     use rabbitmq_http_client::requests::PolicyParams;
-    let m = profile.management.clone().unwrap();
-    let admin = admin_client(&m.url, &m.password);
+    let admin = admin_client(management);
     let definition = ebadge_admin::state::queue_policy_definition(ttl_ms, max_length);
     admin
         .declare_policy(&PolicyParams {
@@ -505,7 +499,7 @@ pub async fn bound_queue(
         })
         .await
         .unwrap();
-    let api = ebadge_admin::mgmt::RawApi::new(&m);
+    let api = ebadge_admin::mgmt::RawApi::new(management);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while api.get(&format!("queues/%2F/{queue}")).await.unwrap()["effective_policy_definition"]
         != definition

@@ -67,10 +67,46 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Ends the process quietly with status 0 when standard output is a closed pipe (`ebadge … |
+/// head`): Rust ignores SIGPIPE, so `println!` panics on EPIPE instead, and `head` expects the
+/// writer to stop without a word.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+/// Whether a command stopped because its reader closed the pipe (written with `write!`).
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Colour in logs only on a terminal, and never with `NO_COLOR` set (<https://no-color.org>).
+fn colour_logs() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     // Logs go to stderr, filtered by EBADGE_LOG (e.g. EBADGE_LOG=ebadge_bus=debug); warnings by default.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colour_logs())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("EBADGE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
@@ -98,6 +134,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("ebadge: {error:#}");
             ExitCode::from(2)

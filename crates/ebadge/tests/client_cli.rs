@@ -101,7 +101,9 @@ async fn the_durable_outbox_survives_a_killed_sender_and_delivers_after_the_outa
     }
 
     let (_, port) = profile.host_and_port().unwrap();
-    let proxy = Proxy::start(std::net::SocketAddr::from(([127, 0, 0, 1], port))).await;
+    let proxy = Proxy::start(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut cut_profile = profile.clone();
     cut_profile.amqps_url = format!("amqps://localhost:{}", proxy.addr.port());

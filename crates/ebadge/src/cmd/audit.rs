@@ -19,7 +19,8 @@ pub struct AuditArgs {
 
 /// Runs `audit`: exit 0 when the broker conforms, 1 on any violation.
 pub async fn run(args: AuditArgs) -> Result<ExitCode> {
-    let (_, management, client) = args.profile.admin()?;
+    let (profile, client) = args.profile.admin()?;
+    let management = profile.management;
     let violations = ebadge_admin::audit::audit(&client, &management).await?;
     for v in &violations {
         if args.json {

@@ -7,8 +7,9 @@ use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use ebadge_admin::broker::{LocalBroker, admin_client};
-use ebadge_admin::registry::Registry;
+use ebadge_admin::broker::LocalBroker;
+use ebadge_admin::mgmt::admin_client;
+use ebadge_admin::registry::QueueType;
 use ebadge_bus::Profile;
 use ebadge_sim::bench::{self, BENCH_VPP, ConsumerReport};
 use serde_json::json;
@@ -35,8 +36,8 @@ pub enum BenchCommand {
     /// A fleet of HEHs; the VPP activates each at once: first activate → last answer.
     ///
     /// Example (20,000 HEHs over four processes and the nodes of a local cluster):
-    ///   ebadge broker up --dir .ebadge-cluster --nodes 3
-    ///   ebadge bench activations --dir .ebadge-cluster --hehs 20000 --processes 4
+    /// ebadge broker up --dir .ebadge-cluster --nodes 3 && ebadge bench activations --dir
+    /// .ebadge-cluster --hehs 20000 --processes 4
     Activations {
         /// HEHs, each its own TLS connection.
         #[arg(long, default_value_t = 5000)]
@@ -114,6 +115,10 @@ pub enum BenchCommand {
     },
 }
 
+fn parse_queue_type(text: &str) -> Result<QueueType, String> {
+    text.parse()
+}
+
 /// Options of every benchmark.
 #[derive(Args)]
 pub struct Common {
@@ -127,8 +132,8 @@ pub struct Common {
     /// queue and the HEHs' are classic), classic or quorum. Quorum HEH inboxes cost each node
     /// file-handle reservations: past 20,000 a node stops answering new connections (see the
     /// operator guide, "Queue types on a cluster").
-    #[arg(long, default_value = "auto", value_parser = ["auto", "classic", "quorum"])]
-    pub queue_type: String,
+    #[arg(long, default_value = "auto", value_parser = parse_queue_type)]
+    pub queue_type: QueueType,
 }
 
 /// Runs a `bench` subcommand.
@@ -156,7 +161,7 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
             let total = per_heh * hehs as u64;
             let mut results = Vec::new();
             for raw in [false, true] {
-                purge_inbox(&profile).await?;
+                purge_inbox(&common.dir).await?;
                 let mode = if raw {
                     "raw amqprs (ceiling)"
                 } else {
@@ -249,7 +254,7 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
                 "--ceiling runs its raw fleet in this process: use --processes 1"
             );
             let (profile, path) = prepare(&common, hehs).await?;
-            purge_inbox(&profile).await?;
+            purge_inbox(&common.dir).await?;
             note(&format!(
                 "connecting {hehs} HEHs, each with its own TLS connection, in {processes} process(es) …"
             ));
@@ -293,7 +298,7 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
             ));
             let mut result = json!({"bench": "activations", "report": report});
             if ceiling {
-                purge_inbox(&profile).await?;
+                purge_inbox(&common.dir).await?;
                 note(&format!(
                     "the same through raw amqprs (ceiling): connecting {hehs} raw HEHs …"
                 ));
@@ -314,16 +319,16 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
             common,
         } => {
             let (profile, _) = prepare(&common, 1).await?;
-            purge_inbox(&profile).await?;
+            purge_inbox(&common.dir).await?;
             note(&format!(
                 "one HEH (its own process), {rate} reports/s for {seconds} s, through a byte-counting proxy …"
             ));
             let (_, port) = profile.host_and_port().map_err(anyhow::Error::msg)?;
-            let (proxy_port, up, down) = bench::counting_proxy(port).await;
+            let proxy = ebadge_sim::proxy::Proxy::start(([127, 0, 0, 1], port).into()).await?;
             let dir = std::env::temp_dir().join(format!("ebadge-bench-heh-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;
             let mut via = profile.clone();
-            via.amqps_url = format!("amqps://localhost:{proxy_port}");
+            via.amqps_url = format!("amqps://localhost:{}", proxy.addr.port());
             let via_path = dir.join("profile.toml");
             via.save(&via_path)?;
             let output = tokio::process::Command::new(std::env::current_exe()?)
@@ -348,10 +353,9 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
             }
             let mut report: bench::HehReport = serde_json::from_slice(&output.stdout)?;
             let n = report.messages.max(1) as f64;
-            report.wire_up_bytes_per_msg = up.load(std::sync::atomic::Ordering::Relaxed) as f64 / n;
-            report.wire_down_bytes_per_msg =
-                down.load(std::sync::atomic::Ordering::Relaxed) as f64 / n;
-            purge_inbox(&profile).await?;
+            report.wire_up_bytes_per_msg = proxy.bytes_up() as f64 / n;
+            report.wire_down_bytes_per_msg = proxy.bytes_down() as f64 / n;
+            purge_inbox(&common.dir).await?;
             note(&format!(
                 "{} reports: CPU {:.3} s ({:.3} % of a core, {:.0} µs/msg), RSS {:.1} MiB, body {} B, wire up {:.0} B/msg, down {:.0} B/msg",
                 report.messages,
@@ -436,8 +440,9 @@ async fn wait_until_ready(
 
 /// Starts the broker, provisions the benchmark registry (additively) and issues certificates.
 async fn prepare(common: &Common, hehs: usize) -> Result<(Profile, PathBuf)> {
-    let registry = Registry::parse(&bench::registry(hehs, &common.queue_type))?;
-    let (profile, plan, _) = super::provision_local(&common.dir, &registry).await?;
+    let registry = bench::registry(hehs, common.queue_type).build()?;
+    let ebadge_admin::local::Provisioned { profile, plan, .. } =
+        super::provision_local(&common.dir, &registry).await?;
     if !plan.is_empty() {
         note(&format!(
             "provisioned the benchmark registry: {} items",
@@ -448,13 +453,12 @@ async fn prepare(common: &Common, hehs: usize) -> Result<(Profile, PathBuf)> {
     Ok((profile, path))
 }
 
-async fn purge_inbox(profile: &Profile) -> Result<()> {
-    let m = profile
-        .management
-        .clone()
-        .context("the local profile has a management section")?;
-    admin_client(&m.url, &m.password)
-        .purge_queue("/", &format!("private-{BENCH_VPP}-inbox"))
+/// Empties the benchmark VPP's inbox of the broker in `dir` (left over from an earlier run).
+async fn purge_inbox(dir: &std::path::Path) -> Result<()> {
+    let m = LocalBroker::new(dir).management()?;
+    let vpp = ebadge_bus::conventions::EntityName::new(BENCH_VPP)?;
+    admin_client(&m)
+        .purge_queue("/", &ebadge_bus::conventions::inbox_queue(&vpp))
         .await
         .context("purging the benchmark inbox")?;
     Ok(())

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use ebadge_admin::broker::LocalBroker;
-use ebadge_admin::registry::Registry;
 use ebadge_sim::demo::{self, Progress};
 
 /// Arguments of `demo`.
@@ -48,12 +47,17 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         status.amqps_url
     );
 
-    let text = demo::registry(args.hehs);
+    let builder = demo::registry(args.hehs);
     let registry_path = broker.dir().join("demo-registry.toml");
-    std::fs::write(&registry_path, &text)
+    std::fs::write(&registry_path, builder.to_toml())
         .with_context(|| format!("writing {}", registry_path.display()))?;
-    let registry = Registry::parse(&text)?;
-    let (profile, plan, issued) = super::provision_local(&args.dir, &registry).await?;
+    let registry = builder.build()?;
+    let ebadge_admin::local::Provisioned {
+        profile,
+        plan,
+        issued,
+        ..
+    } = super::provision_local(&args.dir, &registry).await?;
     eprintln!(
         "== provisioned {}: {} added, {} changed",
         registry_path.display(),

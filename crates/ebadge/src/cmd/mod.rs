@@ -19,42 +19,31 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use ebadge_admin::broker::admin_client;
-use ebadge_admin::provision::AdminClient;
-use ebadge_bus::profile::{Management, Profile};
+use ebadge_admin::mgmt::{AdminClient, admin_client};
+use ebadge_admin::profile::OperatorProfile;
+use ebadge_bus::profile::Profile;
 
-/// Starts the local broker in `dir` if needed and adds what `registry` implies, without removing
-/// what other registries put there (demo and benchmarks share the broker with the user's own
-/// entities); issues missing certificates. Returns the profile, the applied plan and the number of
-/// certificates issued.
+/// Brings the local broker in `dir` up and adds `registry` to it, with progress on stderr
+/// (tens of thousands of items take minutes on a cluster).
 pub async fn provision_local(
     dir: &Path,
     registry: &ebadge_admin::registry::Registry,
-) -> Result<(Profile, ebadge_admin::provision::Plan, usize)> {
-    let broker = ebadge_admin::broker::LocalBroker::new(dir);
-    broker.up(&Default::default()).await?;
-    let profile = Profile::load(&broker.profile_path())?;
-    let m = profile
-        .management
-        .clone()
-        .context("the local profile has a management section")?;
-    let client = admin_client(&m.url, &m.password);
-    let plan = ebadge_admin::provision::plan(&client, &m, registry)
-        .await?
-        .without_removals();
-    // Tens of thousands of items take minutes on a cluster: say how far it got.
+) -> Result<ebadge_admin::local::Provisioned> {
     let mut last = std::time::Instant::now();
-    plan.apply(&m, |done, total| {
-        if last.elapsed().as_secs() >= 5 {
-            eprintln!("  provisioning: {done}/{total} broker items");
-            last = std::time::Instant::now();
-        }
-    })
-    .await?;
-    let issued = broker
-        .pki()
-        .issue_missing(registry.entities().map(|e| e.as_str()))?;
-    Ok((profile, plan, issued))
+    let broker = ebadge_admin::broker::LocalBroker::new(dir);
+    Ok(ebadge_admin::local::provision(
+        &broker,
+        &Default::default(),
+        registry,
+        ebadge_admin::local::Others::Keep,
+        |done, total| {
+            if last.elapsed().as_secs() >= 5 {
+                eprintln!("  provisioning: {done}/{total} broker items");
+                last = std::time::Instant::now();
+            }
+        },
+    )
+    .await?)
 }
 
 /// Raises this process's soft open-file limit to its hard limit: a fleet holds one socket per HEH.
@@ -104,12 +93,10 @@ impl ProfileArg {
         Ok(Profile::load(&Profile::locate(self.profile.as_deref()))?)
     }
 
-    /// The profile, its management section and an administrator client.
-    pub fn admin(&self) -> Result<(Profile, Management, AdminClient)> {
-        let path = Profile::locate(self.profile.as_deref());
-        let profile = Profile::load(&path)?;
-        let management = profile.management(&path)?.clone();
-        let client = admin_client(&management.url, &management.password);
-        Ok((profile, management, client))
+    /// The operator's profile and an administrator client.
+    pub fn admin(&self) -> Result<(OperatorProfile, AdminClient)> {
+        let profile = OperatorProfile::load(&Profile::locate(self.profile.as_deref()))?;
+        let client = admin_client(&profile.management);
+        Ok((profile, client))
     }
 }

@@ -49,9 +49,10 @@ pub async fn run(args: ProvisionArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let (profile, management, client) = args.profile.admin()?;
+    let (profile, client) = args.profile.admin()?;
+    let management = &profile.management;
     let started = Instant::now();
-    let plan = provision::plan(&client, &management, &registry).await?;
+    let plan = provision::plan(&client, management, &registry).await?;
     if args.json {
         let mut value = serde_json::to_value(&plan)?;
         value["applied"] = (!args.dry_run && !plan.is_empty()).into();
@@ -74,7 +75,7 @@ pub async fn run(args: ProvisionArgs) -> Result<ExitCode> {
     }
     if !plan.is_empty() {
         let mut last = Instant::now();
-        plan.apply(&management, |done, total| {
+        plan.apply(management, |done, total| {
             if !args.json && (last.elapsed().as_secs() >= 1 || done == total) {
                 eprintln!("applied {done}/{total}");
                 last = Instant::now();

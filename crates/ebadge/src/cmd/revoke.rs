@@ -21,7 +21,7 @@ pub struct RevokeArgs {
 
 /// Runs `revoke`.
 pub async fn run(args: RevokeArgs) -> Result<ExitCode> {
-    let (profile, _, client) = args.profile.admin()?;
+    let (profile, client) = args.profile.admin()?;
     let pki = profile
         .ca_key
         .as_ref()

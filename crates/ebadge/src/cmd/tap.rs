@@ -3,12 +3,10 @@
 
 use std::process::ExitCode;
 
-use amqprs::channel::{BasicConsumeArguments, QueueBindArguments, QueueDeclareArguments};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use ebadge_bus::EntityName;
-use ebadge_bus::conventions::{incoming_exchange, private_prefix};
-use ebadge_model::Message;
+use ebadge_bus::tap::Tap;
 
 use super::ProfileArg;
 
@@ -34,81 +32,44 @@ pub struct TapArgs {
 
 /// Runs `tap`.
 pub async fn run(args: TapArgs) -> Result<ExitCode> {
-    // AMQP short strings: amqprs panics past 255 bytes, so refuse it here with a reason.
-    if args.pattern.len() > 255 {
-        anyhow::bail!(
-            "the pattern is {} bytes; a binding key has at most 255",
-            args.pattern.len()
-        );
-    }
     let profile = args.profile.load()?;
     let me = EntityName::new(&args.name)?;
-    let connection = ebadge_bus::connect(&profile, me.as_str()).await?;
-    let channel = connection.open_channel(None).await?;
-    let queue = format!(
-        "{}tap-{}",
-        private_prefix(&me),
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    let mut declare = QueueDeclareArguments::new(&queue);
-    declare.exclusive(true).auto_delete(true).durable(false);
-    channel
-        .queue_declare(declare)
-        .await
-        .context("declaring the tap queue")?;
-    channel
-        .queue_bind(QueueBindArguments::new(
-            &queue,
-            &incoming_exchange(&me),
-            &args.pattern,
-        ))
-        .await
-        .context("binding the tap queue")?;
-    let mut consume = BasicConsumeArguments::new(&queue, "tap");
-    consume.auto_ack(true);
-    let (_, mut rx) = channel.basic_consume_rx(consume).await?;
+    let mut tap = Tap::open(&profile, &me, &args.pattern).await?;
     eprintln!(
-        "tap: {queue} bound to {} with {:?}",
-        incoming_exchange(&me),
+        "tap: {} bound to {} with {:?}",
+        tap.queue(),
+        tap.exchange(),
         args.pattern
     );
     let mut seen = 0;
     while args.count.is_none_or(|n| seen < n) {
-        let Some(delivery) = rx.recv().await else {
+        let Some(t) = tap.next().await else {
             break;
         };
-        let (Some(deliver), Some(props), Some(body)) = (
-            delivery.deliver,
-            delivery.basic_properties,
-            delivery.content,
-        ) else {
-            continue;
-        };
-        let from = props.user_id().cloned().unwrap_or_else(|| "unknown".into());
-        let decoded = Message::decode_slice(&body);
         if args.json {
-            let line = match decoded {
-                Ok(m) => super::json_line(&from, deliver.routing_key(), "message", &m.to_json()),
+            let line = match &t.message {
+                Ok(m) => super::json_line(&t.from, &t.routing_key, "message", &m.to_json()),
                 Err(e) => super::json_line(
-                    &from,
-                    deliver.routing_key(),
+                    &t.from,
+                    &t.routing_key,
                     "invalid",
                     &serde_json::to_string(&e.to_string())?,
                 ),
             };
             println!("{line}");
         } else {
-            match decoded {
-                Ok(m) => println!("{from} {} {}", deliver.routing_key(), m.to_json()),
+            match &t.message {
+                Ok(m) => println!("{} {} {}", t.from, t.routing_key, m.to_json()),
                 Err(e) => println!(
-                    "{from} {} INVALID ({e}) {}",
-                    deliver.routing_key(),
-                    String::from_utf8_lossy(&body)
+                    "{} {} INVALID ({e}) {}",
+                    t.from,
+                    t.routing_key,
+                    String::from_utf8_lossy(&t.body)
                 ),
             }
         }
         seen += 1;
     }
-    let _ = connection.close().await;
+    tap.close().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,437 @@
+//! The local broker supervisor: Debian's `rabbitmq-server` run in a directory of ours with our
+//! configuration (TLS only, SASL EXTERNAL only, no guest, management on loopback), never the
+//! system service.
+//!
+//! Layout of a broker directory `D`: `D/pki` (see [`crate::pki`]), `D/node` (configuration, data,
+//! logs, the Erlang cookie) or, for a cluster, `D/node-1` … `D/node-N` and `D/haproxy`,
+//! `D/broker.toml` (ports and node names, kept across restarts so clients reconnect to the same
+//! address) and `D/profile.toml` (the connection profile for `--as NAME`).
+//!
+//! A cluster (`nodes > 1`) forms by a fixed peer list (`classic_config`) with one shared Erlang
+//! cookie; haproxy listens in front of it (see [`crate::haproxy`]) and the profile points there.
+
+mod cluster;
+mod config;
+mod layout;
+mod process;
+
+pub use config::{advanced_config, fleet_settings, security_settings};
+pub use layout::{BrokerState, FrontState, NodeState};
+
+use crate::haproxy;
+use crate::pki::Pki;
+use process::{live_pid, stop_process};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where Debian's package puts the server script that runs in the foreground as the caller.
+pub const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+
+/// Its control tool.
+pub const RABBITMQCTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
+
+/// The management API account that provisioning, audit and revoke use.
+pub const ADMIN_USER: &str = ebadge_bus::conventions::MANAGEMENT_USER;
+
+/// How long `up` waits for a node to boot, or a cluster to form (7 s and 20 s here when new;
+/// minutes for a node that loads 240,000 definitions).
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A broker supervisor failure, saying what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// RabbitMQ (or haproxy, for a cluster) is not installed.
+    #[error(
+        "{1} is not installed ({0} is missing): run `apt-get install -y {1}` (as root) or \
+         `make deps`, then try again"
+    )]
+    NotInstalled(PathBuf, &'static str),
+    /// The directory holds a broker of another size.
+    #[error(
+        "{dir} holds a broker of {has} node(s), not {asked}: use another directory, or \
+         stop that broker (`ebadge broker down`) and remove the directory"
+    )]
+    Shape {
+        /// The broker directory.
+        dir: PathBuf,
+        /// Nodes it has.
+        has: usize,
+        /// Nodes asked for.
+        asked: usize,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The PKI failed.
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    /// The node did not come up.
+    #[error("the broker did not start: {reason}\nlast lines of {log}:\n{tail}")]
+    Boot {
+        /// What happened.
+        reason: String,
+        /// The console log.
+        log: PathBuf,
+        /// Its last lines.
+        tail: String,
+    },
+    /// A port is taken.
+    #[error("port {0} is in use: choose another port, or stop what listens there")]
+    PortInUse(u16),
+    /// rabbitmqctl failed.
+    #[error("rabbitmqctl {command} failed: {output}")]
+    Ctl {
+        /// The subcommand.
+        command: String,
+        /// What it printed.
+        output: String,
+    },
+}
+
+/// What `up` is asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpOptions {
+    /// The AMQPS port clients use, for a broker set up for the first time (free ports are chosen
+    /// otherwise). For a cluster it is haproxy's port.
+    pub port: Option<u16>,
+    /// 1 for a single node; 3 (or more) for a cluster with haproxy in front. None: what the
+    /// directory holds (a single node when it is new).
+    pub nodes: Option<usize>,
+    /// Extra host names or IP addresses in the server certificate (besides localhost, 127.0.0.1
+    /// and ::1), for clients that reach the broker by another address. Used when the PKI is made.
+    pub hosts: Vec<String>,
+}
+
+/// One node in [`BrokerStatus`].
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    /// Erlang node name.
+    pub name: String,
+    /// Its process id, when running.
+    pub pid: Option<u32>,
+    /// Its own AMQPS address (bypassing haproxy).
+    pub amqps_url: String,
+    /// Its own management API.
+    pub management_url: String,
+}
+
+/// What `status` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokerStatus {
+    /// Whether every node (and haproxy, for a cluster) is alive.
+    pub running: bool,
+    /// The broker directory.
+    pub dir: PathBuf,
+    /// `amqps://localhost:PORT`: haproxy's address for a cluster.
+    pub amqps_url: String,
+    /// `http://127.0.0.1:PORT`.
+    pub management_url: String,
+    /// The nodes.
+    pub nodes: Vec<NodeStatus>,
+    /// haproxy's process id, for a cluster, when running.
+    pub haproxy_pid: Option<u32>,
+    /// The connection profile file.
+    pub profile: PathBuf,
+}
+
+/// A local broker directory.
+#[derive(Debug, Clone)]
+pub struct LocalBroker {
+    dir: PathBuf,
+}
+
+impl LocalBroker {
+    /// The broker in `dir` (created on `up`). The path is made absolute, because RabbitMQ runs in
+    /// its own working directory.
+    pub fn new(dir: impl AsRef<Path>) -> Self {
+        let dir = dir.as_ref();
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        Self { dir }
+    }
+
+    /// The broker directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Its PKI.
+    pub fn pki(&self) -> Pki {
+        Pki::new(self.dir.join("pki"))
+    }
+
+    /// The administrator's account on its management API (an error if it was never set up).
+    pub fn management(&self) -> Result<crate::profile::Management, BrokerError> {
+        Ok(self.existing_state()?.management())
+    }
+    /// Its connection profile file.
+    pub fn profile_path(&self) -> PathBuf {
+        self.dir.join("profile.toml")
+    }
+
+    /// The console log of the first node (RabbitMQ's own logs are next to it).
+    pub fn console_log(&self) -> PathBuf {
+        let first = self.state().ok().flatten().map(|s| s.nodes[0].dir.clone());
+        self.dir
+            .join(first.as_deref().unwrap_or("node"))
+            .join("log")
+            .join("console.log")
+    }
+
+    /// The saved state, if the broker was ever started here.
+    pub fn state(&self) -> Result<Option<BrokerState>, BrokerError> {
+        let path = self.state_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text)
+                .map(Some)
+                .map_err(|e| BrokerError::Io {
+                    path,
+                    source: std::io::Error::other(format!(
+                        "{e}; this file was written by another version of ebadge: \
+                     `ebadge broker down` and start a broker in a new directory"
+                    )),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(BrokerError::Io { path, source }),
+        }
+    }
+
+    /// The process id of node `index` (0-based), if its process is alive.
+    pub fn node_pid(&self, index: usize) -> Option<u32> {
+        let state = self.state().ok()??;
+        live_pid(&self.pid_path(state.nodes.get(index)?), "beam")
+    }
+
+    /// Status of the broker (an error only if it was never set up here).
+    pub fn status(&self) -> Result<BrokerStatus, BrokerError> {
+        let state = self.existing_state()?;
+        let nodes: Vec<NodeStatus> = state
+            .nodes
+            .iter()
+            .map(|n| NodeStatus {
+                name: n.name.clone(),
+                pid: live_pid(&self.pid_path(n), "beam"),
+                amqps_url: format!("amqps://localhost:{}", n.amqps_port),
+                management_url: format!("http://127.0.0.1:{}", n.management_port),
+            })
+            .collect();
+        let haproxy_pid = self.haproxy_pid();
+        Ok(BrokerStatus {
+            running: nodes.iter().all(|n| n.pid.is_some())
+                && (state.front.is_none() || haproxy_pid.is_some()),
+            dir: self.dir.clone(),
+            amqps_url: format!("amqps://localhost:{}", state.amqps_port()),
+            management_url: format!("http://127.0.0.1:{}", state.management_port()),
+            nodes,
+            haproxy_pid,
+            profile: self.profile_path(),
+        })
+    }
+
+    /// Starts the broker, or the parts of it that are not running (a killed node, haproxy), or
+    /// reports the running one. Returns the status and whether it was already running.
+    pub async fn up(&self, options: &UpOptions) -> Result<(BrokerStatus, bool), BrokerError> {
+        let state = match self.state()? {
+            Some(state) if options.nodes.is_some_and(|n| n.max(1) != state.nodes.len()) => {
+                return Err(BrokerError::Shape {
+                    dir: self.dir.clone(),
+                    has: state.nodes.len(),
+                    asked: options.nodes.unwrap_or(1).max(1),
+                });
+            }
+            Some(_) if self.status()?.running => return Ok((self.status()?, true)),
+            Some(state) => state,
+            None => self.new_state(options)?,
+        };
+        let server = std::env::var_os("EBADGE_RABBITMQ_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(RABBITMQ_SERVER));
+        if !server.exists() {
+            return Err(BrokerError::NotInstalled(server, "rabbitmq-server"));
+        }
+        if state.front.is_some() && !Path::new(haproxy::HAPROXY).exists() {
+            return Err(BrokerError::NotInstalled(
+                haproxy::HAPROXY.into(),
+                "haproxy",
+            ));
+        }
+        let mut names = vec!["localhost".to_owned(), "127.0.0.1".into(), "::1".into()];
+        names.extend(options.hosts.iter().cloned());
+        self.pki().init(&names)?;
+        self.write_state(&state)?;
+        let starting: Vec<&NodeState> = state
+            .nodes
+            .iter()
+            .filter(|n| live_pid(&self.pid_path(n), "beam").is_none())
+            .collect();
+        for node in &starting {
+            for p in [node.amqps_port, node.management_port, node.dist_port] {
+                if std::net::TcpListener::bind(("127.0.0.1", p)).is_err() {
+                    return Err(BrokerError::PortInUse(p));
+                }
+            }
+            self.write_config(&state, node)?;
+            self.spawn(&server, node)?;
+        }
+        for node in &starting {
+            // RabbitMQ 3.10 nodes restarted together can crash while comparing feature flags with
+            // a peer that is still booting (`incompatible_feature_flags`, `badmap`); a second
+            // start succeeds, so a node that died during boot gets two more.
+            let mut retries = 2;
+            loop {
+                match self.wait_until_up(&state, node).await {
+                    Ok(()) => break,
+                    Err(error)
+                        if retries > 0 && live_pid(&self.pid_path(node), "beam").is_none() =>
+                    {
+                        retries -= 1;
+                        tracing::warn!(node = %node.name, %error, "the node died during boot; starting it again");
+                        self.spawn(&server, node)?;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+        if state.front.is_some() {
+            self.wait_for_cluster(&state).await?;
+            self.start_haproxy(&state)?;
+        }
+        self.write_profile(&state)?;
+        Ok((self.status()?, false))
+    }
+
+    /// Stops the broker cleanly (haproxy first, then each node); returns false if nothing ran.
+    pub fn down(&self) -> Result<bool, BrokerError> {
+        self.down_with_progress(|_| {})
+    }
+
+    /// [`down`](Self::down), telling `progress` what stopped and how long each node took (a
+    /// node with tens of thousands of queues takes a while).
+    pub fn down_with_progress(&self, progress: impl Fn(&str) + Sync) -> Result<bool, BrokerError> {
+        let Some(state) = self.state()? else {
+            return Ok(false);
+        };
+        let mut stopped = false;
+        if let Some(pid) = self.haproxy_pid() {
+            stop_process(pid, || self.haproxy_pid().is_some());
+            progress("haproxy stopped");
+            stopped = true;
+        }
+        let (progress, state) = (&progress, &state);
+        if state.nodes.len() > 1 {
+            progress(&format!("stopping {} nodes …", state.nodes.len()));
+        }
+        // All nodes at once: stopped one after the other, the last ones would find themselves a
+        // minority and pause (`pause_minority`), which makes their shutdown crawl with many
+        // quorum queues. `up` starts them all together, so no order is needed on the way back.
+        let results: Vec<Result<bool, BrokerError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..state.nodes.len())
+                .map(|index| {
+                    scope.spawn(move || {
+                        let started = Instant::now();
+                        let stopped = self.stop_node(index);
+                        if let Ok(true) = stopped {
+                            progress(&format!(
+                                "node {} ({}) stopped in {:.1} s",
+                                index + 1,
+                                state.nodes[index].name,
+                                started.elapsed().as_secs_f64()
+                            ));
+                        }
+                        stopped
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a stopping thread does not panic"))
+                .collect()
+        });
+        for result in results {
+            stopped |= result?;
+        }
+        Ok(stopped)
+    }
+
+    /// Stops node `index` (0-based) cleanly; `up` starts it again. Returns false if it was not
+    /// running.
+    pub fn stop_node(&self, index: usize) -> Result<bool, BrokerError> {
+        let state = self.existing_state()?;
+        let node = &state.nodes[index];
+        let pid_file = self.pid_path(node);
+        let Some(pid) = live_pid(&pid_file, "beam") else {
+            return Ok(false);
+        };
+        if self
+            .ctl_node(node, &["stop", &pid_file.to_string_lossy()])
+            .is_err()
+        {
+            // rabbitmqctl could not reach the node (cookie gone, node wedged): stop the process.
+            stop_process(pid, || live_pid(&pid_file, "beam").is_some());
+        }
+        Ok(true)
+    }
+
+    /// Kills node `index` (0-based) with SIGKILL, as a crash would: no clean shutdown, its
+    /// connections die with it. `up` starts it again. Returns the pid killed.
+    pub fn kill_node(&self, index: usize) -> Result<Option<u32>, BrokerError> {
+        let Some(pid) = self.node_pid(index) else {
+            return Ok(None);
+        };
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.node_pid(index).is_some() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Some(pid))
+    }
+
+    /// Makes every running node read its certificate files again (after `Pki::issue_server`,
+    /// i.e. rotation): new connections get the new certificate, open ones carry on. Returns how
+    /// many nodes it reached.
+    pub fn reload_tls(&self) -> Result<usize, BrokerError> {
+        let state = self.existing_state()?;
+        let mut reloaded = 0;
+        for node in &state.nodes {
+            if live_pid(&self.pid_path(node), "beam").is_some() {
+                self.ctl_node(node, &["eval", "ssl:clear_pem_cache()."])?;
+                reloaded += 1;
+            }
+        }
+        Ok(reloaded)
+    }
+
+    /// Runs `rabbitmqctl -n NODE ARGS…` against the first node, with this broker's environment.
+    pub fn ctl(&self, state: &BrokerState, args: &[&str]) -> Result<String, BrokerError> {
+        self.ctl_node(&state.nodes[0], args)
+    }
+
+    fn ctl_node(&self, node: &NodeState, args: &[&str]) -> Result<String, BrokerError> {
+        let output = Command::new(RABBITMQCTL)
+            .args(["-n", &node.name])
+            .args(args)
+            .envs(self.env(node))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| BrokerError::Io {
+                path: RABBITMQCTL.into(),
+                source,
+            })?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        if output.status.success() {
+            Ok(text)
+        } else {
+            Err(BrokerError::Ctl {
+                command: args.join(" "),
+                output: text.trim().to_owned(),
+            })
+        }
+    }
+}

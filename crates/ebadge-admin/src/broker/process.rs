@@ -1,0 +1,128 @@
+//! The node processes: spawning `rabbitmq-server` with its log, waiting for it to answer, and
+//! telling a live process from a stale pid file.
+
+use super::layout::{BrokerState, NodeState};
+use super::{BOOT_TIMEOUT, BrokerError, LocalBroker};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+impl LocalBroker {
+    pub(super) fn spawn(&self, server: &Path, node: &NodeState) -> Result<(), BrokerError> {
+        let _ = std::fs::remove_file(self.pid_path(node));
+        spawn_logged(
+            Command::new(server)
+                .envs(self.env(node))
+                .current_dir(self.node_dir(node)),
+            &self.node_log(node),
+        )
+        .map(|_| ())
+    }
+
+    pub(super) async fn wait_until_up(
+        &self,
+        state: &BrokerState,
+        node: &NodeState,
+    ) -> Result<(), BrokerError> {
+        let client = crate::mgmt::admin_client(&state.management_at(node.management_port));
+        let started = Instant::now();
+        let mut saw_pid = false;
+        let pid_file = self.pid_path(node);
+        loop {
+            if client.list_vhosts().await.is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", node.amqps_port)).is_ok()
+            {
+                return Ok(());
+            }
+            saw_pid |= live_pid(&pid_file, "beam").is_some();
+            let died = saw_pid && live_pid(&pid_file, "beam").is_none();
+            if died || started.elapsed() > BOOT_TIMEOUT {
+                let reason = if died {
+                    format!("node {} exited during boot", node.name)
+                } else {
+                    format!(
+                        "node {} not up after {} s",
+                        node.name,
+                        BOOT_TIMEOUT.as_secs()
+                    )
+                };
+                return Err(self.boot_error(reason, node));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    pub(super) fn boot_error(&self, reason: String, node: &NodeState) -> BrokerError {
+        BrokerError::Boot {
+            reason,
+            log: self.node_log(node),
+            tail: tail(&self.node_log(node), 15),
+        }
+    }
+}
+
+/// The pid in `pid_file`, if that process is alive and its command line contains `program` (a
+/// recycled pid belongs to some other program).
+pub(super) fn live_pid(pid_file: &Path, program: &str) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // A zombie (killed, not yet reaped by its parent) is not running.
+    let zombie = stat
+        .rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+    (String::from_utf8_lossy(&cmdline).contains(program) && !zombie).then_some(pid)
+}
+
+/// SIGTERM, then SIGKILL after 30 s.
+pub(super) fn stop_process(pid: u32, alive: impl Fn() -> bool) {
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if alive() {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+}
+
+/// Starts a long-lived child with its output in `log`, in its own process group: it outlives
+/// `ebadge broker up` and ignores our Ctrl-C.
+pub(super) fn spawn_logged(
+    command: &mut Command,
+    log_path: &Path,
+) -> Result<std::process::Child, BrokerError> {
+    use std::os::unix::process::CommandExt;
+    let io_error = |source| BrokerError::Io {
+        path: log_path.into(),
+        source,
+    };
+    // Appended: the log of an earlier start (a crash) stays readable.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .map_err(io_error)?;
+    let err = log.try_clone().map_err(io_error)?;
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .map_err(|source| BrokerError::Io {
+            path: command.get_program().into(),
+            source,
+        })?;
+    Ok(child)
+}
+
+pub(super) fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
