@@ -17,7 +17,7 @@ use crate::connect::{ConnectError, connect};
 use crate::conventions::{EntityName, incoming_exchange, tap_queue};
 use crate::profile::Profile;
 use amqprs::channel::{
-    BasicConsumeArguments, ConsumerMessage, QueueBindArguments, QueueDeclareArguments,
+    BasicConsumeArguments, Channel, ConsumerMessage, QueueBindArguments, QueueDeclareArguments,
 };
 use amqprs::connection::Connection;
 use ebadge_model::{InvalidMessage, Message};
@@ -42,6 +42,15 @@ pub enum TapError {
     },
 }
 
+/// Refuses a binding pattern longer than AMQP allows (amqprs would panic on it): a check that
+/// needs no broker, to run before anything else.
+pub fn check_pattern(pattern: &str) -> Result<(), TapError> {
+    if pattern.len() > 255 {
+        return Err(TapError::PatternTooLong(pattern.len()));
+    }
+    Ok(())
+}
+
 /// One message seen by a tap.
 #[derive(Debug)]
 pub struct Tapped {
@@ -58,6 +67,8 @@ pub struct Tapped {
 /// An open tap.
 pub struct Tap {
     connection: Connection,
+    /// Kept open: amqprs closes a channel when its handle is dropped.
+    _channel: Channel,
     queue: String,
     exchange: String,
     deliveries: UnboundedReceiver<ConsumerMessage>,
@@ -67,10 +78,7 @@ impl Tap {
     /// Taps `me`'s incoming stream for routing keys matching `pattern` (`#` for all, `report.#`,
     /// `*.heh-42`), connecting as `me` with its certificate.
     pub async fn open(profile: &Profile, me: &EntityName, pattern: &str) -> Result<Tap, TapError> {
-        // amqprs panics on a short string past 255 bytes: refuse it with a reason first.
-        if pattern.len() > 255 {
-            return Err(TapError::PatternTooLong(pattern.len()));
-        }
+        check_pattern(pattern)?;
         let broker = |what| move |source| TapError::Broker { what, source };
         let connection = connect(profile, me.as_str()).await?;
         let channel = connection
@@ -97,6 +105,7 @@ impl Tap {
             .map_err(broker("consuming from the tap queue"))?;
         Ok(Tap {
             connection,
+            _channel: channel,
             queue,
             exchange,
             deliveries,

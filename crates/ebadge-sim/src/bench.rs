@@ -8,7 +8,12 @@ use crate::measure::{cpu_seconds, percentiles, rss_kib, unix_nanos};
 use amqprs::channel::{
     BasicAckArguments, BasicConsumeArguments, BasicPublishArguments, BasicQosArguments,
 };
+use ebadge_admin::broker::LocalBroker;
+use ebadge_admin::local;
+use ebadge_admin::mgmt::admin_client;
+use ebadge_admin::profile::Management;
 use ebadge_admin::registry::{Builder, QueueType};
+use ebadge_bus::conventions::{inbox_queue, pair_exchange};
 use ebadge_bus::{ActivationOutcome, Client, ClientConfig, EntityName, Profile};
 use ebadge_model::{Activate, Message};
 use serde::{Deserialize, Serialize};
@@ -17,6 +22,61 @@ use std::time::{Duration, Instant};
 
 /// The benchmark VPP.
 pub const BENCH_VPP: &str = "bench-vpp";
+
+/// Why a benchmark could not run, saying what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The fleet, or one of the benchmark's processes, failed.
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
+    /// A participant could not connect.
+    #[error("{who} could not connect: {source}")]
+    Connect {
+        /// The entity.
+        who: String,
+        /// Why.
+        source: ebadge_bus::ConnectError,
+    },
+    /// The broker refused a step of a raw (amqprs) participant.
+    #[error("{what}: {source}")]
+    Broker {
+        /// What was being done.
+        what: &'static str,
+        /// The broker's answer.
+        source: amqprs::error::Error,
+    },
+    /// Our client refused a message.
+    #[error("sending: {0}")]
+    Send(#[from] ebadge_bus::SendError),
+    /// The local broker or the benchmark registry could not be made ready.
+    #[error(transparent)]
+    Local(#[from] ebadge_admin::local::LocalError),
+    /// The registry of the benchmark is invalid (a bug).
+    #[error(transparent)]
+    Registry(#[from] ebadge_admin::registry::RegistryError),
+    /// The management API failed.
+    #[error(transparent)]
+    Api(#[from] ebadge_admin::mgmt::ApiError),
+    /// The local broker's directory or processes failed.
+    #[error(transparent)]
+    LocalBroker(#[from] ebadge_admin::broker::BrokerError),
+}
+
+fn broker(what: &'static str) -> impl FnOnce(amqprs::error::Error) -> BenchError {
+    move |source| BenchError::Broker { what, source }
+}
+
+fn connect_error(who: &str) -> impl FnOnce(ebadge_bus::ConnectError) -> BenchError + '_ {
+    move |source| BenchError::Connect {
+        who: who.to_owned(),
+        source,
+    }
+}
+
+/// The benchmark VPP's name.
+pub fn bench_vpp() -> EntityName {
+    EntityName::new(BENCH_VPP).expect("BENCH_VPP is a valid name")
+}
 
 /// Name of benchmark HEH `i`.
 pub fn bench_heh(i: usize) -> String {
@@ -32,6 +92,64 @@ pub fn registry(hehs: usize, queue_type: QueueType) -> Builder {
             .entity(BENCH_VPP, None),
         |registry, i| registry.heh(bench_heh(i), BENCH_VPP),
     )
+}
+
+/// A local broker made ready for a benchmark.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The profile the benchmark's entities connect with.
+    pub profile: Profile,
+    /// Its file, for the benchmark's other processes.
+    pub profile_path: std::path::PathBuf,
+    /// The administrator's account.
+    pub management: Management,
+    /// Broker items provisioning added or changed (0 when the broker already had the registry).
+    pub provisioned: usize,
+    /// Each node's own address, on a local cluster (empty on one node): fleet processes
+    /// connect straight to them, as haproxy holds fewer connections than a big fleet.
+    pub node_urls: Vec<String>,
+}
+
+/// Brings the local broker in `dir` up and adds the benchmark registry (`hehs` HEHs and
+/// their VPP, inboxes of `queue_type`) with certificates; `progress` gets (done, total) broker
+/// items while provisioning runs.
+pub async fn prepare(
+    dir: &std::path::Path,
+    hehs: usize,
+    queue_type: QueueType,
+    progress: impl FnMut(usize, usize),
+) -> Result<Prepared, BenchError> {
+    let broker = LocalBroker::new(dir);
+    let registry = registry(hehs, queue_type).build()?;
+    let ready = local::provision(
+        &broker,
+        &Default::default(),
+        &registry,
+        local::Others::Keep,
+        progress,
+    )
+    .await?;
+    let nodes = broker.status()?.nodes;
+    Ok(Prepared {
+        profile: ready.profile,
+        profile_path: broker.profile_path(),
+        management: ready.management,
+        provisioned: ready.plan.add.len() + ready.plan.change.len(),
+        node_urls: if nodes.len() > 1 {
+            nodes.into_iter().map(|n| n.amqps_url).collect()
+        } else {
+            Vec::new()
+        },
+    })
+}
+
+/// Empties the benchmark VPP's inbox (left over from an earlier run or the previous figure).
+pub async fn purge_vpp_inbox(management: &Management) -> Result<(), BenchError> {
+    admin_client(management)
+        .purge_queue("/", &inbox_queue(&bench_vpp()))
+        .await
+        .map_err(|e| ebadge_admin::mgmt::ApiError::new("purging the benchmark inbox", e))?;
+    Ok(())
 }
 
 /// A report body carrying its send time (ns since the epoch) in an extension field.
@@ -70,26 +188,29 @@ pub async fn consume(
     count: u64,
     raw: bool,
     ready: impl FnOnce(),
-) -> ConsumerReport {
+) -> Result<ConsumerReport, BenchError> {
     let cpu0 = cpu_seconds();
     let mut latencies = Vec::with_capacity(count as usize);
     let (mut first, mut last) = (None, Instant::now());
     if raw {
         let conn = ebadge_bus::connect(profile, BENCH_VPP)
             .await
-            .expect("the bench VPP connects");
-        let channel = conn.open_channel(None).await.expect("a channel");
+            .map_err(connect_error(BENCH_VPP))?;
+        let channel = conn
+            .open_channel(None)
+            .await
+            .map_err(broker("opening a channel"))?;
         channel
             .basic_qos(BasicQosArguments::new(0, 1000, false))
             .await
-            .expect("qos");
+            .map_err(broker("setting the prefetch"))?;
         let (_, mut rx) = channel
             .basic_consume_rx(BasicConsumeArguments::new(
-                &format!("private-{BENCH_VPP}-inbox"),
+                &inbox_queue(&bench_vpp()),
                 "raw",
             ))
             .await
-            .expect("consume");
+            .map_err(broker("consuming the inbox"))?;
         ready();
         while (latencies.len() as u64) < count {
             let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await else {
@@ -108,15 +229,12 @@ pub async fn consume(
             }
         }
     } else {
-        let mut config = ClientConfig::new(
-            profile.clone(),
-            EntityName::new(BENCH_VPP).expect("a valid name"),
-        );
+        let mut config = ClientConfig::new(profile.clone(), bench_vpp());
         config.inbox_capacity = 2000;
         let client = Client::connect(config)
             .await
-            .expect("the bench VPP connects");
-        let mut inbox = client.inbox().expect("the inbox");
+            .map_err(connect_error(BENCH_VPP))?;
+        let mut inbox = client.inbox().expect("a new client has its inbox");
         ready();
         while (latencies.len() as u64) < count {
             let Ok(Some(incoming)) =
@@ -143,7 +261,7 @@ pub async fn consume(
     let seconds = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());
     let p = percentiles(&mut latencies, &[50.0, 90.0, 99.0, 100.0]);
     let cpu = cpu_seconds() - cpu0;
-    ConsumerReport {
+    Ok(ConsumerReport {
         mode: if raw { "raw-amqprs" } else { "ebadge" }.into(),
         received,
         seconds,
@@ -160,45 +278,34 @@ pub async fn consume(
             0.0
         },
         rss_kib: rss_kib(),
-    }
+    })
 }
 
 /// Publishes `per_heh` stamped reports from each of `hehs` publishers (own connections), at
-/// `rate` messages a second in all, or flat out. With
-/// `raw`, through plain amqprs channels with confirms but no outbox, validation or properties
-/// beyond user_id and message_id (the ceiling); otherwise
-/// through our client, waiting for every confirm. Returns the seconds it took.
+/// `rate` messages a second in all, or flat out. With `raw`, through plain amqprs channels with
+/// confirms but no outbox, validation or properties beyond user_id and message_id (the
+/// ceiling); otherwise through our client, waiting for every confirm. Returns the seconds from
+/// the moment all publishers were connected until the last one was done.
 pub async fn publish(
     profile: &Profile,
     hehs: usize,
     per_heh: u64,
     raw: bool,
     rate: Option<f64>,
-) -> f64 {
-    let vpp = EntityName::new(BENCH_VPP).expect("a valid name");
+) -> Result<f64, BenchError> {
     let mut tasks = tokio::task::JoinSet::new();
+    // Every publisher passes the gate, connected or not, so that a failed one cannot leave the
+    // others waiting; the failure is reported when they are all done.
     let gate = Arc::new(tokio::sync::Barrier::new(hehs + 1));
     for i in 0..hehs {
-        let (profile, vpp, gate) = (profile.clone(), vpp.clone(), gate.clone());
+        let (profile, gate) = (profile.clone(), gate.clone());
         tasks.spawn(async move {
-            let name = bench_heh(i);
+            let name = EntityName::new(&bench_heh(i)).expect("bench HEH names are valid");
             if raw {
-                let conn = ebadge_bus::connect(&profile, &name)
-                    .await
-                    .expect("a raw publisher connects");
-                let channel = conn.open_channel(None).await.expect("a channel");
-                // Same guarantee as our layer: publisher confirms, waited for before closing.
-                let (acked_tx, mut acked) = tokio::sync::watch::channel(0u64);
-                channel
-                    .register_callback(ConfirmCounter(acked_tx))
-                    .await
-                    .expect("a callback");
-                channel
-                    .confirm_select(amqprs::channel::ConfirmSelectArguments::default())
-                    .await
-                    .expect("confirm mode");
+                let setup = raw_publisher(&profile, &name).await;
                 gate.wait().await;
-                let exchange = format!("{name}-to-{BENCH_VPP}");
+                let (conn, channel, mut acked) = setup?;
+                let exchange = pair_exchange(&name, &bench_vpp());
                 let mut pace = pacer(rate, hehs);
                 for _ in 0..per_heh {
                     pace.tick().await;
@@ -208,11 +315,11 @@ pub async fn publish(
                     props
                         .with_persistence(true)
                         .with_message_id(&sent.to_string())
-                        .with_user_id(&name);
+                        .with_user_id(name.as_str());
                     channel
                         .basic_publish(props, body, BasicPublishArguments::new(&exchange, "report"))
                         .await
-                        .expect("publish");
+                        .map_err(broker("publishing"))?;
                 }
                 let _ = tokio::time::timeout(
                     Duration::from_secs(120),
@@ -221,25 +328,64 @@ pub async fn publish(
                 .await;
                 let _ = conn.close().await;
             } else {
-                let config =
-                    ClientConfig::new(profile, EntityName::new(&name).expect("a valid name"));
-                let client = Client::connect(config).await.expect("a publisher connects");
+                let config = ClientConfig::new(profile, name.clone());
+                let client = Client::connect(config).await;
                 gate.wait().await;
+                let client = client.map_err(connect_error(name.as_str()))?;
                 let mut pace = pacer(rate, hehs);
                 for _ in 0..per_heh {
                     pace.tick().await;
-                    client
-                        .send(&vpp, &stamped_report(unix_nanos()))
-                        .expect("send");
+                    client.send(&bench_vpp(), &stamped_report(unix_nanos()))?;
                 }
                 client.close(Duration::from_secs(120)).await;
             }
+            Ok::<(), BenchError>(())
         });
     }
     gate.wait().await;
     let started = Instant::now();
-    while tasks.join_next().await.is_some() {}
-    started.elapsed().as_secs_f64()
+    let mut first_error = None;
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(Err(e)) = done {
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(started.elapsed().as_secs_f64()),
+    }
+}
+
+/// A raw amqprs publisher in confirm mode, and the highest delivery tag confirmed so far.
+async fn raw_publisher(
+    profile: &Profile,
+    name: &EntityName,
+) -> Result<
+    (
+        amqprs::connection::Connection,
+        amqprs::channel::Channel,
+        tokio::sync::watch::Receiver<u64>,
+    ),
+    BenchError,
+> {
+    let conn = ebadge_bus::connect(profile, name.as_str())
+        .await
+        .map_err(connect_error(name.as_str()))?;
+    let channel = conn
+        .open_channel(None)
+        .await
+        .map_err(broker("opening a channel"))?;
+    // Same guarantee as our layer: publisher confirms, waited for before closing.
+    let (acked_tx, acked) = tokio::sync::watch::channel(0u64);
+    channel
+        .register_callback(ConfirmCounter(acked_tx))
+        .await
+        .map_err(broker("registering the confirm callback"))?;
+    channel
+        .confirm_select(amqprs::channel::ConfirmSelectArguments::default())
+        .await
+        .map_err(broker("selecting confirm mode"))?;
+    Ok((conn, channel, acked))
 }
 
 /// Paces one of `hehs` publishers so that together they send `rate` messages a second (each
@@ -343,7 +489,7 @@ pub async fn activation_fleet(
     let specs = (first..first + count)
         .map(|i| HehSpec {
             name: EntityName::new(&bench_heh(i)).expect("a valid name"),
-            controller: EntityName::new(BENCH_VPP).expect("a valid name"),
+            controller: bench_vpp(),
             capacity_kw: 1000.0,
             policy: Policy::Reject,
         })
@@ -372,10 +518,7 @@ pub async fn activations<F>(
 where
     F: std::future::Future<Output = Result<f64, crate::fleet::FleetError>>,
 {
-    let mut config = ClientConfig::new(
-        profile.clone(),
-        EntityName::new(BENCH_VPP).expect("a valid name"),
-    );
+    let mut config = ClientConfig::new(profile.clone(), bench_vpp());
     config.publish_connection = publish_connection;
     let vpp = Client::connect_patiently(config, crate::fleet::CONNECT_PATIENCE)
         .await
@@ -472,10 +615,11 @@ pub struct HehReport {
 
 /// One HEH sending `rate` reports a second for `seconds` (run in its own process, so CPU and
 /// memory are the HEH's alone). The wire figures are filled in by the caller's proxy.
-pub async fn heh(profile: &Profile, seconds: u64, rate: u64) -> HehReport {
+pub async fn heh(profile: &Profile, seconds: u64, rate: u64) -> Result<HehReport, BenchError> {
+    let name = bench_heh(0);
     let mut config = ClientConfig::new(
         profile.clone(),
-        EntityName::new(&bench_heh(0)).expect("a valid name"),
+        EntityName::new(&name).expect("bench HEH names are valid"),
     );
     config.outbox_cap = 10_000;
     config.prefetch = 10;
@@ -483,8 +627,8 @@ pub async fn heh(profile: &Profile, seconds: u64, rate: u64) -> HehReport {
     config.dedupe_window = 1_000;
     let client = Client::connect(config)
         .await
-        .expect("the bench HEH connects");
-    let vpp = EntityName::new(BENCH_VPP).expect("a valid name");
+        .map_err(connect_error(&name))?;
+    let vpp = bench_vpp();
     let body_bytes = stamped_report(unix_nanos()).to_json().len() as u64;
     let cpu0 = cpu_seconds();
     let started = Instant::now();
@@ -492,9 +636,7 @@ pub async fn heh(profile: &Profile, seconds: u64, rate: u64) -> HehReport {
     let n = seconds * rate;
     for _ in 0..n {
         tick.tick().await;
-        client
-            .send(&vpp, &stamped_report(unix_nanos()))
-            .expect("send");
+        client.send(&vpp, &stamped_report(unix_nanos()))?;
     }
     if let Err(e) = client.flush().await {
         tracing::error!(error = %e, "the bench HEH lost messages");
@@ -503,7 +645,7 @@ pub async fn heh(profile: &Profile, seconds: u64, rate: u64) -> HehReport {
     let cpu = cpu_seconds() - cpu0;
     let rss = rss_kib();
     client.close(Duration::from_secs(2)).await;
-    HehReport {
+    Ok(HehReport {
         messages: n,
         seconds: elapsed,
         cpu_seconds: cpu,
@@ -512,5 +654,5 @@ pub async fn heh(profile: &Profile, seconds: u64, rate: u64) -> HehReport {
         rss_kib: rss,
         body_bytes,
         ..HehReport::default()
-    }
+    })
 }

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod ceiling;
+pub mod children;
 pub mod demo;
 pub mod fleet;
 pub mod heh;

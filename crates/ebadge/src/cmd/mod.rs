@@ -23,27 +23,32 @@ use ebadge_admin::mgmt::{AdminClient, admin_client};
 use ebadge_admin::profile::OperatorProfile;
 use ebadge_bus::profile::Profile;
 
-/// Brings the local broker in `dir` up and adds `registry` to it, with progress on stderr
-/// (tens of thousands of items take minutes on a cluster).
+/// Brings the local broker in `dir` up and adds `registry` to it, with progress on stderr.
 pub async fn provision_local(
     dir: &Path,
     registry: &ebadge_admin::registry::Registry,
 ) -> Result<ebadge_admin::local::Provisioned> {
-    let mut last = std::time::Instant::now();
     let broker = ebadge_admin::broker::LocalBroker::new(dir);
     Ok(ebadge_admin::local::provision(
         &broker,
         &Default::default(),
         registry,
         ebadge_admin::local::Others::Keep,
-        |done, total| {
-            if last.elapsed().as_secs() >= 5 {
-                eprintln!("  provisioning: {done}/{total} broker items");
-                last = std::time::Instant::now();
-            }
-        },
+        provisioning_progress(),
     )
     .await?)
+}
+
+/// Prints provisioning progress to stderr every 5 s: tens of thousands of items take minutes on
+/// a cluster.
+pub fn provisioning_progress() -> impl FnMut(usize, usize) {
+    let mut last = std::time::Instant::now();
+    move |done, total| {
+        if last.elapsed().as_secs() >= 5 {
+            eprintln!("  provisioning: {done}/{total} broker items");
+            last = std::time::Instant::now();
+        }
+    }
 }
 
 /// Raises this process's soft open-file limit to its hard limit: a fleet holds one socket per HEH.

@@ -32,6 +32,7 @@ pub struct TapArgs {
 
 /// Runs `tap`.
 pub async fn run(args: TapArgs) -> Result<ExitCode> {
+    ebadge_bus::tap::check_pattern(&args.pattern)?;
     let profile = args.profile.load()?;
     let me = EntityName::new(&args.name)?;
     let mut tap = Tap::open(&profile, &me, &args.pattern).await?;
