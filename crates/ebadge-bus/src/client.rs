@@ -4,81 +4,25 @@
 //! refused (nack, no route) with backoff and reports what it refuses for good; drops redelivered
 //! duplicates; moves invalid incoming messages to `private-<me>-quarantine` with the reason.
 
+pub use crate::config::ClientConfig;
+pub use crate::conventions::{QUARANTINE_FROM_HEADER, QUARANTINE_REASON_HEADER};
+pub use crate::incoming::{Inbox, Incoming};
+
 use crate::connect::{ConnectError, connect};
 use crate::conventions::{EntityName, NameError, pair_exchange, routing_key};
 use crate::counters::{CounterSnapshot, Counters};
-use crate::handler::{Handled, Handler, dispatch};
-use crate::outbox::{Outbox, OutboxError, OutboxSync, Outgoing, Undelivered};
-use crate::profile::Profile;
+use crate::outbox::{Outbox, OutboxError, Outgoing, Undelivered};
 use crate::session::Supervisor;
+use crate::shared::{PendingKey, Shared};
 use amqprs::connection::Connection;
 use ebadge_model::{
     AcceptActivation, Activate, InvalidMessage, Message, ModifyActivation, RejectActivation,
     Response,
 };
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
-
-/// Header naming why a message was quarantined.
-pub const QUARANTINE_REASON_HEADER: &str = "x-ebadge-reason";
-/// Header naming who sent a quarantined message (its user_id, or `unknown`).
-pub const QUARANTINE_FROM_HEADER: &str = "x-ebadge-from";
-
-/// How a client behaves; [`ClientConfig::new`] gives the defaults.
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    /// Where the broker is and where the certificates are.
-    pub profile: Profile,
-    /// Who we are (the certificate CN).
-    pub name: EntityName,
-    /// Most messages kept for confirmation in memory (or on disk with `durable_outbox`); the
-    /// oldest are dropped past it, and counted. Default 100,000: a 60-s outage at 10 msgs/s
-    /// needs 600, a VPP's burst of 5,000 activations fits many times.
-    pub outbox_cap: usize,
-    /// Keep the outbox in this SQLite file, so sends survive a process restart.
-    pub durable_outbox: Option<PathBuf>,
-    /// How the durable outbox writes to the disk: [`OutboxSync::Full`] (default) survives a
-    /// power cut; [`OutboxSync::Normal`] only a crash of the process, with fewer writes.
-    pub outbox_sync: OutboxSync,
-    /// Unacknowledged deliveries the broker may push at once.
-    pub prefetch: u16,
-    /// Message ids remembered for duplicate detection.
-    pub dedupe_window: usize,
-    /// First reconnect delay; doubles up to `reconnect_max`, with ±50 % jitter.
-    pub reconnect_min: Duration,
-    /// Longest reconnect delay.
-    pub reconnect_max: Duration,
-    /// Incoming messages buffered for the application.
-    pub inbox_capacity: usize,
-    /// Publish on a second connection of its own. RabbitMQ throttles a connection that
-    /// publishes faster than its queues take in (flow control) by no longer reading from it,
-    /// and that holds back the acknowledgements of the consumer on the same connection: a VPP
-    /// sending 5,000 activations at once then receives the answers only after the burst. Off by
-    /// default (an HEH would double its connections); on for back-ends that send bursts.
-    pub publish_connection: bool,
-}
-
-impl ClientConfig {
-    /// Defaults for entity `name` with `profile`.
-    pub fn new(profile: Profile, name: EntityName) -> Self {
-        Self {
-            profile,
-            name,
-            outbox_cap: 100_000,
-            durable_outbox: None,
-            outbox_sync: OutboxSync::default(),
-            prefetch: 1000,
-            dedupe_window: 100_000,
-            reconnect_min: Duration::from_millis(100),
-            reconnect_max: Duration::from_secs(5),
-            inbox_capacity: 10_000,
-            publish_connection: false,
-        }
-    }
-}
 
 /// A send that could not be accepted.
 #[derive(Debug, thiserror::Error)]
@@ -123,72 +67,6 @@ pub enum ActivationOutcome {
     Modified(ModifyActivation),
     /// No answer within the timeout.
     TimedOut,
-}
-
-/// A message delivered to the application.
-#[derive(Debug)]
-pub struct Incoming {
-    /// The sender: the `<sender>` of the pair exchange it came through, which only the sender
-    /// may write to (the broker enforces it).
-    pub from: EntityName,
-    /// The routing key it came with (`type[.heh_id]`).
-    pub routing_key: String,
-    /// The exchange it was published to (`<sender>-to-<us or our group>`).
-    pub exchange: String,
-    /// AMQP message_id; `None` from clients that set none (then duplicates cannot be dropped).
-    pub message_id: Option<String>,
-    /// The decoded, valid message.
-    pub message: Message,
-    /// Whether the broker delivered it before (the application did not see that delivery).
-    pub redelivered: bool,
-    pub(crate) ack: AckHandle,
-}
-
-#[derive(Debug)]
-pub(crate) struct AckHandle {
-    /// The supervisor's handle for this message, valid across reconnects.
-    pub(crate) id: u64,
-    pub(crate) tx: mpsc::UnboundedSender<u64>,
-}
-
-impl Incoming {
-    /// Acknowledges the message: the broker forgets it. Until then the broker keeps it, across
-    /// reconnects too: its redelivery waits, unseen by the application, for this call.
-    pub fn ack(&self) {
-        let _ = self.ack.tx.send(self.ack.id);
-    }
-}
-
-/// The stream of incoming messages (from [`Client::inbox`]).
-pub struct Inbox {
-    rx: mpsc::Receiver<Incoming>,
-}
-
-impl Inbox {
-    /// The next message; `None` once the client is closed.
-    pub async fn next(&mut self) -> Option<Incoming> {
-        self.rx.recv().await
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum PendingKey {
-    Activation(String, u32),
-    Market(String),
-}
-
-pub(crate) struct Shared {
-    pub(crate) config: ClientConfig,
-    pub(crate) outbox: Mutex<Outbox>,
-    pub(crate) wake: Notify,
-    pub(crate) progress: Notify,
-    pub(crate) counters: Counters,
-    pub(crate) pending: Mutex<HashMap<PendingKey, oneshot::Sender<Message>>>,
-    pub(crate) connected: watch::Sender<bool>,
-    pub(crate) shutdown: watch::Sender<bool>,
-    pub(crate) ack_tx: mpsc::UnboundedSender<u64>,
-    pub(crate) inbox_rx: Mutex<Option<mpsc::Receiver<Incoming>>>,
-    pub(crate) supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// A connected entity. Cheap to clone; all clones share one connection and one outbox.
@@ -419,28 +297,12 @@ impl Client {
 
     /// The stream of incoming messages. There is one: the second call returns `None`.
     pub fn inbox(&self) -> Option<Inbox> {
-        self.shared
-            .inbox_rx
-            .lock()
-            .unwrap()
-            .take()
-            .map(|rx| Inbox { rx })
+        self.shared.inbox_rx.lock().unwrap().take().map(Inbox::new)
     }
 
-    /// Runs `handler` on every incoming message until the client closes, acknowledging each
-    /// after its method returns.
-    pub async fn serve<H: Handler>(&self, mut handler: H) {
-        let Some(mut inbox) = self.inbox() else {
-            tracing::error!("serve: the inbox was taken already");
-            return;
-        };
-        while let Some(incoming) = inbox.next().await {
-            if dispatch(&mut handler, self, &incoming).await == Handled::No {
-                Counters::add(&self.shared.counters.unhandled, 1);
-                tracing::info!(msg = incoming.message.type_name(), from = %incoming.from, "no handler for this message type");
-            }
-            incoming.ack();
-        }
+    /// Counts a message no handler method took (see [`crate::Handler`]).
+    pub(crate) fn count_unhandled(&self) {
+        Counters::add(&self.shared.counters.unhandled, 1);
     }
 
     /// The counters now.

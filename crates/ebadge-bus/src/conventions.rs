@@ -185,6 +185,11 @@ pub fn quarantine_queue(name: &EntityName) -> String {
     format!("private-{name}-quarantine")
 }
 
+/// Header naming why a message was quarantined.
+pub const QUARANTINE_REASON_HEADER: &str = "x-ebadge-reason";
+/// Header naming who sent a quarantined message (its user_id, or `unknown`).
+pub const QUARANTINE_FROM_HEADER: &str = "x-ebadge-from";
+
 /// A temporary tap queue of the entity (`private-<name>-tap-<id>`): in its private namespace, so
 /// the entity may declare it and bind it to its incoming exchange.
 pub fn tap_queue(name: &EntityName, id: &str) -> String {

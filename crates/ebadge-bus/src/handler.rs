@@ -2,7 +2,8 @@
 //! form of the seed's `AbstractConsumer.on_get_report` and friends. Generated from the model's one
 //! list of message types, so a new type cannot be forgotten here.
 
-use crate::client::{Client, Incoming};
+use crate::client::Client;
+use crate::incoming::Incoming;
 use ebadge_model::{ExtensionMessage, Message};
 use std::future::Future;
 
@@ -71,3 +72,21 @@ macro_rules! define_handler {
 }
 
 ebadge_model::for_each_message_type!(define_handler);
+
+impl Client {
+    /// Runs `handler` on every incoming message until the client closes, acknowledging each
+    /// after its method returns.
+    pub async fn serve<H: Handler>(&self, mut handler: H) {
+        let Some(mut inbox) = self.inbox() else {
+            tracing::error!("serve: the inbox was taken already");
+            return;
+        };
+        while let Some(incoming) = inbox.next().await {
+            if dispatch(&mut handler, self, &incoming).await == Handled::No {
+                self.count_unhandled();
+                tracing::info!(msg = incoming.message.type_name(), from = %incoming.from, "no handler for this message type");
+            }
+            incoming.ack();
+        }
+    }
+}

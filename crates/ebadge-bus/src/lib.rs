@@ -3,6 +3,7 @@
 //! caller does not see (reconnects, publisher confirms, outbox, dedupe, quarantine).
 
 pub mod client;
+mod config;
 pub mod connect;
 mod consumer;
 pub mod conventions;
@@ -11,11 +12,13 @@ pub mod dedupe;
 mod events;
 pub mod handler;
 mod inbound;
+mod incoming;
 pub mod outbox;
 pub mod profile;
 mod publisher;
 mod session;
 mod settlement;
+mod shared;
 pub mod tap;
 
 pub use client::{

@@ -2,10 +2,10 @@
 //! `mandatory` and persistent, with the properties every message of ours carries. What the
 //! broker answers is settled in [`crate::settlement`], which does no I/O.
 
-use crate::client::Shared;
 use crate::conventions::quarantine_queue;
 use crate::counters::Counters;
 use crate::settlement::{Publish, Settlement};
+use crate::shared::Shared;
 use amqprs::channel::{BasicPublishArguments, Channel};
 use amqprs::{BasicProperties, FieldName, FieldTable, FieldValue, LongStr};
 use std::time::Instant;

@@ -4,18 +4,19 @@
 //! application's acknowledgements and check every delivery (quarantine, dedupe, answers to
 //! waiting requests; decisions in [`crate::inbound`]) until the connection is lost or closed.
 
-use crate::client::{
-    AckHandle, Incoming, PendingKey, QUARANTINE_FROM_HEADER, QUARANTINE_REASON_HEADER, Shared,
-};
 use crate::connect::connect;
 use crate::consumer::Consumer;
-use crate::conventions::{EntityName, quarantine_queue};
+use crate::conventions::{
+    EntityName, QUARANTINE_FROM_HEADER, QUARANTINE_REASON_HEADER, quarantine_queue,
+};
 use crate::counters::Counters;
 use crate::dedupe::DedupeWindow;
 use crate::events::{CONSUMER, Callbacks, Event};
 use crate::inbound::{Held, verdict};
+use crate::incoming::{AckHandle, Incoming};
 use crate::publisher::Publisher;
 use crate::settlement::{QuarantineCopy, Settled, Settlement};
+use crate::shared::{PendingKey, Shared};
 use amqprs::channel::{
     BasicAckArguments, Channel, ConfirmSelectArguments, ExchangeDeclareArguments,
     QueueBindArguments, QueueDeclareArguments,

@@ -1,0 +1,60 @@
+//! How a client behaves: [`ClientConfig`], with the defaults of [`ClientConfig::new`].
+
+use crate::conventions::EntityName;
+use crate::outbox::OutboxSync;
+use crate::profile::Profile;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a client behaves; [`ClientConfig::new`] gives the defaults.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Where the broker is and where the certificates are.
+    pub profile: Profile,
+    /// Who we are (the certificate CN).
+    pub name: EntityName,
+    /// Most messages kept for confirmation in memory (or on disk with `durable_outbox`); the
+    /// oldest are dropped past it, and counted. Default 100,000: a 60-s outage at 10 msgs/s
+    /// needs 600, a VPP's burst of 5,000 activations fits many times.
+    pub outbox_cap: usize,
+    /// Keep the outbox in this SQLite file, so sends survive a process restart.
+    pub durable_outbox: Option<PathBuf>,
+    /// How the durable outbox writes to the disk: [`OutboxSync::Full`] (default) survives a
+    /// power cut; [`OutboxSync::Normal`] only a crash of the process, with fewer writes.
+    pub outbox_sync: OutboxSync,
+    /// Unacknowledged deliveries the broker may push at once.
+    pub prefetch: u16,
+    /// Message ids remembered for duplicate detection.
+    pub dedupe_window: usize,
+    /// First reconnect delay; doubles up to `reconnect_max`, with ±50 % jitter.
+    pub reconnect_min: Duration,
+    /// Longest reconnect delay.
+    pub reconnect_max: Duration,
+    /// Incoming messages buffered for the application.
+    pub inbox_capacity: usize,
+    /// Publish on a second connection of its own. RabbitMQ throttles a connection that
+    /// publishes faster than its queues take in (flow control) by no longer reading from it,
+    /// and that holds back the acknowledgements of the consumer on the same connection: a VPP
+    /// sending 5,000 activations at once then receives the answers only after the burst. Off by
+    /// default (an HEH would double its connections); on for back-ends that send bursts.
+    pub publish_connection: bool,
+}
+
+impl ClientConfig {
+    /// Defaults for entity `name` with `profile`.
+    pub fn new(profile: Profile, name: EntityName) -> Self {
+        Self {
+            profile,
+            name,
+            outbox_cap: 100_000,
+            durable_outbox: None,
+            outbox_sync: OutboxSync::default(),
+            prefetch: 1000,
+            dedupe_window: 100_000,
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(5),
+            inbox_capacity: 10_000,
+            publish_connection: false,
+        }
+    }
+}

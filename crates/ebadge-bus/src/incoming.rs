@@ -1,0 +1,56 @@
+//! What the application receives: [`Incoming`] messages, one by one from the [`Inbox`], each
+//! acknowledged by the application when it is done with it.
+
+use crate::conventions::EntityName;
+use ebadge_model::Message;
+use tokio::sync::mpsc;
+
+/// A message delivered to the application.
+#[derive(Debug)]
+pub struct Incoming {
+    /// The sender: the `<sender>` of the pair exchange it came through, which only the sender
+    /// may write to (the broker enforces it).
+    pub from: EntityName,
+    /// The routing key it came with (`type[.heh_id]`).
+    pub routing_key: String,
+    /// The exchange it was published to (`<sender>-to-<us or our group>`).
+    pub exchange: String,
+    /// AMQP message_id; `None` from clients that set none (then duplicates cannot be dropped).
+    pub message_id: Option<String>,
+    /// The decoded, valid message.
+    pub message: Message,
+    /// Whether the broker delivered it before (the application did not see that delivery).
+    pub redelivered: bool,
+    pub(crate) ack: AckHandle,
+}
+
+#[derive(Debug)]
+pub(crate) struct AckHandle {
+    /// The supervisor's handle for this message, valid across reconnects.
+    pub(crate) id: u64,
+    pub(crate) tx: mpsc::UnboundedSender<u64>,
+}
+
+impl Incoming {
+    /// Acknowledges the message: the broker forgets it. Until then the broker keeps it, across
+    /// reconnects too: its redelivery waits, unseen by the application, for this call.
+    pub fn ack(&self) {
+        let _ = self.ack.tx.send(self.ack.id);
+    }
+}
+
+/// The stream of incoming messages (from [`crate::Client::inbox`]).
+pub struct Inbox {
+    rx: mpsc::Receiver<Incoming>,
+}
+
+impl Inbox {
+    pub(crate) fn new(rx: mpsc::Receiver<Incoming>) -> Self {
+        Self { rx }
+    }
+
+    /// The next message; `None` once the client is closed.
+    pub async fn next(&mut self) -> Option<Incoming> {
+        self.rx.recv().await
+    }
+}
