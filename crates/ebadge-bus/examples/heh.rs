@@ -6,9 +6,9 @@
 //! cargo run -p ebadge-bus --example heh            # serves until Ctrl-C
 //! ```
 
+use ebadge_bus::model::rules::report_length;
+use ebadge_bus::model::{Activate, GetReport, Message, Report};
 use ebadge_bus::{Client, ClientConfig, EntityName, Handled, Handler, Incoming, Profile};
-use ebadge_model::rules::report_length;
-use ebadge_model::{Activate, GetReport, Message, Report};
 
 struct Hub;
 

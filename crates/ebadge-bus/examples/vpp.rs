@@ -5,8 +5,8 @@
 //! cargo run -p ebadge-bus --example vpp
 //! ```
 
+use ebadge_bus::model::{Activate, GetReport, Message, SignalName, Time};
 use ebadge_bus::{ActivationOutcome, Client, ClientConfig, EntityName, Profile};
-use ebadge_model::{Activate, GetReport, Message, SignalName, Time};
 use std::time::Duration;
 
 #[tokio::main]

@@ -233,3 +233,37 @@ fn the_demo_runs_and_its_summary_adds_up_and_a_fleet_spreads_over_processes() {
     assert_eq!(result["report"]["answered"], 30, "{result}");
     assert!(stderr.contains("in 3 process(es)"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_into_a_pipe_carry_no_colour_codes() {
+    let (_, path) = shared_profile().await;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ebadge"));
+    command
+        .args([
+            "send",
+            "--as",
+            "cli-sender",
+            "--to",
+            "cli-receiver",
+            "--profile",
+        ])
+        .arg(&path)
+        .env("EBADGE_LOG", "debug")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"msg\":\"get_capabilities\",\"device\":\"EV02\"}\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.contains("DEBUG"), "debug logs were asked for: {logs}");
+    assert!(!logs.contains('\x1b'), "no ANSI escape in a pipe: {logs:?}");
+    common::drain_inbox(&Profile::load(&path).unwrap(), "cli-receiver").await;
+}

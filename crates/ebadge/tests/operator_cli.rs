@@ -263,3 +263,41 @@ fn an_overlong_tap_pattern_is_refused_before_it_reaches_amqp() {
         stderr(&out)
     );
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_with_status_0() {
+    // More output than a pipe holds (64 KiB), so the writer meets the closed pipe.
+    let dir = tempfile::tempdir().unwrap();
+    let line = "{\"msg\":\"get_capabilities\",\"device\":\"EV01\"}\n";
+    std::fs::write(dir.path().join("many.jsonl"), line.repeat(50_000)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ebadge"))
+        .args(["msg", "check", "many.jsonl"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(first.trim(), "ok get_capabilities");
+    // The reader is gone now, as `head` would be.
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "nothing but silence");
+
+    // `println!` (here the schemas), with the pipe closed before the first write.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ebadge"))
+        .args(["msg", "schema"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "nothing but silence");
+}
