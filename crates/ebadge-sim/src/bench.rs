@@ -78,9 +78,9 @@ pub fn bench_vpp() -> EntityName {
     EntityName::new(BENCH_VPP).expect("BENCH_VPP is a valid name")
 }
 
-/// Name of benchmark HEH `i`.
-pub fn bench_heh(i: usize) -> String {
-    format!("heh-0b0000{:06x}", i)
+/// Benchmark HEH `i` (`heh-0b0000xxxxxx`).
+pub fn bench_heh(i: usize) -> EntityName {
+    EntityName::new(&format!("heh-0b0000{i:06x}")).expect("bench HEH names follow the rule")
 }
 
 /// The registry of the benchmarks: one VPP controlling `hehs` HEHs.
@@ -90,7 +90,7 @@ pub fn registry(hehs: usize, queue_type: QueueType) -> Builder {
             .comment("Written by `ebadge bench`.")
             .queue_type(queue_type)
             .entity(BENCH_VPP, None),
-        |registry, i| registry.heh(bench_heh(i), BENCH_VPP),
+        |registry, i| registry.heh(bench_heh(i).as_str(), BENCH_VPP),
     )
 }
 
@@ -300,7 +300,7 @@ pub async fn publish(
     for i in 0..hehs {
         let (profile, gate) = (profile.clone(), gate.clone());
         tasks.spawn(async move {
-            let name = EntityName::new(&bench_heh(i)).expect("bench HEH names are valid");
+            let name = bench_heh(i);
             if raw {
                 let setup = raw_publisher(&profile, &name).await;
                 gate.wait().await;
@@ -488,7 +488,7 @@ pub async fn activation_fleet(
 ) -> Result<Fleet, crate::fleet::FleetError> {
     let specs = (first..first + count)
         .map(|i| HehSpec {
-            name: EntityName::new(&bench_heh(i)).expect("a valid name"),
+            name: bench_heh(i),
             controller: bench_vpp(),
             capacity_kw: 1000.0,
             policy: Policy::Reject,
@@ -558,7 +558,7 @@ where
     for i in 0..hehs {
         let vpp = vpp.clone();
         tasks.spawn(async move {
-            let heh = EntityName::new(&bench_heh(i)).expect("a valid name");
+            let heh = bench_heh(i);
             let t = Instant::now();
             let outcome = vpp
                 .activate(&heh, &Activate::new(from, to, 1.0), Duration::from_secs(60))
@@ -617,17 +617,14 @@ pub struct HehReport {
 /// memory are the HEH's alone). The wire figures are filled in by the caller's proxy.
 pub async fn heh(profile: &Profile, seconds: u64, rate: u64) -> Result<HehReport, BenchError> {
     let name = bench_heh(0);
-    let mut config = ClientConfig::new(
-        profile.clone(),
-        EntityName::new(&name).expect("bench HEH names are valid"),
-    );
+    let mut config = ClientConfig::new(profile.clone(), name.clone());
     config.outbox_cap = 10_000;
     config.prefetch = 10;
     config.inbox_capacity = 10;
     config.dedupe_window = 1_000;
     let client = Client::connect(config)
         .await
-        .map_err(connect_error(&name))?;
+        .map_err(connect_error(name.as_str()))?;
     let vpp = bench_vpp();
     let body_bytes = stamped_report(unix_nanos()).to_json().len() as u64;
     let cpu0 = cpu_seconds();

@@ -6,7 +6,7 @@
 //! confirm mode on one connection and consumes the answers on another. What is left is the
 //! broker's work: the figure ours is compared with.
 
-use crate::bench::{ActivationReport, BENCH_VPP, bench_heh};
+use crate::bench::{ActivationReport, BENCH_VPP, bench_heh, bench_vpp};
 use crate::fleet::FleetError;
 use amqprs::BasicProperties;
 use amqprs::channel::{
@@ -14,8 +14,8 @@ use amqprs::channel::{
     ConfirmSelectArguments,
 };
 use amqprs::connection::Connection;
-use ebadge_bus::conventions::inbox_queue;
-use ebadge_bus::{EntityName, Profile};
+use ebadge_bus::Profile;
+use ebadge_bus::conventions::{inbox_queue, pair_exchange};
 use ebadge_model::{Activate, Message};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,9 +38,9 @@ async fn connect(profile: &Profile, name: &str) -> Result<Connection, FleetError
 
 /// One raw HEH: answers each activation, then acknowledges it.
 async fn raw_heh(profile: Profile, index: usize) -> Result<Connection, FleetError> {
-    let name = bench_heh(index);
-    let connection = connect(&profile, &name).await?;
-    let fail = |e: amqprs::error::Error| FleetError::Process(format!("raw HEH {name}: {e}"));
+    let heh = bench_heh(index);
+    let connection = connect(&profile, heh.as_str()).await?;
+    let fail = |e: amqprs::error::Error| FleetError::Process(format!("raw HEH {heh}: {e}"));
     let channel = connection.open_channel(None).await.map_err(fail)?;
     channel
         .confirm_select(ConfirmSelectArguments::default())
@@ -50,12 +50,12 @@ async fn raw_heh(profile: Profile, index: usize) -> Result<Connection, FleetErro
         .basic_qos(BasicQosArguments::new(0, 50, false))
         .await
         .map_err(fail)?;
-    let queue = inbox_queue(&EntityName::new(&name).expect("a valid name"));
+    let queue = inbox_queue(&heh);
     let mut args = BasicConsumeArguments::new(&queue, "");
     args.manual_ack(true);
     let (_, mut deliveries) = channel.basic_consume_rx(args).await.map_err(fail)?;
     let answer = br#"{"msg":"reject_activation","id":"raw","modification_count":0}"#.to_vec();
-    let exchange = format!("{name}-to-{BENCH_VPP}");
+    let exchange = pair_exchange(&heh, &bench_vpp());
     tokio::spawn(async move {
         while let Some(delivery) = deliveries.recv().await {
             let (Some(deliver), Some(props)) = (delivery.deliver, delivery.basic_properties) else {
@@ -64,7 +64,7 @@ async fn raw_heh(profile: Profile, index: usize) -> Result<Connection, FleetErro
             let mut reply = BasicProperties::default();
             reply
                 .with_persistence(true)
-                .with_user_id(&name)
+                .with_user_id(heh.as_str())
                 .with_correlation_id(props.message_id().map_or("", String::as_str));
             let published = channel
                 .basic_publish(
@@ -114,10 +114,7 @@ pub async fn raw_activations(
         .basic_qos(BasicQosArguments::new(0, 1000, false))
         .await
         .map_err(fail)?;
-    let mut args = BasicConsumeArguments::new(
-        &inbox_queue(&EntityName::new(BENCH_VPP).expect("a valid name")),
-        "",
-    );
+    let mut args = BasicConsumeArguments::new(&inbox_queue(&bench_vpp()), "");
     args.manual_ack(true);
     let (_, mut answers) = consume.basic_consume_rx(args).await.map_err(fail)?;
     let publish = publishing.open_channel(None).await.map_err(fail)?;
@@ -130,6 +127,7 @@ pub async fn raw_activations(
     let body = Message::Activate(Activate::new(from, to, 1.0))
         .to_json()
         .into_bytes();
+    let vpp = bench_vpp();
     let burst = Instant::now();
     let mut sent_at = Vec::with_capacity(hehs);
     for i in 0..hehs {
@@ -143,7 +141,7 @@ pub async fn raw_activations(
             .basic_publish(
                 props,
                 body.clone(),
-                BasicPublishArguments::new(&format!("{BENCH_VPP}-to-{}", bench_heh(i)), "activate"),
+                BasicPublishArguments::new(&pair_exchange(&vpp, &bench_heh(i)), "activate"),
             )
             .await
             .map_err(fail)?;
