@@ -5,6 +5,7 @@ pub mod bench;
 pub mod ceiling;
 pub mod children;
 pub mod demo;
+pub mod figures;
 pub mod fleet;
 pub mod heh;
 pub mod market;

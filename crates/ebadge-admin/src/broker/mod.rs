@@ -141,6 +141,40 @@ pub struct BrokerStatus {
     pub profile: PathBuf,
 }
 
+/// The status as `ebadge broker status` prints it: one line per part.
+impl std::fmt::Display for BrokerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let running = |pid: Option<u32>| match pid {
+            Some(pid) => format!("running (pid {pid})"),
+            None => "stopped".into(),
+        };
+        let up = self.nodes.iter().filter(|n| n.pid.is_some()).count();
+        let broker = match (self.running, up) {
+            (true, _) => "running",
+            (false, 0) => "stopped",
+            (false, _) => "partly running",
+        };
+        writeln!(f, "broker      {broker}")?;
+        for (i, node) in self.nodes.iter().enumerate() {
+            writeln!(
+                f,
+                "node {}      {} {} ({})",
+                i + 1,
+                node.name,
+                running(node.pid),
+                node.amqps_url
+            )?;
+        }
+        if self.nodes.len() > 1 {
+            writeln!(f, "haproxy     {}", running(self.haproxy_pid))?;
+        }
+        writeln!(f, "amqps       {}", self.amqps_url)?;
+        writeln!(f, "management  {}", self.management_url)?;
+        writeln!(f, "profile     {}", self.profile.display())?;
+        writeln!(f, "directory   {}", self.dir.display())
+    }
+}
+
 /// A local broker directory.
 #[derive(Debug, Clone)]
 pub struct LocalBroker {

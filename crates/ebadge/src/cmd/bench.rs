@@ -10,7 +10,7 @@ use ebadge_admin::registry::QueueType;
 use ebadge_bus::Profile;
 use ebadge_sim::bench;
 use ebadge_sim::children::{self, Program};
-use serde_json::json;
+use ebadge_sim::figures;
 
 /// The `bench` subcommands.
 #[derive(Subcommand)]
@@ -158,170 +158,44 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
             messages,
             rate,
             common,
-        } => ingest(&common, hehs, messages, rate).await?,
+        } => {
+            let ready = prepare(&common, hehs).await?;
+            let figures =
+                figures::ingest(&Program::current()?, &ready, hehs, messages, rate, note).await?;
+            note(&format!(
+                "ebadge / raw ceiling: {:.2}",
+                figures.ratio_to_ceiling
+            ));
+            emit(&common, "ingest", &figures)?;
+        }
         BenchCommand::Activations {
             hehs,
             processes,
             one_connection,
             ceiling,
             common,
-        } => activations(&common, hehs, processes, one_connection, ceiling).await?,
+        } => {
+            let ready = prepare(&common, hehs).await?;
+            let options = figures::ActivationOptions {
+                hehs,
+                processes,
+                publish_connection: !one_connection,
+                ceiling,
+            };
+            let figures = figures::activations(&Program::current()?, &ready, options, note).await?;
+            emit(&common, "activations", &figures)?;
+        }
         BenchCommand::Heh {
             seconds,
             rate,
             common,
-        } => heh(&common, seconds, rate).await?,
+        } => {
+            let ready = prepare(&common, 1).await?;
+            let report = figures::heh(&Program::current()?, &ready, seconds, rate, note).await?;
+            emit(&common, "heh", &serde_json::json!({ "report": report }))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-async fn ingest(common: &Common, hehs: usize, messages: u64, rate: Option<f64>) -> Result<()> {
-    let ready = prepare(common, hehs).await?;
-    let per_heh = messages.div_ceil(hehs as u64);
-    let total = per_heh * hehs as u64;
-    let mut results = Vec::new();
-    for raw in [false, true] {
-        bench::purge_vpp_inbox(&ready.management).await?;
-        let mode = if raw {
-            "raw amqprs (ceiling)"
-        } else {
-            "ebadge"
-        };
-        note(&format!(
-            "ingest through {mode}: {hehs} publishers × {per_heh} reports"
-        ));
-        let consumer = Program::current()?
-            .consumer(&ready.profile_path, total, raw)
-            .await?;
-        let publish_seconds = bench::publish(&ready.profile, hehs, per_heh, raw, rate).await?;
-        let report = consumer.report().await?;
-        note(&format!(
-            "  {} received in {:.1} s: {:.0} msgs/s; latency p50 {:.1} ms p99 {:.1} ms; VPP CPU {:.1} µs/msg, RSS {} MiB; publishers done in {:.1} s",
-            report.received,
-            report.seconds,
-            report.msgs_per_s,
-            report.latency_ms[0],
-            report.latency_ms[2],
-            report.cpu_us_per_msg,
-            report.rss_kib / 1024,
-            publish_seconds
-        ));
-        results.push(json!({"consumer": report, "publish_seconds": publish_seconds}));
-    }
-    let ratio = results[0]["consumer"]["msgs_per_s"].as_f64().unwrap_or(0.0)
-        / results[1]["consumer"]["msgs_per_s"]
-            .as_f64()
-            .unwrap_or(1.0)
-            .max(1.0);
-    note(&format!("ebadge / raw ceiling: {ratio:.2}"));
-    emit(
-        common,
-        json!({"bench": "ingest", "hehs": hehs, "messages": total, "ebadge": results[0], "raw_amqprs": results[1], "ratio_to_ceiling": ratio}),
-    );
-    Ok(())
-}
-
-async fn activations(
-    common: &Common,
-    hehs: usize,
-    processes: usize,
-    one_connection: bool,
-    ceiling: bool,
-) -> Result<()> {
-    anyhow::ensure!(
-        !ceiling || processes <= 1,
-        "--ceiling runs its raw fleet in this process: use --processes 1"
-    );
-    let ready = prepare(common, hehs).await?;
-    bench::purge_vpp_inbox(&ready.management).await?;
-    note(&format!(
-        "connecting {hehs} HEHs, each with its own TLS connection, in {processes} process(es) …"
-    ));
-    let report = if processes <= 1 {
-        let progress = Box::new(|n| {
-            if n % 1000 == 0 {
-                eprintln!("  {n} connected");
-            }
-        });
-        bench::activations(
-            &ready.profile,
-            hehs,
-            !one_connection,
-            bench::FleetPlacement::<std::future::Ready<_>>::InProcess(progress),
-        )
-        .await?
-    } else {
-        let mut fleets =
-            Program::current()?.fleets(&ready.profile_path, hehs, processes, &ready.node_urls)?;
-        let report = bench::activations(
-            &ready.profile,
-            hehs,
-            !one_connection,
-            bench::FleetPlacement::External(fleets.ready()),
-        )
-        .await;
-        fleets.stop().await;
-        report?
-    };
-    note(&format!(
-        "{} activations: {} answered, first sent → last answer {:.3} s; round trip p50 {:.1} ms p99 {:.1} ms; {:.0} KiB per HEH connection",
-        report.sent,
-        report.answered,
-        report.seconds,
-        report.round_trip_ms[0],
-        report.round_trip_ms[2],
-        report.kib_per_heh
-    ));
-    let mut result = json!({"bench": "activations", "report": report});
-    if ceiling {
-        bench::purge_vpp_inbox(&ready.management).await?;
-        note(&format!(
-            "the same through raw amqprs (ceiling): connecting {hehs} raw HEHs …"
-        ));
-        let raw = ebadge_sim::ceiling::raw_activations(&ready.profile, hehs).await?;
-        let ratio = raw.seconds / report.seconds.max(f64::EPSILON);
-        note(&format!(
-            "raw amqprs: {} answered, first sent → last answer {:.3} s; round trip p50 {:.1} ms p99 {:.1} ms; ours / ceiling: {ratio:.2}",
-            raw.answered, raw.seconds, raw.round_trip_ms[0], raw.round_trip_ms[2]
-        ));
-        result["raw_amqprs"] = serde_json::to_value(&raw)?;
-        result["ratio_to_ceiling"] = json!(ratio);
-    }
-    emit(common, result);
-    Ok(())
-}
-
-async fn heh(common: &Common, seconds: u64, rate: u64) -> Result<()> {
-    let ready = prepare(common, 1).await?;
-    bench::purge_vpp_inbox(&ready.management).await?;
-    note(&format!(
-        "one HEH (its own process), {rate} reports/s for {seconds} s, through a byte-counting proxy …"
-    ));
-    let (_, port) = ready.profile.host_and_port().map_err(anyhow::Error::msg)?;
-    let proxy = ebadge_sim::proxy::Proxy::start(([127, 0, 0, 1], port).into()).await?;
-    let dir = tempfile::tempdir()?;
-    let mut via = ready.profile.clone();
-    via.amqps_url = format!("amqps://localhost:{}", proxy.addr.port());
-    let via_path = dir.path().join("profile.toml");
-    via.save(&via_path)?;
-    let mut report = Program::current()?.heh(&via_path, seconds, rate).await?;
-    let n = report.messages.max(1) as f64;
-    report.wire_up_bytes_per_msg = proxy.bytes_up() as f64 / n;
-    report.wire_down_bytes_per_msg = proxy.bytes_down() as f64 / n;
-    bench::purge_vpp_inbox(&ready.management).await?;
-    note(&format!(
-        "{} reports: CPU {:.3} s ({:.3} % of a core, {:.0} µs/msg), RSS {:.1} MiB, body {} B, wire up {:.0} B/msg, down {:.0} B/msg",
-        report.messages,
-        report.cpu_seconds,
-        report.cpu_percent,
-        report.cpu_us_per_msg,
-        report.rss_kib as f64 / 1024.0,
-        report.body_bytes,
-        report.wire_up_bytes_per_msg,
-        report.wire_down_bytes_per_msg
-    ));
-    emit(common, json!({"bench": "heh", "report": report}));
-    Ok(())
 }
 
 /// Starts the broker and adds the benchmark registry, with progress on stderr.
@@ -358,8 +232,15 @@ fn note(line: &str) {
     eprintln!("{line}");
 }
 
-fn emit(common: &Common, value: serde_json::Value) {
+/// With --json, the figures as one object on stdout, with `"bench": NAME`.
+fn emit(common: &Common, name: &str, figures: &impl serde::Serialize) -> Result<()> {
     if common.json {
-        println!("{value}");
+        let mut object = serde_json::Map::new();
+        object.insert("bench".into(), name.into());
+        if let serde_json::Value::Object(fields) = serde_json::to_value(figures)? {
+            object.extend(fields);
+        }
+        println!("{}", serde_json::Value::Object(object));
     }
+    Ok(())
 }

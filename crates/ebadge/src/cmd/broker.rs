@@ -178,37 +178,7 @@ fn print_status(status: &BrokerStatus, json: bool) {
             "{}",
             serde_json::to_string(status).expect("status serializes")
         );
-        return;
+    } else {
+        print!("{status}");
     }
-    let running = |pid: Option<u32>| match pid {
-        Some(pid) => format!("running (pid {pid})"),
-        None => "stopped".into(),
-    };
-    let up = status.nodes.iter().filter(|n| n.pid.is_some()).count();
-    println!(
-        "broker      {}",
-        if status.running {
-            "running"
-        } else if up > 0 {
-            "partly running"
-        } else {
-            "stopped"
-        }
-    );
-    for (i, node) in status.nodes.iter().enumerate() {
-        println!(
-            "node {}      {} {} ({})",
-            i + 1,
-            node.name,
-            running(node.pid),
-            node.amqps_url
-        );
-    }
-    if status.nodes.len() > 1 {
-        println!("haproxy     {}", running(status.haproxy_pid));
-    }
-    println!("amqps       {}", status.amqps_url);
-    println!("management  {}", status.management_url);
-    println!("profile     {}", status.profile.display());
-    println!("directory   {}", status.dir.display());
 }

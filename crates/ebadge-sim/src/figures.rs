@@ -1,0 +1,247 @@
+//! The three performance figures of D3.2.3 2.1, one call each, on a broker made ready by
+//! [`bench::prepare`]: what `ebadge bench ingest|activations|heh` runs. Each says what it does
+//! through `note` (one line at a time) and returns its figures, which serialize to the
+//! documented `--json` objects and print as one summary line each.
+
+use crate::bench::{self, ActivationReport, BenchError, ConsumerReport, HehReport, Prepared};
+use crate::children::Program;
+use serde::Serialize;
+use std::fmt;
+
+/// One pass of `ingest`.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestRun {
+    /// What the consuming VPP measured.
+    pub consumer: ConsumerReport,
+    /// Seconds until the last publisher was done.
+    pub publish_seconds: f64,
+}
+
+/// `ingest`: our client, then raw amqprs (the ceiling), with the same publishers.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestFigures {
+    /// Publishers.
+    pub hehs: usize,
+    /// Messages per pass.
+    pub messages: u64,
+    /// Through our client.
+    pub ebadge: IngestRun,
+    /// Through raw amqprs.
+    pub raw_amqprs: IngestRun,
+    /// Our rate / the raw rate.
+    pub ratio_to_ceiling: f64,
+}
+
+/// `ingest`: `hehs` publishers (own TLS connections) send `messages` in all (at `rate` a
+/// second, or flat out) to a VPP consuming in its own process, first through our client, then
+/// through raw amqprs.
+pub async fn ingest(
+    program: &Program,
+    ready: &Prepared,
+    hehs: usize,
+    messages: u64,
+    rate: Option<f64>,
+    note: impl Fn(&str),
+) -> Result<IngestFigures, BenchError> {
+    let per_heh = messages.div_ceil(hehs.max(1) as u64);
+    let total = per_heh * hehs as u64;
+    let mut runs = Vec::new();
+    for raw in [false, true] {
+        bench::purge_vpp_inbox(&ready.management).await?;
+        let mode = if raw {
+            "raw amqprs (ceiling)"
+        } else {
+            "ebadge"
+        };
+        note(&format!(
+            "ingest through {mode}: {hehs} publishers × {per_heh} reports"
+        ));
+        let consumer = program.consumer(&ready.profile_path, total, raw).await?;
+        let publish_seconds = bench::publish(&ready.profile, hehs, per_heh, raw, rate).await?;
+        let run = IngestRun {
+            consumer: consumer.report().await?,
+            publish_seconds,
+        };
+        note(&format!("  {run}"));
+        runs.push(run);
+    }
+    let raw_amqprs = runs.pop().expect("two runs");
+    let ebadge = runs.pop().expect("two runs");
+    Ok(IngestFigures {
+        hehs,
+        messages: total,
+        ratio_to_ceiling: ebadge.consumer.msgs_per_s / raw_amqprs.consumer.msgs_per_s.max(1.0),
+        ebadge,
+        raw_amqprs,
+    })
+}
+
+/// `activations`: ours, and the raw ceiling when it was asked for.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActivationFigures {
+    /// Through our client.
+    pub report: ActivationReport,
+    /// Through raw amqprs, in this process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_amqprs: Option<ActivationReport>,
+    /// The raw time / ours (above 1: ours is faster).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_ceiling: Option<f64>,
+}
+
+/// How `activations` runs.
+#[derive(Debug, Clone, Copy)]
+pub struct ActivationOptions {
+    /// HEHs, each its own TLS connection.
+    pub hehs: usize,
+    /// Processes the fleet is spread over (1: this one).
+    pub processes: usize,
+    /// The VPP publishes on a connection of its own.
+    pub publish_connection: bool,
+    /// Then the same burst through raw amqprs (only with one process).
+    pub ceiling: bool,
+}
+
+/// `activations`: a fleet of HEHs, and the VPP activates each at once: first activate → last
+/// answer; then, with `ceiling`, the same through raw amqprs.
+pub async fn activations(
+    program: &Program,
+    ready: &Prepared,
+    options: ActivationOptions,
+    note: impl Fn(&str),
+) -> Result<ActivationFigures, BenchError> {
+    let ActivationOptions {
+        hehs,
+        processes,
+        publish_connection,
+        ceiling,
+    } = options;
+    if ceiling && processes > 1 {
+        return Err(crate::fleet::FleetError::Process(
+            "the raw ceiling runs its fleet in this process: use one process".into(),
+        )
+        .into());
+    }
+    bench::purge_vpp_inbox(&ready.management).await?;
+    note(&format!(
+        "connecting {hehs} HEHs, each with its own TLS connection, in {processes} process(es) …"
+    ));
+    let report = if processes <= 1 {
+        let progress = Box::new(|n| {
+            if n % 1000 == 0 {
+                eprintln!("  {n} connected");
+            }
+        });
+        let placement = bench::FleetPlacement::<std::future::Ready<_>>::InProcess(progress);
+        bench::activations(&ready.profile, hehs, publish_connection, placement).await?
+    } else {
+        let mut fleets = program.fleets(&ready.profile_path, hehs, processes, &ready.node_urls)?;
+        let placement = bench::FleetPlacement::External(fleets.ready());
+        let report = bench::activations(&ready.profile, hehs, publish_connection, placement).await;
+        fleets.stop().await;
+        report?
+    };
+    note(&report.to_string());
+    let mut figures = ActivationFigures {
+        report,
+        raw_amqprs: None,
+        ratio_to_ceiling: None,
+    };
+    if ceiling {
+        bench::purge_vpp_inbox(&ready.management).await?;
+        note(&format!(
+            "the same through raw amqprs (ceiling): connecting {hehs} raw HEHs …"
+        ));
+        let raw = crate::ceiling::raw_activations(&ready.profile, hehs).await?;
+        let ratio = raw.seconds / figures.report.seconds.max(f64::EPSILON);
+        note(&format!("raw amqprs: {raw}; ours / ceiling: {ratio:.2}"));
+        figures.raw_amqprs = Some(raw);
+        figures.ratio_to_ceiling = Some(ratio);
+    }
+    Ok(figures)
+}
+
+/// `heh`: one HEH sending `rate` reports a second for `seconds`, in its own process, through
+/// a proxy that counts the bytes on the wire.
+pub async fn heh(
+    program: &Program,
+    ready: &Prepared,
+    seconds: u64,
+    rate: u64,
+    note: impl Fn(&str),
+) -> Result<HehReport, BenchError> {
+    bench::purge_vpp_inbox(&ready.management).await?;
+    note(&format!(
+        "one HEH (its own process), {rate} reports/s for {seconds} s, through a byte-counting proxy …"
+    ));
+    let io = |e: std::io::Error| crate::fleet::FleetError::Process(format!("the proxy: {e}"));
+    let (_, port) = ready
+        .profile
+        .host_and_port()
+        .map_err(crate::fleet::FleetError::Process)?;
+    let proxy = crate::proxy::Proxy::start(([127, 0, 0, 1], port).into())
+        .await
+        .map_err(io)?;
+    let dir = tempfile::tempdir().map_err(io)?;
+    let mut via = ready.profile.clone();
+    via.amqps_url = format!("amqps://localhost:{}", proxy.addr.port());
+    let via_path = dir.path().join("profile.toml");
+    via.save(&via_path).map_err(io)?;
+    let mut report = program.heh(&via_path, seconds, rate).await?;
+    let n = report.messages.max(1) as f64;
+    report.wire_up_bytes_per_msg = proxy.bytes_up() as f64 / n;
+    report.wire_down_bytes_per_msg = proxy.bytes_down() as f64 / n;
+    bench::purge_vpp_inbox(&ready.management).await?;
+    note(&report.to_string());
+    Ok(report)
+}
+
+impl fmt::Display for IngestRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.consumer;
+        write!(
+            f,
+            "{} received in {:.1} s: {:.0} msgs/s; latency p50 {:.1} ms p99 {:.1} ms; VPP CPU {:.1} µs/msg, RSS {} MiB; publishers done in {:.1} s",
+            c.received,
+            c.seconds,
+            c.msgs_per_s,
+            c.latency_ms[0],
+            c.latency_ms[2],
+            c.cpu_us_per_msg,
+            c.rss_kib / 1024,
+            self.publish_seconds
+        )
+    }
+}
+
+impl fmt::Display for ActivationReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} activations: {} answered, first sent → last answer {:.3} s; round trip p50 {:.1} ms p99 {:.1} ms; {:.0} KiB per HEH connection",
+            self.sent,
+            self.answered,
+            self.seconds,
+            self.round_trip_ms[0],
+            self.round_trip_ms[2],
+            self.kib_per_heh
+        )
+    }
+}
+
+impl fmt::Display for HehReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} reports: CPU {:.3} s ({:.3} % of a core, {:.0} µs/msg), RSS {:.1} MiB, body {} B, wire up {:.0} B/msg, down {:.0} B/msg",
+            self.messages,
+            self.cpu_seconds,
+            self.cpu_percent,
+            self.cpu_us_per_msg,
+            self.rss_kib as f64 / 1024.0,
+            self.body_bytes,
+            self.wire_up_bytes_per_msg,
+            self.wire_down_bytes_per_msg
+        )
+    }
+}
