@@ -495,6 +495,15 @@ mod tests {
         outbox
     }
 
+    /// An outbox of messages for `exchanges`, all of them published on a fresh channel.
+    fn all_published(exchanges: &[&str]) -> (Outbox, Settlement, Instant) {
+        let outbox = outbox_with(exchanges);
+        let mut s = Settlement::new(0);
+        let now = Instant::now();
+        publish_due(&mut s, &outbox, now);
+        (outbox, s, now)
+    }
+
     /// Hands out what is due and marks it published; returns the outbox seqs (0 for copies).
     fn publish_due(s: &mut Settlement, outbox: &Outbox, now: Instant) -> Vec<u64> {
         let (due, _) = s.due(outbox, now);
@@ -539,10 +548,7 @@ mod tests {
 
     #[test]
     fn after_a_lost_channel_what_was_unconfirmed_goes_out_again_counted_as_again() {
-        let mut outbox = outbox_with(&["a-to-b"; 3]);
-        let mut s = Settlement::new(0);
-        let now = Instant::now();
-        publish_due(&mut s, &outbox, now);
+        let (mut outbox, mut s, now) = all_published(&["a-to-b"; 3]);
         s.confirmed(&mut outbox, 1, false, now);
         s.channel_lost(now);
         let (due, _) = s.due(&outbox, now);
@@ -577,10 +583,7 @@ mod tests {
 
     #[test]
     fn a_return_before_its_confirm_keeps_the_message_and_retries_it_with_backoff() {
-        let mut outbox = outbox_with(&["a-to-b", "a-to-c"]);
-        let mut s = Settlement::new(0);
-        let t0 = Instant::now();
-        publish_due(&mut s, &outbox, t0);
+        let (mut outbox, mut s, t0) = all_published(&["a-to-b", "a-to-c"]);
         s.returned(Some("m1".into()), "a-to-b", "report");
         let settled = s.confirmed(&mut outbox, 2, true, t0);
         assert_eq!((settled.confirmed, settled.returned), (1, 1));
@@ -599,10 +602,7 @@ mod tests {
 
     #[test]
     fn a_nack_defers_only_the_nacked_message_and_the_backoff_doubles() {
-        let mut outbox = outbox_with(&["a-to-b"; 3]);
-        let mut s = Settlement::new(0);
-        let t0 = Instant::now();
-        publish_due(&mut s, &outbox, t0);
+        let (mut outbox, mut s, t0) = all_published(&["a-to-b"; 3]);
         assert_eq!(s.nacked(&mut outbox, 2, false, t0).nacked, 1);
         assert_eq!(s.confirmed(&mut outbox, 3, true, t0).confirmed, 2);
         assert_eq!(
@@ -621,10 +621,7 @@ mod tests {
 
     #[test]
     fn a_message_refused_for_longer_than_the_ttl_is_given_up() {
-        let mut outbox = outbox_with(&["a-to-b"]);
-        let mut s = Settlement::new(0);
-        let t0 = Instant::now();
-        publish_due(&mut s, &outbox, t0);
+        let (mut outbox, mut s, t0) = all_published(&["a-to-b"]);
         s.nacked(&mut outbox, 1, false, t0);
         let later = t0 + Duration::from_millis(MESSAGE_TTL_MS);
         publish_due(&mut s, &outbox, later);
@@ -640,10 +637,7 @@ mod tests {
 
     #[test]
     fn a_channel_closed_over_one_exchange_gives_up_only_its_messages() {
-        let mut outbox = outbox_with(&["a-to-b", "a-to-gone", "a-to-b"]);
-        let mut s = Settlement::new(0);
-        let now = Instant::now();
-        publish_due(&mut s, &outbox, now);
+        let (mut outbox, mut s, now) = all_published(&["a-to-b", "a-to-gone", "a-to-b"]);
         let settled = s.refused_for_good(
             &mut outbox,
             QUARANTINE,
