@@ -125,11 +125,13 @@ fn main() -> ExitCode {
         Command::Tap(args) => runtime().and_then(|rt| rt.block_on(cmd::tap::run(args))),
         Command::Sim(command) => runtime().and_then(|rt| rt.block_on(cmd::sim::run(command))),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(cmd::demo::run(args))),
-        Command::Bench(cmd::bench::BenchCommand::HehChild {
-            seconds,
-            rate,
-            profile,
-        }) => cmd::bench::heh_child(seconds, rate, &profile),
+        Command::Bench(cmd::bench::BenchCommand::Child(
+            cmd::bench_child::ChildRole::HehChild {
+                seconds,
+                rate,
+                profile,
+            },
+        )) => cmd::bench_child::heh_child(seconds, rate, &profile),
         Command::Bench(command) => runtime().and_then(|rt| rt.block_on(cmd::bench::run(command))),
     };
     match result {

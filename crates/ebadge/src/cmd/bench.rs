@@ -7,9 +7,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use ebadge_admin::registry::QueueType;
-use ebadge_bus::Profile;
 use ebadge_sim::bench;
-use ebadge_sim::children::{self, Program};
+use ebadge_sim::children::Program;
 use ebadge_sim::figures;
 
 /// The `bench` subcommands.
@@ -68,49 +67,9 @@ pub enum BenchCommand {
         #[command(flatten)]
         common: Common,
     },
-    /// (Used by `heh`: the HEH's side, in its own process.)
-    #[command(hide = true)]
-    HehChild {
-        /// Seconds of sending.
-        #[arg(long)]
-        seconds: u64,
-        /// Reports per second.
-        #[arg(long)]
-        rate: u64,
-        /// Connection profile (pointing at the counting proxy).
-        #[arg(long)]
-        profile: PathBuf,
-    },
-    /// (Used by `activations --processes`: part of the fleet, in its own process. Prints
-    /// "ready KIB_PER_HEH" once connected, and stops when its standard input closes.)
-    #[command(hide = true)]
-    FleetChild {
-        /// Index of the first HEH.
-        #[arg(long)]
-        first: usize,
-        /// How many.
-        #[arg(long)]
-        count: usize,
-        /// Connection profile.
-        #[arg(long)]
-        profile: PathBuf,
-        /// Connect here instead of the profile's address.
-        #[arg(long)]
-        url: Option<String>,
-    },
-    /// (Used by `ingest`: the VPP's side, in its own process.)
-    #[command(hide = true)]
-    Consume {
-        /// Messages to wait for.
-        #[arg(long)]
-        count: u64,
-        /// Raw amqprs instead of our client.
-        #[arg(long)]
-        raw: bool,
-        /// Connection profile.
-        #[arg(long)]
-        profile: PathBuf,
-    },
+    /// The benchmarks' other processes (hidden).
+    #[command(flatten)]
+    Child(super::bench_child::ChildRole),
 }
 
 fn parse_queue_type(text: &str) -> Result<QueueType, String> {
@@ -138,21 +97,7 @@ pub struct Common {
 pub async fn run(command: BenchCommand) -> Result<ExitCode> {
     super::raise_open_file_limit();
     match command {
-        BenchCommand::HehChild { .. } => unreachable!("run on its own small runtime by main"),
-        BenchCommand::Consume {
-            count,
-            raw,
-            profile,
-        } => {
-            let report = children::consumer_child(&Profile::load(&profile)?, count, raw).await?;
-            println!("{}", serde_json::to_string(&report)?);
-        }
-        BenchCommand::FleetChild {
-            first,
-            count,
-            profile,
-            url,
-        } => children::fleet_child(&Profile::load(&profile)?, first, count, url).await?,
+        BenchCommand::Child(role) => super::bench_child::run(role).await?,
         BenchCommand::Ingest {
             hehs,
             messages,
@@ -214,17 +159,6 @@ async fn prepare(common: &Common, hehs: usize) -> Result<bench::Prepared> {
         ));
     }
     Ok(ready)
-}
-
-/// The HEH side of `bench heh`, on a current-thread runtime as small firmware would run it.
-pub fn heh_child(seconds: u64, rate: u64, profile: &std::path::Path) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let profile = Profile::load(profile)?;
-    let report = runtime.block_on(bench::heh(&profile, seconds, rate))?;
-    println!("{}", serde_json::to_string(&report)?);
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Progress goes to stderr always; with --json stdout carries only the result.

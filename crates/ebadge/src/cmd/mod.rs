@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod bench_child;
 pub mod broker;
 pub mod demo;
 pub mod listen;

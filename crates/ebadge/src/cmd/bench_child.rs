@@ -1,0 +1,91 @@
+//! The hidden `bench` subcommands: the benchmarks' other processes (the child side of the line
+//! protocol in `ebadge_sim::children`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+use ebadge_bus::Profile;
+use ebadge_sim::{bench, children};
+
+/// The roles a benchmark starts in processes of their own.
+#[derive(Subcommand)]
+pub enum ChildRole {
+    /// (Used by `heh`: the HEH's side, in its own process.)
+    #[command(hide = true)]
+    HehChild {
+        /// Seconds of sending.
+        #[arg(long)]
+        seconds: u64,
+        /// Reports per second.
+        #[arg(long)]
+        rate: u64,
+        /// Connection profile (pointing at the counting proxy).
+        #[arg(long)]
+        profile: PathBuf,
+    },
+    /// (Used by `activations --processes`: part of the fleet, in its own process. Prints
+    /// "ready KIB_PER_HEH" once connected, and stops when its standard input closes.)
+    #[command(hide = true)]
+    FleetChild {
+        /// Index of the first HEH.
+        #[arg(long)]
+        first: usize,
+        /// How many.
+        #[arg(long)]
+        count: usize,
+        /// Connection profile.
+        #[arg(long)]
+        profile: PathBuf,
+        /// Connect here instead of the profile's address.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// (Used by `ingest`: the VPP's side, in its own process.)
+    #[command(hide = true)]
+    Consume {
+        /// Messages to wait for.
+        #[arg(long)]
+        count: u64,
+        /// Raw amqprs instead of our client.
+        #[arg(long)]
+        raw: bool,
+        /// Connection profile.
+        #[arg(long)]
+        profile: PathBuf,
+    },
+}
+
+/// Runs a child role (`heh-child` runs on its own runtime: [`heh_child`]).
+pub async fn run(role: ChildRole) -> Result<()> {
+    match role {
+        ChildRole::HehChild { .. } => unreachable!("run on its own small runtime by main"),
+        ChildRole::Consume {
+            count,
+            raw,
+            profile,
+        } => {
+            let report = children::consumer_child(&Profile::load(&profile)?, count, raw).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        ChildRole::FleetChild {
+            first,
+            count,
+            profile,
+            url,
+        } => children::fleet_child(&Profile::load(&profile)?, first, count, url).await?,
+    }
+    Ok(())
+}
+
+/// The HEH side of `bench heh`, on a current-thread runtime as small firmware would run it.
+pub fn heh_child(seconds: u64, rate: u64, profile: &std::path::Path) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let profile = Profile::load(profile)?;
+    let report = runtime.block_on(bench::heh(&profile, seconds, rate))?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
