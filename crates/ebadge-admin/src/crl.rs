@@ -33,8 +33,13 @@ pub struct RevokedList {
     pub revoked: Vec<Revoked>,
 }
 
-/// Signs a CRL listing `list` (with `list.crl_number`) as `issuer`; PEM text.
-pub fn sign(list: &RevokedList, issuer: &Issuer<'_, KeyPair>) -> Result<String, rcgen::Error> {
+/// Signs a CRL listing `list` (with `list.crl_number`) as `issuer`, current for `valid_days`;
+/// PEM text.
+pub fn sign(
+    list: &RevokedList,
+    issuer: &Issuer<'_, KeyPair>,
+    valid_days: i64,
+) -> Result<String, rcgen::Error> {
     let now = OffsetDateTime::now_utc();
     let revoked_certs = list
         .revoked
@@ -57,8 +62,8 @@ pub fn sign(list: &RevokedList, issuer: &Issuer<'_, KeyPair>) -> Result<String, 
     let params = CertificateRevocationListParams {
         // An hour of slack for clocks that run behind, as for certificates.
         this_update: now - Duration::hours(1),
-        // The broker refuses every client once the CRL is stale: as long as the CA lives.
-        next_update: now + Duration::days(crate::pki::CA_DAYS),
+        // The broker refuses every client once the CRL is stale: the caller gives the CA's life.
+        next_update: now + Duration::days(valid_days),
         crl_number: SerialNumber::from(list.crl_number),
         issuing_distribution_point: None,
         revoked_certs,

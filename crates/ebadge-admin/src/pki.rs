@@ -198,8 +198,8 @@ impl Pki {
     fn write_crl(&self, list: &RevokedList) -> Result<(), PkiError> {
         let mut list = list.clone();
         list.crl_number += 1;
-        let pem =
-            crl::sign(&list, &self.issuer()?).map_err(|e| self.cert_error(&self.crl_file(), e))?;
+        let pem = crl::sign(&list, &self.issuer()?, CA_DAYS)
+            .map_err(|e| self.cert_error(&self.crl_file(), e))?;
         let hash = with_cert(&self.ca_cert(), |ca| crl::name_hash(ca.subject()))?;
         let hashed = self.crl_dir().join(format!("{hash}.r0"));
         write(&hashed, &pem)?;

@@ -340,6 +340,29 @@ impl LocalBroker {
         Ok((self.status()?, false))
     }
 
+    /// [`up`](Self::up), telling `progress` every 10 s that it is still starting: nodes with
+    /// tens of thousands of queues recover them all before they answer.
+    pub async fn up_with_progress(
+        &self,
+        options: &UpOptions,
+        progress: impl Fn(&str),
+    ) -> Result<(BrokerStatus, bool), BrokerError> {
+        let started = Instant::now();
+        let up = self.up(options);
+        tokio::pin!(up);
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                outcome = &mut up => return outcome,
+                _ = tick.tick() => progress(&format!(
+                    "still starting after {} s (each node recovers its queues before it answers)",
+                    started.elapsed().as_secs()
+                )),
+            }
+        }
+    }
+
     /// Stops the broker cleanly (haproxy first, then each node); returns false if nothing ran.
     pub fn down(&self) -> Result<bool, BrokerError> {
         self.down_with_progress(|_| {})

@@ -92,24 +92,13 @@ pub async fn run(command: BrokerCommand) -> Result<ExitCode> {
             }
             let options = UpOptions { port, nodes, hosts };
             let started = std::time::Instant::now();
-            // Nodes with tens of thousands of queues recover them before they answer: say so.
-            let ticker = (!json).then(|| {
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
-                    tick.tick().await;
-                    loop {
-                        tick.tick().await;
-                        eprintln!(
-                            "  still starting after {} s (each node recovers its queues before it answers)",
-                            started.elapsed().as_secs()
-                        );
+            let outcome = broker
+                .up_with_progress(&options, |line| {
+                    if !json {
+                        eprintln!("  {line}");
                     }
                 })
-            });
-            let outcome = broker.up(&options).await;
-            if let Some(ticker) = ticker {
-                ticker.abort();
-            }
+                .await;
             let (status, already) = outcome?;
             if !json {
                 if already {
