@@ -514,6 +514,7 @@ pub async fn activations<F>(
     hehs: usize,
     publish_connection: bool,
     placement: FleetPlacement<F>,
+    note: &dyn Fn(&str),
 ) -> Result<ActivationReport, crate::fleet::FleetError>
 where
     F: std::future::Future<Output = Result<f64, crate::fleet::FleetError>>,
@@ -552,6 +553,11 @@ where
     while vpp.counters().received < announced && wait.elapsed() < Duration::from_secs(300) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    note(&format!(
+        "the VPP read {} announcements in {:.1} s; the burst starts",
+        vpp.counters().received,
+        wait.elapsed().as_secs_f64()
+    ));
     let (from, to) = crate::vpp::activation_window();
     let burst = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();

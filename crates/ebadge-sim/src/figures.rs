@@ -133,11 +133,12 @@ pub async fn activations(
             }
         });
         let placement = bench::FleetPlacement::<std::future::Ready<_>>::InProcess(progress);
-        bench::activations(&ready.profile, hehs, publish_connection, placement).await?
+        bench::activations(&ready.profile, hehs, publish_connection, placement, &note).await?
     } else {
         let mut fleets = program.fleets(&ready.profile_path, hehs, processes, &ready.node_urls)?;
         let placement = bench::FleetPlacement::External(fleets.ready());
-        let report = bench::activations(&ready.profile, hehs, publish_connection, placement).await;
+        let report =
+            bench::activations(&ready.profile, hehs, publish_connection, placement, &note).await;
         fleets.stop().await;
         report?
     };
