@@ -243,8 +243,10 @@ impl Supervisor {
         consumer
             .open(conn, &events_tx, &me, self.shared.config.prefetch)
             .await;
-        // Refused messages that were being retried on the lost connection go out again now.
+        // Refused messages that were being retried on the lost connection go out again now;
+        // quarantine copies of its deliveries are void (their originals come again).
         self.settlement.channel_lost(Instant::now());
+        self.settlement.forget_quarantine();
         self.shared.connected.send_replace(true);
 
         let mut shutdown = self.shared.shutdown.subscribe();
@@ -469,6 +471,7 @@ impl Supervisor {
         consumer.backoff = Duration::ZERO;
         consumer.retry_at = Some(Instant::now() + Duration::from_millis(500));
         self.held.new_connection();
+        self.settlement.forget_quarantine();
     }
 
     /// Sends acknowledgements for `tags`, coalesced below the oldest tag still held.

@@ -46,6 +46,9 @@ enum Inflight {
         exchange: String,
     },
     Quarantine(QuarantineCopy),
+    /// A quarantine copy whose original's tag is void ([`Settlement::forget_quarantine`]): its
+    /// answer settles nothing.
+    Forgotten,
 }
 
 /// What one answer of the broker settled: counter increments, and the delivery tags of
@@ -203,6 +206,21 @@ impl Settlement {
         self.nacks_since_ack = 0;
     }
 
+    /// The consuming channel is gone (or the whole connection): the delivery tags of the
+    /// originals whose quarantine copies wait or fly are void, and acknowledging them on a new
+    /// channel would acknowledge other messages. The copies are forgotten; the broker delivers
+    /// the unacknowledged originals again and they are quarantined again (an extra copy in the
+    /// quarantine at worst, never a wrong acknowledgement).
+    pub(crate) fn forget_quarantine(&mut self) {
+        self.quarantine.clear();
+        self.quarantine_later.clear();
+        for inflight in self.inflight.values_mut() {
+            if matches!(inflight, Inflight::Quarantine(_)) {
+                *inflight = Inflight::Forgotten;
+            }
+        }
+    }
+
     /// Queues a quarantine copy for publishing.
     pub(crate) fn quarantine(&mut self, copy: QuarantineCopy) {
         self.quarantine.push(copy);
@@ -301,6 +319,7 @@ impl Settlement {
         let mut settled = Settled::default();
         for inflight in self.settle(tag, multiple) {
             match inflight {
+                Inflight::Forgotten => {}
                 Inflight::Quarantine(copy) => {
                     if self.returned.remove(&copy.message_id).is_some() {
                         self.quarantine_later.push(copy);
@@ -346,6 +365,7 @@ impl Settlement {
         for inflight in self.settle(tag, multiple) {
             settled.nacked += 1;
             match inflight {
+                Inflight::Forgotten => {}
                 Inflight::Quarantine(copy) => self.quarantine_later.push(copy),
                 Inflight::Outbox { seq, .. } => {
                     self.refuse(
@@ -381,14 +401,14 @@ impl Settlement {
                 // flight is the one the broker stopped at.
                 self.inflight.values().find_map(|i| match i {
                     Inflight::Outbox { exchange, .. } => Some(exchange.clone()),
-                    Inflight::Quarantine(_) => None,
+                    Inflight::Quarantine(_) | Inflight::Forgotten => None,
                 })
             })
             .unwrap_or_else(|| quarantine.to_owned());
         let reason = format!("refused by the broker: {code} {text}");
         let mut settled = Settled::default();
         self.inflight.retain(|_, inflight| match inflight {
-            Inflight::Quarantine(_) if culprit == quarantine => {
+            Inflight::Quarantine(_) | Inflight::Forgotten if culprit == quarantine => {
                 tracing::error!(%reason, "the quarantine refused a copy; the original stays in the inbox");
                 false
             }
@@ -682,6 +702,24 @@ mod tests {
         assert!(!s.quarantine_waiting());
         s.channel_lost(now);
         assert!(s.quarantine_waiting());
+    }
+
+    #[test]
+    fn quarantine_copies_of_a_lost_consumer_are_forgotten_and_free_no_original() {
+        let (mut outbox, mut s, now) = all_published(&["a-to-b"]);
+        s.quarantine(copy(7));
+        publish_due(&mut s, &outbox, now);
+        s.quarantine(copy(8));
+        s.forget_quarantine();
+        assert!(!s.quarantine_waiting() && !s.quarantine_pending());
+        // The confirm of the outbox message and of the forgotten copy frees no original: tag 7
+        // belonged to a channel that is gone.
+        let settled = s.confirmed(&mut outbox, 2, true, now);
+        assert_eq!((settled.confirmed, settled.originals), (1, vec![]));
+        assert!(
+            publish_due(&mut s, &outbox, now).is_empty(),
+            "copy 8 is not published"
+        );
     }
 
     #[test]
