@@ -42,24 +42,23 @@ impl Publisher {
             settlement.due(&outbox, Instant::now())
         };
         let me = shared.config.name.as_str();
-        for publish in due {
-            match &publish {
+        for mut publish in due {
+            match &mut publish {
                 Publish::Quarantine(copy) => {
                     let props = properties(me, &copy.message_id, "quarantined", &copy.headers);
                     let exchange = quarantine_queue(&shared.config.name);
+                    // The settlement keeps the copy, body and all: it goes out again if this
+                    // channel is lost before the confirm.
                     self.publish(props, copy.body.clone(), &exchange, &copy.routing_key)
                         .await?;
                 }
                 Publish::Outbox { message, again } => {
                     let props =
                         properties(me, &message.message_id, &message.msg_type, &message.headers);
-                    self.publish(
-                        props,
-                        message.body.clone(),
-                        &message.exchange,
-                        &message.routing_key,
-                    )
-                    .await?;
+                    // The outbox keeps its own copy; the settlement needs no body.
+                    let body = std::mem::take(&mut message.body);
+                    self.publish(props, body, &message.exchange, &message.routing_key)
+                        .await?;
                     if *again {
                         Counters::add(&shared.counters.republished, 1);
                     }

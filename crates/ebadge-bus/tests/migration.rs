@@ -119,15 +119,7 @@ async fn changing_an_inbox_type_on_a_live_broker_moves_its_messages_and_loses_no
     let receiver = client(&profile, RECEIVER).await;
     let mut incoming = receiver.inbox().unwrap();
     let numbers = collect(&mut incoming, SENDER, sent, Duration::from_secs(20)).await;
-    let mut distinct = numbers.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    assert_eq!(
-        distinct,
-        (0..sent).collect::<Vec<_>>(),
-        "every number arrived, from {SENDER}"
-    );
-    assert_eq!(numbers.len(), distinct.len(), "none twice");
+    assert_each_once_any_order(&numbers, sent, &format!("the numbers from {SENDER}"));
     let quarantined = ebadge_testkit::quarantined(RECEIVER, 1).await;
     assert!(
         quarantined
@@ -209,15 +201,7 @@ async fn a_migration_stopped_half_way_is_finished_by_the_next_provisioning() {
     let receiver = client(&profile, receiver_name).await;
     let mut incoming = receiver.inbox().unwrap();
     let numbers = collect(&mut incoming, sender_name, WAITING, Duration::from_secs(20)).await;
-    let mut distinct = numbers.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    assert_eq!(
-        distinct,
-        (0..WAITING).collect::<Vec<_>>(),
-        "every number arrived"
-    );
-    assert_eq!(numbers.len(), distinct.len(), "none twice");
+    assert_each_once_any_order(&numbers, WAITING, "the waiting numbers");
     receiver.close(Duration::from_secs(5)).await;
     sender.close(Duration::from_secs(5)).await;
 }

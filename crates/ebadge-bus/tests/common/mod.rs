@@ -68,6 +68,17 @@ pub async fn collect(inbox: &mut Inbox, sender: &str, count: u64, patience: Dura
     numbers
 }
 
+/// Asserts the numbers are exactly `0..count`, each once, in any order (`what` names them).
+pub fn assert_each_once_any_order(numbers: &[u64], count: u64, what: &str) {
+    let distinct: std::collections::BTreeSet<u64> = numbers.iter().copied().collect();
+    assert_eq!(
+        distinct,
+        (0..count).collect(),
+        "every one of {what} arrived"
+    );
+    assert_eq!(numbers.len() as u64, count, "each of {what} once");
+}
+
 /// Asserts the numbers are exactly `first..first+count`, each once, in order.
 pub fn assert_exactly_once_in_order(numbers: &[u64], first: u64, count: u64) {
     let expected: Vec<u64> = (first..first + count).collect();
