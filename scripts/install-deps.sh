@@ -11,6 +11,7 @@ APT_PACKAGES=(
     "/usr/sbin/keepalived:keepalived"
     "/usr/sbin/ip:iproute2"
     "/usr/lib/python3/dist-packages/pika/__init__.py:python3-pika"
+    "/usr/bin/promtool:prometheus"
 )
 
 need_cmd() {

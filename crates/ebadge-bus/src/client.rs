@@ -20,7 +20,7 @@ use ebadge_model::{
     Response,
 };
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
@@ -133,6 +133,7 @@ impl Client {
             wake: Notify::new(),
             progress: Notify::new(),
             counters: Counters::default(),
+            observed: OnceLock::new(),
             pending: Mutex::new(HashMap::new()),
             connected: watch::channel(false).0,
             shutdown: watch::channel(false).0,
@@ -166,7 +167,12 @@ impl Client {
             body: body.into_bytes(),
             headers: Vec::new(),
         })
-        .map(|o| o.message_id)
+        .map(|o| {
+            if let Some(observed) = self.shared.observed.get() {
+                observed.sent(message);
+            }
+            o.message_id
+        })
     }
 
     /// Sends and waits until every message sent so far has left the outbox; `Ok` when this one
@@ -283,6 +289,7 @@ impl Client {
     ) -> Result<Option<Message>, SendError> {
         let (tx, rx) = oneshot::channel();
         self.shared.pending.lock().unwrap().insert(key.clone(), tx);
+        let sent_at = std::time::Instant::now();
         if let Err(e) = self.send(peer, message) {
             self.shared.pending.lock().unwrap().remove(&key);
             return Err(e);
@@ -292,6 +299,9 @@ impl Client {
             .ok()
             .and_then(Result::ok);
         self.shared.pending.lock().unwrap().remove(&key);
+        if let (Some(observed), Some(_)) = (self.shared.observed.get(), &answer) {
+            observed.round_trip(message, sent_at.elapsed());
+        }
         Ok(answer)
     }
 
@@ -307,10 +317,11 @@ impl Client {
 
     /// The counters now.
     pub fn counters(&self) -> CounterSnapshot {
-        let outbox = self.shared.outbox.lock().unwrap();
-        self.shared
-            .counters
-            .snapshot(outbox.len(), outbox.dropped())
+        self.shared.snapshot().0
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// Whether a connection is up now.

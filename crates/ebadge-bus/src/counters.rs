@@ -84,3 +84,41 @@ impl Counters {
         }
     }
 }
+
+impl std::ops::AddAssign for CounterSnapshot {
+    /// Adds another client's counters (a group's totals).
+    fn add_assign(&mut self, other: Self) {
+        let CounterSnapshot {
+            sent,
+            confirmed,
+            buffered,
+            dropped,
+            republished,
+            nacked,
+            returned,
+            failed,
+            reconnects,
+            channels_reopened,
+            received,
+            duplicates,
+            quarantined,
+            unhandled,
+            without_message_id,
+        } = other;
+        self.sent += sent;
+        self.confirmed += confirmed;
+        self.buffered += buffered;
+        self.dropped += dropped;
+        self.republished += republished;
+        self.nacked += nacked;
+        self.returned += returned;
+        self.failed += failed;
+        self.reconnects += reconnects;
+        self.channels_reopened += channels_reopened;
+        self.received += received;
+        self.duplicates += duplicates;
+        self.quarantined += quarantined;
+        self.unhandled += unhandled;
+        self.without_message_id += without_message_id;
+    }
+}

@@ -27,7 +27,7 @@ pub(crate) fn verdict(
     user_id: Option<&str>,
     first_death_exchange: Option<&str>,
     body: &[u8],
-) -> Result<(EntityName, Message), (Option<String>, String)> {
+) -> Result<(EntityName, Message), (Option<String>, RejectClass, String)> {
     let moved = exchange.is_empty() && first_death_exchange.is_some();
     let original = if moved {
         first_death_exchange.unwrap_or_default()
@@ -37,6 +37,7 @@ pub(crate) fn verdict(
     let Some((sender, _)) = parse_pair_exchange(original) else {
         return Err((
             user_id.map(str::to_owned),
+            RejectClass::UnknownSender,
             format!(
                 "arrived through {original:?}, not a pair exchange <sender>-to-<receiver>: the sender is unknown"
             ),
@@ -46,6 +47,7 @@ pub(crate) fn verdict(
     if moved && user_id.is_none() {
         return Err((
             known,
+            RejectClass::UnverifiedMove,
             format!(
                 "moved by a queue migration from exchange {original:?} without a user_id: its sender cannot be verified"
             ),
@@ -56,12 +58,53 @@ pub(crate) fn verdict(
     {
         return Err((
             known,
+            RejectClass::UserIdMismatch,
             format!("user_id {user:?} does not match the sender {sender} of exchange {original:?}"),
         ));
     }
     match Message::decode_slice(body) {
         Ok(message) => Ok((sender, message)),
-        Err(e) => Err((known, e.to_string())),
+        Err(e) => Err((known, RejectClass::InvalidMessage, e.to_string())),
+    }
+}
+
+/// Why a delivery goes to the quarantine, by class: few and fixed, so a metrics label (the
+/// reason's text, kept in the quarantined copy's header, says more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectClass {
+    /// It did not come through a pair exchange `<sender>-to-<receiver>`.
+    UnknownSender,
+    /// Moved by a queue migration without a `user_id` to verify its sender by.
+    UnverifiedMove,
+    /// Its `user_id` names another entity than its exchange's sender.
+    UserIdMismatch,
+    /// Its body is not a valid eBADGE message (JSON, type, fields, D3.1.3's rules).
+    InvalidMessage,
+}
+
+impl RejectClass {
+    /// Every class, in a fixed order (the index of [`RejectClass::index`]).
+    pub const ALL: [RejectClass; 4] = [
+        RejectClass::UnknownSender,
+        RejectClass::UnverifiedMove,
+        RejectClass::UserIdMismatch,
+        RejectClass::InvalidMessage,
+    ];
+
+    /// The label value: `unknown_sender`, `unverified_move`, `user_id_mismatch`,
+    /// `invalid_message`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectClass::UnknownSender => "unknown_sender",
+            RejectClass::UnverifiedMove => "unverified_move",
+            RejectClass::UserIdMismatch => "user_id_mismatch",
+            RejectClass::InvalidMessage => "invalid_message",
+        }
+    }
+
+    /// Its position in [`RejectClass::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -201,13 +244,16 @@ mod tests {
         assert_eq!(message.type_name(), "get_capabilities");
         assert!(verdict("heh-1-to-ts", Some("heh-1"), None, body).is_ok());
 
-        let (who, reason) = verdict("heh-1-to-ts", Some("heh-2"), None, body).unwrap_err();
+        let (who, class, reason) = verdict("heh-1-to-ts", Some("heh-2"), None, body).unwrap_err();
+        assert_eq!(class, RejectClass::UserIdMismatch);
         assert_eq!(who.as_deref(), Some("heh-1"));
         assert!(reason.contains("does not match"), "{reason}");
-        let (who, reason) = verdict("private-ts-in", Some("ts"), None, body).unwrap_err();
+        let (who, class, reason) = verdict("private-ts-in", Some("ts"), None, body).unwrap_err();
+        assert_eq!(class, RejectClass::UnknownSender);
         assert_eq!(who.as_deref(), Some("ts"));
         assert!(reason.contains("not a pair exchange"), "{reason}");
-        let (_, reason) = verdict("heh-1-to-ts", None, None, b"{").unwrap_err();
+        let (_, class, reason) = verdict("heh-1-to-ts", None, None, b"{").unwrap_err();
+        assert_eq!(class, RejectClass::InvalidMessage);
         assert!(!reason.is_empty());
     }
 
@@ -217,15 +263,16 @@ mod tests {
         let moved = Some("heh-1-to-ts");
         let (from, _) = verdict("", Some("heh-1"), moved, body).unwrap();
         assert_eq!(from.as_str(), "heh-1");
-        let (who, reason) = verdict("", None, moved, body).unwrap_err();
+        let (who, class, reason) = verdict("", None, moved, body).unwrap_err();
+        assert_eq!(class, RejectClass::UnverifiedMove);
         assert_eq!(who.as_deref(), Some("heh-1"));
         assert!(reason.contains("cannot be verified"), "{reason}");
         // A forged header: the broker-checked user_id names someone else.
-        let (_, reason) = verdict("", Some("heh-2"), moved, body).unwrap_err();
+        let (_, _, reason) = verdict("", Some("heh-2"), moved, body).unwrap_err();
         assert!(reason.contains("does not match"), "{reason}");
         // Only a delivery through the default exchange counts as moved.
         assert!(verdict("heh-2-to-ts", Some("heh-2"), moved, body).is_ok());
-        let (_, reason) = verdict("", Some("ts"), None, body).unwrap_err();
+        let (_, _, reason) = verdict("", Some("ts"), None, body).unwrap_err();
         assert!(reason.contains("not a pair exchange"), "{reason}");
     }
 

@@ -13,6 +13,7 @@ mod events;
 pub mod handler;
 mod inbound;
 mod incoming;
+pub mod metrics;
 pub mod outbox;
 pub mod profile;
 mod publisher;

@@ -5,9 +5,11 @@
 //! becomes an [`Undelivered`] record with its reason, kept until the application reads it (and,
 //! in the SQLite file, in the table `failed` for an operator).
 
+use prometheus_client::metrics::histogram::Histogram;
 use rusqlite::{Connection, params};
 use std::collections::VecDeque;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// One message waiting for its publisher confirm.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +76,11 @@ pub struct OutboxError {
 /// Messages waiting for confirmation, oldest first.
 pub struct Outbox {
     queue: VecDeque<Outgoing>,
+    /// When each message of `queue` (same positions) was accepted, for its age and its
+    /// send→confirm latency; a message loaded from the file counts from the load.
+    accepted_at: VecDeque<Instant>,
+    /// Where confirmed messages' send→confirm latencies go, once metrics are on.
+    confirm_latency: Option<Histogram>,
     next_seq: u64,
     cap: usize,
     dropped: u64,
@@ -86,6 +93,8 @@ impl Outbox {
     pub fn in_memory(cap: usize) -> Self {
         Self {
             queue: VecDeque::new(),
+            accepted_at: VecDeque::new(),
+            confirm_latency: None,
             next_seq: 1,
             cap: cap.max(1),
             dropped: 0,
@@ -152,6 +161,8 @@ impl Outbox {
             .map_or(1, |o| o.seq + 1)
             .max(failed_max as u64 + 1);
         Ok(Self {
+            accepted_at: std::iter::repeat_n(Instant::now(), queue.len()).collect(),
+            confirm_latency: None,
             queue,
             next_seq,
             cap: cap.max(1),
@@ -168,6 +179,7 @@ impl Outbox {
         self.next_seq += 1;
         while self.queue.len() >= self.cap {
             if let Some(old) = self.queue.pop_front() {
+                self.accepted_at.pop_front();
                 self.dropped += 1;
                 tracing::warn!(seq = old.seq, message_id = %old.message_id, "outbox full: dropped the oldest message");
                 let reason = format!(
@@ -186,6 +198,7 @@ impl Outbox {
             .map_err(|source| OutboxError { path: name.clone(), source })?;
         }
         self.queue.push_back(message.clone());
+        self.accepted_at.push_back(Instant::now());
         Ok(message)
     }
 
@@ -201,6 +214,10 @@ impl Outbox {
             return Ok(false);
         };
         self.queue.remove(position);
+        let accepted = self.accepted_at.remove(position);
+        if let (Some(latency), Some(accepted)) = (&self.confirm_latency, accepted) {
+            latency.observe(accepted.elapsed().as_secs_f64());
+        }
         self.delete_stored(seq)?;
         Ok(true)
     }
@@ -211,6 +228,7 @@ impl Outbox {
             return Ok(None);
         };
         let message = self.queue.remove(position).expect("position is in range");
+        self.accepted_at.remove(position);
         self.give_up(message, reason).map(Some)
     }
 
@@ -281,6 +299,17 @@ impl Outbox {
     pub fn get(&self, seq: u64) -> Option<&Outgoing> {
         let position = self.queue.partition_point(|o| o.seq < seq);
         self.queue.get(position).filter(|o| o.seq == seq)
+    }
+
+    /// How long the oldest waiting message has waited (since it was accepted, or since the file
+    /// was opened for one an earlier process left).
+    pub fn oldest_age(&self) -> Option<Duration> {
+        self.accepted_at.front().map(Instant::elapsed)
+    }
+
+    /// From now on, each confirm records its message's send→confirm latency in `latency`.
+    pub(crate) fn observe_confirms(&mut self, latency: Histogram) {
+        self.confirm_latency = Some(latency);
     }
 
     /// The sequence number of the oldest waiting message.

@@ -527,7 +527,10 @@ impl Supervisor {
             &body,
         ) {
             Ok(v) => v,
-            Err((from, reason)) => {
+            Err((from, class, reason)) => {
+                if let Some(observed) = self.shared.observed.get() {
+                    observed.quarantined(class);
+                }
                 tracing::warn!(from = from.as_deref().unwrap_or("unknown"), %reason, "quarantining an invalid message");
                 let mut headers = vec![
                     (QUARANTINE_REASON_HEADER.into(), reason),
@@ -570,6 +573,9 @@ impl Supervisor {
             }
         };
         Counters::add(&self.shared.counters.received, 1);
+        if let Some(observed) = self.shared.observed.get() {
+            observed.received(&message);
+        }
         // An awaited answer goes to its requester, not to the application's handlers.
         let pending = match &message {
             Message::AcceptActivation(_)

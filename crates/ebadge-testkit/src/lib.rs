@@ -85,6 +85,19 @@ name = "op-quarantine"
 name = "heh-quarantine"
 operator = "op-quarantine"
 [[entity]]
+name = "op-metrics"
+[[heh]]
+name = "heh-metrics"
+operator = "op-metrics"
+[[entity]]
+name = "op-fleet"
+[[heh]]
+name = "fleet-heh-1"
+operator = "op-fleet"
+[[heh]]
+name = "fleet-heh-2"
+operator = "op-fleet"
+[[entity]]
 name = "act-vpp"
 [[heh]]
 name = "act-heh"

@@ -1,0 +1,493 @@
+//! Prometheus metrics of clients: what they sent, confirmed, received and quarantined, their
+//! outbox, their connection, and how long confirms and request round trips take; served over
+//! HTTP for a Prometheus server to scrape (`GET /metrics`, OpenMetrics text).
+//!
+//! Nothing is counted for metrics until a client is [watched](Metrics::watch): the client's own
+//! counters ([`Client::counters`]) are read at scrape time, and the per-type counts and the
+//! latency histograms are switched on by the watch (before it, one atomic load per message).
+//!
+//! A group of clients (a simulator's fleet of 20,000 HEHs) is watched under one `entity` label:
+//! its samples are the group's totals, not one label set per client.
+//!
+//! ```no_run
+//! # async fn demo(client: ebadge_bus::Client) -> std::io::Result<()> {
+//! use ebadge_bus::metrics::Metrics;
+//! let metrics = Metrics::new();
+//! metrics.watch("vpp-1", std::slice::from_ref(&client));
+//! let server = metrics.serve("127.0.0.1:9464".parse().unwrap()).await?;
+//! println!("metrics at http://{}/metrics", server.address());
+//! # Ok(()) }
+//! ```
+//!
+//! The metric names (each with the label `entity`):
+//!
+//! | name | type | more labels |
+//! | --- | --- | --- |
+//! | `ebadge_clients` | gauge: clients in the group | |
+//! | `ebadge_connected` | gauge: of them connected now | |
+//! | `ebadge_messages_sent_total` | counter: accepted into the outbox | `type` |
+//! | `ebadge_messages_received_total` | counter: valid, handed on (not duplicates) | `type` |
+//! | `ebadge_messages_confirmed_total` | counter: confirmed by the broker | |
+//! | `ebadge_messages_nacked_total` | counter: negative confirms | |
+//! | `ebadge_messages_returned_total` | counter: returned unroutable (kept, retried) | |
+//! | `ebadge_messages_republished_total` | counter: publishes repeated | |
+//! | `ebadge_messages_failed_total` | counter: given up for good | |
+//! | `ebadge_messages_dropped_total` | counter: dropped by the outbox cap | |
+//! | `ebadge_messages_duplicate_total` | counter: redeliveries dropped by message_id | |
+//! | `ebadge_messages_unhandled_total` | counter: no handler took them | |
+//! | `ebadge_messages_quarantined_total` | counter: invalid, moved to the quarantine | `reason` |
+//! | `ebadge_reconnects_total` | counter: connections re-established | |
+//! | `ebadge_channels_reopened_total` | counter: publishing channels replaced | |
+//! | `ebadge_outbox_messages` | gauge: waiting for a confirm | |
+//! | `ebadge_outbox_oldest_age_seconds` | gauge: the oldest waiting message's age | |
+//! | `ebadge_publish_confirm_seconds` | histogram: `send` → broker confirm | |
+//! | `ebadge_request_round_trip_seconds` | histogram: activation / market request → answer | `type` |
+//!
+//! `type` is a `msg` name of D3.1.3 (or `ext` for every extension type), `reason` one of
+//! [`RejectClass`]: both bounded.
+
+use crate::client::Client;
+use crate::counters::CounterSnapshot;
+use crate::shared::Shared;
+use ebadge_model::{Message, MessageType};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+pub use crate::inbound::RejectClass;
+
+/// The latency buckets, in seconds: from a confirm on loopback (1 ms) to an outage's backlog
+/// (5 min); 5 s, the activation deadline of D3.2.3 2.1, is a boundary.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// The `type` label of extension messages (their names are not bounded).
+const EXTENSION_TYPE: &str = "ext";
+
+/// The content type of the OpenMetrics text format.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// What a watched group of clients counts on its hot path, beyond the clients' own counters.
+#[derive(Debug)]
+pub(crate) struct Observed {
+    /// By [`type_index`].
+    sent: Vec<AtomicU64>,
+    received: Vec<AtomicU64>,
+    /// By [`RejectClass::index`].
+    quarantined: [AtomicU64; RejectClass::ALL.len()],
+    publish_confirm: Histogram,
+    /// By request type.
+    round_trip: Mutex<BTreeMap<&'static str, Histogram>>,
+}
+
+/// A message's position in the per-type counts: its core type, or the last slot for extensions.
+fn type_index(message: &Message) -> usize {
+    message
+        .message_type()
+        .and_then(|t| MessageType::ALL.iter().position(|&a| a == t))
+        .unwrap_or(MessageType::ALL.len())
+}
+
+fn type_label(index: usize) -> &'static str {
+    MessageType::ALL
+        .get(index)
+        .map_or(EXTENSION_TYPE, |t| t.as_str())
+}
+
+impl Observed {
+    fn new() -> Self {
+        let per_type = || {
+            (0..=MessageType::ALL.len())
+                .map(|_| AtomicU64::new(0))
+                .collect()
+        };
+        Self {
+            sent: per_type(),
+            received: per_type(),
+            quarantined: Default::default(),
+            publish_confirm: latency_histogram(),
+            round_trip: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn sent(&self, message: &Message) {
+        self.sent[type_index(message)].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn received(&self, message: &Message) {
+        self.received[type_index(message)].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn quarantined(&self, class: RejectClass) {
+        self.quarantined[class.index()].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn round_trip(&self, request: &Message, took: Duration) {
+        self.round_trip
+            .lock()
+            .unwrap()
+            .entry(type_label(type_index(request)))
+            .or_insert_with(latency_histogram)
+            .observe(took.as_secs_f64());
+    }
+}
+
+/// Clients watched under one `entity` label.
+#[derive(Debug)]
+struct Group {
+    entity: String,
+    clients: Vec<Weak<Shared>>,
+    observed: Arc<Observed>,
+}
+
+/// What one group's clients add up to now.
+struct Totals {
+    clients: u64,
+    connected: u64,
+    counters: CounterSnapshot,
+    oldest_age: Duration,
+}
+
+impl Group {
+    fn totals(&self) -> Totals {
+        let mut totals = Totals {
+            clients: 0,
+            connected: 0,
+            counters: CounterSnapshot::default(),
+            oldest_age: Duration::ZERO,
+        };
+        for shared in self.clients.iter().filter_map(Weak::upgrade) {
+            totals.clients += 1;
+            totals.connected += u64::from(*shared.connected.borrow());
+            let (snapshot, oldest) = shared.snapshot();
+            totals.counters += snapshot;
+            totals.oldest_age = totals.oldest_age.max(oldest.unwrap_or_default());
+        }
+        totals
+    }
+}
+
+/// A set of watched clients and their metrics, encoded on demand. Cheap to clone (shared).
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    groups: Arc<Mutex<Vec<Group>>>,
+}
+
+impl Metrics {
+    /// No client watched yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Watches `clients` under the label `entity="<entity>"`: their samples are summed (the
+    /// oldest outbox age is their maximum), and from now on they count messages by type,
+    /// quarantines by reason and latencies. A client watched twice counts in its first group.
+    pub fn watch(&self, entity: &str, clients: &[Client]) {
+        let observed = Arc::new(Observed::new());
+        let mut members = Vec::with_capacity(clients.len());
+        for client in clients {
+            let shared = client.shared();
+            if shared.observed.set(observed.clone()).is_ok() {
+                shared
+                    .outbox
+                    .lock()
+                    .unwrap()
+                    .observe_confirms(observed.publish_confirm.clone());
+            }
+            members.push(Arc::downgrade(shared));
+        }
+        self.groups.lock().unwrap().push(Group {
+            entity: entity.to_owned(),
+            clients: members,
+            observed,
+        });
+    }
+
+    /// The metrics now, in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(self.clone()));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+
+    /// Serves `GET /metrics` on `address` (port 0: a free port) until the returned server is
+    /// dropped.
+    pub async fn serve(&self, address: SocketAddr) -> std::io::Result<MetricsServer> {
+        let listener = TcpListener::bind(address).await?;
+        let address = listener.local_addr()?;
+        let metrics = self.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let metrics = metrics.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = answer(stream, &metrics).await {
+                        tracing::debug!(error = %e, "a metrics request failed");
+                    }
+                });
+            }
+        });
+        Ok(MetricsServer { address, task })
+    }
+}
+
+/// Answers one HTTP request: the metrics for `GET /metrics`, 404 otherwise.
+async fn answer(mut stream: tokio::net::TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+    let mut request = Vec::with_capacity(1024);
+    let mut buffer = [0u8; 1024];
+    // The request line and headers; a scraper sends no body.
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
+            .await
+            .map_err(|_| std::io::ErrorKind::TimedOut)??;
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&buffer[..n]);
+    }
+    let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, target) = (parts.next(), parts.next().unwrap_or_default());
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    let (status, content_type, body) = match (method, path) {
+        (Some(b"GET"), b"/metrics") => ("200 OK", CONTENT_TYPE, metrics.encode()),
+        _ => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "eBADGE metrics are at GET /metrics\n".to_owned(),
+        ),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// A running metrics endpoint; dropping it stops it.
+#[derive(Debug)]
+pub struct MetricsServer {
+    address: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MetricsServer {
+    /// Where it listens.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Writes one family: its descriptor, then one sample per label set.
+fn family<'a, M: EncodeMetric + 'a>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    samples: impl IntoIterator<Item = (Vec<(&'a str, &'a str)>, M)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+    for (labels, value) in samples {
+        value.encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for Metrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let groups = self.groups.lock().unwrap();
+        fn entity(group: &Group) -> Vec<(&str, &str)> {
+            vec![("entity", group.entity.as_str())]
+        }
+        let totals: Vec<(&Group, Totals)> = groups.iter().map(|g| (g, g.totals())).collect();
+
+        let gauges: [(&str, &str, fn(&Totals) -> f64); 4] = [
+            ("ebadge_clients", "Clients in the group.", |t| {
+                t.clients as f64
+            }),
+            (
+                "ebadge_connected",
+                "Clients of the group connected to the broker now.",
+                |t| t.connected as f64,
+            ),
+            (
+                "ebadge_outbox_messages",
+                "Messages waiting in the outboxes for a broker confirm.",
+                |t| t.counters.buffered as f64,
+            ),
+            (
+                "ebadge_outbox_oldest_age_seconds",
+                "Age of the oldest message waiting in an outbox (0: none waits).",
+                |t| t.oldest_age.as_secs_f64(),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let samples = totals
+                .iter()
+                .map(|(g, t)| (entity(g), ConstGauge::new(value(t))));
+            family(&mut encoder, name, help, MetricType::Gauge, samples)?;
+        }
+
+        let counters: [(&str, &str, fn(&CounterSnapshot) -> u64); 11] = [
+            (
+                "ebadge_messages_confirmed",
+                "Messages the broker confirmed.",
+                |c| c.confirmed,
+            ),
+            (
+                "ebadge_messages_nacked",
+                "Negative confirms from the broker (a full queue refusing publishes, for one).",
+                |c| c.nacked,
+            ),
+            (
+                "ebadge_messages_returned",
+                "Publishes the broker returned as unroutable (kept and retried).",
+                |c| c.returned,
+            ),
+            (
+                "ebadge_messages_republished",
+                "Publishes repeated after a reconnect, a nack or a return.",
+                |c| c.republished,
+            ),
+            (
+                "ebadge_messages_failed",
+                "Messages given up for good (refused, or unconfirmed for longer than the message TTL).",
+                |c| c.failed,
+            ),
+            (
+                "ebadge_messages_dropped",
+                "Messages the outbox cap dropped, oldest first.",
+                |c| c.dropped,
+            ),
+            (
+                "ebadge_messages_duplicate",
+                "Redeliveries and republished copies dropped by message_id.",
+                |c| c.duplicates,
+            ),
+            (
+                "ebadge_messages_unhandled",
+                "Valid messages no handler took.",
+                |c| c.unhandled,
+            ),
+            (
+                "ebadge_messages_without_message_id",
+                "Valid messages without an AMQP message_id (no duplicate check possible).",
+                |c| c.without_message_id,
+            ),
+            (
+                "ebadge_reconnects",
+                "Connections re-established after a loss.",
+                |c| c.reconnects,
+            ),
+            (
+                "ebadge_channels_reopened",
+                "Publishing channels replaced on the same connection.",
+                |c| c.channels_reopened,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let samples = totals
+                .iter()
+                .map(|(g, t)| (entity(g), ConstCounter::new(value(&t.counters))));
+            family(&mut encoder, name, help, MetricType::Counter, samples)?;
+        }
+
+        let by_type: [(&str, &str, fn(&Observed) -> &[AtomicU64]); 2] = [
+            (
+                "ebadge_messages_sent",
+                "Messages the application sent (accepted into the outbox), by type.",
+                |o| &o.sent,
+            ),
+            (
+                "ebadge_messages_received",
+                "Valid messages received (duplicates not counted), by type.",
+                |o| &o.received,
+            ),
+        ];
+        for (name, help, pick) in by_type {
+            let samples = groups.iter().flat_map(|g| {
+                pick(&g.observed).iter().enumerate().map(|(i, n)| {
+                    let labels = vec![("entity", g.entity.as_str()), ("type", type_label(i))];
+                    (labels, ConstCounter::new(n.load(Relaxed)))
+                })
+            });
+            family(&mut encoder, name, help, MetricType::Counter, samples)?;
+        }
+
+        let samples = groups.iter().flat_map(|g| {
+            RejectClass::ALL.iter().map(|class| {
+                let labels = vec![("entity", g.entity.as_str()), ("reason", class.as_str())];
+                let n = g.observed.quarantined[class.index()].load(Relaxed);
+                (labels, ConstCounter::new(n))
+            })
+        });
+        family(
+            &mut encoder,
+            "ebadge_messages_quarantined",
+            "Invalid messages moved to the quarantine queue, by reason class.",
+            MetricType::Counter,
+            samples,
+        )?;
+
+        let samples = groups
+            .iter()
+            .map(|g| (entity(g), g.observed.publish_confirm.clone()));
+        family(
+            &mut encoder,
+            "ebadge_publish_confirm_seconds",
+            "From send (accepted into the outbox) to the broker's confirm, outages included.",
+            MetricType::Histogram,
+            samples,
+        )?;
+
+        let round_trips: Vec<(&str, Vec<(&str, Histogram)>)> = groups
+            .iter()
+            .map(|g| {
+                let by_type = g.observed.round_trip.lock().unwrap();
+                let by_type = by_type.iter().map(|(t, h)| (*t, h.clone())).collect();
+                (g.entity.as_str(), by_type)
+            })
+            .collect();
+        let samples = round_trips.iter().flat_map(|(entity, by_type)| {
+            by_type
+                .iter()
+                .map(|(t, h)| (vec![("entity", *entity), ("type", *t)], h.clone()))
+        });
+        family(
+            &mut encoder,
+            "ebadge_request_round_trip_seconds",
+            "From sending an activation or a market request to its answer, by request type.",
+            MetricType::Histogram,
+            samples,
+        )
+    }
+}
