@@ -307,6 +307,9 @@ impl Drop for MetricsServer {
     }
 }
 
+/// A metric's name, its help and how to read its value.
+type Described<F> = (&'static str, &'static str, F);
+
 /// Writes one family: its descriptor, then one sample per label set.
 fn family<'a, M: EncodeMetric + 'a>(
     encoder: &mut DescriptorEncoder,
@@ -330,7 +333,7 @@ impl Collector for Metrics {
         }
         let totals: Vec<(&Group, Totals)> = groups.iter().map(|g| (g, g.totals())).collect();
 
-        let gauges: [(&str, &str, fn(&Totals) -> f64); 4] = [
+        let gauges: [Described<fn(&Totals) -> f64>; 4] = [
             ("ebadge_clients", "Clients in the group.", |t| {
                 t.clients as f64
             }),
@@ -357,7 +360,7 @@ impl Collector for Metrics {
             family(&mut encoder, name, help, MetricType::Gauge, samples)?;
         }
 
-        let counters: [(&str, &str, fn(&CounterSnapshot) -> u64); 11] = [
+        let counters: [Described<fn(&CounterSnapshot) -> u64>; 11] = [
             (
                 "ebadge_messages_confirmed",
                 "Messages the broker confirmed.",
@@ -421,7 +424,7 @@ impl Collector for Metrics {
             family(&mut encoder, name, help, MetricType::Counter, samples)?;
         }
 
-        let by_type: [(&str, &str, fn(&Observed) -> &[AtomicU64]); 2] = [
+        let by_type: [Described<fn(&Observed) -> &[AtomicU64]>; 2] = [
             (
                 "ebadge_messages_sent",
                 "Messages the application sent (accepted into the outbox), by type.",
