@@ -307,8 +307,25 @@ impl Drop for MetricsServer {
     }
 }
 
-/// A metric's name, its help and how to read its value.
-type Described<F> = (&'static str, &'static str, F);
+fn load(counts: &[AtomicU64]) -> Vec<u64> {
+    counts.iter().map(|n| n.load(Relaxed)).collect()
+}
+
+/// A metric family read from `T`: its name, its help and how to read a group's value.
+struct Described<T: ?Sized, V> {
+    name: &'static str,
+    help: &'static str,
+    read: fn(&T) -> V,
+}
+
+/// Shorthand for the tables of [`Described`] families.
+const fn described<T: ?Sized, V>(
+    name: &'static str,
+    help: &'static str,
+    read: fn(&T) -> V,
+) -> Described<T, V> {
+    Described { name, help, read }
+}
 
 /// Writes one family: its descriptor, then one sample per label set.
 fn family<'a, M: EncodeMetric + 'a>(
@@ -333,114 +350,129 @@ impl Collector for Metrics {
         }
         let totals: Vec<(&Group, Totals)> = groups.iter().map(|g| (g, g.totals())).collect();
 
-        let gauges: [Described<fn(&Totals) -> f64>; 4] = [
-            ("ebadge_clients", "Clients in the group.", |t| {
+        let gauges: [Described<Totals, f64>; 4] = [
+            described("ebadge_clients", "Clients in the group.", |t| {
                 t.clients as f64
             }),
-            (
+            described(
                 "ebadge_connected",
                 "Clients of the group connected to the broker now.",
                 |t| t.connected as f64,
             ),
-            (
+            described(
                 "ebadge_outbox_messages",
                 "Messages waiting in the outboxes for a broker confirm.",
                 |t| t.counters.buffered as f64,
             ),
-            (
+            described(
                 "ebadge_outbox_oldest_age_seconds",
                 "Age of the oldest message waiting in an outbox (0: none waits).",
                 |t| t.oldest_age.as_secs_f64(),
             ),
         ];
-        for (name, help, value) in gauges {
+        for Described {
+            name,
+            help,
+            read: value,
+        } in gauges
+        {
             let samples = totals
                 .iter()
                 .map(|(g, t)| (entity(g), ConstGauge::new(value(t))));
             family(&mut encoder, name, help, MetricType::Gauge, samples)?;
         }
 
-        let counters: [Described<fn(&CounterSnapshot) -> u64>; 11] = [
-            (
+        let counters: [Described<CounterSnapshot, u64>; 11] = [
+            described(
                 "ebadge_messages_confirmed",
                 "Messages the broker confirmed.",
                 |c| c.confirmed,
             ),
-            (
+            described(
                 "ebadge_messages_nacked",
                 "Negative confirms from the broker (a full queue refusing publishes, for one).",
                 |c| c.nacked,
             ),
-            (
+            described(
                 "ebadge_messages_returned",
                 "Publishes the broker returned as unroutable (kept and retried).",
                 |c| c.returned,
             ),
-            (
+            described(
                 "ebadge_messages_republished",
                 "Publishes repeated after a reconnect, a nack or a return.",
                 |c| c.republished,
             ),
-            (
+            described(
                 "ebadge_messages_failed",
                 "Messages given up for good (refused, or unconfirmed for longer than the message TTL).",
                 |c| c.failed,
             ),
-            (
+            described(
                 "ebadge_messages_dropped",
                 "Messages the outbox cap dropped, oldest first.",
                 |c| c.dropped,
             ),
-            (
+            described(
                 "ebadge_messages_duplicate",
                 "Redeliveries and republished copies dropped by message_id.",
                 |c| c.duplicates,
             ),
-            (
+            described(
                 "ebadge_messages_unhandled",
                 "Valid messages no handler took.",
                 |c| c.unhandled,
             ),
-            (
+            described(
                 "ebadge_messages_without_message_id",
                 "Valid messages without an AMQP message_id (no duplicate check possible).",
                 |c| c.without_message_id,
             ),
-            (
+            described(
                 "ebadge_reconnects",
                 "Connections re-established after a loss.",
                 |c| c.reconnects,
             ),
-            (
+            described(
                 "ebadge_channels_reopened",
                 "Publishing channels replaced on the same connection.",
                 |c| c.channels_reopened,
             ),
         ];
-        for (name, help, value) in counters {
+        for Described {
+            name,
+            help,
+            read: value,
+        } in counters
+        {
             let samples = totals
                 .iter()
                 .map(|(g, t)| (entity(g), ConstCounter::new(value(&t.counters))));
             family(&mut encoder, name, help, MetricType::Counter, samples)?;
         }
 
-        let by_type: [Described<fn(&Observed) -> &[AtomicU64]>; 2] = [
-            (
+        let by_type: [Described<Observed, Vec<u64>>; 2] = [
+            described(
                 "ebadge_messages_sent",
                 "Messages the application sent (accepted into the outbox), by type.",
-                |o| &o.sent,
+                |o| load(&o.sent),
             ),
-            (
+            described(
                 "ebadge_messages_received",
                 "Valid messages received (duplicates not counted), by type.",
-                |o| &o.received,
+                |o| load(&o.received),
             ),
         ];
-        for (name, help, pick) in by_type {
+        for Described {
+            name,
+            help,
+            read: pick,
+        } in by_type
+        {
             let samples = groups.iter().flat_map(|g| {
-                pick(&g.observed).iter().enumerate().map(|(i, n)| {
+                pick(&g.observed).into_iter().enumerate().map(|(i, n)| {
                     let labels = vec![("entity", g.entity.as_str()), ("type", type_label(i))];
-                    (labels, ConstCounter::new(n.load(Relaxed)))
+                    (labels, ConstCounter::new(n))
                 })
             });
             family(&mut encoder, name, help, MetricType::Counter, samples)?;
