@@ -41,6 +41,10 @@ pub struct Frontend {
     pub amqps_port: u16,
     /// Management API port operators' tools connect to (none: not forwarded).
     pub management_port: Option<u16>,
+    /// `ADDRESS:PORT` of haproxy's own Prometheus exporter (`GET /metrics`: servers up,
+    /// sessions): loopback or the management network, never the clients' side (none: no
+    /// exporter).
+    pub prometheus: Option<String>,
     /// The admin socket (`show servers state`, `disable server`).
     pub admin_socket: PathBuf,
 }
@@ -50,13 +54,14 @@ pub struct Frontend {
 /// ```
 /// use ebadge_admin::haproxy::{Backend, Frontend, config};
 /// let front = Frontend { bind: "127.0.0.1".into(), max_connections: 9_000, amqps_port: 5671,
-///     management_port: Some(15672),
+///     management_port: Some(15672), prometheus: Some("127.0.0.1:8405".into()),
 ///     admin_socket: "/run/haproxy-ebadge.sock".into() };
 /// let nodes = [Backend { name: "node-1".into(), host: "10.0.0.1".into(), amqps_port: 5671,
 ///     management_port: 15672 }];
 /// let text = config(&front, &nodes);
 /// assert!(text.contains("server node-1 10.0.0.1:5671 check"));
 /// assert!(text.contains("on-marked-down shutdown-sessions"));
+/// assert!(text.contains("use-service prometheus-exporter"));
 /// ```
 pub fn config(front: &Frontend, backends: &[Backend]) -> String {
     let mut text = format!(
@@ -110,6 +115,19 @@ pub fn config(front: &Frontend, backends: &[Backend]) -> String {
         for b in backends {
             let _ = writeln!(text, "    server {} {}:{} check", b.name, b.host, pick(b));
         }
+    }
+    if let Some(address) = &front.prometheus {
+        let _ = write!(
+            text,
+            "\nfrontend prometheus\n\
+             \x20   mode http\n\
+             \x20   bind {address}\n\
+             \x20   option httplog\n\
+             \x20   # Scrapes are not worth a log line each; errors still are.\n\
+             \x20   option dontlog-normal\n\
+             \x20   timeout client 30s\n\
+             \x20   http-request use-service prometheus-exporter if {{ path /metrics }}\n",
+        );
     }
     text
 }

@@ -21,6 +21,8 @@ fn production_haproxy() -> String {
         max_connections: 50_000,
         amqps_port: 5671,
         management_port: None,
+        // Scraped by a Prometheus on the host; the management network's address in production.
+        prometheus: Some("127.0.0.1:8405".into()),
         admin_socket: "/run/haproxy/ebadge.sock".into(),
     };
     let nodes: Vec<Backend> = (1..=3)
@@ -110,6 +112,15 @@ fn rabbitmq_conf_carries_the_security_settings_the_local_broker_uses() {
         );
     }
     assert!(lines.contains(&"cluster_formation.peer_discovery_backend = classic_config"));
+    assert!(
+        lines.contains(&"prometheus.tcp.ip = 127.0.0.1"),
+        "the Prometheus endpoint stays off the clients' network"
+    );
+    assert_eq!(
+        std::fs::read_to_string(deploy("rabbitmq/enabled_plugins")).unwrap(),
+        ebadge_admin::broker::ENABLED_PLUGINS,
+        "deploy/rabbitmq/enabled_plugins runs the plugins the local broker runs"
+    );
     assert!(
         !conf.contains("\nssl_options."),
         "TLS options live in advanced.config (it replaces rabbitmq.conf's ssl_options)"

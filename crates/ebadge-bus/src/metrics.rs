@@ -60,7 +60,7 @@ use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -149,11 +149,20 @@ impl Observed {
 }
 
 /// Clients watched under one `entity` label.
-#[derive(Debug)]
 struct Group {
     entity: String,
-    clients: Vec<Weak<Shared>>,
+    /// Held: a closed client's counters stay (frozen), so the group's counters never go down.
+    clients: Vec<Arc<Shared>>,
     observed: Arc<Observed>,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("entity", &self.entity)
+            .field("clients", &self.clients.len())
+            .finish()
+    }
 }
 
 /// What one group's clients add up to now.
@@ -172,7 +181,7 @@ impl Group {
             counters: CounterSnapshot::default(),
             oldest_age: Duration::ZERO,
         };
-        for shared in self.clients.iter().filter_map(Weak::upgrade) {
+        for shared in &self.clients {
             totals.clients += 1;
             totals.connected += u64::from(*shared.connected.borrow());
             let (snapshot, oldest) = shared.snapshot();
@@ -198,6 +207,8 @@ impl Metrics {
     /// Watches `clients` under the label `entity="<entity>"`: their samples are summed (the
     /// oldest outbox age is their maximum), and from now on they count messages by type,
     /// quarantines by reason and latencies. A client watched twice counts in its first group.
+    /// The metrics hold the clients' state: a closed client keeps counting in its group's
+    /// totals (frozen, not connected), so counters never go down.
     pub fn watch(&self, entity: &str, clients: &[Client]) {
         let observed = Arc::new(Observed::new());
         let mut members = Vec::with_capacity(clients.len());
@@ -210,13 +221,25 @@ impl Metrics {
                     .unwrap()
                     .observe_confirms(observed.publish_confirm.clone());
             }
-            members.push(Arc::downgrade(shared));
+            members.push(shared.clone());
         }
         self.groups.lock().unwrap().push(Group {
             entity: entity.to_owned(),
             clients: members,
             observed,
         });
+    }
+
+    /// A group without clients, for a program that receives messages by other means (`ebadge
+    /// tap`): it counts what it is [told](Tally::received) as `ebadge_messages_received_total`.
+    pub fn tally(&self, entity: &str) -> Tally {
+        let observed = Arc::new(Observed::new());
+        self.groups.lock().unwrap().push(Group {
+            entity: entity.to_owned(),
+            clients: Vec::new(),
+            observed: observed.clone(),
+        });
+        Tally(observed)
     }
 
     /// The metrics now, in the OpenMetrics text format.
@@ -285,6 +308,17 @@ async fn answer(mut stream: tokio::net::TcpStream, metrics: &Metrics) -> std::io
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body.as_bytes()).await?;
     stream.shutdown().await
+}
+
+/// The received-message count of a group without clients ([`Metrics::tally`]).
+#[derive(Debug, Clone)]
+pub struct Tally(Arc<Observed>);
+
+impl Tally {
+    /// Counts one message received, by its type.
+    pub fn received(&self, message: &Message) {
+        self.0.received(message);
+    }
 }
 
 /// A running metrics endpoint; dropping it stops it.

@@ -681,6 +681,7 @@ impl VrrpPair {
                 max_connections: ebadge_admin::haproxy::LOCAL_MAX_CONNECTIONS,
                 amqps_port: VIP_PORT,
                 management_port: None,
+                prometheus: None,
                 admin_socket: dir.path().join(format!("haproxy{i}.sock")),
             };
             std::fs::write(&config, ebadge_admin::haproxy::config(&front, &backends)).unwrap();

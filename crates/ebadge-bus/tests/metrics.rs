@@ -226,11 +226,17 @@ async fn a_fleet_is_one_label_set_with_its_totals() {
     for heh in &fleet {
         heh.close(Duration::from_secs(5)).await;
     }
+    drop(fleet);
     let all = samples(&metrics.encode());
     assert_eq!(
         sample(&all, r#"ebadge_connected{entity="fleet"}"#),
         0.0,
         "closed clients are not connected"
+    );
+    assert_eq!(
+        sample(&all, r#"ebadge_messages_confirmed_total{entity="fleet"}"#),
+        3.0,
+        "a closed client's counts stay: counters never go down"
     );
     let vpp = client(&profile, "op-fleet").await;
     drain(&mut vpp.inbox().unwrap()).await;

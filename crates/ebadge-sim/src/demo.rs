@@ -114,11 +114,13 @@ pub async fn market(profile: &Profile) -> Result<Market, ebadge_bus::ConnectErro
     ))
 }
 
-/// Runs the demo against a provisioned broker, telling `progress` what happens.
+/// Runs the demo against a provisioned broker, telling `progress` what happens; with `metrics`,
+/// the VPP and each market actor are watched under their names, the HEHs as one `fleet`.
 pub async fn run(
     profile: &Profile,
     hehs: usize,
     seconds: u64,
+    metrics: Option<&ebadge_bus::metrics::Metrics>,
     mut progress: impl FnMut(Progress<'_>),
 ) -> Result<Summary, Box<dyn std::error::Error + Send + Sync>> {
     let name = |s: &str| EntityName::new(s).expect("demo names follow the rule");
@@ -128,7 +130,11 @@ pub async fn run(
         config.publish_connection = who == VPP;
         Client::connect(config)
     };
-    let vpp = SimVpp::start(connect(VPP).await?);
+    let vpp = connect(VPP).await?;
+    if let Some(metrics) = metrics {
+        metrics.watch(VPP, std::slice::from_ref(&vpp));
+    }
+    let vpp = SimVpp::start(vpp);
     // Capacities of 1 to 4 kW; one HEH in five refuses what exceeds it, the others counter-propose.
     let specs: Vec<HehSpec> = (0..hehs)
         .map(|i| HehSpec {
@@ -144,6 +150,9 @@ pub async fn run(
         .collect();
     let started = Instant::now();
     let fleet = Fleet::start(profile, specs, 64, |_| {}).await?;
+    if let Some(metrics) = metrics {
+        metrics.watch("fleet", &fleet.clients);
+    }
     progress(Progress::Step(&format!(
         "{hehs} HEHs connected in {:.1} s, each with its own TLS connection",
         started.elapsed().as_secs_f64()
@@ -195,6 +204,9 @@ pub async fn run(
     )));
 
     let market = market(profile).await?;
+    if let Some(metrics) = metrics {
+        market.watch(metrics);
+    }
     let market_day = market.run_day().await;
     progress(Progress::Step(&format!(
         "market: {} bids acknowledged, {} accepted, market_cleared seen by {} BSPs, {} activated; balancing: {} activated, {} unachievable; {} unanswered",

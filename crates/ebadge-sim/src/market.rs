@@ -145,6 +145,17 @@ pub struct Market {
 }
 
 impl Market {
+    /// Watches every actor under its own name.
+    pub fn watch(&self, metrics: &ebadge_bus::metrics::Metrics) {
+        for client in self
+            .bsps
+            .iter()
+            .chain([&self.tso, &self.super_tso, &self.other_tso])
+        {
+            metrics.watch(client.name().as_str(), std::slice::from_ref(client));
+        }
+    }
+
     /// Starts the handlers of all participants.
     pub fn serve(
         tso: Client,

@@ -60,7 +60,11 @@ impl LocalBroker {
         }
         let dir = self.haproxy_dir();
         create_dir(&dir)?;
-        for p in [front.amqps_port, front.management_port] {
+        for p in [
+            front.amqps_port,
+            front.management_port,
+            front.prometheus_port,
+        ] {
             if std::net::TcpListener::bind(("127.0.0.1", p)).is_err() {
                 return Err(BrokerError::PortInUse(p));
             }
@@ -80,6 +84,7 @@ impl LocalBroker {
             max_connections: haproxy::LOCAL_MAX_CONNECTIONS,
             amqps_port: front.amqps_port,
             management_port: Some(front.management_port),
+            prometheus: Some(format!("127.0.0.1:{}", front.prometheus_port)),
             admin_socket: dir.join("admin.sock"),
         };
         let config_file = dir.join("haproxy.cfg");

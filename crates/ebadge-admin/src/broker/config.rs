@@ -41,6 +41,11 @@ impl LocalBroker {
             .into_iter()
             .chain([
                 ("management.tcp.ip".into(), "127.0.0.1".into()),
+                ("prometheus.tcp.ip".into(), "127.0.0.1".into()),
+                (
+                    "prometheus.tcp.port".into(),
+                    node.prometheus_port.to_string(),
+                ),
                 (
                     "management.tcp.port".into(),
                     node.management_port.to_string(),
@@ -68,11 +73,7 @@ impl LocalBroker {
             &advanced_config(&pki.ca_cert(), &server_cert, &server_key, &pki.crl_dir()),
             false,
         )?;
-        write_file(
-            &dir.join("enabled_plugins"),
-            "[rabbitmq_management,rabbitmq_auth_mechanism_ssl].\n",
-            false,
-        )?;
+        write_file(&dir.join("enabled_plugins"), ENABLED_PLUGINS, false)?;
         write_file(&dir.join("rabbitmq-env.conf"), "", false)?;
         let cookie = dir.join("home").join(".erlang.cookie");
         let _ = std::fs::remove_file(&cookie);
@@ -84,6 +85,12 @@ impl LocalBroker {
         )
     }
 }
+
+/// The plugins every node runs (the contents of `enabled_plugins`, also in
+/// `deploy/rabbitmq/`): the management API for provisioning and audit, login by certificate,
+/// and the Prometheus endpoint.
+pub const ENABLED_PLUGINS: &str =
+    "[rabbitmq_management,rabbitmq_auth_mechanism_ssl,rabbitmq_prometheus].\n";
 
 /// The rabbitmq.conf settings that make a node conform to D3.2.3 6.1 (TLS only, login by the
 /// certificate's CN, EXTERNAL only); the TLS options themselves are in [`advanced_config`].

@@ -20,6 +20,10 @@ pub struct NodeState {
     pub management_port: u16,
     /// Erlang distribution port.
     pub dist_port: u16,
+    /// The `rabbitmq_prometheus` endpoint's port, on 127.0.0.1 (0 in a directory set up before
+    /// it existed: chosen at the next start).
+    #[serde(default)]
+    pub prometheus_port: u16,
 }
 
 /// The haproxy in front of a cluster.
@@ -29,6 +33,9 @@ pub struct FrontState {
     pub amqps_port: u16,
     /// Management API port (forwarded to a live node).
     pub management_port: u16,
+    /// haproxy's own Prometheus exporter, on 127.0.0.1 (0: chosen at the next start).
+    #[serde(default)]
+    pub prometheus_port: u16,
 }
 
 /// Ports and names of a local broker, kept in `D/broker.toml` so clients reconnect to the same
@@ -110,6 +117,7 @@ impl LocalBroker {
             Some(FrontState {
                 amqps_port: options.port.map_or_else(free_port, Ok)?,
                 management_port: free_port()?,
+                prometheus_port: free_port()?,
             })
         } else {
             None
@@ -130,6 +138,7 @@ impl LocalBroker {
                 amqps_port,
                 management_port: free_port()?,
                 dist_port: free_port()?,
+                prometheus_port: free_port()?,
             });
         }
         Ok(BrokerState {
@@ -138,6 +147,24 @@ impl LocalBroker {
             front,
             nodes,
         })
+    }
+
+    /// Gives the metrics endpoints of a directory set up before they existed their ports.
+    pub(super) fn with_metrics_ports(
+        &self,
+        mut state: BrokerState,
+    ) -> Result<BrokerState, BrokerError> {
+        for node in &mut state.nodes {
+            if node.prometheus_port == 0 {
+                node.prometheus_port = free_port()?;
+            }
+        }
+        if let Some(front) = &mut state.front
+            && front.prometheus_port == 0
+        {
+            front.prometheus_port = free_port()?;
+        }
+        Ok(state)
     }
 
     pub(super) fn write_state(&self, state: &BrokerState) -> Result<(), BrokerError> {

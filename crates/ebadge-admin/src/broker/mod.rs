@@ -15,7 +15,7 @@ mod config;
 mod layout;
 mod process;
 
-pub use config::{advanced_config, fleet_settings, security_settings};
+pub use config::{ENABLED_PLUGINS, advanced_config, fleet_settings, security_settings};
 pub use layout::{BrokerState, FrontState, NodeState};
 
 use crate::haproxy;
@@ -120,6 +120,9 @@ pub struct NodeStatus {
     pub amqps_url: String,
     /// Its own management API.
     pub management_url: String,
+    /// Its `rabbitmq_prometheus` endpoint (`/metrics`; `/metrics/detailed` for per-queue
+    /// figures), on 127.0.0.1.
+    pub prometheus_url: String,
 }
 
 /// What `status` reports.
@@ -137,6 +140,8 @@ pub struct BrokerStatus {
     pub nodes: Vec<NodeStatus>,
     /// haproxy's process id, for a cluster, when running.
     pub haproxy_pid: Option<u32>,
+    /// haproxy's Prometheus exporter, for a cluster.
+    pub haproxy_metrics_url: Option<String>,
     /// The connection profile file.
     pub profile: PathBuf,
 }
@@ -170,6 +175,12 @@ impl std::fmt::Display for BrokerStatus {
         }
         writeln!(f, "amqps       {}", self.amqps_url)?;
         writeln!(f, "management  {}", self.management_url)?;
+        for node in &self.nodes {
+            writeln!(f, "metrics     {} ({})", node.prometheus_url, node.name)?;
+        }
+        if let Some(url) = &self.haproxy_metrics_url {
+            writeln!(f, "metrics     {url} (haproxy)")?;
+        }
         writeln!(f, "profile     {}", self.profile.display())?;
         writeln!(f, "directory   {}", self.dir.display())
     }
@@ -253,6 +264,7 @@ impl LocalBroker {
                 pid: live_pid(&self.pid_path(n), "beam"),
                 amqps_url: format!("amqps://localhost:{}", n.amqps_port),
                 management_url: format!("http://127.0.0.1:{}", n.management_port),
+                prometheus_url: format!("http://127.0.0.1:{}/metrics", n.prometheus_port),
             })
             .collect();
         let haproxy_pid = self.haproxy_pid();
@@ -264,6 +276,10 @@ impl LocalBroker {
             management_url: format!("http://127.0.0.1:{}", state.management_port()),
             nodes,
             haproxy_pid,
+            haproxy_metrics_url: state
+                .front
+                .as_ref()
+                .map(|f| format!("http://127.0.0.1:{}/metrics", f.prometheus_port)),
             profile: self.profile_path(),
         })
     }
@@ -280,7 +296,7 @@ impl LocalBroker {
                 });
             }
             Some(_) if self.status()?.running => return Ok((self.status()?, true)),
-            Some(state) => state,
+            Some(state) => self.with_metrics_ports(state)?,
             None => self.new_state(options)?,
         };
         let server = std::env::var_os("EBADGE_RABBITMQ_SERVER")
@@ -305,7 +321,12 @@ impl LocalBroker {
             .filter(|n| live_pid(&self.pid_path(n), "beam").is_none())
             .collect();
         for node in &starting {
-            for p in [node.amqps_port, node.management_port, node.dist_port] {
+            for p in [
+                node.amqps_port,
+                node.management_port,
+                node.dist_port,
+                node.prometheus_port,
+            ] {
                 if std::net::TcpListener::bind(("127.0.0.1", p)).is_err() {
                     return Err(BrokerError::PortInUse(p));
                 }

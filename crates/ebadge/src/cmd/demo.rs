@@ -10,6 +10,8 @@ use clap::Args;
 use ebadge_admin::broker::LocalBroker;
 use ebadge_sim::demo::{self, Progress};
 
+use super::MetricsArg;
+
 /// Arguments of `demo`.
 #[derive(Args)]
 pub struct DemoArgs {
@@ -25,6 +27,12 @@ pub struct DemoArgs {
     /// Print the summary as one JSON object (progress goes to standard error either way).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub metrics: MetricsArg,
+    /// With --metrics: keep serving the final figures this many seconds after the summary, for a
+    /// last scrape.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub hold: u64,
 }
 
 /// Runs the demo; exits 1 if any of its checks failed (HEHs missing, no reports, campaign short
@@ -71,19 +79,32 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         args.hehs,
         demo::MARKET.len()
     );
-    let live = std::io::stderr().is_terminal();
-    let summary = demo::run(&profile, args.hehs, args.seconds, |event| match event {
-        Progress::Tick { line, .. } if live => eprint!("\r   {line}   "),
-        // Not a terminal: a line every 10 s keeps logs short.
-        Progress::Tick { second, line } if second % 10 == 0 => eprintln!("   {line}"),
-        Progress::Tick { .. } => {}
-        Progress::Step(line) => {
-            if live {
-                eprintln!();
-            }
-            eprintln!("   {line}");
+    let metrics = args.metrics.serve().await?;
+    if metrics.is_some() {
+        for node in &status.nodes {
+            eprintln!("metrics: {} (RabbitMQ {})", node.prometheus_url, node.name);
         }
-    })
+    }
+    let live = std::io::stderr().is_terminal();
+    let watch = metrics.as_ref().map(|(m, _)| m);
+    let summary = demo::run(
+        &profile,
+        args.hehs,
+        args.seconds,
+        watch,
+        |event| match event {
+            Progress::Tick { line, .. } if live => eprint!("\r   {line}   "),
+            // Not a terminal: a line every 10 s keeps logs short.
+            Progress::Tick { second, line } if second % 10 == 0 => eprintln!("   {line}"),
+            Progress::Tick { .. } => {}
+            Progress::Step(line) => {
+                if live {
+                    eprintln!();
+                }
+                eprintln!("   {line}");
+            }
+        },
+    )
     .await
     .map_err(|e| anyhow::anyhow!(e))?;
     let ok = summary.ok();
@@ -127,6 +148,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
                 "demo FAILED: see above"
             }
         );
+    }
+    if metrics.is_some() && args.hold > 0 {
+        eprintln!("metrics: served {} s more for a last scrape", args.hold);
+        tokio::time::sleep(std::time::Duration::from_secs(args.hold)).await;
     }
     Ok(if ok {
         ExitCode::SUCCESS

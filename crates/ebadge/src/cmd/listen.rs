@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Args;
 use ebadge_bus::{Client, ClientConfig, EntityName};
 
-use super::ProfileArg;
+use super::{MetricsArg, ProfileArg};
 
 /// Arguments of `listen`.
 #[derive(Args)]
@@ -23,6 +23,8 @@ pub struct ListenArgs {
     pub count: Option<u64>,
     #[command(flatten)]
     pub profile: ProfileArg,
+    #[command(flatten)]
+    pub metrics: MetricsArg,
 }
 
 /// Runs `listen`. Each message is acknowledged once printed; invalid ones never reach here (the
@@ -30,6 +32,10 @@ pub struct ListenArgs {
 pub async fn run(args: ListenArgs) -> Result<ExitCode> {
     let profile = args.profile.load()?;
     let client = Client::connect(ClientConfig::new(profile, EntityName::new(&args.name)?)).await?;
+    let metrics = args.metrics.serve().await?;
+    if let Some((metrics, _)) = &metrics {
+        metrics.watch(&args.name, std::slice::from_ref(&client));
+    }
     let mut inbox = client.inbox().expect("a new client has its inbox");
     let mut seen = 0;
     let stdout = std::io::stdout();

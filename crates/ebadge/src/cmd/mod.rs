@@ -106,3 +106,35 @@ impl ProfileArg {
         Ok((profile, client))
     }
 }
+
+/// `--metrics ADDR`: serve Prometheus metrics of this command's clients.
+#[derive(Args, Clone)]
+pub struct MetricsArg {
+    /// Serve Prometheus metrics (OpenMetrics text) at http://ADDR/metrics while running, e.g.
+    /// 127.0.0.1:9464 (port 0: a free port, printed on standard error).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+}
+
+impl MetricsArg {
+    /// With `--metrics`: the metrics to watch clients with and the running endpoint (announced
+    /// on standard error); without: nothing, and no client counts anything for metrics.
+    pub async fn serve(
+        &self,
+    ) -> Result<
+        Option<(
+            ebadge_bus::metrics::Metrics,
+            ebadge_bus::metrics::MetricsServer,
+        )>,
+    > {
+        let Some(address) = self.metrics else {
+            return Ok(None);
+        };
+        let metrics = ebadge_bus::metrics::Metrics::new();
+        let server = metrics.serve(address).await.with_context(|| {
+            format!("cannot serve metrics on {address}: choose another address with --metrics")
+        })?;
+        eprintln!("metrics: http://{}/metrics", server.address());
+        Ok(Some((metrics, server)))
+    }
+}

@@ -12,7 +12,7 @@ use ebadge_sim::fleet::Fleet;
 use ebadge_sim::heh::{HehSpec, Policy};
 use ebadge_sim::vpp::SimVpp;
 
-use super::ProfileArg;
+use super::{MetricsArg, ProfileArg};
 
 /// The `sim` subcommands.
 #[derive(Subcommand)]
@@ -38,6 +38,9 @@ pub enum SimCommand {
         modify: bool,
         #[command(flatten)]
         profile: ProfileArg,
+        /// The fleet's totals under entity="fleet" (not one label set per HEH).
+        #[command(flatten)]
+        metrics: MetricsArg,
     },
     /// A VPP: collects announcements and reports for SECONDS, then runs a campaign for KW.
     Vpp {
@@ -52,11 +55,16 @@ pub enum SimCommand {
         campaign: f64,
         #[command(flatten)]
         profile: ProfileArg,
+        #[command(flatten)]
+        metrics: MetricsArg,
     },
     /// One market day among the demo's market actors; prints its summary as JSON.
     Market {
         #[command(flatten)]
         profile: ProfileArg,
+        /// One label set per market actor.
+        #[command(flatten)]
+        metrics: MetricsArg,
     },
 }
 
@@ -71,6 +79,7 @@ pub async fn run(command: SimCommand) -> Result<ExitCode> {
             capacity,
             modify,
             profile,
+            metrics,
         } => {
             let profile = profile.load()?;
             let controller = EntityName::new(&controller)?;
@@ -94,6 +103,10 @@ pub async fn run(command: SimCommand) -> Result<ExitCode> {
                 }
             })
             .await?;
+            let metrics = metrics.serve().await?;
+            if let Some((metrics, _)) = &metrics {
+                metrics.watch("fleet", &fleet.clients);
+            }
             eprintln!("{count} HEHs running; Ctrl-C stops them");
             let mut tick = tokio::time::interval(Duration::from_secs(10));
             loop {
@@ -112,11 +125,16 @@ pub async fn run(command: SimCommand) -> Result<ExitCode> {
             seconds,
             campaign,
             profile,
+            metrics,
         } => {
             let profile = profile.load()?;
-            let vpp = SimVpp::start(
-                Client::connect(ClientConfig::new(profile, EntityName::new(&name)?)).await?,
-            );
+            let client =
+                Client::connect(ClientConfig::new(profile, EntityName::new(&name)?)).await?;
+            let metrics = metrics.serve().await?;
+            if let Some((metrics, _)) = &metrics {
+                metrics.watch(&name, std::slice::from_ref(&client));
+            }
+            let vpp = SimVpp::start(client);
             // HEHs announce themselves when they start; announcements made earlier wait in our inbox.
             tokio::time::sleep(Duration::from_secs(1)).await;
             vpp.request_periodic_reports(5.0, 1.0)?;
@@ -133,9 +151,13 @@ pub async fn run(command: SimCommand) -> Result<ExitCode> {
             );
             vpp.client.close(Duration::from_secs(5)).await;
         }
-        SimCommand::Market { profile } => {
+        SimCommand::Market { profile, metrics } => {
             let profile = profile.load()?;
             let market = ebadge_sim::demo::market(&profile).await?;
+            let metrics = metrics.serve().await?;
+            if let Some((metrics, _)) = &metrics {
+                market.watch(metrics);
+            }
             let summary = market.run_day().await;
             println!("{}", serde_json::to_string(&summary)?);
         }

@@ -8,7 +8,7 @@ use clap::Args;
 use ebadge_bus::EntityName;
 use ebadge_bus::tap::Tap;
 
-use super::ProfileArg;
+use super::{MetricsArg, ProfileArg};
 
 /// Arguments of `tap`.
 #[derive(Args)]
@@ -28,6 +28,8 @@ pub struct TapArgs {
     pub count: Option<u64>,
     #[command(flatten)]
     pub profile: ProfileArg,
+    #[command(flatten)]
+    pub metrics: MetricsArg,
 }
 
 /// Runs `tap`.
@@ -42,11 +44,18 @@ pub async fn run(args: TapArgs) -> Result<ExitCode> {
         tap.exchange(),
         args.pattern
     );
+    let metrics = args.metrics.serve().await?;
+    let tally = metrics
+        .as_ref()
+        .map(|(m, _)| m.tally(&format!("tap-{}", args.name)));
     let mut seen = 0;
     while args.count.is_none_or(|n| seen < n) {
         let Some(t) = tap.next().await else {
             break;
         };
+        if let (Some(tally), Ok(message)) = (&tally, &t.message) {
+            tally.received(message);
+        }
         if args.json {
             let line = match &t.message {
                 Ok(m) => super::json_line(&t.from, &t.routing_key, "message", &m.to_json()),
