@@ -27,6 +27,89 @@ pub struct Violation {
     pub detail: String,
 }
 
+/// Every [`Violation::kind`], in a fixed order: the metrics name each, with 0 when none.
+pub const KINDS: [&str; 17] = [
+    "guest",
+    "password-user",
+    "plain-listener",
+    "tls",
+    "auth-mechanism",
+    "permissions",
+    "queue-ttl",
+    "queue-length",
+    "queue-overflow",
+    "queue-type",
+    "queue-replication",
+    "queue-placement",
+    "file-handles",
+    "binding",
+    "exchange-type",
+    "default-exchange",
+    "user-name",
+];
+
+/// The audit as Prometheus metrics (text format 0.0.4, as node_exporter's textfile collector
+/// reads it): violations by kind, when the audit ran, and each certificate's expiry as a Unix
+/// time. An expiry, unlike "days left", stays true however old the file gets; the alert
+/// computes the days (`ebadge_certificate_expiry_timestamp_seconds - time()`).
+///
+/// ```
+/// use ebadge_admin::audit::{Violation, metrics_text};
+/// let found = [Violation { kind: "guest", detail: "the guest user exists".into() }];
+/// let text = metrics_text(&found, &[], 1_700_000_000);
+/// assert!(text.contains("ebadge_audit_violations{kind=\"guest\"} 1\n"));
+/// assert!(text.contains("ebadge_audit_violations{kind=\"tls\"} 0\n"));
+/// assert!(text.contains("ebadge_audit_timestamp_seconds 1700000000\n"));
+/// ```
+pub fn metrics_text(
+    violations: &[Violation],
+    certificates: &[crate::pki::CertInfo],
+    now_unix: i64,
+) -> String {
+    use std::fmt::Write;
+    let mut text = String::from(
+        "# HELP ebadge_audit_violations Breaches of the bus conventions the last audit found, by kind.\n\
+         # TYPE ebadge_audit_violations gauge\n",
+    );
+    for kind in KINDS {
+        let n = violations.iter().filter(|v| v.kind == kind).count();
+        let _ = writeln!(text, "ebadge_audit_violations{{kind=\"{kind}\"}} {n}");
+    }
+    let _ = write!(
+        text,
+        "# HELP ebadge_audit_timestamp_seconds When the audit ran (Unix time).\n\
+         # TYPE ebadge_audit_timestamp_seconds gauge\n\
+         ebadge_audit_timestamp_seconds {now_unix}\n"
+    );
+    if !certificates.is_empty() {
+        text.push_str(
+            "# HELP ebadge_certificate_expiry_timestamp_seconds When a certificate of the bus's PKI expires (Unix time).\n\
+             # TYPE ebadge_certificate_expiry_timestamp_seconds gauge\n",
+        );
+    }
+    for cert in certificates {
+        let role = match cert.name.as_str() {
+            "ca" | "server" => cert.name.as_str(),
+            _ => "client",
+        };
+        let _ = writeln!(
+            text,
+            "ebadge_certificate_expiry_timestamp_seconds{{role=\"{role}\",name=\"{}\"}} {}",
+            escape_label(&cert.common_name),
+            cert.not_after_unix
+        );
+    }
+    text
+}
+
+/// A label value in the text format: backslash, quote and newline escaped.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// Checks the broker. An empty list means it conforms.
 pub async fn audit(
     client: &AdminClient,
@@ -472,6 +555,27 @@ fn audit_bindings(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_the_audit_reports_is_named_in_the_metrics() {
+        // The kinds are the first argument of `v(...)` in this file's non-test part.
+        let source = include_str!("audit.rs");
+        let code = &source[..source.find("mod tests {").unwrap()];
+        let used: std::collections::BTreeSet<&str> = code
+            .split("v(")
+            .skip(1)
+            .filter_map(|rest| {
+                let rest = rest.trim_start();
+                let rest = rest.strip_prefix('"')?;
+                Some(&rest[..rest.find('"')?])
+            })
+            .collect();
+        let named: std::collections::BTreeSet<&str> = KINDS.into_iter().collect();
+        assert_eq!(
+            used, named,
+            "KINDS lists exactly the kinds the audit reports"
+        );
+    }
 
     #[test]
     fn quorum_replicas_reserve_file_handles_by_role() {

@@ -59,6 +59,8 @@ pub struct CertInfo {
     pub not_after: String,
     /// Days until expiry (negative once expired).
     pub days_left: i64,
+    /// Expiry, seconds since the Unix epoch.
+    pub not_after_unix: i64,
 }
 
 /// A PKI directory.
@@ -398,6 +400,7 @@ fn cert_info_of(path: &Path, cert: &x509_parser::certificate::X509Certificate<'_
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
         days_left,
+        not_after_unix: not_after.unix_timestamp(),
     }
 }
 
