@@ -23,8 +23,8 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # The tests boot one shared broker (target/tmp/ebadge-test-broker), one they restart, one for
-# the demo and a three-node cluster; all are stopped at the end whether or not the tests pass.
-TEST_BROKERS := target/tmp/ebadge-test-broker target/tmp/ebadge-restart-broker target/tmp/ebadge-demo-broker target/tmp/ebadge-test-cluster
+# the demo, one scraped by a real Prometheus and a three-node cluster; all are stopped at the end whether or not the tests pass.
+TEST_BROKERS := target/tmp/ebadge-test-broker target/tmp/ebadge-restart-broker target/tmp/ebadge-demo-broker target/tmp/ebadge-test-cluster target/tmp/ebadge-monitoring-broker
 unit:
 	$(CARGO) test --workspace --all-targets --no-fail-fast; status=$$?; \
 	  for dir in $(TEST_BROKERS); do $(CARGO) run -q -p ebadge -- broker down --dir $$dir; done; \

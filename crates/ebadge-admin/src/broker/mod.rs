@@ -121,8 +121,8 @@ pub struct NodeStatus {
     /// Its own management API.
     pub management_url: String,
     /// Its `rabbitmq_prometheus` endpoint (`/metrics`; `/metrics/detailed` for per-queue
-    /// figures), on 127.0.0.1.
-    pub prometheus_url: String,
+    /// figures), on 127.0.0.1; none for a node set up before it existed and not restarted since.
+    pub prometheus_url: Option<String>,
 }
 
 /// What `status` reports.
@@ -176,7 +176,14 @@ impl std::fmt::Display for BrokerStatus {
         writeln!(f, "amqps       {}", self.amqps_url)?;
         writeln!(f, "management  {}", self.management_url)?;
         for node in &self.nodes {
-            writeln!(f, "metrics     {} ({})", node.prometheus_url, node.name)?;
+            match &node.prometheus_url {
+                Some(url) => writeln!(f, "metrics     {url} ({})", node.name)?,
+                None => writeln!(
+                    f,
+                    "metrics     none on {}: `ebadge broker down` and `up` enable them",
+                    node.name
+                )?,
+            }
         }
         if let Some(url) = &self.haproxy_metrics_url {
             writeln!(f, "metrics     {url} (haproxy)")?;
@@ -264,7 +271,8 @@ impl LocalBroker {
                 pid: live_pid(&self.pid_path(n), "beam"),
                 amqps_url: format!("amqps://localhost:{}", n.amqps_port),
                 management_url: format!("http://127.0.0.1:{}", n.management_port),
-                prometheus_url: format!("http://127.0.0.1:{}/metrics", n.prometheus_port),
+                prometheus_url: (n.prometheus_port != 0)
+                    .then(|| format!("http://127.0.0.1:{}/metrics", n.prometheus_port)),
             })
             .collect();
         let haproxy_pid = self.haproxy_pid();
@@ -279,6 +287,7 @@ impl LocalBroker {
             haproxy_metrics_url: state
                 .front
                 .as_ref()
+                .filter(|f| f.prometheus_port != 0)
                 .map(|f| format!("http://127.0.0.1:{}/metrics", f.prometheus_port)),
             profile: self.profile_path(),
         })

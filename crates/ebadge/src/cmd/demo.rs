@@ -82,7 +82,9 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let metrics = args.metrics.serve().await?;
     if metrics.is_some() {
         for node in &status.nodes {
-            eprintln!("metrics: {} (RabbitMQ {})", node.prometheus_url, node.name);
+            if let Some(url) = &node.prometheus_url {
+                eprintln!("metrics: {url} (RabbitMQ {})", node.name);
+            }
         }
     }
     let live = std::io::stderr().is_terminal();
