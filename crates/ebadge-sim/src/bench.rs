@@ -179,6 +179,53 @@ pub struct ConsumerReport {
     pub cpu_us_per_msg: f64,
     /// Peak resident memory of the consumer process (KiB).
     pub rss_kib: u64,
+    /// Whether its client ran with metrics on ([`METRICS_ENV`]).
+    #[serde(default)]
+    pub metrics: bool,
+}
+
+/// Set (to anything) in the environment of `ebadge bench ingest|heh` to run the measured client
+/// (the consuming VPP, the HEH) with metrics on: watched, served on a free port and scraped every
+/// second (15 times as often as deploy/prometheus does), for measuring what metrics cost.
+pub const METRICS_ENV: &str = "EBADGE_BENCH_METRICS";
+
+/// A measured client's metrics and their scraper, while the benchmark runs.
+struct Observed {
+    _server: ebadge_bus::metrics::MetricsServer,
+    scraper: tokio::task::JoinHandle<()>,
+}
+
+impl Observed {
+    /// With [`METRICS_ENV`] set: watches `client`, serves its metrics and scrapes them every
+    /// second.
+    async fn if_asked(entity: &str, client: &Client) -> Option<Observed> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        std::env::var_os(METRICS_ENV)?;
+        let metrics = ebadge_bus::metrics::Metrics::new();
+        metrics.watch(entity, std::slice::from_ref(client));
+        let server = metrics.serve(([127, 0, 0, 1], 0).into()).await.ok()?;
+        let address = server.address();
+        let scraper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Ok(mut stream) = tokio::net::TcpStream::connect(address).await {
+                    let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await;
+                    let _ = stream.read_to_end(&mut Vec::new()).await;
+                }
+            }
+        });
+        Some(Observed {
+            _server: server,
+            scraper,
+        })
+    }
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        self.scraper.abort();
+    }
 }
 
 /// Consumes `count` messages as the benchmark VPP and measures (run in its own process).
@@ -190,6 +237,7 @@ pub async fn consume(
     ready: impl FnOnce(),
 ) -> Result<ConsumerReport, BenchError> {
     let cpu0 = cpu_seconds();
+    let mut observed = None;
     let mut latencies = Vec::with_capacity(count as usize);
     let (mut first, mut last) = (None, Instant::now());
     if raw {
@@ -235,6 +283,7 @@ pub async fn consume(
             .await
             .map_err(connect_error(BENCH_VPP))?;
         let mut inbox = client.inbox().expect("a new client has its inbox");
+        observed = Observed::if_asked(BENCH_VPP, &client).await;
         ready();
         while (latencies.len() as u64) < count {
             let Ok(Some(incoming)) =
@@ -278,6 +327,7 @@ pub async fn consume(
             0.0
         },
         rss_kib: rss_kib(),
+        metrics: observed.is_some(),
     })
 }
 
@@ -617,6 +667,9 @@ pub struct HehReport {
     pub wire_up_bytes_per_msg: f64,
     /// Bytes the broker sent back (confirms, heartbeats) per message.
     pub wire_down_bytes_per_msg: f64,
+    /// Whether its client ran with metrics on ([`METRICS_ENV`]).
+    #[serde(default)]
+    pub metrics: bool,
 }
 
 /// One HEH sending `rate` reports a second for `seconds` (run in its own process, so CPU and
@@ -631,6 +684,7 @@ pub async fn heh(profile: &Profile, seconds: u64, rate: u64) -> Result<HehReport
     let client = Client::connect(config)
         .await
         .map_err(connect_error(name.as_str()))?;
+    let observed = Observed::if_asked(name.as_str(), &client).await;
     let vpp = bench_vpp();
     let body_bytes = stamped_report(unix_nanos()).to_json().len() as u64;
     let cpu0 = cpu_seconds();
@@ -656,6 +710,7 @@ pub async fn heh(profile: &Profile, seconds: u64, rate: u64) -> Result<HehReport
         cpu_us_per_msg: cpu * 1e6 / n.max(1) as f64,
         rss_kib: rss,
         body_bytes,
+        metrics: observed.is_some(),
         ..HehReport::default()
     })
 }
