@@ -98,10 +98,10 @@ pub(crate) struct Observed {
 
 /// A message's position in the per-type counts: its core type, or the last slot for extensions.
 fn type_index(message: &Message) -> usize {
+    // `MessageType::ALL` lists the variants in declaration order (one macro makes both).
     message
         .message_type()
-        .and_then(|t| MessageType::ALL.iter().position(|&a| a == t))
-        .unwrap_or(MessageType::ALL.len())
+        .map_or(MessageType::ALL.len(), |t| t as usize)
 }
 
 fn type_label(index: usize) -> &'static str {
@@ -558,5 +558,21 @@ impl Collector for Metrics {
             MetricType::Histogram,
             samples,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_has_its_own_count_and_label() {
+        for (i, t) in MessageType::ALL.iter().enumerate() {
+            assert_eq!(*t as usize, i);
+            assert_eq!(type_label(i), t.as_str());
+        }
+        assert_eq!(type_label(MessageType::ALL.len()), EXTENSION_TYPE);
+        let extension = Message::decode(r#"{"msg":"ext_x"}"#).unwrap();
+        assert_eq!(type_index(&extension), MessageType::ALL.len());
     }
 }

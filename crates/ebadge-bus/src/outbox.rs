@@ -346,6 +346,38 @@ mod tests {
     }
 
     #[test]
+    fn ages_follow_the_oldest_waiting_message_through_confirms_failures_and_the_cap() {
+        let mut outbox = Outbox::in_memory(3);
+        assert_eq!(outbox.oldest_age(), None);
+        outbox.push(message(1)).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        for n in 2..=4 {
+            // The fourth drops the first: the cap.
+            outbox.push(message(n)).unwrap();
+        }
+        assert_eq!(outbox.accepted_at.len(), outbox.queue.len());
+        assert!(
+            outbox.oldest_age().unwrap() < Duration::from_millis(30),
+            "the first is gone"
+        );
+        let latency = Histogram::new([0.001, 10.0]);
+        outbox.observe_confirms(latency.clone());
+        outbox.confirm(3).unwrap();
+        outbox.fail(2, "refused".into()).unwrap();
+        assert_eq!(outbox.accepted_at.len(), outbox.queue.len());
+        outbox.confirm(4).unwrap();
+        assert_eq!(outbox.oldest_age(), None);
+        let mut text = String::new();
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("confirm", "", latency);
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("confirm_count 2\n"),
+            "two confirms timed, the failure not: {text}"
+        );
+    }
+
+    #[test]
     fn keeps_order_confirms_and_drops_the_oldest_past_the_cap() {
         let mut outbox = Outbox::in_memory(3);
         for n in 0..4 {

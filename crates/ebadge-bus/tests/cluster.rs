@@ -923,3 +923,70 @@ async fn a_full_quorum_inbox_refuses_publishes_and_the_sender_keeps_them_until_t
     heh.close(Duration::from_secs(5)).await;
     vpp.close(Duration::from_secs(5)).await;
 }
+
+/// `GET url` (plain HTTP on loopback): the body.
+async fn http_get(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (address, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_and_haproxy_serve_prometheus_metrics() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let broker = ebadge_testkit::cluster().await;
+    let status = broker.status().unwrap();
+    for node in &status.nodes {
+        let url = node
+            .prometheus_url
+            .as_deref()
+            .expect("every node has its endpoint");
+        let text = http_get(url).await;
+        assert!(
+            text.contains(&format!(
+                "rabbitmq_identity_info{{rabbitmq_node=\"{}\"",
+                node.name
+            )),
+            "{url} serves the metrics of {}",
+            node.name
+        );
+        let detailed = http_get(&url.replace(
+            "/metrics",
+            "/metrics/detailed?family=queue_coarse_metrics&family=queue_consumer_count",
+        ))
+        .await;
+        assert!(
+            detailed.contains("rabbitmq_detailed_queue_messages{"),
+            "{detailed}"
+        );
+    }
+    // haproxy's exporter sees the three nodes up (an earlier test may have restarted one: a
+    // node is back in haproxy's eyes within its health checks).
+    let url = status
+        .haproxy_metrics_url
+        .expect("a cluster's haproxy has its exporter");
+    let three_up = "haproxy_backend_active_servers{proxy=\"amqps-nodes\"} 3";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = http_get(&url).await;
+        if text.contains(three_up) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} lacks `{three_up}`:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -115,6 +115,12 @@ name = "cli-receiver"
 [[link]]
 between = ["cli-sender", "cli-receiver"]
 [[entity]]
+name = "cli-metrics-sender"
+[[entity]]
+name = "cli-metrics-receiver"
+[[link]]
+between = ["cli-metrics-sender", "cli-metrics-receiver"]
+[[entity]]
 name = "sim-vpp"
 [[heh]]
 name = "sim-heh-1"

@@ -267,3 +267,107 @@ async fn logs_into_a_pipe_carry_no_colour_codes() {
     assert!(!logs.contains('\x1b'), "no ANSI escape in a pipe: {logs:?}");
     common::drain_inbox(&Profile::load(&path).unwrap(), "cli-receiver").await;
 }
+
+/// `GET http://address/metrics` (blocking): the body, or `None` while nothing listens.
+fn scrape(address: &str) -> Option<String> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {address}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response.split_once("\r\n\r\n")?.1.to_owned())
+}
+
+/// Scrapes `address` until it shows `sample`, for at most 20 s.
+fn wait_for_sample(address: &str, sample: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut last = None;
+    while std::time::Instant::now() < deadline {
+        last = scrape(address);
+        if last
+            .as_deref()
+            .is_some_and(|text| text.lines().any(|l| l == sample))
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{address} never showed `{sample}`; last scrape: {last:?}");
+}
+
+fn free_address() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_and_tap_serve_metrics_of_what_they_received() {
+    let (_, path) = shared_profile().await;
+    common::drain_inbox(&Profile::load(&path).unwrap(), "cli-metrics-receiver").await;
+    let (listen_at, tap_at) = (free_address(), free_address());
+    let spawn = |args: &[&str], metrics: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ebadge"))
+            .args(args)
+            .args([
+                "--as",
+                "cli-metrics-receiver",
+                "--metrics",
+                metrics,
+                "--profile",
+            ])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut tap = spawn(&["tap"], &tap_at);
+    let mut listen = spawn(&["listen"], &listen_at);
+    // Each says where its metrics are once it is connected (the tap: and bound).
+    for (child, address) in [(&mut tap, &tap_at), (&mut listen, &listen_at)] {
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("metrics: http://") {
+            line.clear();
+            assert!(stderr.read_line(&mut line).unwrap() > 0, "no metrics line");
+        }
+        assert_eq!(line.trim(), format!("metrics: http://{address}/metrics"));
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    }
+    wait_for_sample(
+        &tap_at,
+        r#"ebadge_clients{entity="tap-cli-metrics-receiver"} 0.0"#,
+    );
+
+    let sent = ebadge_with(
+        &path,
+        &[
+            "send",
+            "--as",
+            "cli-metrics-sender",
+            "--to",
+            "cli-metrics-receiver",
+        ],
+        "{\"msg\":\"get_capabilities\",\"device\":\"EV01\"}\n",
+    );
+    assert!(sent.status.success(), "{sent:?}");
+    wait_for_sample(
+        &listen_at,
+        r#"ebadge_messages_received_total{entity="cli-metrics-receiver",type="get_capabilities"} 1"#,
+    );
+    wait_for_sample(
+        &listen_at,
+        r#"ebadge_connected{entity="cli-metrics-receiver"} 1.0"#,
+    );
+    wait_for_sample(
+        &tap_at,
+        r#"ebadge_messages_received_total{entity="tap-cli-metrics-receiver",type="get_capabilities"} 1"#,
+    );
+    for mut child in [tap, listen] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
