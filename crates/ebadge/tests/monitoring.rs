@@ -6,6 +6,7 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
@@ -190,6 +191,26 @@ impl Prometheus {
             .unwrap_or_default()
     }
 
+    /// Waits (at most 15 s) until the job `job` has been scraped after `since`.
+    fn wait_for_scrape(&self, job: &str, since: std::time::SystemTime) {
+        let since = since
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            let result = self.query(&format!("timestamp(up{{job=\"{job}\"}})"));
+            let last = result
+                .first()
+                .and_then(|r| r["value"][1].as_str()?.parse::<f64>().ok());
+            if last.is_some_and(|t| t > since) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("Prometheus did not scrape {job} within 15 s");
+    }
+
     /// The value of a query that yields one series.
     fn value(&self, expr: &str) -> f64 {
         let result = self.query(expr);
@@ -220,8 +241,9 @@ fn write_file(path: &Path, text: &str) -> PathBuf {
     path.to_owned()
 }
 
-/// Serves `text` at `GET /metrics` on a free port, for the rest of the test; returns the address.
-fn serve_text(text: String) -> String {
+/// Serves what `text` holds at each `GET` on a free port, for the rest of the test; returns the
+/// address.
+fn serve_text(text: Arc<Mutex<String>>) -> String {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap().to_string();
@@ -229,6 +251,7 @@ fn serve_text(text: String) -> String {
         for mut stream in listener.incoming().flatten() {
             let mut request = [0u8; 4096];
             let _ = stream.read(&mut request);
+            let text = text.lock().unwrap().clone();
             let _ = write!(
                 stream,
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
@@ -237,6 +260,37 @@ fn serve_text(text: String) -> String {
         }
     });
     address
+}
+
+/// A running demo (its standard error read as it comes, so it never blocks on a full pipe),
+/// killed when dropped.
+struct Demo(Child, Option<std::thread::JoinHandle<String>>);
+
+impl Demo {
+    fn new(mut child: Child) -> Demo {
+        use std::io::Read;
+        let mut pipe = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        });
+        Demo(child, Some(reader))
+    }
+
+    /// Kills it; returns what it wrote on standard error.
+    fn stop(mut self) -> String {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        self.1.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn ebadge(args: &[&str]) -> std::process::Output {
@@ -263,22 +317,10 @@ fn a_real_prometheus_scrapes_the_demo_and_the_broker_and_evaluates_every_rule_an
         .trim_end_matches("/metrics");
     let demo_port = free_port();
 
-    // The audit's metrics, served as node_exporter's textfile collector would.
-    let profile = dir.join("profile.toml");
-    let out = ebadge(&["audit", "--metrics", "--profile", profile.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let audit = String::from_utf8(out.stdout).unwrap();
-    let lint = Command::new(PROMTOOL)
-        .args(["check", "metrics"])
-        .stdin(std::fs::File::open(write_file(&dir.join("audit.prom"), &audit)).unwrap())
-        .output()
-        .unwrap();
-    assert!(lint.status.success(), "promtool check metrics: {lint:?}");
-    let audit_target = serve_text(audit);
+    // The audit's metrics, served as node_exporter's textfile collector would (written after
+    // the demo, which issues the clients' certificates).
+    let audit = Arc::new(Mutex::new(String::new()));
+    let audit_target = serve_text(audit.clone());
 
     let prometheus = Prometheus::start(&format!(
         "  - job_name: rabbitmq\n    static_configs:\n      - targets: ['{plugin_target}']\n\
@@ -289,28 +331,41 @@ fn a_real_prometheus_scrapes_the_demo_and_the_broker_and_evaluates_every_rule_an
 
     let hehs = 10u64;
     let metrics_address = format!("127.0.0.1:{demo_port}");
-    let out = ebadge(&[
-        "demo",
-        "--hehs",
-        &hehs.to_string(),
-        "--seconds",
-        "6",
-        "--json",
-        "--dir",
-        dir_arg,
-        "--metrics",
-        &metrics_address,
-        "--hold",
-        "4",
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains(&format!("metrics: http://{metrics_address}/metrics"))
-            && stderr.contains(&format!("metrics: {plugin} (RabbitMQ")),
-        "the demo says where the metrics are: {stderr}"
-    );
-    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The demo holds its endpoint after the summary while the checks below run; killed at the
+    // end (a demo that ended would leave its series stale).
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_ebadge"))
+        .args([
+            "demo",
+            "--hehs",
+            &hehs.to_string(),
+            "--seconds",
+            "6",
+            "--json",
+        ])
+        .args([
+            "--dir",
+            dir_arg,
+            "--metrics",
+            &metrics_address,
+            "--hold",
+            "300",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = demo.stdout.take().unwrap();
+    let demo = Demo::new(demo);
+    let mut summary_line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut summary_line).unwrap();
+    let Ok(summary) = serde_json::from_str::<Value>(&summary_line) else {
+        panic!("the demo failed: {}", demo.stop());
+    };
+    // The demo closed its clients before printing: a scrape from now on has the final figures.
+    // Two scrapes: a rate needs two samples of a series the campaign's last second created.
+    for _ in 0..2 {
+        prometheus.wait_for_scrape("ebadge", std::time::SystemTime::now());
+    }
 
     // The client's series, as the demo counted them. Reports that arrived between the summary
     // and the close count in the metric, not in the summary: one round at most.
@@ -355,9 +410,31 @@ fn a_real_prometheus_scrapes_the_demo_and_the_broker_and_evaluates_every_rule_an
 
     // The audit's: no violation, and every certificate (the CA, the server, the clients) with
     // its expiry, all far off.
-    assert_eq!(prometheus.value("sum(ebadge_audit_violations)"), 0.0);
-    let certificates = prometheus.query("ebadge_certificate_expiry_timestamp_seconds");
+    let profile = dir.join("profile.toml");
+    let out = ebadge(&["audit", "--metrics", "--profile", profile.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lint = Command::new(PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(write_file(&dir.join("audit.prom"), &text)).unwrap())
+        .output()
+        .unwrap();
+    assert!(lint.status.success(), "promtool check metrics: {lint:?}");
+    *audit.lock().unwrap() = text;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let certificates = loop {
+        let found = prometheus.query("ebadge_certificate_expiry_timestamp_seconds");
+        if found.len() as u64 >= hehs + 2 || std::time::Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
     assert!(certificates.len() as u64 >= hehs + 2, "{certificates:?}");
+    assert_eq!(prometheus.value("sum(ebadge_audit_violations)"), 0.0);
     assert!(
         prometheus.value("min(ebadge_certificate_expiry_timestamp_seconds - time()) / 86400")
             > 300.0
@@ -384,4 +461,11 @@ fn a_real_prometheus_scrapes_the_demo_and_the_broker_and_evaluates_every_rule_an
     for (name, health, error) in rules {
         assert_eq!(health, "ok", "the rule {name} fails on real data: {error}");
     }
+
+    let stderr = demo.stop();
+    assert!(
+        stderr.contains(&format!("metrics: http://{metrics_address}/metrics"))
+            && stderr.contains(&format!("metrics: {plugin} (RabbitMQ")),
+        "the demo says where the metrics are: {stderr}"
+    );
 }
