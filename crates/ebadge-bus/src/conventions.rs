@@ -54,9 +54,18 @@ pub const QUARANTINE_TTL_MS: u64 = 7 * 24 * 3_600_000;
 /// the originals unacknowledged in the inbox (nothing is dropped).
 pub const QUARANTINE_MAX_LENGTH: u64 = 100_000;
 
-/// A name that is valid as RabbitMQ user, certificate CN and part of exchange names.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A name that is valid as RabbitMQ user, certificate CN and part of exchange names. In a
+/// configuration file it is a string, checked as it is read.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct EntityName(String);
+
+impl TryFrom<String> for EntityName {
+    type Error = NameError;
+    fn try_from(name: String) -> Result<Self, NameError> {
+        Self::new(&name)
+    }
+}
 
 /// A name that breaks [`ENTITY_NAME_RULE`] or a routing key that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -9,6 +9,7 @@ mod consumer;
 pub mod conventions;
 pub mod counters;
 pub mod dedupe;
+pub mod device;
 mod events;
 pub mod handler;
 mod inbound;

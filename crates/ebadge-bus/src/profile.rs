@@ -87,10 +87,15 @@ impl Profile {
             path: path.into(),
             message: e.to_string(),
         })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        profile.ca = base.join(&profile.ca);
-        profile.certs = base.join(&profile.certs);
+        profile.resolve_relative_to(path.parent().unwrap_or(Path::new(".")));
         Ok(profile)
+    }
+
+    /// Takes the relative paths in the profile (CA, certificates) relative to `base`, the
+    /// directory of the file it was read from.
+    pub fn resolve_relative_to(&mut self, base: &Path) {
+        self.ca = base.join(&self.ca);
+        self.certs = base.join(&self.certs);
     }
 
     /// Writes the profile, readable by its owner only.

@@ -90,6 +90,21 @@ name = "op-metrics"
 name = "heh-metrics"
 operator = "op-metrics"
 [[entity]]
+name = "agent-vpp"
+[[heh]]
+name = "agent-heh"
+operator = "agent-vpp"
+[[entity]]
+name = "agent-cmd-vpp"
+[[heh]]
+name = "agent-cmd-heh"
+operator = "agent-cmd-vpp"
+[[entity]]
+name = "agent-stall-vpp"
+[[heh]]
+name = "agent-stall-heh"
+operator = "agent-stall-vpp"
+[[entity]]
 name = "op-fleet"
 [[heh]]
 name = "fleet-heh-1"

@@ -1,0 +1,194 @@
+//! The agent's configuration: one TOML file.
+//!
+//! ```toml
+//! name = "heh-b827ebea02c1"        # the HEH's entity name (its certificate's CN)
+//! controller = "ts"                # who it reports to and takes orders from
+//!
+//! [bus]                            # the connection profile (relative paths: from this file)
+//! amqps_url = "amqps://bus.example.org:5671"
+//! ca = "ca.pem"
+//! certs = "certs"                  # certs/<name>.pem and certs/<name>.key
+//! heartbeat_seconds = 30
+//!
+//! [outbox]                         # optional: kept in memory without it
+//! path = "/var/lib/ebadge-heh/outbox.sqlite"
+//!
+//! [device]                         # the program the agent runs (JSON lines both ways)
+//! command = ["/usr/local/bin/my-device", "--port", "/dev/ttyUSB0"]
+//!
+//! [failsafe]
+//! after_seconds = 60               # the bus gone this long during an activation…
+//! behaviour = "limit"              # …ends it ("end") or holds a power limit ("limit")
+//! limit_kw = 1.5
+//! ```
+
+use crate::failsafe::{Behaviour, FailsafeConfig};
+use ebadge_bus::{ClientConfig, EntityName, Profile};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// It cannot be read.
+    #[error("cannot read the agent configuration {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It is not valid.
+    #[error("the agent configuration {path} is invalid: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line.
+        message: String,
+    },
+}
+
+/// `[outbox]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSection {
+    /// The SQLite file of the durable outbox.
+    pub path: PathBuf,
+}
+
+/// `[device]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSection {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+}
+
+/// `[failsafe]` (unknown keys are refused by [`Behaviour`], which takes the rest of the table).
+#[derive(Debug, Clone, Deserialize)]
+pub struct FailsafeSection {
+    /// Seconds the bus may be gone during an activation.
+    pub after_seconds: u64,
+    /// `end` or `limit` (with `limit_kw`).
+    #[serde(flatten)]
+    pub behaviour: Behaviour,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The HEH's entity name.
+    pub name: EntityName,
+    /// Its controlling entity.
+    pub controller: EntityName,
+    /// How to reach the bus.
+    pub bus: Profile,
+    /// The durable outbox, if any.
+    pub outbox: Option<OutboxSection>,
+    /// The device program.
+    pub device: DeviceSection,
+    /// The failsafe.
+    pub failsafe: FailsafeSection,
+}
+
+impl AgentConfig {
+    /// Reads the file; relative paths in it are taken relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.into(),
+            message,
+        };
+        let mut config: AgentConfig = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        if config.device.command.is_empty() {
+            return Err(invalid(
+                "[device] command is empty: name the device program".into(),
+            ));
+        }
+        if let Behaviour::Limit { limit_kw } = config.failsafe.behaviour
+            && !limit_kw.is_finite()
+        {
+            return Err(invalid("[failsafe] limit_kw must be a number of kW".into()));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.bus.resolve_relative_to(base);
+        if let Some(outbox) = &mut config.outbox {
+            outbox.path = base.join(&outbox.path);
+        }
+        Ok(config)
+    }
+
+    /// The client's configuration.
+    pub fn client(&self) -> ClientConfig {
+        let mut client = ClientConfig::new(self.bus.clone(), self.name.clone());
+        client.durable_outbox = self.outbox.as_ref().map(|o| o.path.clone());
+        client
+    }
+
+    /// The failsafe's configuration.
+    pub fn failsafe(&self) -> FailsafeConfig {
+        FailsafeConfig {
+            after: time::Duration::seconds(self.failsafe.after_seconds as i64),
+            behaviour: self.failsafe.behaviour,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deployed_example_is_a_valid_configuration() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/heh/heh.toml");
+        let config = AgentConfig::load(&path).unwrap();
+        assert_eq!(config.name.as_str(), "heh-b827ebea02c1");
+        assert_eq!(config.controller.as_str(), "ts");
+        assert_eq!(
+            config.failsafe.behaviour,
+            Behaviour::Limit { limit_kw: 0.0 }
+        );
+        assert_eq!(config.failsafe().after, time::Duration::seconds(60));
+        assert!(
+            config.bus.ca.ends_with("deploy/heh/tls/ca.pem"),
+            "{:?}",
+            config.bus.ca
+        );
+        assert_eq!(
+            config.client().durable_outbox.as_deref(),
+            Some(Path::new("/var/lib/ebadge-heh/outbox.sqlite"))
+        );
+    }
+
+    #[test]
+    fn a_bad_name_an_empty_command_or_an_unknown_behaviour_is_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/heh/heh.toml"),
+        )
+        .unwrap();
+        for (from, to, reason) in [
+            ("heh-b827ebea02c1", "heh.b827", "not a valid entity name"),
+            (
+                r#"["/usr/local/lib/ebadge-heh/device"]"#,
+                "[]",
+                "command is empty",
+            ),
+            (
+                r#"behaviour = "limit""#,
+                r#"behaviour = "panic""#,
+                "unknown variant",
+            ),
+        ] {
+            let file = dir.path().join("heh.toml");
+            std::fs::write(&file, good.replace(from, to)).unwrap();
+            let error = AgentConfig::load(&file).unwrap_err().to_string();
+            assert!(error.contains(reason), "{error}");
+            assert!(error.contains("heh.toml"), "the file is named: {error}");
+        }
+    }
+}

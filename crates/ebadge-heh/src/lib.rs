@@ -1,0 +1,13 @@
+//! The HEH agent (`ebadge-heh`): connects an HEH's device to the eBADGE bus. It links the client
+//! library and nothing of the operator's or the simulators' side.
+//!
+//! - [`config`]: the one TOML file (bus profile, names, outbox, device, failsafe);
+//! - [`agent`]: passes messages between the bus and a [`Device`](ebadge_bus::device::Device),
+//!   and keeps activations failsafe;
+//! - [`failsafe`]: the failsafe's rules, without I/O;
+//! - [`command`]: the device as an external program speaking JSON lines.
+
+pub mod agent;
+pub mod command;
+pub mod config;
+pub mod failsafe;

@@ -1,0 +1,266 @@
+//! The HEH agent on the real broker: a device program in a few lines of shell answers an
+//! activation and reports; an activation ends at its `to`; the failsafe applies when the link is
+//! cut or stalled during an activation, and the controller hears of it when the bus is back.
+
+use ebadge_bus::device::{Device, DeviceError};
+use ebadge_bus::model::{Activate, Message, Time};
+use ebadge_bus::{ActivationOutcome, Client, ClientConfig, EntityName, Profile};
+use ebadge_heh::agent;
+use ebadge_heh::command::CommandDevice;
+use ebadge_heh::failsafe::{ACTIVATION_END, BUS_BACK, Behaviour, FAILSAFE, FailsafeConfig};
+use ebadge_testkit::proxy::Proxy;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+fn name(s: &str) -> EntityName {
+    EntityName::new(s).unwrap()
+}
+
+async fn client(profile: &Profile, who: &str) -> Client {
+    let mut config = ClientConfig::new(profile.clone(), name(who));
+    config.reconnect_max = Duration::from_secs(1);
+    Client::connect(config).await.unwrap()
+}
+
+fn via(profile: &Profile, proxy: &Proxy) -> Profile {
+    let mut p = profile.clone();
+    p.amqps_url = format!("amqps://localhost:{}", proxy.addr.port());
+    p
+}
+
+fn broker_addr(profile: &Profile) -> std::net::SocketAddr {
+    let (_, port) = profile.host_and_port().unwrap();
+    std::net::SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A device in the test: accepts every activation and shows the test what it was told.
+struct Recorder {
+    answers: mpsc::UnboundedReceiver<Message>,
+    answer: mpsc::UnboundedSender<Message>,
+    told: mpsc::UnboundedSender<Message>,
+}
+
+impl Recorder {
+    fn new() -> (Self, mpsc::UnboundedReceiver<Message>) {
+        let (answer, answers) = mpsc::unbounded_channel();
+        let (told, seen) = mpsc::unbounded_channel();
+        (
+            Self {
+                answers,
+                answer,
+                told,
+            },
+            seen,
+        )
+    }
+}
+
+impl Device for Recorder {
+    async fn next(&mut self) -> Option<Message> {
+        self.answers.recv().await
+    }
+    async fn deliver(&mut self, message: &Message) -> Result<(), DeviceError> {
+        if let Message::Activate(order) = message {
+            let _ = self.answer.send(order.accept().into());
+        }
+        let _ = self.told.send(message.clone());
+        Ok(())
+    }
+}
+
+/// Waits (at most `patience`) for the device to be told a message of type `kind`.
+async fn told(
+    seen: &mut mpsc::UnboundedReceiver<Message>,
+    kind: &str,
+    patience: Duration,
+) -> Message {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match tokio::time::timeout_at(deadline, seen.recv()).await {
+            Ok(Some(m)) if m.type_name() == kind => return m,
+            Ok(Some(_)) => {}
+            _ => panic!("the device was not told {kind} within {patience:?}"),
+        }
+    }
+}
+
+/// An order from a second ago until `seconds` from now.
+fn order_for(seconds: i64) -> Activate {
+    let now = Time::now();
+    Activate::new(
+        now.checked_add(time::Duration::seconds(-1)).unwrap(),
+        now.checked_add(time::Duration::seconds(seconds)).unwrap(),
+        1.0,
+    )
+}
+
+/// The next `status_report` in `vpp`'s inbox.
+async fn status_report(vpp: &Client) -> ebadge_bus::model::StatusReport {
+    let mut inbox = vpp.inbox().unwrap();
+    loop {
+        let incoming = tokio::time::timeout(Duration::from_secs(30), inbox.next())
+            .await
+            .expect("a status report within 30 s")
+            .unwrap();
+        incoming.ack();
+        if let Message::StatusReport(report) = incoming.message {
+            return report;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_program_in_shell_answers_an_activation_and_reports() {
+    let profile = ebadge_testkit::profile().await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("device.sh");
+    // The HEH guide's device: a report at start, then an answer to every activation.
+    std::fs::write(
+        &script,
+        r#"#!/bin/sh
+echo '{"msg":"report","from":"2030-01-01T10:00:00Z","to":"2030-01-01T10:01:00Z","resolution":60,"values":{"total.p":[1.5]},"heh_id":null}'
+echo 'this line is not a message: skipped with a warning'
+while read -r line; do
+  case "$line" in
+    *'"msg":"activate"'*)
+      id=$(printf '%s' "$line" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+      n=$(printf '%s' "$line" | sed 's/.*"modification_count":\([0-9]*\).*/\1/')
+      printf '{"msg":"accept_activation","id":"%s","modification_count":%s}\n' "$id" "$n" ;;
+  esac
+done
+"#,
+    )
+    .unwrap();
+    let vpp = client(&profile, "agent-cmd-vpp").await;
+    let mut inbox = vpp.inbox().unwrap();
+    let heh = client(&profile, "agent-cmd-heh").await;
+    let mut device = CommandDevice::start(&["sh".into(), script.display().to_string()]).unwrap();
+    let running = tokio::spawn(async move {
+        let failsafe = FailsafeConfig {
+            after: time::Duration::seconds(60),
+            behaviour: Behaviour::End,
+        };
+        agent::run(&heh, &name("agent-cmd-vpp"), &mut device, failsafe).await
+    });
+
+    let report = tokio::time::timeout(Duration::from_secs(20), inbox.next())
+        .await
+        .expect("the device's report arrives")
+        .unwrap();
+    report.ack();
+    assert_eq!(report.message.type_name(), "report");
+    assert_eq!(report.from.as_str(), "agent-cmd-heh");
+
+    let order = order_for(60);
+    let outcome = vpp
+        .activate(&name("agent-cmd-heh"), &order, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, ActivationOutcome::Accepted(ref a) if a.id == order.id),
+        "{outcome:?}"
+    );
+    running.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activation_ends_at_its_to_and_a_cut_link_applies_the_failsafe_then_reports_it() {
+    let profile = ebadge_testkit::profile().await;
+    let proxy = Proxy::start(broker_addr(&profile)).await.unwrap();
+    let vpp = client(&profile, "agent-vpp").await;
+    let heh = client(&via(&profile, &proxy), "agent-heh").await;
+    let (mut device, mut seen) = Recorder::new();
+    let running = tokio::spawn(async move {
+        let failsafe = FailsafeConfig {
+            after: time::Duration::seconds(2),
+            behaviour: Behaviour::End,
+        };
+        agent::run(&heh, &name("agent-vpp"), &mut device, failsafe).await
+    });
+    let heh_name = name("agent-heh");
+
+    // A short activation ends at its `to`, the bus up all along.
+    let short = order_for(3);
+    let outcome = vpp
+        .activate(&heh_name, &short, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, ActivationOutcome::Accepted(_)),
+        "{outcome:?}"
+    );
+    let end = told(&mut seen, ACTIVATION_END, Duration::from_secs(10)).await;
+    assert!(
+        end.to_json().contains(short.id.as_str()),
+        "{}",
+        end.to_json()
+    );
+
+    // A long one, then the link is cut: after 2 s the device ends it.
+    let long = order_for(600);
+    let outcome = vpp
+        .activate(&heh_name, &long, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, ActivationOutcome::Accepted(_)),
+        "{outcome:?}"
+    );
+    proxy.cut();
+    let failsafe = told(&mut seen, FAILSAFE, Duration::from_secs(15)).await;
+    let text = failsafe.to_json();
+    assert!(
+        text.contains(r#""action":"end""#) && text.contains(long.id.as_str()),
+        "{text}"
+    );
+
+    // Back: the device hears it, the controller gets the outage in a status report.
+    proxy.restore();
+    told(&mut seen, BUS_BACK, Duration::from_secs(30)).await;
+    let report = status_report(&vpp).await;
+    assert_eq!(report.status, "failsafe");
+    let kinds: Vec<&str> = report.events.iter().map(|e| e.r#type.as_str()).collect();
+    assert_eq!(kinds, ["network_down", "failsafe_end", "network_up"]);
+    running.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_link_during_an_activation_holds_the_failsafe_limit() {
+    let profile = ebadge_testkit::profile().await;
+    let proxy = Proxy::start(broker_addr(&profile)).await.unwrap();
+    let vpp = client(&profile, "agent-stall-vpp").await;
+    // Heartbeats every 2 s: a silent link is noticed within a few seconds.
+    let mut stalled = via(&profile, &proxy);
+    stalled.heartbeat_seconds = Some(2);
+    let heh = client(&stalled, "agent-stall-heh").await;
+    let (mut device, mut seen) = Recorder::new();
+    let running = tokio::spawn(async move {
+        let failsafe = FailsafeConfig {
+            after: time::Duration::seconds(2),
+            behaviour: Behaviour::Limit { limit_kw: 0.5 },
+        };
+        agent::run(&heh, &name("agent-stall-vpp"), &mut device, failsafe).await
+    });
+    let order = order_for(600);
+    let outcome = vpp
+        .activate(&name("agent-stall-heh"), &order, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, ActivationOutcome::Accepted(_)),
+        "{outcome:?}"
+    );
+    proxy.stall();
+    let failsafe = told(&mut seen, FAILSAFE, Duration::from_secs(30)).await;
+    let text = failsafe.to_json();
+    assert!(
+        text.contains(r#""action":"limit""#) && text.contains(r#""limit_kw":0.5"#),
+        "{text}"
+    );
+    proxy.restore();
+    told(&mut seen, BUS_BACK, Duration::from_secs(60)).await;
+    let report = status_report(&vpp).await;
+    let kinds: Vec<&str> = report.events.iter().map(|e| e.r#type.as_str()).collect();
+    assert_eq!(kinds, ["network_down", "failsafe_limit", "network_up"]);
+    running.abort();
+}
