@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: deps demo test lint unit bench fuzz build
+.PHONY: deps demo test lint cross unit bench fuzz build
 
 deps:
 	@scripts/install-deps.sh
@@ -15,12 +15,18 @@ DEMO_ARGS ?=
 demo: build
 	scripts/demo.sh $(DEMO_ARGS)
 
-## fmt check, clippy with warnings as errors, every test (unit, integration, doc).
-test: deps lint unit
+## fmt check, clippy with warnings as errors, the cross builds, every test (unit, integration, doc).
+test: deps lint cross unit
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## The HEH agent for the boards HEHs run on (Raspberry Pi 2/3 32-bit, 64-bit ARM) and, with the
+## client library, for Windows; the ARM builds are run under qemu-user by crates/ebadge-heh/tests/cross.rs.
+CROSS_TARGETS := aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf x86_64-pc-windows-gnu
+cross: deps
+	for target in $(CROSS_TARGETS); do $(CARGO) build -p ebadge-heh --target $$target || exit 1; done
 
 # The tests boot one shared broker (target/tmp/ebadge-test-broker), one they restart, one for
 # the demo, one scraped by a real Prometheus and a three-node cluster; all are stopped at the end whether or not the tests pass.

@@ -12,6 +12,11 @@ APT_PACKAGES=(
     "/usr/sbin/ip:iproute2"
     "/usr/lib/python3/dist-packages/pika/__init__.py:python3-pika"
     "/usr/bin/promtool:prometheus"
+    # The HEH agent's cross builds (`make cross`) and the ARM agent's test under qemu-user.
+    "/usr/bin/aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu"
+    "/usr/bin/arm-linux-gnueabihf-gcc:gcc-arm-linux-gnueabihf"
+    "/usr/bin/x86_64-w64-mingw32-gcc:gcc-mingw-w64-x86-64"
+    "/usr/bin/qemu-aarch64:qemu-user"
 )
 
 need_cmd() {
@@ -47,4 +52,20 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "install-deps: installing ${missing[*]}" >&2
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+# Rust's standard library for the cross targets of `make cross`.
+CROSS_TARGETS=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf x86_64-pc-windows-gnu)
+if need_cmd rustup; then
+    installed=$(rustup target list --installed)
+    for target in "${CROSS_TARGETS[@]}"; do
+        grep -qx "$target" <<<"$installed" || rustup target add "$target"
+    done
+else
+    for target in "${CROSS_TARGETS[@]}"; do
+        [ -d "$(rustc --print sysroot)/lib/rustlib/$target" ] || {
+            echo "install-deps: the Rust standard library for $target is missing: 'rustup target add $target' (or install it with your toolchain)." >&2
+            exit 1
+        }
+    done
 fi

@@ -107,14 +107,13 @@ impl Profile {
     /// operator's), readable by its owner only.
     pub fn save_with(&self, path: &Path, more: &str) -> std::io::Result<()> {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let text = toml::to_string(self).map_err(std::io::Error::other)?;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        // Owner only. Windows has no mode bits: there the file takes its directory's ACL.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path)?;
         file.write_all(b"# eBADGE connection profile\n")?;
         file.write_all(text.as_bytes())?;
         file.write_all(more.as_bytes())

@@ -105,6 +105,16 @@ name = "agent-stall-vpp"
 name = "agent-stall-heh"
 operator = "agent-stall-vpp"
 [[entity]]
+name = "agent-arm64-vpp"
+[[heh]]
+name = "agent-arm64-heh"
+operator = "agent-arm64-vpp"
+[[entity]]
+name = "agent-armv7-vpp"
+[[heh]]
+name = "agent-armv7-heh"
+operator = "agent-armv7-vpp"
+[[entity]]
 name = "op-fleet"
 [[heh]]
 name = "fleet-heh-1"
