@@ -44,14 +44,12 @@ async fn runs_under_qemu_and_its_report_arrives(
         % 1_000_000_000;
     let dir = tempfile::tempdir().unwrap();
     let device = dir.path().join("device.sh");
+    let report = format!(
+        r#"{{"msg":"report","from":"2030-01-01T10:00:00Z","to":"2030-01-01T10:01:00Z","resolution":60,"values":{{"total.p":[1.5]}},"heh_id":null,"ext_run":{run}}}"#
+    );
     std::fs::write(
         &device,
-        format!(
-            "#!/bin/sh\necho '{report}'\nexec cat > /dev/null\n",
-            report = format!(
-                r#"{{"msg":"report","from":"2030-01-01T10:00:00Z","to":"2030-01-01T10:01:00Z","resolution":60,"values":{{"total.p":[1.5]}},"heh_id":null,"ext_run":{run}}}"#
-            )
-        ),
+        format!("#!/bin/sh\necho '{report}'\nexec cat > /dev/null\n"),
     )
     .unwrap();
     let config = dir.path().join("heh.toml");

@@ -169,11 +169,12 @@ pub async fn heh(
     ready: &Prepared,
     seconds: u64,
     rate: u64,
+    subject: &HehSubject,
     note: impl Fn(&str),
 ) -> Result<HehReport, BenchError> {
     bench::purge_vpp_inbox(&ready.management).await?;
     note(&format!(
-        "one HEH (its own process), {rate} reports/s for {seconds} s, through a byte-counting proxy …"
+        "one HEH ({subject}, its own process), {rate} reports/s for {seconds} s, through a byte-counting proxy …"
     ));
     let io = |e: std::io::Error| crate::fleet::FleetError::Process(format!("the proxy: {e}"));
     let (_, port) = ready
@@ -188,7 +189,13 @@ pub async fn heh(
     via.amqps_url = format!("amqps://localhost:{}", proxy.addr.port());
     let via_path = dir.path().join("profile.toml");
     via.save(&via_path).map_err(io)?;
-    let mut report = program.heh(&via_path, seconds, rate).await?;
+    let mut report = match subject {
+        HehSubject::Library => program.heh(&via_path, seconds, rate).await?,
+        HehSubject::Agent(agent) => {
+            crate::footprint::agent(agent, &program.0, &via, seconds, rate).await?
+        }
+        HehSubject::Pika(script) => crate::footprint::pika(script, &via, seconds, rate).await?,
+    };
     let n = report.messages.max(1) as f64;
     report.wire_up_bytes_per_msg = proxy.bytes_up() as f64 / n;
     report.wire_down_bytes_per_msg = proxy.bytes_down() as f64 / n;
@@ -227,6 +234,27 @@ impl fmt::Display for ActivationReport {
             self.round_trip_ms[2],
             self.kib_per_heh
         )
+    }
+}
+
+/// What plays the HEH in [`heh`].
+#[derive(Debug, Clone)]
+pub enum HehSubject {
+    /// The client library in a process of this program (`bench heh-child`).
+    Library,
+    /// The agent binary at this path, with this program as its device.
+    Agent(std::path::PathBuf),
+    /// pika, through this script (`scripts/heh-pika.py`).
+    Pika(std::path::PathBuf),
+}
+
+impl fmt::Display for HehSubject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HehSubject::Library => write!(f, "the client library"),
+            HehSubject::Agent(path) => write!(f, "the agent {}", path.display()),
+            HehSubject::Pika(_) => write!(f, "pika"),
+        }
     }
 }
 

@@ -7,6 +7,7 @@ pub mod children;
 pub mod demo;
 pub mod figures;
 pub mod fleet;
+pub mod footprint;
 pub mod heh;
 pub mod market;
 pub mod measure;

@@ -5,7 +5,21 @@ pub const USER_HZ: f64 = 100.0;
 
 /// CPU seconds (user + system) this process used so far.
 pub fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_seconds_in("/proc/self/stat")
+}
+
+/// CPU seconds (user + system) process `pid` used so far (0 once it is gone).
+pub fn cpu_seconds_of(pid: u32) -> f64 {
+    cpu_seconds_in(&format!("/proc/{pid}/stat"))
+}
+
+/// Peak resident set size of process `pid` in KiB (`VmHWM`; 0 once it is gone).
+pub fn peak_rss_kib_of(pid: u32) -> u64 {
+    status_kib(&format!("/proc/{pid}/status"), "VmHWM:")
+}
+
+fn cpu_seconds_in(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -21,10 +35,14 @@ pub fn cpu_seconds() -> f64 {
 
 /// Resident set size in KiB.
 pub fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    status_kib("/proc/self/status", "VmRSS:")
+}
+
+fn status_kib(path: &str, field: &str) -> u64 {
+    std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)

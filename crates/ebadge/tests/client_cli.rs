@@ -232,6 +232,49 @@ fn the_demo_runs_and_its_summary_adds_up_and_a_fleet_spreads_over_processes() {
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["report"]["answered"], 30, "{result}");
     assert!(stderr.contains("in 3 process(es)"), "{stderr}");
+
+    // The HEH footprint with the agent as the HEH and pika as the peer, same broker.
+    let agent =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/ebadge-heh");
+    assert!(
+        agent.exists(),
+        "{} is built with the workspace's tests",
+        agent.display()
+    );
+    let pika = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/heh-pika.py");
+    let out = Command::new(env!("CARGO_BIN_EXE_ebadge"))
+        .args([
+            "bench",
+            "heh",
+            "--seconds",
+            "2",
+            "--rate",
+            "5",
+            "--json",
+            "--agent",
+        ])
+        .arg(&agent)
+        .arg("--pika")
+        .arg(&pika)
+        .arg("--dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for who in ["report", "pika"] {
+        let r = &result[who];
+        assert_eq!(r["messages"], 10, "{result}");
+        assert!(
+            r["rss_kib"].as_u64().unwrap() > 1000,
+            "{who} was measured: {result}"
+        );
+        assert!(
+            r["wire_up_bytes_per_msg"].as_f64().unwrap() > 172.0,
+            "{who}'s reports crossed the proxy: {result}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use ebadge_admin::registry::QueueType;
 use ebadge_sim::bench;
 use ebadge_sim::children::Program;
-use ebadge_sim::figures;
+use ebadge_sim::figures::{self, HehSubject};
 
 /// The `bench` subcommands.
 #[derive(Subcommand)]
@@ -64,6 +64,13 @@ pub enum BenchCommand {
         /// Reports per second.
         #[arg(long, default_value_t = 10)]
         rate: u64,
+        /// The HEH is this agent binary (`ebadge-heh`), its device this program, instead of the
+        /// client library in a process of this program.
+        #[arg(long, value_name = "PATH")]
+        agent: Option<PathBuf>,
+        /// Then the same with pika as the HEH (`scripts/heh-pika.py` by default), the peer.
+        #[arg(long, value_name = "SCRIPT", num_args = 0..=1, default_missing_value = "scripts/heh-pika.py")]
+        pika: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },
@@ -133,11 +140,26 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Heh {
             seconds,
             rate,
+            agent,
+            pika,
             common,
         } => {
             let ready = prepare(&common, 1).await?;
-            let report = figures::heh(&Program::current()?, &ready, seconds, rate, note).await?;
-            emit(&common, "heh", &serde_json::json!({ "report": report }))?;
+            let program = Program::current()?;
+            let subject = agent.map_or(HehSubject::Library, HehSubject::Agent);
+            let report = figures::heh(&program, &ready, seconds, rate, &subject, note).await?;
+            let peer = match pika {
+                Some(script) => {
+                    let pika = HehSubject::Pika(script);
+                    Some(figures::heh(&program, &ready, seconds, rate, &pika, note).await?)
+                }
+                None => None,
+            };
+            emit(
+                &common,
+                "heh",
+                &serde_json::json!({ "subject": subject.to_string(), "report": report, "pika": peer }),
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

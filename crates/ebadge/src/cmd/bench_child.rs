@@ -42,6 +42,16 @@ pub enum ChildRole {
         #[arg(long)]
         url: Option<String>,
     },
+    /// (Used by `heh --agent`: the agent's device, printing stamped reports.)
+    #[command(hide = true)]
+    Device {
+        /// Reports per second.
+        #[arg(long)]
+        rate: u64,
+        /// Reports in all, then it waits to be stopped.
+        #[arg(long)]
+        count: u64,
+    },
     /// (Used by `ingest`: the VPP's side, in its own process.)
     #[command(hide = true)]
     Consume {
@@ -61,6 +71,7 @@ pub enum ChildRole {
 pub async fn run(role: ChildRole) -> Result<()> {
     match role {
         ChildRole::HehChild { .. } => unreachable!("run on its own small runtime by main"),
+        ChildRole::Device { rate, count } => ebadge_sim::footprint::device(rate, count).await,
         ChildRole::Consume {
             count,
             raw,
