@@ -264,3 +264,47 @@ async fn a_stalled_link_during_an_activation_holds_the_failsafe_limit() {
     assert_eq!(kinds, ["network_down", "failsafe_limit", "network_up"]);
     running.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_during_an_activation_applies_the_failsafe_and_the_controller_hears_of_it()
+{
+    let broker = ebadge_testkit::private_broker("ebadge-restart-broker").await;
+    let profile = Profile::load(&broker.profile_path()).unwrap();
+    let vpp = client(&profile, "agent-restart-vpp").await;
+    let heh = client(&profile, "agent-restart-heh").await;
+    let (mut device, mut seen) = Recorder::new();
+    let running = tokio::spawn(async move {
+        let failsafe = FailsafeConfig {
+            after: time::Duration::seconds(2),
+            behaviour: Behaviour::End,
+        };
+        agent::run(&heh, &name("agent-restart-vpp"), &mut device, failsafe).await
+    });
+    let order = order_for(600);
+    let outcome = vpp
+        .activate(&name("agent-restart-heh"), &order, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, ActivationOutcome::Accepted(_)),
+        "{outcome:?}"
+    );
+
+    let stopping = broker.clone();
+    tokio::task::spawn_blocking(move || stopping.down().unwrap())
+        .await
+        .unwrap();
+    let failsafe = told(&mut seen, FAILSAFE, Duration::from_secs(30)).await;
+    assert!(
+        failsafe.to_json().contains(order.id.as_str()),
+        "{}",
+        failsafe.to_json()
+    );
+    broker.up(&Default::default()).await.unwrap();
+    told(&mut seen, BUS_BACK, Duration::from_secs(60)).await;
+    let report = status_report(&vpp).await;
+    let kinds: Vec<&str> = report.events.iter().map(|e| e.r#type.as_str()).collect();
+    assert_eq!(kinds, ["network_down", "failsafe_end", "network_up"]);
+    running.abort();
+    broker.down().unwrap();
+}

@@ -115,6 +115,11 @@ name = "agent-armv7-vpp"
 name = "agent-armv7-heh"
 operator = "agent-armv7-vpp"
 [[entity]]
+name = "agent-restart-vpp"
+[[heh]]
+name = "agent-restart-heh"
+operator = "agent-restart-vpp"
+[[entity]]
 name = "op-fleet"
 [[heh]]
 name = "fleet-heh-1"
