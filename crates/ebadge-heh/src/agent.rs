@@ -4,7 +4,7 @@
 
 use crate::failsafe::{Failsafe, FailsafeConfig, Notices};
 use ebadge_bus::device::Device;
-use ebadge_bus::model::{Message, Time};
+use ebadge_bus::model::Time;
 use ebadge_bus::{Client, EntityName};
 use std::time::Duration;
 
@@ -77,9 +77,4 @@ async fn pass_on(
             tracing::error!(error = %e, "a status report cannot be sent");
         }
     }
-}
-
-/// The message a device receives, as the command adapter writes it (one JSON line).
-pub fn line_for_device(message: &Message) -> String {
-    message.to_json()
 }

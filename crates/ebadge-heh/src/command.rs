@@ -98,7 +98,7 @@ impl Device for CommandDevice {
     }
 
     async fn deliver(&mut self, message: &Message) -> Result<(), DeviceError> {
-        let mut line = crate::agent::line_for_device(message);
+        let mut line = message.to_json();
         line.push('\n');
         self.stdin
             .write_all(line.as_bytes())

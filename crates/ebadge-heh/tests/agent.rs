@@ -68,6 +68,27 @@ impl Device for Recorder {
     }
 }
 
+/// Runs the agent for `heh` with a [`Recorder`] as its device and a 2-s failsafe; returns its
+/// task and what the device is told.
+fn start_agent(
+    heh: Client,
+    controller: &str,
+    behaviour: Behaviour,
+) -> (
+    tokio::task::JoinHandle<Result<(), agent::AgentError>>,
+    mpsc::UnboundedReceiver<Message>,
+) {
+    let (mut device, seen) = Recorder::new();
+    let controller = name(controller);
+    let failsafe = FailsafeConfig {
+        after: time::Duration::seconds(2),
+        behaviour,
+    };
+    let running =
+        tokio::spawn(async move { agent::run(&heh, &controller, &mut device, failsafe).await });
+    (running, seen)
+}
+
 /// Waits (at most `patience`) for the device to be told a message of type `kind`.
 async fn told(
     seen: &mut mpsc::UnboundedReceiver<Message>,
@@ -169,14 +190,7 @@ async fn an_activation_ends_at_its_to_and_a_cut_link_applies_the_failsafe_then_r
     let proxy = Proxy::start(broker_addr(&profile)).await.unwrap();
     let vpp = client(&profile, "agent-vpp").await;
     let heh = client(&via(&profile, &proxy), "agent-heh").await;
-    let (mut device, mut seen) = Recorder::new();
-    let running = tokio::spawn(async move {
-        let failsafe = FailsafeConfig {
-            after: time::Duration::seconds(2),
-            behaviour: Behaviour::End,
-        };
-        agent::run(&heh, &name("agent-vpp"), &mut device, failsafe).await
-    });
+    let (running, mut seen) = start_agent(heh, "agent-vpp", Behaviour::End);
     let heh_name = name("agent-heh");
 
     // A short activation ends at its `to`, the bus up all along.
@@ -233,14 +247,8 @@ async fn a_stalled_link_during_an_activation_holds_the_failsafe_limit() {
     let mut stalled = via(&profile, &proxy);
     stalled.heartbeat_seconds = Some(2);
     let heh = client(&stalled, "agent-stall-heh").await;
-    let (mut device, mut seen) = Recorder::new();
-    let running = tokio::spawn(async move {
-        let failsafe = FailsafeConfig {
-            after: time::Duration::seconds(2),
-            behaviour: Behaviour::Limit { limit_kw: 0.5 },
-        };
-        agent::run(&heh, &name("agent-stall-vpp"), &mut device, failsafe).await
-    });
+    let (running, mut seen) =
+        start_agent(heh, "agent-stall-vpp", Behaviour::Limit { limit_kw: 0.5 });
     let order = order_for(600);
     let outcome = vpp
         .activate(&name("agent-stall-heh"), &order, Duration::from_secs(20))
@@ -272,14 +280,7 @@ async fn a_broker_restart_during_an_activation_applies_the_failsafe_and_the_cont
     let profile = Profile::load(&broker.profile_path()).unwrap();
     let vpp = client(&profile, "agent-restart-vpp").await;
     let heh = client(&profile, "agent-restart-heh").await;
-    let (mut device, mut seen) = Recorder::new();
-    let running = tokio::spawn(async move {
-        let failsafe = FailsafeConfig {
-            after: time::Duration::seconds(2),
-            behaviour: Behaviour::End,
-        };
-        agent::run(&heh, &name("agent-restart-vpp"), &mut device, failsafe).await
-    });
+    let (running, mut seen) = start_agent(heh, "agent-restart-vpp", Behaviour::End);
     let order = order_for(600);
     let outcome = vpp
         .activate(&name("agent-restart-heh"), &order, Duration::from_secs(20))
