@@ -924,22 +924,12 @@ async fn a_full_quorum_inbox_refuses_publishes_and_the_sender_keeps_them_until_t
     vpp.close(Duration::from_secs(5)).await;
 }
 
-/// `GET url` (plain HTTP on loopback): the body.
+/// `GET url`: the body.
 async fn http_get(url: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (address, path) = rest.split_at(rest.find('/').unwrap());
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
+    ebadge_testkit::http_get(url)
         .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response.split_once("\r\n\r\n").unwrap().1.to_owned()
+        .expect("the endpoint answers")
+        .1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

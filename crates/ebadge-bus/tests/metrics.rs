@@ -11,7 +11,6 @@ use ebadge_bus::{ActivationOutcome, Client, EntityName, Handled, Handler, Incomi
 use ebadge_model::{Activate, Time};
 use std::collections::HashMap;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn name(s: &str) -> EntityName {
     EntityName::new(s).unwrap()
@@ -32,17 +31,11 @@ impl Handler for Accepting {
     }
 }
 
-/// `GET path` on the endpoint: the status line and the body.
-async fn get(address: std::net::SocketAddr, path: &str) -> (String, String) {
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+/// `GET path` on the endpoint: the status code and the body.
+async fn get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
+    ebadge_testkit::http_get(&format!("http://{address}{path}"))
         .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_owned(), body.to_owned())
+        .expect("the endpoint answers")
 }
 
 /// The samples of an exposition: `name{labels}` (labels sorted by name) → value.
@@ -119,7 +112,7 @@ async fn the_scrape_counts_what_happened_by_type_reason_and_latency() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let all = loop {
         let (status, body) = get(server.address(), "/metrics").await;
-        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(status, 200);
         assert!(
             body.ends_with("# EOF\n"),
             "an OpenMetrics exposition ends with # EOF"
@@ -186,7 +179,7 @@ async fn the_scrape_counts_what_happened_by_type_reason_and_latency() {
     );
 
     let (status, _) = get(server.address(), "/other").await;
-    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    assert_eq!(status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

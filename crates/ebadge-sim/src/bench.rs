@@ -190,15 +190,15 @@ pub struct ConsumerReport {
 pub const METRICS_ENV: &str = "EBADGE_BENCH_METRICS";
 
 /// A measured client's metrics and their scraper, while the benchmark runs.
-struct Observed {
+struct ScrapedMetrics {
     _server: ebadge_bus::metrics::MetricsServer,
     scraper: tokio::task::JoinHandle<()>,
 }
 
-impl Observed {
+impl ScrapedMetrics {
     /// With [`METRICS_ENV`] set: watches `client`, serves its metrics and scrapes them every
     /// second.
-    async fn if_asked(entity: &str, client: &Client) -> Option<Observed> {
+    async fn if_asked(entity: &str, client: &Client) -> Option<ScrapedMetrics> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         std::env::var_os(METRICS_ENV)?;
         let metrics = ebadge_bus::metrics::Metrics::new();
@@ -215,14 +215,14 @@ impl Observed {
                 }
             }
         });
-        Some(Observed {
+        Some(ScrapedMetrics {
             _server: server,
             scraper,
         })
     }
 }
 
-impl Drop for Observed {
+impl Drop for ScrapedMetrics {
     fn drop(&mut self) {
         self.scraper.abort();
     }
@@ -283,7 +283,7 @@ pub async fn consume(
             .await
             .map_err(connect_error(BENCH_VPP))?;
         let mut inbox = client.inbox().expect("a new client has its inbox");
-        observed = Observed::if_asked(BENCH_VPP, &client).await;
+        observed = ScrapedMetrics::if_asked(BENCH_VPP, &client).await;
         ready();
         while (latencies.len() as u64) < count {
             let Ok(Some(incoming)) =
@@ -684,7 +684,7 @@ pub async fn heh(profile: &Profile, seconds: u64, rate: u64) -> Result<HehReport
     let client = Client::connect(config)
         .await
         .map_err(connect_error(name.as_str()))?;
-    let observed = Observed::if_asked(name.as_str(), &client).await;
+    let observed = ScrapedMetrics::if_asked(name.as_str(), &client).await;
     let vpp = bench_vpp();
     let body_bytes = stamped_report(unix_nanos()).to_json().len() as u64;
     let cpu0 = cpu_seconds();

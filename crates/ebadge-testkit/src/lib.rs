@@ -503,6 +503,14 @@ pub async fn raw_get(path: &str) -> serde_json::Value {
         .unwrap()
 }
 
+/// `GET url` over plain HTTP (a metrics endpoint): the status code and the body; `None` while
+/// nothing answers there.
+pub async fn http_get(url: &str) -> Option<(u16, String)> {
+    let response = reqwest::get(url).await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
+}
+
 /// Whether the broker's log says `text` (within 3 s).
 pub async fn broker_log_contains(text: &str) -> bool {
     let log = LocalBroker::new(broker_dir()).console_log();

@@ -311,29 +311,19 @@ async fn logs_into_a_pipe_carry_no_colour_codes() {
     common::drain_inbox(&Profile::load(&path).unwrap(), "cli-receiver").await;
 }
 
-/// `GET http://address/metrics` (blocking): the body, or `None` while nothing listens.
-fn scrape(address: &str) -> Option<String> {
-    use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(address).ok()?;
-    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {address}\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response.split_once("\r\n\r\n")?.1.to_owned())
-}
-
 /// Scrapes `address` until it shows `sample`, for at most 20 s.
-fn wait_for_sample(address: &str, sample: &str) {
+async fn wait_for_sample(address: &str, sample: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let mut last = None;
     while std::time::Instant::now() < deadline {
-        last = scrape(address);
+        last = ebadge_testkit::http_get(&format!("http://{address}/metrics")).await;
         if last
-            .as_deref()
-            .is_some_and(|text| text.lines().any(|l| l == sample))
+            .as_ref()
+            .is_some_and(|(_, text)| text.lines().any(|l| l == sample))
         {
             return;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("{address} never showed `{sample}`; last scrape: {last:?}");
 }
@@ -383,7 +373,8 @@ async fn listen_and_tap_serve_metrics_of_what_they_received() {
     wait_for_sample(
         &tap_at,
         r#"ebadge_clients{entity="tap-cli-metrics-receiver"} 0.0"#,
-    );
+    )
+    .await;
 
     let sent = ebadge_with(
         &path,
@@ -400,15 +391,16 @@ async fn listen_and_tap_serve_metrics_of_what_they_received() {
     wait_for_sample(
         &listen_at,
         r#"ebadge_messages_received_total{entity="cli-metrics-receiver",type="get_capabilities"} 1"#,
-    );
+    ).await;
     wait_for_sample(
         &listen_at,
         r#"ebadge_connected{entity="cli-metrics-receiver"} 1.0"#,
-    );
+    )
+    .await;
     wait_for_sample(
         &tap_at,
         r#"ebadge_messages_received_total{entity="tap-cli-metrics-receiver",type="get_capabilities"} 1"#,
-    );
+    ).await;
     for mut child in [tap, listen] {
         child.kill().unwrap();
         child.wait().unwrap();

@@ -161,7 +161,8 @@ impl Prometheus {
             _dir: dir,
         };
         for _ in 0..300 {
-            if reqwest::blocking_get_ok(&format!("{}/-/ready", prometheus.url)) {
+            let ready = format!("{}/-/ready", prometheus.url);
+            if block_on(ebadge_testkit::http_get(&ready)).is_some_and(|(status, _)| status == 200) {
                 return prometheus;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -173,12 +174,7 @@ impl Prometheus {
     /// `GET path?params` of its HTTP API, as JSON.
     fn get(&self, path: &str, params: &[(&str, &str)]) -> Value {
         let url = reqwest::Url::parse_with_params(&format!("{}{path}", self.url), params).unwrap();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async { reqwest::get(url).await?.json::<Value>().await })
-            .unwrap()
+        block_on(async { reqwest::get(url).await?.json::<Value>().await }).unwrap()
     }
 
     /// An instant query's result vector; panics unless the query is valid.
@@ -219,21 +215,13 @@ impl Prometheus {
     }
 }
 
-/// Minimal helpers over reqwest's async API for the synchronous test.
-mod reqwest {
-    pub use ::reqwest::*;
-
-    pub fn blocking_get_ok(url: &str) -> bool {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async {
-                ::reqwest::get(url)
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-            })
-    }
+/// Runs one future to completion: the test is synchronous, its HTTP client async.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
 }
 
 fn write_file(path: &Path, text: &str) -> PathBuf {
