@@ -9,7 +9,7 @@ pub use crate::conventions::{QUARANTINE_FROM_HEADER, QUARANTINE_REASON_HEADER};
 pub use crate::incoming::{Inbox, Incoming};
 
 use crate::connect::{ConnectError, connect};
-use crate::conventions::{EntityName, NameError, pair_exchange, routing_key};
+use crate::conventions::{EntityName, NameError, new_message_id, pair_exchange, routing_key};
 use crate::counters::{CounterSnapshot, Counters};
 use crate::outbox::{Outbox, OutboxError, Outgoing, Undelivered};
 use crate::session::Supervisor;
@@ -162,7 +162,7 @@ impl Client {
             seq: 0,
             exchange: pair_exchange(&self.shared.config.name, peer),
             routing_key: key,
-            message_id: uuid::Uuid::new_v4().to_string(),
+            message_id: new_message_id(),
             msg_type: message.type_name().to_owned(),
             body: body.into_bytes(),
             headers: Vec::new(),

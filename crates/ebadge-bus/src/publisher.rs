@@ -45,7 +45,7 @@ impl Publisher {
         for mut publish in due {
             match &mut publish {
                 Publish::Quarantine(copy) => {
-                    let props = properties(me, &copy.message_id, "quarantined", &copy.headers);
+                    let props = properties(me, &copy.message_id, &copy.headers);
                     let exchange = quarantine_queue(&shared.config.name);
                     // The settlement keeps the copy, body and all: it goes out again if this
                     // channel is lost before the confirm.
@@ -53,8 +53,7 @@ impl Publisher {
                         .await?;
                 }
                 Publish::Outbox { message, again } => {
-                    let props =
-                        properties(me, &message.message_id, &message.msg_type, &message.headers);
+                    let props = properties(me, &message.message_id, &message.headers);
                     // The outbox keeps its own copy; the settlement needs no body.
                     let body = std::mem::take(&mut message.body);
                     self.publish(props, body, &message.exchange, &message.routing_key)
@@ -87,19 +86,12 @@ impl Publisher {
     }
 }
 
-fn properties(
-    me: &str,
-    message_id: &str,
-    msg_type: &str,
-    headers: &[(String, String)],
-) -> BasicProperties {
+/// The properties of [`crate::conventions::new_message_id`]'s description, and `headers`.
+fn properties(me: &str, message_id: &str, headers: &[(String, String)]) -> BasicProperties {
     let mut props = BasicProperties::default();
     props
-        .with_content_type("application/json")
         .with_persistence(true)
         .with_message_id(message_id)
-        .with_message_type(msg_type)
-        .with_timestamp(unix_now())
         .with_user_id(me);
     if !headers.is_empty() {
         let mut table = FieldTable::new();
@@ -114,10 +106,4 @@ fn properties(
         props.with_headers(table);
     }
     props
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

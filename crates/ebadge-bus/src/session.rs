@@ -7,7 +7,7 @@
 use crate::connect::connect;
 use crate::consumer::Consumer;
 use crate::conventions::{
-    EntityName, QUARANTINE_FROM_HEADER, QUARANTINE_REASON_HEADER, quarantine_queue,
+    EntityName, QUARANTINE_FROM_HEADER, QUARANTINE_REASON_HEADER, new_message_id, quarantine_queue,
 };
 use crate::counters::Counters;
 use crate::dedupe::DedupeWindow;
@@ -547,7 +547,7 @@ impl Supervisor {
                 self.held.pin(tag);
                 self.settlement.quarantine(QuarantineCopy {
                     original_tag: tag,
-                    message_id: uuid::Uuid::new_v4().to_string(),
+                    message_id: new_message_id(),
                     routing_key: deliver.routing_key().clone(),
                     body,
                     headers,

@@ -309,3 +309,111 @@ async fn a_broker_restart_during_an_activation_applies_the_failsafe_and_the_cont
     running.abort();
     broker.down().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulated_heh_as_device_announces_itself_answers_its_controller_and_hears_the_agent() {
+    use ebadge_bus::model::GetStatusReport;
+    use ebadge_sim::heh::{HehSpec, Policy, SimDevice};
+
+    let profile = ebadge_testkit::profile().await;
+    let vpp = client(&profile, "agent-sim-vpp").await;
+    let heh = client(&profile, "agent-sim-heh").await;
+    let mut device = SimDevice::new(HehSpec {
+        name: name("agent-sim-heh"),
+        controller: name("agent-sim-vpp"),
+        capacity_kw: 2.0,
+        policy: Policy::Modify,
+    });
+    let failsafe = FailsafeConfig {
+        after: time::Duration::seconds(60),
+        behaviour: Behaviour::End,
+    };
+    let controller = name("agent-sim-vpp");
+    let heh_name = name("agent-sim-heh");
+    let mut inbox = vpp.inbox().unwrap();
+
+    let steps = async {
+        // The announcements: capabilities and one device_capabilities per device.
+        let mut announced = Vec::new();
+        while announced.len() < 4 {
+            let incoming = tokio::time::timeout(Duration::from_secs(20), inbox.next())
+                .await
+                .expect("the announcements arrive")
+                .unwrap();
+            incoming.ack();
+            assert_eq!(incoming.from, heh_name);
+            announced.push(incoming.message.type_name().to_owned());
+        }
+        assert_eq!(
+            announced,
+            [
+                "capabilities",
+                "device_capabilities",
+                "device_capabilities",
+                "device_capabilities"
+            ]
+        );
+
+        // 1 kW of a 2-kW HEH is accepted; 5 kW gets a counter-proposal of 2 kW.
+        let within = order_for(2);
+        let outcome = vpp
+            .activate(&heh_name, &within, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, ActivationOutcome::Accepted(ref a) if a.id == within.id),
+            "{outcome:?}"
+        );
+        let mut beyond = order_for(2);
+        beyond.quantity = 5.0;
+        let outcome = vpp
+            .activate(&heh_name, &beyond, Duration::from_secs(20))
+            .await
+            .unwrap();
+        let ActivationOutcome::Modified(proposal) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!((&proposal.id, proposal.quantity), (&beyond.id, 2.0));
+
+        // A request without a helper: sent, and the answer read from the inbox.
+        let now = Time::now();
+        let ask = GetStatusReport {
+            from: now.checked_add(time::Duration::minutes(-5)).unwrap(),
+            to: now,
+            severity_threshold: 0,
+            ext: Default::default(),
+        };
+        vpp.send(&heh_name, &Message::GetStatusReport(ask)).unwrap();
+        let answer = loop {
+            let incoming = tokio::time::timeout(Duration::from_secs(20), inbox.next())
+                .await
+                .expect("the status report arrives")
+                .unwrap();
+            incoming.ack();
+            if let Message::StatusReport(r) = incoming.message {
+                break r;
+            }
+        };
+        assert_eq!(answer.status, "ok");
+
+        // The agent ends the accepted activation at its `to` and tells the device; the
+        // counter-proposal never ran.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        (within.id, beyond.id)
+    };
+    let (accepted, proposed) = tokio::select! {
+        stopped = agent::run(&heh, &controller, &mut device, failsafe) => panic!("the agent stopped: {stopped:?}"),
+        id = steps => id,
+    };
+    let ended: Vec<String> = device
+        .notices()
+        .iter()
+        .map(Message::to_json)
+        .filter(|n| n.contains(ACTIVATION_END))
+        .collect();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert!(
+        ended[0].contains(accepted.as_str()) && !ended[0].contains(proposed.as_str()),
+        "{ended:?}"
+    );
+}

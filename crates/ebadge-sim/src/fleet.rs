@@ -118,7 +118,7 @@ impl Fleet {
                 let heh = SimHeh::new(spec);
                 let _ = heh.announce(&client);
                 let serving = client.clone();
-                tokio::spawn(async move { serving.serve(heh).await });
+                tokio::spawn(async move { heh.serve(&serving).await });
                 progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
                 Ok::<_, FleetError>((index, client))
             });

@@ -1,11 +1,12 @@
 //! A simulated HEH: devices with signals, synthetic but plausible load profiles, and answers to
 //! every request a controlling entity may send (D3.1.3 section 5), by a configurable policy.
 
-use ebadge_bus::{Client, EntityName, Handled, Handler, Incoming};
+use ebadge_bus::{Client, EntityName};
 use ebadge_model::rules::report_length;
 use ebadge_model::*;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// How the HEH answers an activation it cannot fully serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,39 +157,135 @@ pub fn report(
     }
 }
 
-impl Handler for SimHeh {
-    async fn on_set_smart_mode(&mut self, _: &Client, _: &Incoming, m: &SetSmartMode) -> Handled {
-        self.mode = m.mode;
-        if m.mode != SmartMode::Normal {
-            for (_, task) in self.periodic.drain() {
-                task.abort();
+/// Where a simulated HEH's messages go: answers to the entity that asked, announcements and
+/// periodic reports to its controller.
+#[derive(Clone)]
+pub enum Outlet {
+    /// Straight on the bus, through the HEH's own client, to `to`.
+    Bus {
+        /// The HEH's client.
+        client: Client,
+        /// Who gets the message.
+        to: EntityName,
+    },
+    /// To an HEH agent ([`SimDevice`]), which sends them to its controller.
+    Agent(mpsc::UnboundedSender<Message>),
+}
+
+impl Outlet {
+    /// Hands `message` on; `false` once nobody takes messages any more.
+    fn send(&self, message: Message) -> bool {
+        match self {
+            Outlet::Bus { client, to } => client.send(to, &message).is_ok(),
+            Outlet::Agent(agent) => agent.send(message).is_ok(),
+        }
+    }
+}
+
+impl SimHeh {
+    /// Serves `client`'s inbox until it closes: each message is answered to its sender, then
+    /// acknowledged.
+    pub async fn serve(mut self, client: &Client) {
+        let Some(mut inbox) = client.inbox() else {
+            tracing::error!("a simulated HEH needs the client's inbox, which was taken already");
+            return;
+        };
+        while let Some(incoming) = inbox.next().await {
+            let reply = Outlet::Bus {
+                client: client.clone(),
+                to: incoming.from.clone(),
+            };
+            self.handle(&incoming.message, &reply);
+            incoming.ack();
+        }
+    }
+
+    /// Does what the HEH does on `message`, answering through `reply`. `false` for a message
+    /// an HEH does not take (market messages, answers, extensions).
+    pub fn handle(&mut self, message: &Message, reply: &Outlet) -> bool {
+        let normal = self.mode == SmartMode::Normal;
+        match message {
+            Message::SetSmartMode(m) => {
+                self.mode = m.mode;
+                if m.mode != SmartMode::Normal {
+                    for (_, task) in self.periodic.drain() {
+                        task.abort();
+                    }
+                }
             }
+            Message::GetReport(m) if normal => {
+                let r = report(m.from, m.to, m.resolution, &m.signals, m.heh_id.clone());
+                reply.send(Message::Report(r));
+            }
+            Message::GetPeriodicReport(m) if normal => self.periodic_report(m, reply),
+            Message::Activate(order) if normal => {
+                reply.send(self.answer(order));
+            }
+            Message::GetActivationCapacity(m) if normal => {
+                reply.send(Message::ActivationCapacity(ActivationCapacity {
+                    device: m.device.clone(),
+                    pos_capacity: self.spec.capacity_kw,
+                    neg_capacity: self.spec.capacity_kw / 2.0,
+                    heh_id: m.heh_id.clone(),
+                    ext: Extensions::new(),
+                }));
+            }
+            Message::GetStatusReport(_) if normal => {
+                reply.send(Message::StatusReport(StatusReport {
+                    status: "ok".into(),
+                    clock: self.now(),
+                    events: Vec::new(),
+                    ext: Extensions::new(),
+                }));
+            }
+            Message::SetClock(m) if normal => self.clock_offset_s = m.offset.unwrap_or(0.0),
+            Message::LoadPrice(m) if normal => self.last_price = Some(m.price),
+            Message::GetCapabilities(_) if normal => {
+                for m in self.announcements() {
+                    reply.send(m);
+                }
+            }
+            Message::GetEnergyEvents(_) if normal => {
+                reply.send(Message::EnergyEvents(EnergyEvents {
+                    events: Vec::new(),
+                    ext: Extensions::new(),
+                }));
+            }
+            // Not in normal mode: the HEH hears but does not answer (D3.1.3 5.1).
+            Message::GetReport(_)
+            | Message::GetPeriodicReport(_)
+            | Message::Activate(_)
+            | Message::GetActivationCapacity(_)
+            | Message::GetStatusReport(_)
+            | Message::SetClock(_)
+            | Message::LoadPrice(_)
+            | Message::GetCapabilities(_)
+            | Message::GetEnergyEvents(_) => {}
+            _ => return false,
         }
-        Handled::Yes
+        true
     }
 
-    async fn on_get_report(
-        &mut self,
-        client: &Client,
-        incoming: &Incoming,
-        m: &GetReport,
-    ) -> Handled {
-        if self.mode == SmartMode::Normal {
-            let r = report(m.from, m.to, m.resolution, &m.signals, m.heh_id.clone());
-            let _ = client.send(&incoming.from, &Message::Report(r));
-        }
-        Handled::Yes
+    /// The last `load_price` heard, in its currency per kWh.
+    pub fn last_price(&self) -> Option<f64> {
+        self.last_price
     }
 
-    async fn on_get_periodic_report(
-        &mut self,
-        client: &Client,
-        incoming: &Incoming,
-        m: &GetPeriodicReport,
-    ) -> Handled {
-        if self.mode != SmartMode::Normal {
-            return Handled::Yes;
+    fn answer(&self, order: &Activate) -> Message {
+        if order.quantity.abs() <= self.spec.capacity_kw {
+            return Message::AcceptActivation(order.accept());
         }
+        match self.spec.policy {
+            Policy::Reject => Message::RejectActivation(order.reject()),
+            Policy::Modify => Message::ModifyActivation(order.counter_proposal(
+                order.from,
+                order.to,
+                self.spec.capacity_kw.copysign(order.quantity),
+            )),
+        }
+    }
+
+    fn periodic_report(&mut self, m: &GetPeriodicReport, reply: &Outlet) {
         let key = m
             .request_id
             .as_ref()
@@ -198,9 +295,9 @@ impl Handler for SimHeh {
             task.abort();
         }
         if m.disables() {
-            return Handled::Yes;
+            return;
         }
-        let (client, to, request) = (client.clone(), incoming.from.clone(), m.clone());
+        let (reply, request) = (reply.clone(), m.clone());
         let interval = Duration::from_secs_f64(m.interval);
         self.periodic.insert(
             key,
@@ -220,116 +317,70 @@ impl Handler for SimHeh {
                         &request.signals,
                         request.heh_id.clone(),
                     );
-                    if client.send(&to, &Message::Report(r)).is_err() {
+                    if !reply.send(Message::Report(r)) {
                         return;
                     }
                 }
             }),
         );
-        Handled::Yes
+    }
+}
+
+impl Drop for SimHeh {
+    fn drop(&mut self) {
+        for (_, task) in self.periodic.drain() {
+            task.abort();
+        }
+    }
+}
+
+/// The simulated HEH as the device of an HEH agent (`ebadge-heh`'s
+/// [`Device`](ebadge_bus::device::Device) interface): it announces itself, answers what the
+/// controller asks and keeps what the agent tells it (failsafe notices) in
+/// [`notices`](Self::notices). For tests of the agent without a device program.
+pub struct SimDevice {
+    heh: SimHeh,
+    outlet: Outlet,
+    queued: mpsc::UnboundedReceiver<Message>,
+    notices: Vec<Message>,
+}
+
+impl SimDevice {
+    /// A device that first announces `spec`'s HEH (`capabilities`, `device_capabilities`).
+    pub fn new(spec: HehSpec) -> Self {
+        let heh = SimHeh::new(spec);
+        let (tx, queued) = mpsc::unbounded_channel();
+        for m in heh.announcements() {
+            let _ = tx.send(m);
+        }
+        Self {
+            heh,
+            outlet: Outlet::Agent(tx),
+            queued,
+            notices: Vec::new(),
+        }
     }
 
-    async fn on_activate(
-        &mut self,
-        client: &Client,
-        incoming: &Incoming,
-        order: &Activate,
-    ) -> Handled {
-        if self.mode != SmartMode::Normal {
-            return Handled::Yes;
-        }
-        let answer = if order.quantity.abs() <= self.spec.capacity_kw {
-            Message::AcceptActivation(order.accept())
-        } else {
-            match self.spec.policy {
-                Policy::Reject => Message::RejectActivation(order.reject()),
-                Policy::Modify => Message::ModifyActivation(order.counter_proposal(
-                    order.from,
-                    order.to,
-                    self.spec.capacity_kw.copysign(order.quantity),
-                )),
-            }
-        };
-        let _ = client.send(&incoming.from, &answer);
-        Handled::Yes
+    /// The agent's own notices (`ext_ebadge_…`) heard so far, oldest first.
+    pub fn notices(&self) -> &[Message] {
+        &self.notices
     }
 
-    async fn on_get_activation_capacity(
-        &mut self,
-        client: &Client,
-        incoming: &Incoming,
-        m: &GetActivationCapacity,
-    ) -> Handled {
-        if self.mode == SmartMode::Normal {
-            let answer = ActivationCapacity {
-                device: m.device.clone(),
-                pos_capacity: self.spec.capacity_kw,
-                neg_capacity: self.spec.capacity_kw / 2.0,
-                heh_id: m.heh_id.clone(),
-                ext: Extensions::new(),
-            };
-            let _ = client.send(&incoming.from, &Message::ActivationCapacity(answer));
-        }
-        Handled::Yes
+    /// The HEH behind the device.
+    pub fn heh(&self) -> &SimHeh {
+        &self.heh
+    }
+}
+
+impl ebadge_bus::device::Device for SimDevice {
+    async fn next(&mut self) -> Option<Message> {
+        self.queued.recv().await
     }
 
-    async fn on_get_status_report(
-        &mut self,
-        client: &Client,
-        incoming: &Incoming,
-        _: &GetStatusReport,
-    ) -> Handled {
-        if self.mode == SmartMode::Normal {
-            let answer = StatusReport {
-                status: "ok".into(),
-                clock: self.now(),
-                events: Vec::new(),
-                ext: Extensions::new(),
-            };
-            let _ = client.send(&incoming.from, &Message::StatusReport(answer));
+    async fn deliver(&mut self, message: &Message) -> Result<(), ebadge_bus::device::DeviceError> {
+        if !self.heh.handle(message, &self.outlet) {
+            self.notices.push(message.clone());
         }
-        Handled::Yes
-    }
-
-    async fn on_set_clock(&mut self, _: &Client, _: &Incoming, m: &SetClock) -> Handled {
-        if self.mode == SmartMode::Normal {
-            self.clock_offset_s = m.offset.unwrap_or(0.0);
-        }
-        Handled::Yes
-    }
-
-    async fn on_load_price(&mut self, _: &Client, _: &Incoming, m: &LoadPrice) -> Handled {
-        if self.mode == SmartMode::Normal {
-            self.last_price = Some(m.price);
-        }
-        Handled::Yes
-    }
-
-    async fn on_get_capabilities(
-        &mut self,
-        client: &Client,
-        _: &Incoming,
-        _: &GetCapabilities,
-    ) -> Handled {
-        if self.mode == SmartMode::Normal {
-            let _ = self.announce(client);
-        }
-        Handled::Yes
-    }
-
-    async fn on_get_energy_events(
-        &mut self,
-        client: &Client,
-        incoming: &Incoming,
-        _: &GetEnergyEvents,
-    ) -> Handled {
-        if self.mode == SmartMode::Normal {
-            let answer = EnergyEvents {
-                events: Vec::new(),
-                ext: Extensions::new(),
-            };
-            let _ = client.send(&incoming.from, &Message::EnergyEvents(answer));
-        }
-        Handled::Yes
+        Ok(())
     }
 }

@@ -36,7 +36,7 @@ async fn heh(
     });
     sim.announce(&c).unwrap();
     let serving = c.clone();
-    tokio::spawn(async move { serving.serve(sim).await });
+    tokio::spawn(async move { sim.serve(&serving).await });
     c
 }
 

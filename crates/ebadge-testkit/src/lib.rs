@@ -100,6 +100,11 @@ name = "agent-cmd-vpp"
 name = "agent-cmd-heh"
 operator = "agent-cmd-vpp"
 [[entity]]
+name = "agent-sim-vpp"
+[[heh]]
+name = "agent-sim-heh"
+operator = "agent-sim-vpp"
+[[entity]]
 name = "agent-stall-vpp"
 [[heh]]
 name = "agent-stall-heh"
