@@ -31,5 +31,6 @@ TOML
     timeout -s TERM 25 valgrind --tool=callgrind --callgrind-out-file="$work/cg.$2" \
         "$agent" --config "$work/heh$2.toml" > "$work/log.$2" 2>&1 || true
 done
+echo "callgrind files: $work/cg.100 $work/cg.200" >&2
 a=$(total "$work/log.100"); b=$(total "$work/log.200")
 echo "100 reports: $a instructions; 200 reports: $b; per report: $(( (b - a) / 100 ))"

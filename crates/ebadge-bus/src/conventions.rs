@@ -205,9 +205,11 @@ pub fn tap_queue(name: &EntityName, id: &str) -> String {
     format!("private-{name}-tap-{id}")
 }
 
-/// A new `message_id`, the key receivers drop duplicates by: the 128 bits of a random (v4) UUID
-/// in URL-safe base64 without padding, 22 characters. The UUID's usual text would be 36: every
-/// message would carry 14 bytes more, which an HEH pays on its link 10 times a second.
+/// A new `message_id`, the key receivers drop duplicates by: 128 random bits (as many as a v4
+/// UUID has) in URL-safe base64 without padding, 22 characters. A UUID's usual text would be 36:
+/// every message would carry 14 bytes more, which an HEH pays on its link 10 times a second. The
+/// bits come from a per-thread generator seeded from the system's randomness once, so a message
+/// costs no system call for them; ids need to be unique, not secret.
 ///
 /// Our messages carry three properties beside it: persistent delivery, and `user_id` (the
 /// sender; RabbitMQ refuses one that is not the logged-in user). The message type is the
@@ -223,7 +225,12 @@ pub fn tap_queue(name: &EntityName, id: &str) -> String {
 /// ```
 pub fn new_message_id() -> String {
     const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bits = uuid::Uuid::new_v4().as_u128();
+    thread_local! {
+        // Seeded from the OS, not from the clock: two HEHs booted alike must not share ids.
+        static IDS: std::cell::RefCell<fastrand::Rng> =
+            std::cell::RefCell::new(fastrand::Rng::with_seed(uuid::Uuid::new_v4().as_u64_pair().0));
+    }
+    let bits = IDS.with(|ids| ids.borrow_mut().u128(..));
     // 22 six-bit digits cover 132 bits: the top digit holds the first four.
     (0..22)
         .rev()

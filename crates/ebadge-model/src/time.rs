@@ -260,8 +260,71 @@ impl FromStr for Time {
     }
 }
 
+/// The longest text of a time: `2013-07-21T10:00:00.123456789+00:00`.
+const MAX_TEXT: usize = 35;
+
+impl Time {
+    /// The RFC 3339 text in a buffer of its own, without `fmt`'s machinery: every message
+    /// carries times and an HEH writes one ten times a second. `None` for a year beyond
+    /// 0000-9999, which [`Display`](fmt::Display) writes the slow way.
+    fn text(&self) -> Option<([u8; MAX_TEXT], usize)> {
+        fn two(b: &mut [u8], at: usize, v: u8) {
+            b[at] = b'0' + v / 10;
+            b[at + 1] = b'0' + v % 10;
+        }
+        let t = self.instant;
+        let year = u16::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+        let mut b = [0u8; MAX_TEXT];
+        two(&mut b, 0, (year / 100) as u8);
+        two(&mut b, 2, (year % 100) as u8);
+        b[4] = b'-';
+        two(&mut b, 5, u8::from(t.month()));
+        b[7] = b'-';
+        two(&mut b, 8, t.day());
+        b[10] = b'T';
+        two(&mut b, 11, t.hour());
+        b[13] = b':';
+        two(&mut b, 14, t.minute());
+        b[16] = b':';
+        two(&mut b, 17, t.second());
+        let mut n = 19;
+        if self.digits > 0 {
+            let digits = usize::from(self.digits);
+            b[n] = b'.';
+            let mut scaled = t.nanosecond() / 10u32.pow(9 - u32::from(self.digits));
+            for i in (n + 1..=n + digits).rev() {
+                b[i] = b'0' + (scaled % 10) as u8;
+                scaled /= 10;
+            }
+            n += 1 + digits;
+        }
+        let offset = t.offset();
+        if offset.is_utc() && self.zulu {
+            b[n] = b'Z';
+            n += 1;
+        } else {
+            b[n] = if offset.is_negative() { b'-' } else { b'+' };
+            two(&mut b, n + 1, offset.whole_hours().unsigned_abs());
+            b[n + 3] = b':';
+            two(&mut b, n + 4, offset.minutes_past_hour().unsigned_abs());
+            n += 6;
+        }
+        Some((b, n))
+    }
+}
+
 impl fmt::Display for Time {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.text() {
+            Some((text, len)) => f.write_str(std::str::from_utf8(&text[..len]).expect("ASCII")),
+            None => self.write_slowly(f),
+        }
+    }
+}
+
+impl Time {
+    /// The same text as [`Time::text`], for any year, through `fmt`.
+    fn write_slowly(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let t = self.instant;
         write!(
             f,
@@ -336,7 +399,12 @@ impl Field for Time {
     }
 
     fn write<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        match self.text() {
+            Some((text, len)) => {
+                serializer.serialize_str(std::str::from_utf8(&text[..len]).expect("ASCII"))
+            }
+            None => serializer.collect_str(self),
+        }
     }
 
     fn schema() -> Value {
@@ -347,6 +415,33 @@ impl Field for Time {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes with [`Time::write_slowly`] only.
+    struct Slowly(Time);
+
+    impl fmt::Display for Slowly {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.write_slowly(f)
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_text_is_the_text_fmt_writes(
+            seconds in -62_135_596_800i64..253_402_200_000, // 0001-01-01 to 9999-12-30
+            nanos in 0u32..1_000_000_000,
+            offset in -86_399i32..=86_399,
+            digits in 0u8..=9,
+            zulu: bool,
+        ) {
+            let offset = time::UtcOffset::from_whole_seconds(offset / 60 * 60).unwrap();
+            let instant = OffsetDateTime::from_unix_timestamp(seconds).unwrap()
+                + time::Duration::nanoseconds(i64::from(nanos));
+            let t = Time::from_parts(instant.to_offset(offset), digits, zulu);
+            let (text, len) = t.text().expect("years 0000-9999");
+            proptest::prop_assert_eq!(std::str::from_utf8(&text[..len]).unwrap(), Slowly(t).to_string());
+        }
+    }
 
     #[test]
     fn keeps_offset_and_precision() {

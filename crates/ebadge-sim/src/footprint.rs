@@ -15,8 +15,13 @@ use std::time::Duration;
 use tokio::process::Command;
 
 /// The device of the benchmark: prints `count` stamped reports, `rate` a second, on standard
-/// output, then waits to be stopped.
+/// output, then waits to be stopped. It ends when its standard input closes: the agent that
+/// wrote to it is gone, killed or not.
 pub async fn device(rate: u64, count: u64) -> ! {
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        std::process::exit(0)
+    });
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
     let stdout = std::io::stdout();
     for _ in 0..count {
