@@ -653,7 +653,8 @@ pub struct HehReport {
     pub messages: u64,
     /// Seconds of sending.
     pub seconds: f64,
-    /// CPU seconds of the process while sending.
+    /// CPU seconds of the process while sending (for `--agent` and `--pika`: from the end of the
+    /// warm-up, see [`crate::footprint::WARM_UP_SECONDS`]).
     pub cpu_seconds: f64,
     /// CPU as a share of one core, percent.
     pub cpu_percent: f64,

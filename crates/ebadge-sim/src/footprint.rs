@@ -1,9 +1,9 @@
 //! One HEH's footprint with the agent (`ebadge-heh`) or a pika client as the HEH, for
 //! `ebadge bench heh --agent PATH [--pika]`: the agent runs its device program (this program's
 //! hidden `bench device`, which prints stamped reports at the rate), pika runs
-//! `scripts/heh-pika.py`. Each is measured from outside, in its own process: CPU (user + system
-//! from /proc, 10-ms ticks), peak resident memory, and bytes on the wire through the caller's
-//! counting proxy.
+//! `scripts/heh-pika.py`. Each is measured from outside, in its own process: CPU (the
+//! scheduler's run time of its threads), peak resident memory, and bytes on the wire through the
+//! caller's counting proxy.
 
 use crate::bench::{BENCH_VPP, BenchError, HehReport, bench_heh, stamped_report};
 use crate::fleet::FleetError;
@@ -37,8 +37,13 @@ fn process(what: &str) -> impl Fn(std::io::Error) -> BenchError + '_ {
     move |e| FleetError::Process(format!("{what}: {e}")).into()
 }
 
+/// How long the start of a run is left out of its CPU figures, at most.
+pub const WARM_UP_SECONDS: f64 = 5.0;
+
 /// Runs `command` (an HEH sending `count` reports at `rate`) for as long as that takes plus
-/// three seconds for the last confirms, then measures it and stops it.
+/// three seconds for the last confirms, then measures it and stops it. CPU counts from
+/// [`WARM_UP_SECONDS`] (or a quarter of the run, if shorter) after the start to the end; memory
+/// is the peak of the whole run.
 async fn measure(
     mut command: Command,
     what: &str,
@@ -54,18 +59,24 @@ async fn measure(
         .id()
         .ok_or_else(|| FleetError::Process(format!("{what} ended at once")))?;
     let seconds = count as f64 / rate.max(1) as f64;
-    tokio::time::sleep(Duration::from_secs_f64(seconds + 3.0)).await;
-    let (cpu, rss) = (cpu_seconds_of(pid), peak_rss_kib_of(pid));
+    // The steady cost of a message, not the start: an interpreter's start-up (pika's) or a TLS
+    // handshake spread over a minute's reports would say more about the run's length.
+    let warm_up = (seconds / 4.0).min(WARM_UP_SECONDS);
+    tokio::time::sleep(Duration::from_secs_f64(warm_up)).await;
+    let cpu_at_start = cpu_seconds_of(pid);
+    tokio::time::sleep(Duration::from_secs_f64(seconds - warm_up + 3.0)).await;
+    let (cpu, rss) = (cpu_seconds_of(pid) - cpu_at_start, peak_rss_kib_of(pid));
     if let Ok(Some(status)) = child.try_wait() {
         return Err(FleetError::Process(format!("{what} ended early: {status}")).into());
     }
     let _ = child.kill().await;
+    let steady = seconds - warm_up;
     Ok(HehReport {
         messages: count,
         seconds,
         cpu_seconds: cpu,
-        cpu_percent: cpu / seconds * 100.0,
-        cpu_us_per_msg: cpu * 1e6 / count.max(1) as f64,
+        cpu_percent: cpu / steady * 100.0,
+        cpu_us_per_msg: cpu * 1e6 / (steady * rate as f64).max(1.0),
         rss_kib: rss,
         body_bytes: stamped_report(unix_nanos()).to_json().len() as u64,
         ..HehReport::default()
