@@ -117,7 +117,11 @@ fn order_for(seconds: i64) -> Activate {
 
 /// The next `status_report` in `vpp`'s inbox.
 async fn status_report(vpp: &Client) -> ebadge_bus::model::StatusReport {
-    let mut inbox = vpp.inbox().unwrap();
+    next_status_report(&mut vpp.inbox().unwrap()).await
+}
+
+/// The next `status_report` in `inbox`, acknowledging what comes before it.
+async fn next_status_report(inbox: &mut ebadge_bus::Inbox) -> ebadge_bus::model::StatusReport {
     loop {
         let incoming = tokio::time::timeout(Duration::from_secs(30), inbox.next())
             .await
@@ -384,17 +388,7 @@ async fn the_simulated_heh_as_device_announces_itself_answers_its_controller_and
             ext: Default::default(),
         };
         vpp.send(&heh_name, &Message::GetStatusReport(ask)).unwrap();
-        let answer = loop {
-            let incoming = tokio::time::timeout(Duration::from_secs(20), inbox.next())
-                .await
-                .expect("the status report arrives")
-                .unwrap();
-            incoming.ack();
-            if let Message::StatusReport(r) = incoming.message {
-                break r;
-            }
-        };
-        assert_eq!(answer.status, "ok");
+        assert_eq!(next_status_report(&mut inbox).await.status, "ok");
 
         // The agent ends the accepted activation at its `to` and tells the device; the
         // counter-proposal never ran.
