@@ -86,7 +86,8 @@ impl Publisher {
     }
 }
 
-/// The properties of [`crate::conventions::new_message_id`]'s description, and `headers`.
+/// Persistent delivery, `message_id`, `user_id` and `headers`: why no more is said at
+/// [`crate::conventions::new_message_id`].
 fn properties(me: &str, message_id: &str, headers: &[(String, String)]) -> BasicProperties {
     let mut props = BasicProperties::default();
     props

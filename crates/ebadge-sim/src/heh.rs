@@ -195,7 +195,9 @@ impl SimHeh {
                 client: client.clone(),
                 to: incoming.from.clone(),
             };
-            self.handle(&incoming.message, &reply);
+            if !self.handle(&incoming.message, &reply) {
+                tracing::info!(msg = incoming.message.type_name(), from = %incoming.from, "a simulated HEH does not take this message type");
+            }
             incoming.ack();
         }
     }
@@ -251,7 +253,7 @@ impl SimHeh {
                     ext: Extensions::new(),
                 }));
             }
-            // Not in normal mode: the HEH hears but does not answer (D3.1.3 5.1).
+            // Out of normal mode the simulated HEH hears these but does not answer.
             Message::GetReport(_)
             | Message::GetPeriodicReport(_)
             | Message::Activate(_)
