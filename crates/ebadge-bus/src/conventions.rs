@@ -211,7 +211,7 @@ pub fn tap_queue(name: &EntityName, id: &str) -> String {
 /// bits come from a per-thread generator seeded from the system's randomness once, so a message
 /// costs no system call for them; ids need to be unique, not secret.
 ///
-/// Our messages carry three properties beside it: persistent delivery, and `user_id` (the
+/// Our messages carry two properties beside it: persistent delivery, and `user_id` (the
 /// sender; RabbitMQ refuses one that is not the logged-in user). The message type is the
 /// routing key's first word and the body is always JSON, so `type` and `content_type` are not
 /// sent; nor is a `timestamp`, which nothing reads. Receivers require no property at all: a
