@@ -115,6 +115,18 @@ fn order_for(seconds: i64) -> Activate {
     )
 }
 
+/// Sends `order` to `heh` and waits for the device to accept that very order.
+async fn accepted(vpp: &Client, heh: &EntityName, order: &Activate) {
+    let outcome = vpp
+        .activate(heh, order, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, ActivationOutcome::Accepted(ref a) if a.id == order.id),
+        "{outcome:?}"
+    );
+}
+
 /// The next `status_report` in `vpp`'s inbox.
 async fn status_report(vpp: &Client) -> ebadge_bus::model::StatusReport {
     next_status_report(&mut vpp.inbox().unwrap()).await
@@ -177,14 +189,7 @@ done
     assert_eq!(report.from.as_str(), "agent-cmd-heh");
 
     let order = order_for(60);
-    let outcome = vpp
-        .activate(&name("agent-cmd-heh"), &order, Duration::from_secs(20))
-        .await
-        .unwrap();
-    assert!(
-        matches!(outcome, ActivationOutcome::Accepted(ref a) if a.id == order.id),
-        "{outcome:?}"
-    );
+    accepted(&vpp, &name("agent-cmd-heh"), &order).await;
     running.abort();
 }
 
@@ -199,14 +204,7 @@ async fn an_activation_ends_at_its_to_and_a_cut_link_applies_the_failsafe_then_r
 
     // A short activation ends at its `to`, the bus up all along.
     let short = order_for(3);
-    let outcome = vpp
-        .activate(&heh_name, &short, Duration::from_secs(20))
-        .await
-        .unwrap();
-    assert!(
-        matches!(outcome, ActivationOutcome::Accepted(_)),
-        "{outcome:?}"
-    );
+    accepted(&vpp, &heh_name, &short).await;
     let end = told(&mut seen, ACTIVATION_END, Duration::from_secs(10)).await;
     assert!(
         end.to_json().contains(short.id.as_str()),
@@ -216,14 +214,7 @@ async fn an_activation_ends_at_its_to_and_a_cut_link_applies_the_failsafe_then_r
 
     // A long one, then the link is cut: after 2 s the device ends it.
     let long = order_for(600);
-    let outcome = vpp
-        .activate(&heh_name, &long, Duration::from_secs(20))
-        .await
-        .unwrap();
-    assert!(
-        matches!(outcome, ActivationOutcome::Accepted(_)),
-        "{outcome:?}"
-    );
+    accepted(&vpp, &heh_name, &long).await;
     proxy.cut();
     let failsafe = told(&mut seen, FAILSAFE, Duration::from_secs(15)).await;
     let text = failsafe.to_json();
@@ -254,14 +245,7 @@ async fn a_stalled_link_during_an_activation_holds_the_failsafe_limit() {
     let (running, mut seen) =
         start_agent(heh, "agent-stall-vpp", Behaviour::Limit { limit_kw: 0.5 });
     let order = order_for(600);
-    let outcome = vpp
-        .activate(&name("agent-stall-heh"), &order, Duration::from_secs(20))
-        .await
-        .unwrap();
-    assert!(
-        matches!(outcome, ActivationOutcome::Accepted(_)),
-        "{outcome:?}"
-    );
+    accepted(&vpp, &name("agent-stall-heh"), &order).await;
     proxy.stall();
     let failsafe = told(&mut seen, FAILSAFE, Duration::from_secs(30)).await;
     let text = failsafe.to_json();
@@ -286,14 +270,7 @@ async fn a_broker_restart_during_an_activation_applies_the_failsafe_and_the_cont
     let heh = client(&profile, "agent-restart-heh").await;
     let (running, mut seen) = start_agent(heh, "agent-restart-vpp", Behaviour::End);
     let order = order_for(600);
-    let outcome = vpp
-        .activate(&name("agent-restart-heh"), &order, Duration::from_secs(20))
-        .await
-        .unwrap();
-    assert!(
-        matches!(outcome, ActivationOutcome::Accepted(_)),
-        "{outcome:?}"
-    );
+    accepted(&vpp, &name("agent-restart-heh"), &order).await;
 
     let stopping = broker.clone();
     tokio::task::spawn_blocking(move || stopping.down().unwrap())
@@ -360,14 +337,7 @@ async fn the_simulated_heh_as_device_announces_itself_answers_its_controller_and
 
         // 1 kW of a 2-kW HEH is accepted; 5 kW gets a counter-proposal of 2 kW.
         let within = order_for(2);
-        let outcome = vpp
-            .activate(&heh_name, &within, Duration::from_secs(20))
-            .await
-            .unwrap();
-        assert!(
-            matches!(outcome, ActivationOutcome::Accepted(ref a) if a.id == within.id),
-            "{outcome:?}"
-        );
+        accepted(&vpp, &heh_name, &within).await;
         let mut beyond = order_for(2);
         beyond.quantity = 5.0;
         let outcome = vpp

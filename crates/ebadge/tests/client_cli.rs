@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::ebadge_with;
+use common::{ebadge, ebadge_with};
 use ebadge_bus::{Client, ClientConfig, EntityName, Profile};
 use ebadge_testkit::proxy::Proxy;
 use std::io::{BufRead, BufReader, Write};
@@ -191,17 +191,30 @@ async fn the_durable_outbox_survives_a_killed_sender_and_delivers_after_the_outa
     assert_eq!(numbers, (0..50).collect::<Vec<u64>>());
 }
 
+/// The JSON output and the standard error of a run that must succeed.
+fn json_of(out: std::process::Output) -> (serde_json::Value, String) {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (serde_json::from_slice(&out.stdout).unwrap(), stderr)
+}
+
 #[test]
 fn the_demo_runs_and_its_summary_adds_up_and_a_fleet_spreads_over_processes() {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ebadge-demo-broker");
-    let out = Command::new(env!("CARGO_BIN_EXE_ebadge"))
-        .args(["demo", "--hehs", "20", "--seconds", "6", "--json", "--dir"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dir = dir.to_str().unwrap();
+    let (summary, stderr) = json_of(ebadge(
+        &[
+            "demo",
+            "--hehs",
+            "20",
+            "--seconds",
+            "6",
+            "--json",
+            "--dir",
+            dir,
+        ],
+        "",
+    ));
     assert_eq!(summary["hehs_online"], 20, "{summary}");
     assert!(
         summary["reports_received"].as_u64().unwrap() >= 20,
@@ -221,15 +234,20 @@ fn the_demo_runs_and_its_summary_adds_up_and_a_fleet_spreads_over_processes() {
 
     // The activation benchmark with its fleet in three processes, on the same broker (one test:
     // two `broker up` on one directory at once would race).
-    let out = Command::new(env!("CARGO_BIN_EXE_ebadge"))
-        .args(["bench", "activations", "--hehs", "30", "--processes", "3"])
-        .args(["--json", "--dir"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (result, stderr) = json_of(ebadge(
+        &[
+            "bench",
+            "activations",
+            "--hehs",
+            "30",
+            "--processes",
+            "3",
+            "--json",
+            "--dir",
+            dir,
+        ],
+        "",
+    ));
     assert_eq!(result["report"]["answered"], 30, "{result}");
     assert!(stderr.contains("in 3 process(es)"), "{stderr}");
 
@@ -242,8 +260,8 @@ fn the_demo_runs_and_its_summary_adds_up_and_a_fleet_spreads_over_processes() {
         agent.display()
     );
     let pika = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/heh-pika.py");
-    let out = Command::new(env!("CARGO_BIN_EXE_ebadge"))
-        .args([
+    let (result, _) = json_of(ebadge(
+        &[
             "bench",
             "heh",
             "--seconds",
@@ -252,17 +270,14 @@ fn the_demo_runs_and_its_summary_adds_up_and_a_fleet_spreads_over_processes() {
             "5",
             "--json",
             "--agent",
-        ])
-        .arg(&agent)
-        .arg("--pika")
-        .arg(&pika)
-        .arg("--dir")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            agent.to_str().unwrap(),
+            "--pika",
+            pika.to_str().unwrap(),
+            "--dir",
+            dir,
+        ],
+        "",
+    ));
     for who in ["report", "pika"] {
         let r = &result[who];
         assert_eq!(r["messages"], 10, "{result}");
