@@ -108,3 +108,26 @@ fn properties(me: &str, message_id: &str, headers: &[(String, String)]) -> Basic
     }
     props
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_carries_persistence_its_id_and_sender_and_nothing_the_routing_key_says() {
+        let id = crate::conventions::new_message_id();
+        let props = properties("heh-42", &id, &[]);
+        assert_eq!(props.delivery_mode(), Some(2));
+        assert_eq!(props.message_id(), Some(&id));
+        assert_eq!(props.user_id().map(String::as_str), Some("heh-42"));
+        assert_eq!(
+            (
+                props.message_type(),
+                props.content_type(),
+                props.timestamp()
+            ),
+            (None, None, None)
+        );
+        assert!(props.headers().is_none());
+    }
+}
