@@ -168,6 +168,7 @@ done
 "#,
     )
     .unwrap();
+    ebadge_testkit::drain_inbox(&profile, "agent-cmd-vpp").await;
     let vpp = client(&profile, "agent-cmd-vpp").await;
     let mut inbox = vpp.inbox().unwrap();
     let heh = client(&profile, "agent-cmd-heh").await;
@@ -297,6 +298,7 @@ async fn the_simulated_heh_as_device_announces_itself_answers_its_controller_and
     use ebadge_sim::heh::{HehSpec, Policy, SimDevice};
 
     let profile = ebadge_testkit::profile().await;
+    ebadge_testkit::drain_inbox(&profile, "agent-sim-vpp").await;
     let vpp = client(&profile, "agent-sim-vpp").await;
     let heh = client(&profile, "agent-sim-heh").await;
     let mut device = SimDevice::new(HehSpec {

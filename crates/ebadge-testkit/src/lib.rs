@@ -618,3 +618,17 @@ pub async fn quarantined(name: &str, at_least: usize) -> Vec<(String, String)> {
     let _ = connection.close().await;
     out
 }
+
+/// Empties `name`'s inbox of what earlier runs on the same broker left (acknowledging each
+/// message), so that a test reading it in order starts from nothing.
+pub async fn drain_inbox(profile: &ebadge_bus::Profile, name: &str) {
+    use std::time::Duration;
+    let config =
+        ebadge_bus::ClientConfig::new(profile.clone(), ebadge_bus::EntityName::new(name).unwrap());
+    let drain = ebadge_bus::Client::connect(config).await.unwrap();
+    let mut inbox = drain.inbox().unwrap();
+    while let Ok(Some(i)) = tokio::time::timeout(Duration::from_millis(300), inbox.next()).await {
+        i.ack();
+    }
+    drain.close(Duration::from_secs(1)).await;
+}

@@ -26,7 +26,7 @@ async fn shared_profile() -> (Profile, std::path::PathBuf) {
 async fn send_then_listen_prints_the_documented_json_line_and_tap_sees_a_copy() {
     let (_, path) = shared_profile().await;
     // Empty the receiver's inbox of earlier runs.
-    common::drain_inbox(&Profile::load(&path).unwrap(), "cli-receiver").await;
+    ebadge_testkit::drain_inbox(&Profile::load(&path).unwrap(), "cli-receiver").await;
 
     let mut tap = Command::new(env!("CARGO_BIN_EXE_ebadge"))
         .args([
@@ -323,7 +323,7 @@ async fn logs_into_a_pipe_carry_no_colour_codes() {
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(logs.contains("DEBUG"), "debug logs were asked for: {logs}");
     assert!(!logs.contains('\x1b'), "no ANSI escape in a pipe: {logs:?}");
-    common::drain_inbox(&Profile::load(&path).unwrap(), "cli-receiver").await;
+    ebadge_testkit::drain_inbox(&Profile::load(&path).unwrap(), "cli-receiver").await;
 }
 
 /// Scrapes `address` until it shows `sample`, for at most 20 s.
@@ -354,7 +354,7 @@ fn free_address() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_and_tap_serve_metrics_of_what_they_received() {
     let (_, path) = shared_profile().await;
-    common::drain_inbox(&Profile::load(&path).unwrap(), "cli-metrics-receiver").await;
+    ebadge_testkit::drain_inbox(&Profile::load(&path).unwrap(), "cli-metrics-receiver").await;
     let (listen_at, tap_at) = (free_address(), free_address());
     let spawn = |args: &[&str], metrics: &str| {
         Command::new(env!("CARGO_BIN_EXE_ebadge"))

@@ -57,7 +57,7 @@ async fn a_plain_pika_client_and_our_bus_talk_both_ways() {
     let profile = ebadge_testkit::profile().await;
     let path = ebadge_admin::broker::LocalBroker::new(ebadge_testkit::broker_dir()).profile_path();
     // Leftovers of earlier runs.
-    common::drain_inbox(&profile, "pika-op").await;
+    ebadge_testkit::drain_inbox(&profile, "pika-op").await;
     ebadge_testkit::quarantined("pika-op", 0).await;
     pika(
         &profile,

@@ -37,16 +37,3 @@ pub fn ebadge_with(profile: &Path, args: &[&str], stdin: &str) -> Output {
     all.push(profile.as_os_str());
     run(env!("CARGO_BIN_EXE_ebadge"), &all, stdin)
 }
-
-/// Empties `name`'s inbox of what earlier runs left (acknowledging each message).
-pub async fn drain_inbox(profile: &ebadge_bus::Profile, name: &str) {
-    use std::time::Duration;
-    let config =
-        ebadge_bus::ClientConfig::new(profile.clone(), ebadge_bus::EntityName::new(name).unwrap());
-    let drain = ebadge_bus::Client::connect(config).await.unwrap();
-    let mut inbox = drain.inbox().unwrap();
-    while let Ok(Some(i)) = tokio::time::timeout(Duration::from_millis(300), inbox.next()).await {
-        i.ack();
-    }
-    drain.close(Duration::from_secs(1)).await;
-}
