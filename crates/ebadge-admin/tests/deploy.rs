@@ -103,7 +103,8 @@ fn rabbitmq_conf_carries_the_security_settings_the_local_broker_uses() {
     let lines: Vec<&str> = conf.lines().map(str::trim).collect();
     let settings = ebadge_admin::broker::security_settings(5671)
         .into_iter()
-        .chain(ebadge_admin::broker::fleet_settings());
+        .chain(ebadge_admin::broker::fleet_settings())
+        .chain(ebadge_admin::broker::cluster_fleet_settings());
     for (key, value) in settings {
         let line = format!("{key} = {value}");
         assert!(

@@ -453,6 +453,58 @@ async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
     assert_eq!(audit::audit(&client, &management).await.unwrap(), vec![]);
 }
 
+#[tokio::test]
+async fn imports_in_small_chunks_side_by_side_create_every_item_kind_by_kind() {
+    let _exclusive = EXCLUSIVE.lock().await;
+    profile().await;
+    provision_registry().await;
+    let client = admin().await;
+    let management = ebadge_testkit::management();
+    let mut bigger = REGISTRY.to_owned();
+    for i in 0..4 {
+        bigger.push_str(&format!(
+            "[[heh]]\nname = \"heh-chunky-{i}\"\noperator = \"ts\"\n"
+        ));
+    }
+    let registry = Registry::parse(&bigger).unwrap();
+    let plan = provision::plan(&client, &management, &registry)
+        .await
+        .unwrap();
+    let items = plan.add.len();
+    assert!(items >= 4 * 8, "{:?}", plan.lines().collect::<Vec<_>>());
+    let mut progress = Vec::new();
+    // Two items a request: each kind goes in several imports side by side; a binding imported
+    // before its exchange or queue, or a permission before its user, fails with 404.
+    plan.apply_in_chunks(&management, 2, |done, total| progress.push((done, total)))
+        .await
+        .unwrap();
+    assert_eq!(progress.last(), Some(&(items, items)), "{progress:?}");
+    assert!(
+        progress.len() >= items / 2,
+        "one report per import: {progress:?}"
+    );
+    let again = provision::plan(&client, &management, &registry)
+        .await
+        .unwrap();
+    assert!(
+        again.is_empty(),
+        "everything was created: {:?}",
+        again.lines().collect::<Vec<_>>()
+    );
+    assert_eq!(audit::audit(&client, &management).await.unwrap(), vec![]);
+
+    let back = provision::plan(&client, &management, &Registry::parse(REGISTRY).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        back.remove.len(),
+        items,
+        "{:?}",
+        back.lines().collect::<Vec<_>>()
+    );
+    back.apply(&management, |_, _| {}).await.unwrap();
+}
+
 /// The serial number of the server certificate `port` presents.
 async fn server_serial(
     port: u16,
@@ -674,7 +726,7 @@ async fn the_local_broker_runs_with_the_fleet_settings() {
             &state,
             &[
                 "eval",
-                "[application:get_env(rabbit, K) || K <- [queue_leader_locator, queue_master_locator, classic_queue_default_version, tcp_listen_options]].",
+                "[application:get_env(rabbit, K) || K <- [queue_leader_locator, queue_master_locator, classic_queue_default_version, tcp_listen_options, queue_index_embed_msgs_below]].",
             ],
         )
         .unwrap();
@@ -684,4 +736,9 @@ async fn the_local_broker_runs_with_the_fleet_settings() {
             "{want} missing from the node's settings: {env}"
         );
     }
+    assert!(
+        !env.contains("{ok,0}"),
+        "a single node keeps small messages in each classic queue's own store (its VPP inbox is \
+         classic, and takes a stream faster that way): {env}"
+    );
 }

@@ -933,6 +933,26 @@ async fn http_get(url: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_keeps_persistent_messages_in_its_shared_store() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let broker = ebadge_testkit::cluster().await;
+    let state = broker.state().unwrap().expect("the cluster is up");
+    let answers = broker
+        .ctl(
+            &state,
+            &[
+                "eval",
+                "rpc:multicall(application, get_env, [rabbit, queue_index_embed_msgs_below]).",
+            ],
+        )
+        .unwrap();
+    assert!(
+        answers.contains("{[{ok,0},{ok,0},{ok,0}],[]}"),
+        "every node runs ebadge_admin::broker::cluster_fleet_settings: {answers}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_and_haproxy_serve_prometheus_metrics() {
     let _one = ONE_AT_A_TIME.lock().await;
     let broker = ebadge_testkit::cluster().await;

@@ -15,7 +15,9 @@ mod config;
 mod layout;
 mod process;
 
-pub use config::{ENABLED_PLUGINS, advanced_config, fleet_settings, security_settings};
+pub use config::{
+    ENABLED_PLUGINS, advanced_config, cluster_fleet_settings, fleet_settings, security_settings,
+};
 pub use layout::{BrokerState, FrontState, NodeState};
 
 use crate::haproxy;

@@ -1,0 +1,42 @@
+#!/bin/bash
+# Measures one broker lever: runs an `ebadge bench` on fresh brokers, alternately with the
+# default settings and with extra Erlang arguments for every node, so that both arms see the
+# same machine in the same minutes. Each run gets a broker made for it and removed after it.
+#
+#   scripts/alternate.sh NODES ROUNDS 'ERL ARGS' BENCH [BENCH OPTIONS...]
+#
+# Examples (docs/benchmarks.md, "Each lever, same command"):
+#   scripts/alternate.sh 3 3 '-rabbit queue_index_embed_msgs_below 4096' activations --hehs 5000
+#   scripts/alternate.sh 1 3 '-rabbit queue_index_embed_msgs_below 0' ingest --hehs 1000 --messages 200000
+#
+# Prints, per run, the arm ("default" or "lever"), the round and the benchmark's JSON report
+# (the VPP's counters left out), and checks that the lever reached the nodes' arguments.
+# EBADGE (default target/release/ebadge) and BASE (default /tmp) choose the binary and where
+# the brokers' directories go.
+set -euo pipefail
+if [ $# -lt 4 ]; then
+    sed -n '2,15p' "$0" >&2
+    exit 2
+fi
+nodes=$1 rounds=$2 lever=$3
+shift 3
+ebadge=${EBADGE:-target/release/ebadge}
+base=${BASE:-/tmp}
+for round in $(seq 1 "$rounds"); do
+    for arm in default lever; do
+        dir=$base/alternate-$arm-$round
+        rm -rf "$dir"
+        if [ "$arm" = lever ]; then
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=$lever "$ebadge" broker up --dir "$dir" --nodes "$nodes" >/dev/null
+            # Each node's beam shows the arguments it was started with.
+            seen=$(pgrep -fa beam.smp | grep -c -F -- "$(echo "$lever" | sed 's/^+/-/')" || true)
+            [ "$seen" -ge "$nodes" ] || { echo "the lever did not reach the nodes ($seen of $nodes)" >&2; exit 1; }
+        else
+            "$ebadge" broker up --dir "$dir" --nodes "$nodes" >/dev/null
+        fi
+        report=$("$ebadge" bench "$@" --dir "$dir" --json 2>"$dir.log" | tail -1 | sed -E 's/"vpp":\{[^}]*\},?//')
+        echo "$arm $round $report"
+        "$ebadge" broker down --dir "$dir" >/dev/null 2>&1
+        rm -rf "$dir" "$dir.log"
+    done
+done
