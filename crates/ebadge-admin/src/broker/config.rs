@@ -160,7 +160,7 @@ pub fn fleet_settings() -> Vec<(String, String)> {
 /// store instead of the classic queue's own store. An activation burst puts one message into
 /// each of thousands of inboxes; in their own stores each queue creates and syncs a file, in
 /// the shared store one process appends them all and syncs them together (5,000 activations
-/// 14 % faster on one node, 5.2–6.0 s instead of 5.4–8.8 s on a fresh local cluster). Not on a
+/// 14 % faster on one node, 3.9–6.0 s instead of 5.4–8.8 s on fresh local clusters). Not on a
 /// single node: there the VPP's inbox is classic too, and one queue taking a stream of reports
 /// is 30 % slower through the shared store (docs/benchmarks.md, "Each lever").
 pub fn cluster_fleet_settings() -> Vec<(String, String)> {
