@@ -336,4 +336,24 @@ mod tests {
         );
         assert!(!plan.is_empty(), "there is something to do");
     }
+
+    #[test]
+    fn on_an_empty_broker_the_policy_comes_first_and_bindings_last() {
+        let registry = crate::registry::Registry::parse(
+            "[[entity]]\nname = \"ts\"\n[[heh]]\nname = \"heh-a\"\noperator = \"ts\"\n",
+        )
+        .unwrap();
+        let plan = Plan::compute(&desired(&registry, 1), &State::new(), "ebadge-admin");
+        let kinds: Vec<u8> = plan.to_import.iter().map(|i| i.key().0).collect();
+        assert!(
+            matches!(plan.to_import.first(), Some(Item::Policy { .. })),
+            "queues are created under the policy, not updated one by one after it: {:?}",
+            plan.add
+        );
+        assert!(
+            kinds.is_sorted(),
+            "each item after what it needs: {kinds:?}"
+        );
+        assert!(matches!(plan.to_import.last(), Some(Item::Binding { .. })));
+    }
 }
