@@ -9,7 +9,7 @@ use crate::state::Item;
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::{
     HEH_TAG, MESSAGE_TTL_MS, QUARANTINE_MAX_LENGTH, QUARANTINE_TTL_MS, inbox_queue,
-    is_valid_entity_name, parse_pair_exchange, permissions,
+    incoming_exchange, is_valid_entity_name, parse_pair_exchange, permissions, receiver_of_binding,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -21,14 +21,14 @@ pub struct Violation {
     /// Short kind, stable for scripts: `guest`, `password-user`, `plain-listener`, `tls`,
     /// `auth-mechanism`, `permissions`, `queue-ttl`, `queue-length`, `queue-overflow`,
     /// `queue-type`, `queue-replication`, `queue-placement`, `file-handles`, `binding`,
-    /// `exchange-type`, `default-exchange`, `user-name`.
+    /// `exchange-type`, `default-exchange`, `user-name`, `layout`.
     pub kind: &'static str,
     /// What exactly, and what to do.
     pub detail: String,
 }
 
 /// Every [`Violation::kind`], in a fixed order: the metrics name each, with 0 when none.
-pub const KINDS: [&str; 17] = [
+pub const KINDS: [&str; 18] = [
     "guest",
     "password-user",
     "plain-listener",
@@ -46,6 +46,7 @@ pub const KINDS: [&str; 17] = [
     "exchange-type",
     "default-exchange",
     "user-name",
+    "layout",
 ];
 
 /// The audit as Prometheus metrics (text format 0.0.4, as node_exporter's textfile collector
@@ -173,12 +174,13 @@ pub async fn audit(
         } = item
             && let Some((s, g)) = source.split_once("-to-")
             && !users.contains_key(g)
-            && let Some(member) = destination
-                .strip_prefix("private-")
-                .and_then(|d| d.strip_suffix("-in"))
+            && let Some(member) = receiver_of_binding(destination)
             && let (Ok(s), Ok(g)) = (EntityName::new(s), EntityName::new(g))
         {
-            groups_of.entry(member.to_owned()).or_default().push((s, g));
+            groups_of
+                .entry(member.to_string())
+                .or_default()
+                .push((s, g));
         }
     }
 
@@ -295,13 +297,26 @@ pub async fn audit(
     audit_bindings(&live, &users, &groups_of, &mut v);
     // On a cluster, a durable queue that is not replicated dies with its node (D3.2.3 6.2.1).
     let cluster_nodes = nodes.as_array().map_or(0, Vec::len);
-    let heh_inboxes: Vec<String> = users
+    let hehs: Vec<EntityName> = users
         .iter()
         .filter(
             |(_, u)| matches!(u, Item::User { tags, .. } if tags.split(',').any(|t| t == HEH_TAG)),
         )
-        .filter_map(|(n, _)| EntityName::new(n).ok().map(|n| inbox_queue(&n)))
+        .filter_map(|(n, _)| EntityName::new(n).ok())
         .collect();
+    for heh in &hehs {
+        // An HEH reads in one hop: an incoming exchange of its own is an older provisioning's.
+        let old = incoming_exchange(heh);
+        if live.contains_key(&Item::exchange_key(&old)) {
+            v(
+                "layout",
+                format!(
+                    "{old} exists: an HEH's pair and group exchanges are bound straight to its inbox (one hop); run `ebadge provision` to move the bindings (no queued message is touched) and delete it"
+                ),
+            );
+        }
+    }
+    let heh_inboxes: Vec<String> = hehs.iter().map(inbox_queue).collect();
 
     // Queues: every one under a TTL of at most 15 minutes (quarantines: their own longer bound)
     // and a length bound. The effective policy is computed from the policies themselves: the

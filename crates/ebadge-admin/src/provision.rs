@@ -144,11 +144,15 @@ impl Plan {
             .chain(self.remove.iter().map(tag("-")))
     }
 
-    /// Applies the plan through the management API of `management`: deletions first (bindings
-    /// before what they bind), then one definitions import per [`IMPORT_CHUNK`] items in key
-    /// order (what an item needs is created before it), then the
-    /// queues that change type, keeping their messages ([`crate::migrate`]). `progress` is
-    /// called with (done, total) items.
+    /// Applies the plan through the management API of `management`: first the exchanges and
+    /// queues that are declared again with other properties are deleted, then one definitions
+    /// import per [`IMPORT_CHUNK`] items in key order (what an item needs is created before it),
+    /// then what the registry no longer implies is deleted (bindings before what they bind),
+    /// then the queues that change type are migrated, keeping their messages
+    /// ([`crate::migrate`]). Removals come after imports so that a changed route is open
+    /// before the old one closes: while both exist the broker delivers a message once (it
+    /// routes to a set of queues), and there is never a moment when it routes to none.
+    /// `progress` is called with (done, total) items.
     pub async fn apply(
         &self,
         management: &Management,
@@ -173,14 +177,17 @@ impl Plan {
             + self.to_migrate.len()
             + self.to_finish.len();
         let mut done = 0;
-        let mut deletions = self.to_delete.clone();
-        deletions.sort_by_key(|i| match i {
+        let (redeclared, mut removals): (Vec<&Item>, Vec<&Item>) = self
+            .to_delete
+            .iter()
+            .partition(|i| self.to_import.iter().any(|n| n.key() == i.key()));
+        removals.sort_by_key(|i| match i {
             Item::Binding { .. } => 0,
             Item::Queue { .. } | Item::Exchange { .. } | Item::Policy { .. } => 1,
             Item::Permission { .. } => 2,
             Item::User { .. } => 3,
         });
-        for item in &deletions {
+        for item in redeclared {
             delete(client, item).await?;
             done += 1;
             progress(done, total);
@@ -191,6 +198,11 @@ impl Plan {
                 .await
                 .map_err(|e| ApiError::new("importing definitions", e))?;
             done += chunk.len();
+            progress(done, total);
+        }
+        for item in removals {
+            delete(client, item).await?;
+            done += 1;
             progress(done, total);
         }
         for side in &self.to_finish {

@@ -5,7 +5,7 @@ use crate::registry::{QueueType, Registry};
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::{
     HEH_TAG, QUARANTINE_MAX_LENGTH, QUARANTINE_PATTERN, QUARANTINE_POLICY, QUARANTINE_TTL_MS,
-    QUEUE_POLICY, inbox_queue, incoming_exchange, pair_exchange, permissions,
+    QUEUE_POLICY, inbox_queue, incoming_exchange, incoming_side, pair_exchange, permissions,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -88,7 +88,7 @@ impl Item {
             Item::Policy { name, .. } => (0, name.clone()),
             Item::User { name, .. } => (1, name.clone()),
             Item::Permission { user, .. } => (2, user.clone()),
-            Item::Exchange { name, .. } => (3, name.clone()),
+            Item::Exchange { name, .. } => Item::exchange_key(name),
             Item::Queue { name, .. } => Item::queue_key(name),
             Item::Binding {
                 source,
@@ -100,6 +100,11 @@ impl Item {
                 format!("{source}|{destination_type}|{destination}|{routing_key}"),
             ),
         }
+    }
+
+    /// The key of the exchange named `name`.
+    pub fn exchange_key(name: &str) -> (u8, String) {
+        (3, name.to_owned())
     }
 
     /// The key of the queue named `name`.
@@ -295,15 +300,17 @@ pub fn desired(registry: &Registry, cluster_nodes: usize) -> State {
         destination_type: destination_type.into(),
         routing_key: "#".into(),
     };
+    let is_heh = |name: &EntityName| registry.role(name) == Some("heh");
     let queue = |name: &EntityName| Item::Queue {
         name: inbox_queue(name),
         durable: true,
-        queue_type: inbox_queue_type(
-            registry.options.queue_type,
-            registry.role(name) == Some("heh"),
-            cluster_nodes,
-        )
-        .into(),
+        queue_type: inbox_queue_type(registry.options.queue_type, is_heh(name), cluster_nodes)
+            .into(),
+    };
+    // A pair or group exchange into `receiver`'s incoming side (one hop for HEHs).
+    let into = |exchange: String, receiver: &EntityName| {
+        let side = incoming_side(receiver, is_heh(receiver));
+        bind(exchange, side.name().to_owned(), side.destination_type())
     };
     for name in registry.entities() {
         let groups: Vec<(EntityName, EntityName)> = registry
@@ -316,7 +323,7 @@ pub fn desired(registry: &Registry, cluster_nodes: usize) -> State {
         items.push(Item::User {
             name: name.to_string(),
             has_password: false,
-            tags: if registry.role(name) == Some("heh") {
+            tags: if is_heh(name) {
                 HEH_TAG.into()
             } else {
                 String::new()
@@ -328,28 +335,22 @@ pub fn desired(registry: &Registry, cluster_nodes: usize) -> State {
             write: p.write,
             read: p.read,
         });
-        items.push(topic(incoming_exchange(name)));
         items.push(queue(name));
-        items.push(bind(incoming_exchange(name), inbox_queue(name), "queue"));
+        if !is_heh(name) {
+            items.push(topic(incoming_exchange(name)));
+            items.push(bind(incoming_exchange(name), inbox_queue(name), "queue"));
+        }
     }
     for (a, b) in registry.links() {
         for (from, to) in [(a, b), (b, a)] {
             items.push(topic(pair_exchange(from, to)));
-            items.push(bind(
-                pair_exchange(from, to),
-                incoming_exchange(to),
-                "exchange",
-            ));
+            items.push(into(pair_exchange(from, to), to));
         }
     }
     for g in registry.groups() {
         items.push(topic(pair_exchange(&g.sender, &g.name)));
         for m in &g.members {
-            items.push(bind(
-                pair_exchange(&g.sender, &g.name),
-                incoming_exchange(m),
-                "exchange",
-            ));
+            items.push(into(pair_exchange(&g.sender, &g.name), m));
         }
     }
     items.push(Item::Policy {

@@ -374,13 +374,16 @@ async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
             {"name": "intruder", "password_hash": "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR", "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ""}
         ],
         "permissions": [{"user": "heh-a", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}],
-        "exchanges": [{"name": "rogue-direct", "vhost": "/", "type": "direct", "durable": true, "auto_delete": false, "internal": false, "arguments": {}}],
+        "exchanges": [
+            {"name": "rogue-direct", "vhost": "/", "type": "direct", "durable": true, "auto_delete": false, "internal": false, "arguments": {}},
+            {"name": "private-heh-a-in", "vhost": "/", "type": "topic", "durable": true, "auto_delete": false, "internal": false, "arguments": {}}
+        ],
         "queues": [
             {"name": "no-ttl-queue", "vhost": "/", "durable": true, "auto_delete": false, "arguments": {}},
             {"name": "private-heh-a-stream", "vhost": "/", "durable": true, "auto_delete": false, "arguments": {"x-queue-type": "stream"}},
             {"name": "private-heh-a-droppy", "vhost": "/", "durable": true, "auto_delete": false, "arguments": {"x-overflow": "drop-head"}}
         ],
-        "bindings": [{"source": "heh-b-to-ts", "vhost": "/", "destination": "private-heh-a-in", "destination_type": "exchange", "routing_key": "#", "arguments": {}}],
+        "bindings": [{"source": "heh-b-to-ts", "vhost": "/", "destination": "private-heh-a-inbox", "destination_type": "queue", "routing_key": "#", "arguments": {}}],
         "policies": [{"vhost": "/", "name": "rogue", "pattern": "^no-ttl", "apply-to": "queues", "definition": {"max-length": 10}, "priority": 5}]
     });
     client.import_definitions(violations).await.unwrap();
@@ -396,6 +399,7 @@ async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
         "queue-type",
         "queue-overflow",
         "binding",
+        "layout",
     ] {
         assert!(kinds.contains(kind), "{kind} not reported: {found:?}");
     }
@@ -420,7 +424,12 @@ async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
     assert!(
         found.iter().any(|v| v.kind == "binding"
             && v.detail
-                .contains("heh-b-to-ts is bound to private-heh-a-in")),
+                .contains("heh-b-to-ts is bound to private-heh-a-inbox")),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|v| v.kind == "layout"
+            && v.detail.starts_with("private-heh-a-in exists: an HEH's pair")),
         "{found:?}"
     );
 
@@ -449,6 +458,16 @@ async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
         "{:?}",
         repair.lines().collect::<Vec<_>>()
     );
+    // The stray binding and the HEH's old incoming exchange are provisioning's to remove.
+    assert_eq!(
+        repair.remove,
+        [
+            "exchange private-heh-a-in (topic, durable)",
+            "binding heh-b-to-ts -> private-heh-a-inbox [#]"
+        ],
+        "{:?}",
+        repair.lines().collect::<Vec<_>>()
+    );
     repair.apply(&management, |_, _| {}).await.unwrap();
     assert_eq!(audit::audit(&client, &management).await.unwrap(), vec![]);
 }
@@ -471,7 +490,8 @@ async fn imports_in_small_chunks_create_every_item_after_what_it_needs() {
         .await
         .unwrap();
     let items = plan.add.len();
-    assert!(items >= 4 * 8, "{:?}", plan.lines().collect::<Vec<_>>());
+    // Per HEH: user, permissions, two pair exchanges, inbox, two bindings.
+    assert!(items >= 4 * 7, "{:?}", plan.lines().collect::<Vec<_>>());
     let mut progress = Vec::new();
     // Two items a request, as a big registry goes in requests of 5,000: a binding imported before
     // its exchange or queue, or a permission before its user, fails with 404.

@@ -18,7 +18,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let profile = Profile::load(&Profile::locate(None))?;
     let vpp = EntityName::new("vpp")?;
     let mut tap = Tap::open(&profile, &vpp, "report.#").await?;
-    println!("tapping {} through {}", tap.exchange(), tap.queue());
+    println!(
+        "tapping {} through {}",
+        tap.exchanges().join(", "),
+        tap.queue()
+    );
 
     let heh = Client::connect(ClientConfig::new(
         profile.clone(),

@@ -179,14 +179,80 @@ pub fn private_prefix(name: &EntityName) -> String {
     format!("private-{name}-")
 }
 
-/// The entity's incoming exchange, bound to every exchange it may read.
+/// The incoming exchange of a back-end entity (operator, VPP, market party), bound to every
+/// exchange it may read: the one place all its incoming traffic passes, where its taps and its
+/// own routing (D3.2.3 5.3.3: "route just the energy measurements to a database writer") bind
+/// once instead of once per sender. HEHs have none (see [`incoming_side`]).
 pub fn incoming_exchange(name: &EntityName) -> String {
     format!("private-{name}-in")
 }
 
-/// The entity's durable inbox queue, bound to its incoming exchange with `#`.
+/// The entity's durable inbox queue.
 pub fn inbox_queue(name: &EntityName) -> String {
     format!("private-{name}-inbox")
+}
+
+/// What the exchanges an entity reads (its pair exchanges and group exchanges) are bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IncomingSide {
+    /// An HEH: straight to its inbox queue, one routing hop. A fleet of 20,000 HEHs has 20,000
+    /// exchanges and 20,000 bindings fewer to provision and recover (docs/benchmarks.md, "Fleet
+    /// scale on the cluster"); an HEH reads from one or two senders, so its tap binds to those.
+    Inbox(String),
+    /// Any other entity: to its [`incoming_exchange`], which is bound to its inbox.
+    Exchange(String),
+}
+
+impl IncomingSide {
+    /// The name of the queue or exchange.
+    pub fn name(&self) -> &str {
+        match self {
+            IncomingSide::Inbox(n) | IncomingSide::Exchange(n) => n,
+        }
+    }
+
+    /// The binding's destination type in RabbitMQ's terms: `queue` or `exchange`.
+    pub fn destination_type(&self) -> &'static str {
+        match self {
+            IncomingSide::Inbox(_) => "queue",
+            IncomingSide::Exchange(_) => "exchange",
+        }
+    }
+}
+
+/// Where the exchanges `name` reads are bound, by whether it is an HEH.
+///
+/// ```
+/// use ebadge_bus::conventions::{EntityName, IncomingSide, incoming_side};
+/// let heh = EntityName::new("heh-a")?;
+/// let vpp = EntityName::new("vpp")?;
+/// assert_eq!(incoming_side(&heh, true), IncomingSide::Inbox("private-heh-a-inbox".into()));
+/// assert_eq!(incoming_side(&vpp, false), IncomingSide::Exchange("private-vpp-in".into()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn incoming_side(name: &EntityName, heh: bool) -> IncomingSide {
+    if heh {
+        IncomingSide::Inbox(inbox_queue(name))
+    } else {
+        IncomingSide::Exchange(incoming_exchange(name))
+    }
+}
+
+/// The entity whose incoming side `destination` is (its incoming exchange or its inbox), for
+/// reading a live broker's bindings.
+///
+/// ```
+/// use ebadge_bus::conventions::receiver_of_binding;
+/// assert_eq!(receiver_of_binding("private-heh-a-inbox").unwrap().as_str(), "heh-a");
+/// assert_eq!(receiver_of_binding("private-vpp-in").unwrap().as_str(), "vpp");
+/// assert!(receiver_of_binding("private-vpp-tap-1").is_none());
+/// ```
+pub fn receiver_of_binding(destination: &str) -> Option<EntityName> {
+    let rest = destination.strip_prefix("private-")?;
+    let name = rest
+        .strip_suffix("-inbox")
+        .or_else(|| rest.strip_suffix("-in"))?;
+    EntityName::new(name).ok()
 }
 
 /// Where the entity's client dead-letters messages it could not accept, with the reason.
@@ -200,7 +266,7 @@ pub const QUARANTINE_REASON_HEADER: &str = "x-ebadge-reason";
 pub const QUARANTINE_FROM_HEADER: &str = "x-ebadge-from";
 
 /// A temporary tap queue of the entity (`private-<name>-tap-<id>`): in its private namespace, so
-/// the entity may declare it and bind it to its incoming exchange.
+/// the entity may declare it and bind it to what it reads.
 pub fn tap_queue(name: &EntityName, id: &str) -> String {
     format!("private-{name}-tap-{id}")
 }

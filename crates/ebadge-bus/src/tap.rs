@@ -1,5 +1,6 @@
 //! A tap: a live copy of an entity's incoming stream, through a temporary queue in its private
-//! namespace bound to its incoming exchange. The inbox is untouched: the application goes on
+//! namespace bound to its incoming exchange (an HEH has none: its tap binds to the exchanges of
+//! the senders it names, [`Tap::open_from`]). The inbox is untouched: the application goes on
 //! receiving everything, and the tap's queue disappears with its connection.
 //!
 //! ```no_run
@@ -14,10 +15,11 @@
 //! ```
 
 use crate::connect::{ConnectError, connect};
-use crate::conventions::{EntityName, incoming_exchange, tap_queue};
+use crate::conventions::{EntityName, incoming_exchange, pair_exchange, tap_queue};
 use crate::profile::Profile;
 use amqprs::channel::{
-    BasicConsumeArguments, Channel, ConsumerMessage, QueueBindArguments, QueueDeclareArguments,
+    BasicConsumeArguments, Channel, ConsumerMessage, ExchangeDeclareArguments, QueueBindArguments,
+    QueueDeclareArguments,
 };
 use amqprs::connection::Connection;
 use ebadge_model::{InvalidMessage, Message};
@@ -29,6 +31,20 @@ pub enum TapError {
     /// The binding pattern is longer than AMQP allows.
     #[error("the pattern is {0} bytes; a binding key has at most 255")]
     PatternTooLong(usize),
+    /// The entity has no incoming exchange: it is an HEH, whose senders' exchanges are bound
+    /// straight to its inbox.
+    #[error(
+        "{0} has no incoming exchange private-{0}-in: an HEH reads in one hop, its senders' exchanges bound straight to its inbox. Name whose messages to tap: --from SENDER (the exchange SENDER-to-{0}) or --from SENDER-to-GROUP (a group exchange), once per source"
+    )]
+    NoIncomingExchange(EntityName),
+    /// An exchange named by `--from` does not exist.
+    #[error(
+        "there is no exchange {0}: check --from (a sender's name, or a group exchange SENDER-to-GROUP)"
+    )]
+    NoSuchExchange(String),
+    /// `--from` named something that is neither an entity nor an exchange `S-to-R`.
+    #[error("{0:?} is neither a sender's name nor an exchange SENDER-to-RECEIVER")]
+    BadSource(String),
     /// The connection failed.
     #[error(transparent)]
     Connect(#[from] ConnectError),
@@ -70,33 +86,100 @@ pub struct Tap {
     /// Kept open: amqprs closes a channel when its handle is dropped.
     _channel: Channel,
     queue: String,
-    exchange: String,
+    exchanges: Vec<String>,
     deliveries: UnboundedReceiver<ConsumerMessage>,
+}
+
+/// The exchange a `--from` source names for receiver `me`: a sender's name stands for its pair
+/// exchange `<sender>-to-<me>`; a name with `-to-` is an exchange already (a group's).
+///
+/// ```
+/// use ebadge_bus::{EntityName, tap::source_exchange};
+/// let me = EntityName::new("heh-a")?;
+/// assert_eq!(source_exchange(&me, "ts")?, "ts-to-heh-a");
+/// assert_eq!(source_exchange(&me, "ts-to-all-hehs")?, "ts-to-all-hehs");
+/// assert!(source_exchange(&me, "Not a name").is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn source_exchange(me: &EntityName, source: &str) -> Result<String, TapError> {
+    if crate::conventions::parse_pair_exchange(source).is_some() {
+        return Ok(source.to_owned());
+    }
+    let sender = EntityName::new(source).map_err(|_| TapError::BadSource(source.to_owned()))?;
+    Ok(pair_exchange(&sender, me))
 }
 
 impl Tap {
     /// Taps `me`'s incoming stream for routing keys matching `pattern` (`#` for all, `report.#`,
-    /// `*.heh-42`), connecting as `me` with its certificate.
+    /// `*.heh-42`), connecting as `me` with its certificate: everything `me` receives, through
+    /// its incoming exchange. An HEH has none ([`TapError::NoIncomingExchange`]): use
+    /// [`Tap::open_from`].
     pub async fn open(profile: &Profile, me: &EntityName, pattern: &str) -> Result<Tap, TapError> {
+        Tap::bound_to(profile, me, Some(incoming_exchange(me)), pattern).await
+    }
+
+    /// Taps what `me` receives from `sources`: each a sender's name (its pair exchange to `me`)
+    /// or an exchange `S-to-R` that `me` may read (a group's), see [`source_exchange`].
+    pub async fn open_from(
+        profile: &Profile,
+        me: &EntityName,
+        sources: &[String],
+        pattern: &str,
+    ) -> Result<Tap, TapError> {
+        let exchanges = sources
+            .iter()
+            .map(|s| source_exchange(me, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        Tap::bound_to(profile, me, exchanges, pattern).await
+    }
+
+    /// Binds a new tap queue to `exchanges`. Each is looked up first (a passive declaration, on
+    /// a channel of its own): the broker answers a binding to a missing exchange by closing the
+    /// channel, which amqprs reports without the reason.
+    async fn bound_to(
+        profile: &Profile,
+        me: &EntityName,
+        exchanges: impl IntoIterator<Item = String>,
+        pattern: &str,
+    ) -> Result<Tap, TapError> {
         check_pattern(pattern)?;
+        let exchanges: Vec<String> = exchanges.into_iter().collect();
         let broker = |what| move |source| TapError::Broker { what, source };
         let connection = connect(profile, me.as_str()).await?;
+        let probe = connection
+            .open_channel(None)
+            .await
+            .map_err(broker("opening a channel"))?;
+        for exchange in &exchanges {
+            let mut declare = ExchangeDeclareArguments::new(exchange, "topic");
+            declare.passive = true;
+            if probe.exchange_declare(declare).await.is_err() {
+                let _ = connection.close().await;
+                return Err(if *exchange == incoming_exchange(me) {
+                    TapError::NoIncomingExchange(me.clone())
+                } else {
+                    TapError::NoSuchExchange(exchange.clone())
+                });
+            }
+        }
+        let _ = probe.close().await;
         let channel = connection
             .open_channel(None)
             .await
             .map_err(broker("opening a channel"))?;
         let queue = tap_queue(me, &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let exchange = incoming_exchange(me);
         let mut declare = QueueDeclareArguments::new(&queue);
         declare.exclusive(true).auto_delete(true).durable(false);
         channel
             .queue_declare(declare)
             .await
             .map_err(broker("declaring the tap queue"))?;
-        channel
-            .queue_bind(QueueBindArguments::new(&queue, &exchange, pattern))
-            .await
-            .map_err(broker("binding the tap queue"))?;
+        for exchange in &exchanges {
+            channel
+                .queue_bind(QueueBindArguments::new(&queue, exchange, pattern))
+                .await
+                .map_err(broker("binding the tap queue"))?;
+        }
         let mut consume = BasicConsumeArguments::new(&queue, "tap");
         consume.auto_ack(true);
         let (_, deliveries) = channel
@@ -107,7 +190,7 @@ impl Tap {
             connection,
             _channel: channel,
             queue,
-            exchange,
+            exchanges,
             deliveries,
         })
     }
@@ -117,9 +200,9 @@ impl Tap {
         &self.queue
     }
 
-    /// The exchange it is bound to (the entity's incoming exchange).
-    pub fn exchange(&self) -> &str {
-        &self.exchange
+    /// The exchanges it is bound to.
+    pub fn exchanges(&self) -> &[String] {
+        &self.exchanges
     }
 
     /// The next message, or `None` when the connection is gone.

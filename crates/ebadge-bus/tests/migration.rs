@@ -205,3 +205,165 @@ async fn a_migration_stopped_half_way_is_finished_by_the_next_provisioning() {
     receiver.close(Duration::from_secs(5)).await;
     sender.close(Duration::from_secs(5)).await;
 }
+
+/// `state` restricted to one test's entities (and the global policies): what a broker holding
+/// only that registry would have, so that a plan with removals leaves other tests alone.
+fn only_of(state: ebadge_admin::state::State, names: &[&str]) -> ebadge_admin::state::State {
+    use ebadge_admin::state::Item;
+    state
+        .into_iter()
+        .filter(|(_, item)| {
+            matches!(item, Item::Policy { .. }) || {
+                let text = item.to_string();
+                names.iter().any(|n| text.contains(n))
+            }
+        })
+        .collect()
+}
+
+/// The layout before HEHs read in one hop: every exchange bound to `heh`'s inbox goes through
+/// an incoming exchange `private-<heh>-in` instead.
+fn two_hops(state: ebadge_admin::state::State, heh: &EntityName) -> ebadge_admin::state::State {
+    use ebadge_admin::state::Item;
+    use ebadge_bus::conventions::{inbox_queue, incoming_exchange};
+    let (inbox, incoming) = (inbox_queue(heh), incoming_exchange(heh));
+    let binding = |source: &str, destination: &str, destination_type: &str| Item::Binding {
+        source: source.into(),
+        destination: destination.into(),
+        destination_type: destination_type.into(),
+        routing_key: "#".into(),
+    };
+    let mut items: Vec<Item> = state
+        .into_values()
+        .map(|item| match item {
+            Item::Binding {
+                source,
+                destination,
+                ..
+            } if destination == inbox => binding(&source, &incoming, "exchange"),
+            item => item,
+        })
+        .collect();
+    items.push(Item::Exchange {
+        name: incoming.clone(),
+        kind: "topic".into(),
+        durable: true,
+    });
+    items.push(binding(&incoming, &inbox, "queue"));
+    items.into_iter().map(|i| (i.key(), i)).collect()
+}
+
+/// HEHs moved from two routing hops to one: provisioning adds the direct binding before it
+/// removes the old route, so a publisher that nothing retries for (no confirms, not mandatory:
+/// an unroutable message is dropped) loses nothing while it happens, the broker delivers each
+/// message once while both routes exist, and what waited in the inbox stays there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_an_heh_to_one_routing_hop_on_a_live_broker_loses_no_message() {
+    use ebadge_admin::provision::Plan;
+    use ebadge_admin::state::desired;
+    const SENDER: &str = "hop-vpp";
+    const RECEIVER: &str = "hop-heh";
+    let profile = profile().await;
+    let m = ebadge_testkit::management();
+    let admin = ebadge_admin::mgmt::admin_client(&m);
+    let heh = EntityName::new(RECEIVER).unwrap();
+    let registry = pair(SENDER, RECEIVER, "auto");
+    let now = desired(&registry, 1);
+    let live = || async {
+        only_of(
+            provision::live_state(&admin).await.unwrap(),
+            &[SENDER, RECEIVER],
+        )
+    };
+    // The broker as an older provisioning left it.
+    Plan::compute(&two_hops(now.clone(), &heh), &live().await, &m.user)
+        .apply(&m, |_, _| {})
+        .await
+        .unwrap();
+    LocalBroker::new(ebadge_testkit::broker_dir())
+        .pki()
+        .issue_missing([SENDER, RECEIVER])
+        .unwrap();
+    let old = ebadge_bus::conventions::incoming_exchange(&heh);
+    let layout_finding = || async {
+        ebadge_admin::audit::audit(&admin, &m)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|v| v.kind == "layout" && v.detail.contains(&old))
+            .count()
+    };
+    assert_eq!(layout_finding().await, 1, "audit reports the old layout");
+
+    // Messages waiting in the inbox (the receiver is away), sent by our client.
+    let sender = client(&profile, SENDER).await;
+    let to = EntityName::new(RECEIVER).unwrap();
+    for n in 0..WAITING {
+        sender.send(&to, &numbered_report(n)).unwrap();
+    }
+    sender.flush().await.unwrap();
+    sender.close(Duration::from_secs(5)).await;
+
+    // A bare publisher goes on through the move, as fast as it can: nothing would return or
+    // retry a message that found no route.
+    let bare = ebadge_testkit::connect(SENDER).await;
+    let (channel, _) = ebadge_testkit::channel(&bare).await;
+    let exchange = ebadge_bus::conventions::pair_exchange(&EntityName::new(SENDER).unwrap(), &heh);
+    let stop = Arc::new(AtomicBool::new(false));
+    let during = {
+        let (stop, exchange) = (stop.clone(), exchange.clone());
+        tokio::spawn(async move {
+            let mut n = WAITING;
+            while !stop.load(Ordering::Relaxed) {
+                let mut props = amqprs::BasicProperties::default();
+                props.with_persistence(true);
+                channel
+                    .basic_publish(
+                        props,
+                        numbered_report(n).to_json_vec(),
+                        amqprs::channel::BasicPublishArguments::new(&exchange, "report"),
+                    )
+                    .await
+                    .unwrap();
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            (n, channel)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let plan = Plan::compute(&now, &live().await, &m.user);
+    plan.apply(&m, |_, _| {}).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (sent, _channel) = during.await.unwrap();
+    let lines: Vec<String> = plan.lines().collect();
+    for expected in [
+        format!("+ binding {exchange} -> private-{RECEIVER}-inbox [#]"),
+        format!("- binding {exchange} -> {old} [#]"),
+        format!("- binding {old} -> private-{RECEIVER}-inbox [#]"),
+        format!("- exchange {old} (topic, durable)"),
+    ] {
+        assert!(
+            lines.contains(&expected),
+            "the plan shows {expected:?}: {lines:#?}"
+        );
+    }
+    assert!(
+        sent > WAITING + 100,
+        "sent during the move: {}",
+        sent - WAITING
+    );
+
+    let receiver = client(&profile, RECEIVER).await;
+    let mut incoming = receiver.inbox().unwrap();
+    let numbers = collect(&mut incoming, SENDER, sent, Duration::from_secs(20)).await;
+    // Bare messages carry no message_id: a second copy would not be dropped, so "once" holds.
+    assert_each_once_any_order(&numbers, sent, &format!("the numbers from {SENDER}"));
+    assert_eq!(layout_finding().await, 0, "audit finds the layout right");
+    assert!(
+        Plan::compute(&now, &live().await, &m.user).is_empty(),
+        "nothing left to do"
+    );
+    receiver.close(Duration::from_secs(5)).await;
+}

@@ -234,6 +234,15 @@ name = "pika-op"
 [[heh]]
 name = "pika-heh"
 operator = "pika-op"
+[[entity]]
+name = "tap-op"
+[[heh]]
+name = "tap-heh"
+operator = "tap-op"
+[[group]]
+name = "tap-hehs"
+sender = "tap-op"
+members = ["tap-heh"]
 [[group]]
 name = "m-bsps"
 sender = "m-tso"

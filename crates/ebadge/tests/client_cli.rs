@@ -87,6 +87,75 @@ async fn send_then_listen_prints_the_documented_json_line_and_tap_sees_a_copy() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hehs_tap_names_its_senders_and_sees_their_pair_and_group_exchanges() {
+    let (_, path) = shared_profile().await;
+    ebadge_testkit::drain_inbox(&Profile::load(&path).unwrap(), "tap-heh").await;
+    // An HEH reads in one hop: there is no incoming exchange to tap, and the error says why.
+    let refused = ebadge_with(&path, &["tap", "--as", "tap-heh"], "");
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("tap-heh has no incoming exchange") && err.contains("--from SENDER"),
+        "{err}"
+    );
+
+    let wrong = ebadge_with(&path, &["tap", "--as", "tap-heh", "--from", "nobody"], "");
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        !wrong.status.success() && err.contains("there is no exchange nobody-to-tap-heh"),
+        "{err}"
+    );
+
+    let mut tap = Command::new(env!("CARGO_BIN_EXE_ebadge"))
+        .args(["tap", "--as", "tap-heh", "--from", "tap-op"])
+        .args(["--from", "tap-op-to-tap-hehs", "--json", "--count", "2"])
+        .arg("--profile")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(tap.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.contains("bound to tap-op-to-tap-heh, tap-op-to-tap-hehs"),
+        "{line}"
+    );
+    for to in ["tap-heh", "tap-hehs"] {
+        let sent = ebadge_with(
+            &path,
+            &["send", "--as", "tap-op", "--to", to],
+            &format!("{}\n", report(7)),
+        );
+        assert!(
+            sent.status.success(),
+            "{}",
+            String::from_utf8_lossy(&sent.stderr)
+        );
+    }
+    let tapped = tap.wait_with_output().unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&tapped.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["from"] == "tap-op" && l["routing_key"] == "report")
+    );
+    // The inbox, untouched by the tap, holds both.
+    let heard = ebadge_with(
+        &path,
+        &["listen", "--as", "tap-heh", "--json", "--count", "2"],
+        "",
+    );
+    assert_eq!(String::from_utf8_lossy(&heard.stdout).lines().count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_durable_outbox_survives_a_killed_sender_and_delivers_after_the_outage() {
     let (profile, _) = shared_profile().await;
     let receiver = Client::connect(ClientConfig::new(

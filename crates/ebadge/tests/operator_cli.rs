@@ -69,9 +69,30 @@ fn definitions_export_holds_what_the_registry_implies() {
         "ts-to-heh-a",
         "ts-to-all-hehs",
         "private-ts-in",
-        "private-heh-a-in",
     ] {
         assert!(exchanges.contains(&x.to_owned()), "{x} in {exchanges:?}");
+    }
+    // An HEH reads in one hop: its operator's exchanges are bound straight to its inbox.
+    assert!(!exchanges.contains(&"private-heh-a-in".to_owned()));
+    let bindings: Vec<(String, String)> = defs["bindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let s = |k: &str| b[k].as_str().unwrap().to_owned();
+            (s("source"), s("destination"))
+        })
+        .collect();
+    for (source, destination) in [
+        ("ts-to-heh-a", "private-heh-a-inbox"),
+        ("ts-to-all-hehs", "private-heh-a-inbox"),
+        ("heh-a-to-ts", "private-ts-in"),
+        ("private-ts-in", "private-ts-inbox"),
+    ] {
+        assert!(
+            bindings.contains(&(source.into(), destination.into())),
+            "{source} -> {destination} in {bindings:?}"
+        );
     }
     // Quarantines are made by the clients on first use, not provisioned.
     assert_eq!(

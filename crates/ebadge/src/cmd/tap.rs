@@ -1,5 +1,5 @@
-//! `ebadge tap --as NAME [PATTERN]`: a live copy of NAME's incoming stream through a non-durable
-//! private queue, leaving the inbox untouched.
+//! `ebadge tap --as NAME [--from SENDER]... [PATTERN]`: a live copy of NAME's incoming stream
+//! through a non-durable private queue, leaving the inbox untouched.
 
 use std::process::ExitCode;
 
@@ -19,6 +19,12 @@ pub struct TapArgs {
     /// Binding pattern over routing keys `type[.heh_id]`, e.g. `report.#` or `*.heh-42`.
     #[arg(default_value = "#")]
     pub pattern: String,
+    /// Tap only what comes from SENDER (its exchange SENDER-to-NAME), or through a group
+    /// exchange SENDER-to-GROUP; repeatable. Needed for an HEH, which has no incoming exchange
+    /// (its senders' exchanges are bound straight to its inbox); without it, a tap sees
+    /// everything NAME receives.
+    #[arg(long = "from", value_name = "SENDER")]
+    pub from: Vec<String>,
     /// One line per message: {"from":..,"routing_key":..,"message":{..}} ("invalid" instead of
     /// "message" for bodies that are not valid eBADGE messages).
     #[arg(long)]
@@ -37,11 +43,15 @@ pub async fn run(args: TapArgs) -> Result<ExitCode> {
     ebadge_bus::tap::check_pattern(&args.pattern)?;
     let profile = args.profile.load()?;
     let me = EntityName::new(&args.name)?;
-    let mut tap = Tap::open(&profile, &me, &args.pattern).await?;
+    let mut tap = if args.from.is_empty() {
+        Tap::open(&profile, &me, &args.pattern).await?
+    } else {
+        Tap::open_from(&profile, &me, &args.from, &args.pattern).await?
+    };
     eprintln!(
         "tap: {} bound to {} with {:?}",
         tap.queue(),
-        tap.exchange(),
+        tap.exchanges().join(", "),
         args.pattern
     );
     let metrics = args.metrics.serve().await?;
