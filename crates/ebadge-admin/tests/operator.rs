@@ -429,7 +429,8 @@ async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
     );
     assert!(
         found.iter().any(|v| v.kind == "layout"
-            && v.detail.starts_with("private-heh-a-in exists: an HEH's pair")),
+            && v.detail
+                .starts_with("private-heh-a-in exists: an HEH's pair")),
         "{found:?}"
     );
 
