@@ -30,7 +30,9 @@ pub enum LocalError {
 /// What happens to what the broker has beyond the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Others {
-    /// Kept: the broker may serve other registries too (the demo, the benchmarks).
+    /// Kept: the broker may serve other registries too (the demo, the benchmarks); only what
+    /// belongs to this registry's entities and is no longer implied is removed
+    /// ([`crate::provision::Plan::keeping_others`]).
     Keep,
     /// Removed: the broker is brought to exactly the registry's state (the tests' reset).
     Remove,
@@ -65,7 +67,7 @@ pub async fn provision(
     let m = broker.management()?;
     let mut plan = provision::plan(&admin_client(&m), &m, registry).await?;
     if others == Others::Keep {
-        plan = plan.without_removals();
+        plan = plan.keeping_others(registry);
     }
     plan.apply(&m, progress).await?;
     let issued = broker

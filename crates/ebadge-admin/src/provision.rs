@@ -5,6 +5,7 @@ use crate::mgmt::{AdminClient, ApiError, RawApi, admin_client};
 use crate::profile::Management;
 use crate::registry::Registry;
 use crate::state::{Item, State, desired, from_definitions, to_definitions};
+use ebadge_bus::conventions::private_prefix;
 use rabbitmq_http_client::commons::BindingDestinationType;
 use rabbitmq_http_client::requests::BindingDeletionParams;
 use serde::Serialize;
@@ -118,14 +119,33 @@ impl Plan {
         plan
     }
 
-    /// The same plan without deletions: for adding a registry to a broker that holds others (the
-    /// demo), where the registry is not the whole truth.
-    pub fn without_removals(mut self) -> Plan {
-        self.remove.clear();
-        self.to_delete.retain(|i| {
-            matches!(i, Item::Exchange { .. } | Item::Queue { .. })
-                && self.to_import.iter().any(|n| n.key() == i.key())
-        });
+    /// The same plan, deleting only what belongs to the registry's own entities (managed
+    /// resources in their namespaces `private-<name>-`: an incoming exchange, an inbox, the
+    /// bindings into them): for adding a registry to a broker that holds others (the demo, the
+    /// benchmarks). The registry is not the whole truth there, but it is about its entities,
+    /// whose layout may have changed since the broker last saw them.
+    pub fn keeping_others(mut self, registry: &Registry) -> Plan {
+        let prefixes: Vec<String> = registry.entities().map(private_prefix).collect();
+        let owned = |item: &Item| {
+            let name = match item {
+                Item::Exchange { name, .. } | Item::Queue { name, .. } => name,
+                Item::Binding { destination, .. } => destination,
+                _ => return false,
+            };
+            prefixes.iter().any(|p| name.starts_with(p))
+        };
+        let redeclared = |item: &Item| self.to_import.iter().any(|n| n.key() == item.key());
+        let kept: Vec<Item> = std::mem::take(&mut self.to_delete)
+            .into_iter()
+            .filter(|i| owned(i) || redeclared(i))
+            .collect();
+        let shown: std::collections::HashSet<String> = kept
+            .iter()
+            .filter(|i| !redeclared(i))
+            .map(Item::to_string)
+            .collect();
+        self.remove.retain(|line| shown.contains(line));
+        self.to_delete = kept;
         self
     }
 
@@ -347,6 +367,28 @@ mod tests {
             "the side queue is not deleted with its messages"
         );
         assert!(!plan.is_empty(), "there is something to do");
+    }
+
+    #[test]
+    fn keeping_others_still_moves_the_registrys_own_hehs_to_one_hop() {
+        let registry = crate::registry::Registry::parse(
+            "[[entity]]\nname = \"ts\"\n[[heh]]\nname = \"heh-a\"\noperator = \"ts\"\n",
+        )
+        .unwrap();
+        let exchange = |name: &str| Item::Exchange {
+            name: name.into(),
+            kind: "topic".into(),
+            durable: true,
+        };
+        let mut live = desired(&registry, 1);
+        // The layout before one hop for heh-a, and an HEH of another registry.
+        for item in [exchange("private-heh-a-in"), exchange("private-heh-z-in")] {
+            live.insert(item.key(), item);
+        }
+        let plan = Plan::compute(&desired(&registry, 1), &live, "ebadge-admin")
+            .keeping_others(&registry);
+        assert_eq!(plan.remove, ["exchange private-heh-a-in (topic, durable)"]);
+        assert_eq!(plan.to_delete, [exchange("private-heh-a-in")]);
     }
 
     #[test]

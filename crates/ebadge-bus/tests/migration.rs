@@ -58,7 +58,7 @@ async fn changing_an_inbox_type_on_a_live_broker_moves_its_messages_and_loses_no
             let plan = provision::plan(admin, m, &r)
                 .await
                 .unwrap()
-                .without_removals();
+                .keeping_others(&r);
             plan.apply(m, |_, _| {}).await.unwrap();
             plan
         }
@@ -152,7 +152,7 @@ async fn a_migration_stopped_half_way_is_finished_by_the_next_provisioning() {
             provision::plan(admin, m, &r)
                 .await
                 .unwrap()
-                .without_removals()
+                .keeping_others(&r)
         }
     };
     plan("quorum").await.apply(&m, |_, _| {}).await.unwrap();
@@ -206,21 +206,6 @@ async fn a_migration_stopped_half_way_is_finished_by_the_next_provisioning() {
     sender.close(Duration::from_secs(5)).await;
 }
 
-/// `state` restricted to one test's entities (and the global policies): what a broker holding
-/// only that registry would have, so that a plan with removals leaves other tests alone.
-fn only_of(state: ebadge_admin::state::State, names: &[&str]) -> ebadge_admin::state::State {
-    use ebadge_admin::state::Item;
-    state
-        .into_iter()
-        .filter(|(_, item)| {
-            matches!(item, Item::Policy { .. }) || {
-                let text = item.to_string();
-                names.iter().any(|n| text.contains(n))
-            }
-        })
-        .collect()
-}
-
 /// The layout before HEHs read in one hop: every exchange bound to `heh`'s inbox goes through
 /// an incoming exchange `private-<heh>-in` instead.
 fn two_hops(state: ebadge_admin::state::State, heh: &EntityName) -> ebadge_admin::state::State {
@@ -260,7 +245,7 @@ fn two_hops(state: ebadge_admin::state::State, heh: &EntityName) -> ebadge_admin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moving_an_heh_to_one_routing_hop_on_a_live_broker_loses_no_message() {
     use ebadge_admin::provision::Plan;
-    use ebadge_admin::state::desired;
+    use ebadge_admin::state::{State, desired};
     const SENDER: &str = "hop-vpp";
     const RECEIVER: &str = "hop-heh";
     let profile = profile().await;
@@ -268,15 +253,18 @@ async fn moving_an_heh_to_one_routing_hop_on_a_live_broker_loses_no_message() {
     let admin = ebadge_admin::mgmt::admin_client(&m);
     let heh = EntityName::new(RECEIVER).unwrap();
     let registry = pair(SENDER, RECEIVER, "auto");
-    let now = desired(&registry, 1);
-    let live = || async {
-        only_of(
-            provision::live_state(&admin).await.unwrap(),
-            &[SENDER, RECEIVER],
-        )
+    // The plans leave the other tests' entities alone, as the demo's do.
+    let plan_for = |state: State| {
+        let (admin, m, registry) = (&admin, &m, &registry);
+        async move {
+            let live = provision::live_state(admin).await.unwrap();
+            Plan::compute(&state, &live, &m.user).keeping_others(registry)
+        }
     };
+    let now = desired(&registry, 1);
     // The broker as an older provisioning left it.
-    Plan::compute(&two_hops(now.clone(), &heh), &live().await, &m.user)
+    plan_for(two_hops(now.clone(), &heh))
+        .await
         .apply(&m, |_, _| {})
         .await
         .unwrap();
@@ -332,7 +320,7 @@ async fn moving_an_heh_to_one_routing_hop_on_a_live_broker_loses_no_message() {
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let plan = Plan::compute(&now, &live().await, &m.user);
+    let plan = plan_for(now.clone()).await;
     plan.apply(&m, |_, _| {}).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
@@ -361,9 +349,6 @@ async fn moving_an_heh_to_one_routing_hop_on_a_live_broker_loses_no_message() {
     // Bare messages carry no message_id: a second copy would not be dropped, so "once" holds.
     assert_each_once_any_order(&numbers, sent, &format!("the numbers from {SENDER}"));
     assert_eq!(layout_finding().await, 0, "audit finds the layout right");
-    assert!(
-        Plan::compute(&now, &live().await, &m.user).is_empty(),
-        "nothing left to do"
-    );
+    assert!(plan_for(now).await.is_empty(), "nothing left to do");
     receiver.close(Duration::from_secs(5)).await;
 }
