@@ -4,9 +4,14 @@
 # same machine in the same minutes. Each run gets a broker made for it and removed after it.
 #
 #   scripts/alternate.sh NODES ROUNDS 'ERL ARGS' BENCH [BENCH OPTIONS...]
+#   scripts/alternate.sh NODES ROUNDS bin:OTHER-EBADGE BENCH [BENCH OPTIONS...]
+#
+# The second form measures a change of code: the lever arm runs another build of ebadge (for
+# instance the commit before, built with `git worktree add`), with the default settings.
 #
 # Examples (docs/benchmarks.md, "Each lever, same command"):
 #   scripts/alternate.sh 3 3 '-rabbit queue_index_embed_msgs_below 4096' activations --hehs 5000
+#   scripts/alternate.sh 3 2 bin:/tmp/ebadge-old activations --hehs 5000
 #   scripts/alternate.sh 1 3 '-rabbit queue_index_embed_msgs_below 0' ingest --hehs 1000 --messages 200000
 #
 # Prints, per run, the arm ("default" or "lever"), the round and the benchmark's JSON report
@@ -15,7 +20,7 @@
 # the brokers' directories go.
 set -euo pipefail
 if [ $# -lt 4 ]; then
-    sed -n '2,15p' "$0" >&2
+    sed -n '2,20p' "$0" >&2
     exit 2
 fi
 nodes=$1 rounds=$2 lever=$3
@@ -26,7 +31,11 @@ for round in $(seq 1 "$rounds"); do
     for arm in default lever; do
         dir=$base/alternate-$arm-$round
         rm -rf "$dir"
-        if [ "$arm" = lever ]; then
+        run=$ebadge
+        if [ "$arm" = lever ] && [[ $lever == bin:* ]]; then
+            run=${lever#bin:}
+            "$run" broker up --dir "$dir" --nodes "$nodes" >/dev/null
+        elif [ "$arm" = lever ]; then
             RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=$lever "$ebadge" broker up --dir "$dir" --nodes "$nodes" >/dev/null
             # Each node's beam shows the arguments it was started with.
             seen=$(pgrep -fa beam.smp | grep -c -F -- "$(echo "$lever" | sed 's/^+/-/')" || true)
@@ -34,9 +43,9 @@ for round in $(seq 1 "$rounds"); do
         else
             "$ebadge" broker up --dir "$dir" --nodes "$nodes" >/dev/null
         fi
-        report=$("$ebadge" bench "$@" --dir "$dir" --json 2>"$dir.log" | tail -1 | sed -E 's/"vpp":\{[^}]*\},?//')
+        report=$("$run" bench "$@" --dir "$dir" --json 2>"$dir.log" | tail -1 | sed -E 's/"vpp":\{[^}]*\},?//')
         echo "$arm $round $report"
-        "$ebadge" broker down --dir "$dir" >/dev/null 2>&1
+        "$run" broker down --dir "$dir" >/dev/null 2>&1
         rm -rf "$dir" "$dir.log"
     done
 done

@@ -385,8 +385,8 @@ mod tests {
         for item in [exchange("private-heh-a-in"), exchange("private-heh-z-in")] {
             live.insert(item.key(), item);
         }
-        let plan = Plan::compute(&desired(&registry, 1), &live, "ebadge-admin")
-            .keeping_others(&registry);
+        let plan =
+            Plan::compute(&desired(&registry, 1), &live, "ebadge-admin").keeping_others(&registry);
         assert_eq!(plan.remove, ["exchange private-heh-a-in (topic, durable)"]);
         assert_eq!(plan.to_delete, [exchange("private-heh-a-in")]);
     }

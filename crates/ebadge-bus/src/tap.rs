@@ -115,7 +115,7 @@ impl Tap {
     /// its incoming exchange. An HEH has none ([`TapError::NoIncomingExchange`]): use
     /// [`Tap::open_from`].
     pub async fn open(profile: &Profile, me: &EntityName, pattern: &str) -> Result<Tap, TapError> {
-        Tap::bound_to(profile, me, Some(incoming_exchange(me)), pattern).await
+        Tap::bound_to(profile, me, vec![incoming_exchange(me)], pattern).await
     }
 
     /// Taps what `me` receives from `sources`: each a sender's name (its pair exchange to `me`)
@@ -139,11 +139,10 @@ impl Tap {
     async fn bound_to(
         profile: &Profile,
         me: &EntityName,
-        exchanges: impl IntoIterator<Item = String>,
+        exchanges: Vec<String>,
         pattern: &str,
     ) -> Result<Tap, TapError> {
         check_pattern(pattern)?;
-        let exchanges: Vec<String> = exchanges.into_iter().collect();
         let broker = |what| move |source| TapError::Broker { what, source };
         let connection = connect(profile, me.as_str()).await?;
         let probe = connection
