@@ -16,6 +16,25 @@ fn report(n: u64) -> String {
     )
 }
 
+/// Starts `ebadge tap ARGS`; returns it and the line it prints once its queue is bound.
+fn spawn_tap(profile: &std::path::Path, args: &[&str]) -> (std::process::Child, String) {
+    let mut tap = Command::new(env!("CARGO_BIN_EXE_ebadge"))
+        .arg("tap")
+        .args(args)
+        .arg("--profile")
+        .arg(profile)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(tap.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    // The rest is read too: a closed pipe would fail the tap's next line.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    (tap, line)
+}
+
 async fn shared_profile() -> (Profile, std::path::PathBuf) {
     let profile = ebadge_testkit::profile().await;
     let path = ebadge_admin::broker::LocalBroker::new(ebadge_testkit::broker_dir()).profile_path();
@@ -28,26 +47,17 @@ async fn send_then_listen_prints_the_documented_json_line_and_tap_sees_a_copy() 
     // Empty the receiver's inbox of earlier runs.
     ebadge_testkit::drain_inbox(&Profile::load(&path).unwrap(), "cli-receiver").await;
 
-    let mut tap = Command::new(env!("CARGO_BIN_EXE_ebadge"))
-        .args([
-            "tap",
+    let (tap, line) = spawn_tap(
+        &path,
+        &[
             "--as",
             "cli-receiver",
             "--json",
             "--count",
             "1",
             "get_capabilities",
-        ])
-        .arg("--profile")
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The tap says when its queue is bound.
-    let mut tap_err = BufReader::new(tap.stderr.take().unwrap());
-    let mut line = String::new();
-    tap_err.read_line(&mut line).unwrap();
+        ],
+    );
     assert!(line.starts_with("tap: private-cli-receiver-tap-"), "{line}");
 
     let input = "{\"msg\":\"get_capabilities\",\"device\":\"EV01\"}\n{\"msg\":\"get_capabilities\",\"device\":1}\n";
@@ -106,19 +116,20 @@ async fn an_hehs_tap_names_its_senders_and_sees_their_pair_and_group_exchanges()
         "{err}"
     );
 
-    let mut tap = Command::new(env!("CARGO_BIN_EXE_ebadge"))
-        .args(["tap", "--as", "tap-heh", "--from", "tap-op"])
-        .args(["--from", "tap-op-to-tap-hehs", "--json", "--count", "2"])
-        .arg("--profile")
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(tap.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (tap, line) = spawn_tap(
+        &path,
+        &[
+            "--as",
+            "tap-heh",
+            "--from",
+            "tap-op",
+            "--from",
+            "tap-op-to-tap-hehs",
+            "--json",
+            "--count",
+            "2",
+        ],
+    );
     assert!(
         line.contains("bound to tap-op-to-tap-heh, tap-op-to-tap-hehs"),
         "{line}"
