@@ -196,22 +196,50 @@ impl Plan {
     ) -> Result<(), ApiError> {
         let client = &admin_client(management);
         let api = RawApi::new(management);
-        let total = self.to_delete.len()
-            + self.to_import.len()
-            + self.to_migrate.len()
-            + self.to_finish.len();
-        let mut done = 0;
         let imported = self.imported_keys();
         let (redeclared, mut removals): (Vec<&Item>, Vec<&Item>) = self
             .to_delete
             .iter()
             .partition(|i| imported.contains(&i.key()));
+        // Deleting an exchange or a queue deletes its bindings with it: one request instead of
+        // one per binding (moving 20,000 HEHs to one hop deletes 20,000 exchanges, not 60,000
+        // items).
+        let (mut gone_exchanges, mut gone_queues) = (HashSet::new(), HashSet::new());
+        for &item in &removals {
+            match item {
+                Item::Exchange { name, .. } => gone_exchanges.insert(name.as_str()),
+                Item::Queue { name, .. } => gone_queues.insert(name.as_str()),
+                _ => false,
+            };
+        }
+        removals.retain(|i| match i {
+            Item::Binding {
+                source,
+                destination,
+                destination_type,
+                ..
+            } => {
+                let gone = if destination_type == "queue" {
+                    &gone_queues
+                } else {
+                    &gone_exchanges
+                };
+                !gone_exchanges.contains(source.as_str()) && !gone.contains(destination.as_str())
+            }
+            _ => true,
+        });
         removals.sort_by_key(|i| match i {
             Item::Binding { .. } => 0,
             Item::Queue { .. } | Item::Exchange { .. } | Item::Policy { .. } => 1,
             Item::Permission { .. } => 2,
             Item::User { .. } => 3,
         });
+        let total = redeclared.len()
+            + self.to_import.len()
+            + removals.len()
+            + self.to_migrate.len()
+            + self.to_finish.len();
+        let mut done = 0;
         for item in redeclared {
             delete(client, item).await?;
             done += 1;
