@@ -153,6 +153,50 @@ impl Plan {
         self.to_import.iter().map(Item::key).collect()
     }
 
+    /// The deletions in the order [`Plan::apply_in_chunks`] makes them: the exchanges and
+    /// queues declared again (before the imports), then the removals (after them), bindings
+    /// first. A binding whose exchange or queue is removed is left out: it goes with them.
+    fn deletions(&self) -> (Vec<&Item>, Vec<&Item>) {
+        let imported = self.imported_keys();
+        let (redeclared, mut removals): (Vec<&Item>, Vec<&Item>) = self
+            .to_delete
+            .iter()
+            .partition(|i| imported.contains(&i.key()));
+        // One request per exchange instead of one per binding too: moving 20,000 HEHs to one
+        // hop deletes 20,000 exchanges, not 60,000 items.
+        let (mut gone_exchanges, mut gone_queues) = (HashSet::new(), HashSet::new());
+        for &item in &removals {
+            match item {
+                Item::Exchange { name, .. } => gone_exchanges.insert(name.as_str()),
+                Item::Queue { name, .. } => gone_queues.insert(name.as_str()),
+                _ => false,
+            };
+        }
+        removals.retain(|i| match i {
+            Item::Binding {
+                source,
+                destination,
+                destination_type,
+                ..
+            } => {
+                let gone = if destination_type == "queue" {
+                    &gone_queues
+                } else {
+                    &gone_exchanges
+                };
+                !gone_exchanges.contains(source.as_str()) && !gone.contains(destination.as_str())
+            }
+            _ => true,
+        });
+        removals.sort_by_key(|i| match i {
+            Item::Binding { .. } => 0,
+            Item::Queue { .. } | Item::Exchange { .. } | Item::Policy { .. } => 1,
+            Item::Permission { .. } => 2,
+            Item::User { .. } => 3,
+        });
+        (redeclared, removals)
+    }
+
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.add.is_empty() && self.change.is_empty() && self.remove.is_empty()
@@ -196,44 +240,7 @@ impl Plan {
     ) -> Result<(), ApiError> {
         let client = &admin_client(management);
         let api = RawApi::new(management);
-        let imported = self.imported_keys();
-        let (redeclared, mut removals): (Vec<&Item>, Vec<&Item>) = self
-            .to_delete
-            .iter()
-            .partition(|i| imported.contains(&i.key()));
-        // Deleting an exchange or a queue deletes its bindings with it: one request instead of
-        // one per binding (moving 20,000 HEHs to one hop deletes 20,000 exchanges, not 60,000
-        // items).
-        let (mut gone_exchanges, mut gone_queues) = (HashSet::new(), HashSet::new());
-        for &item in &removals {
-            match item {
-                Item::Exchange { name, .. } => gone_exchanges.insert(name.as_str()),
-                Item::Queue { name, .. } => gone_queues.insert(name.as_str()),
-                _ => false,
-            };
-        }
-        removals.retain(|i| match i {
-            Item::Binding {
-                source,
-                destination,
-                destination_type,
-                ..
-            } => {
-                let gone = if destination_type == "queue" {
-                    &gone_queues
-                } else {
-                    &gone_exchanges
-                };
-                !gone_exchanges.contains(source.as_str()) && !gone.contains(destination.as_str())
-            }
-            _ => true,
-        });
-        removals.sort_by_key(|i| match i {
-            Item::Binding { .. } => 0,
-            Item::Queue { .. } | Item::Exchange { .. } | Item::Policy { .. } => 1,
-            Item::Permission { .. } => 2,
-            Item::User { .. } => 3,
-        });
+        let (redeclared, removals) = self.deletions();
         let total = redeclared.len()
             + self.to_import.len()
             + removals.len()
@@ -411,12 +418,61 @@ mod tests {
         assert!(!plan.is_empty(), "there is something to do");
     }
 
-    #[test]
-    fn keeping_others_still_moves_the_registrys_own_hehs_to_one_hop() {
-        let registry = crate::registry::Registry::parse(
+    /// An operator `ts` and its HEH `heh-a`.
+    fn ts_and_heh_a() -> crate::registry::Registry {
+        crate::registry::Registry::parse(
             "[[entity]]\nname = \"ts\"\n[[heh]]\nname = \"heh-a\"\noperator = \"ts\"\n",
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn an_hehs_old_incoming_exchange_is_deleted_with_its_bindings_in_one_request() {
+        let registry = ts_and_heh_a();
+        let want = desired(&registry, 1);
+        let binding = |source: &str, destination: &str, destination_type: &str| Item::Binding {
+            source: source.into(),
+            destination: destination.into(),
+            destination_type: destination_type.into(),
+            routing_key: "#".into(),
+        };
+        let old_exchange = Item::Exchange {
+            name: "private-heh-a-in".into(),
+            kind: "topic".into(),
+            durable: true,
+        };
+        // The layout before one hop, and a binding that stays out of the exchange's way.
+        let mut live = want.clone();
+        live.remove(&binding("ts-to-heh-a", "private-heh-a-inbox", "queue").key());
+        for item in [
+            old_exchange.clone(),
+            binding("ts-to-heh-a", "private-heh-a-in", "exchange"),
+            binding("private-heh-a-in", "private-heh-a-inbox", "queue"),
+            binding("heh-a-to-ts", "private-heh-a-inbox", "queue"),
+        ] {
+            live.insert(item.key(), item);
+        }
+        let plan = Plan::compute(&want, &live, "ebadge-admin");
+        assert_eq!(
+            plan.remove.len(),
+            4,
+            "the plan shows every item: {:?}",
+            plan.remove
+        );
+        let (redeclared, removals) = plan.deletions();
+        assert!(redeclared.is_empty());
+        assert_eq!(
+            removals,
+            [
+                &binding("heh-a-to-ts", "private-heh-a-inbox", "queue"),
+                &old_exchange
+            ]
+        );
+    }
+
+    #[test]
+    fn keeping_others_still_moves_the_registrys_own_hehs_to_one_hop() {
+        let registry = ts_and_heh_a();
         let exchange = |name: &str| Item::Exchange {
             name: name.into(),
             kind: "topic".into(),
@@ -435,10 +491,7 @@ mod tests {
 
     #[test]
     fn on_an_empty_broker_the_policy_comes_first_and_bindings_last() {
-        let registry = crate::registry::Registry::parse(
-            "[[entity]]\nname = \"ts\"\n[[heh]]\nname = \"heh-a\"\noperator = \"ts\"\n",
-        )
-        .unwrap();
+        let registry = ts_and_heh_a();
         let plan = Plan::compute(&desired(&registry, 1), &State::new(), "ebadge-admin");
         let kinds: Vec<u8> = plan.to_import.iter().map(|i| i.key().0).collect();
         assert!(
