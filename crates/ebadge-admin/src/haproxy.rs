@@ -3,6 +3,13 @@
 //! that take a dead node out within two seconds and cut the sessions it held, so clients reconnect
 //! at once through a live node.
 //!
+//! The AMQPS checks are TLS handshakes that verify the node's certificate against the bus CA. A
+//! TCP check would keep a node that accepts connections but cannot complete TLS (a wrong
+//! certificate copied in a rotation, a broken TLS stack): with `balance leastconn` every new client
+//! would go to that node, the one with fewest connections, and fail. The check needs no client
+//! certificate: in TLS 1.3 the node presents and proves its certificate before it asks for the
+//! client's.
+//!
 //! The same rendering serves the local cluster (`ebadge broker up --nodes 3`) and the VRRP test;
 //! `deploy/haproxy/haproxy.cfg` is its production form.
 
@@ -47,6 +54,9 @@ pub struct Frontend {
     pub prometheus: Option<String>,
     /// The admin socket (`show servers state`, `disable server`).
     pub admin_socket: PathBuf,
+    /// The bus CA (`ca.pem`) the AMQPS health checks verify each node's certificate against
+    /// (none: a TCP check, which cannot see a node whose TLS is broken).
+    pub check_ca: Option<PathBuf>,
 }
 
 /// The configuration text.
@@ -55,11 +65,14 @@ pub struct Frontend {
 /// use ebadge_admin::haproxy::{Backend, Frontend, config};
 /// let front = Frontend { bind: "127.0.0.1".into(), max_connections: 9_000, amqps_port: 5671,
 ///     management_port: Some(15672), prometheus: Some("127.0.0.1:8405".into()),
-///     admin_socket: "/run/haproxy-ebadge.sock".into() };
+///     admin_socket: "/run/haproxy-ebadge.sock".into(),
+///     check_ca: Some("/etc/haproxy/ebadge-ca.pem".into()) };
 /// let nodes = [Backend { name: "node-1".into(), host: "10.0.0.1".into(), amqps_port: 5671,
 ///     management_port: 15672 }];
 /// let text = config(&front, &nodes);
-/// assert!(text.contains("server node-1 10.0.0.1:5671 check"));
+/// assert!(text.contains("server node-1 10.0.0.1:5671 check check-ssl verify required \
+///     ca-file /etc/haproxy/ebadge-ca.pem"));
+/// assert!(text.contains("server node-1 10.0.0.1:15672 check\n"));
 /// assert!(text.contains("on-marked-down shutdown-sessions"));
 /// assert!(text.contains("use-service prometheus-exporter"));
 /// ```
@@ -90,17 +103,23 @@ pub fn config(front: &Frontend, backends: &[Backend]) -> String {
         socket = front.admin_socket.display(),
         max = front.max_connections,
     );
+    let tls_check = front
+        .check_ca
+        .as_ref()
+        .map(|ca| format!(" check-ssl verify required ca-file {}", ca.display()))
+        .unwrap_or_default();
     let sections = [
         (
             "amqps",
             Some(front.amqps_port),
             Backend::amqps as fn(&Backend) -> u16,
+            tls_check.as_str(),
         ),
-        ("management", front.management_port, Backend::management),
+        ("management", front.management_port, Backend::management, ""),
     ];
-    for (section, port, pick) in sections
+    for (section, port, pick, check) in sections
         .into_iter()
-        .filter_map(|(s, port, pick)| Some((s, port?, pick)))
+        .filter_map(|(s, port, pick, check)| Some((s, port?, pick, check)))
     {
         let _ = write!(
             text,
@@ -113,7 +132,13 @@ pub fn config(front: &Frontend, backends: &[Backend]) -> String {
             bind = front.bind,
         );
         for b in backends {
-            let _ = writeln!(text, "    server {} {}:{} check", b.name, b.host, pick(b));
+            let _ = writeln!(
+                text,
+                "    server {} {}:{} check{check}",
+                b.name,
+                b.host,
+                pick(b)
+            );
         }
     }
     if let Some(address) = &front.prometheus {

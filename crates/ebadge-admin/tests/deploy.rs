@@ -13,6 +13,24 @@ fn deploy(file: &str) -> PathBuf {
         .join(file)
 }
 
+/// Where deploy/README.md has the bus CA copied on the haproxy hosts.
+const PRODUCTION_CHECK_CA: &str = "/etc/haproxy/ebadge-ca.pem";
+
+/// `haproxy -c` on `text` with the CA the health checks name replaced by a real one (haproxy
+/// loads it while it checks the file); the file is written as `name` in `dir`.
+fn haproxy_check(dir: &Path, name: &str, text: &str) -> Result<(), String> {
+    let pki = ebadge_admin::pki::Pki::new(dir.join("pki"));
+    pki.init(&["localhost".into()]).unwrap();
+    let file = dir.join(name);
+    let ca = pki.ca_cert();
+    std::fs::write(
+        &file,
+        text.replace(PRODUCTION_CHECK_CA, ca.to_str().unwrap()),
+    )
+    .unwrap();
+    haproxy::check(&file)
+}
+
 /// The production haproxy: three nodes mq1-mq3 at 10.0.0.11-13, AMQPS only (the management API
 /// stays on each node's loopback), room for 50,000 HEHs.
 fn production_haproxy() -> String {
@@ -24,6 +42,7 @@ fn production_haproxy() -> String {
         // Scraped by a Prometheus on the host; the management network's address in production.
         prometheus: Some("127.0.0.1:8405".into()),
         admin_socket: "/run/haproxy/ebadge.sock".into(),
+        check_ca: Some(PRODUCTION_CHECK_CA.into()),
     };
     let nodes: Vec<Backend> = (1..=3)
         .map(|i| Backend {
@@ -48,19 +67,26 @@ fn haproxy_cfg_is_what_the_code_writes_and_haproxy_accepts_it() {
         actual, expected,
         "deploy/haproxy/haproxy.cfg differs from haproxy::config (EBADGE_BLESS=1 rewrites it)"
     );
-    haproxy::check(&file).expect("haproxy -c accepts deploy/haproxy/haproxy.cfg");
+    assert!(
+        actual.contains(&format!(
+            "check-ssl verify required ca-file {PRODUCTION_CHECK_CA}"
+        )),
+        "the AMQPS checks verify each node's certificate"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    haproxy_check(dir.path(), "haproxy.cfg", &actual)
+        .expect("haproxy -c accepts deploy/haproxy/haproxy.cfg");
 }
 
 #[test]
 fn haproxy_check_reports_a_broken_file_in_its_own_words() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("broken.cfg");
-    std::fs::write(
-        &file,
-        production_haproxy().replace("balance leastconn", "balance nowhere"),
+    let error = haproxy_check(
+        dir.path(),
+        "broken.cfg",
+        &production_haproxy().replace("balance leastconn", "balance nowhere"),
     )
-    .unwrap();
-    let error = haproxy::check(&file).unwrap_err();
+    .unwrap_err();
     assert!(
         error.contains("broken.cfg:") && error.contains("balance only supports"),
         "{error}"

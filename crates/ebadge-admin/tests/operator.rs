@@ -574,7 +574,7 @@ async fn the_server_certificate_rotates_on_every_node_without_a_restart() {
 
     let names = ["localhost", "127.0.0.1", "::1", VRRP_VIP].map(String::from);
     pki.issue_server(&names, 30).unwrap();
-    assert_eq!(broker.reload_tls().unwrap(), ports.len());
+    assert_eq!(broker.reload_tls().await.unwrap(), ports.len());
 
     for (port, old) in ports.iter().zip(&before) {
         let new = server_serial(*port, &pki.ca_cert(), &me).await;
@@ -597,6 +597,23 @@ async fn the_server_certificate_rotates_on_every_node_without_a_restart() {
     .await;
     assert!(fresh.is_ok(), "{:?}", fresh.err());
     open.close(Duration::from_secs(5)).await;
+
+    // A wrong file (another CA's certificate) is caught by the reload, not by the next client.
+    let other = tempfile::tempdir().unwrap();
+    let foreign = ebadge_admin::pki::Pki::new(other.path());
+    foreign.init(&names).unwrap();
+    let ((own_cert, own_key), (cert, key)) = (pki.server(), foreign.server());
+    std::fs::copy(key, own_key).unwrap();
+    std::fs::copy(cert, own_cert).unwrap();
+    let error = broker.reload_tls().await.unwrap_err().to_string();
+    pki.issue_server(&names, 30).unwrap();
+    assert_eq!(broker.reload_tls().await.unwrap(), ports.len());
+    let first = &broker.status().unwrap().nodes[0].name;
+    assert!(
+        error.contains(&format!("node {first} does not complete TLS"))
+            && error.contains("invalid peer certificate"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

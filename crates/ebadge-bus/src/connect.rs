@@ -147,6 +147,10 @@ pub async fn connect_with(
         let reason = e.to_string();
         let hint = if reason.contains("peer shutdown") {
             "The broker closed the connection during login: no user has this certificate's CN (not provisioned, or revoked), or the broker refused the certificate; `ebadge audit` and the broker log tell which"
+        } else if reason.contains("invalid peer certificate") {
+            "We do not trust the certificate the broker presented: it must be signed by the CA of the profile's ca_file and name the host of amqps_url. Behind haproxy one node may present a wrong one: test each node (`openssl s_client -connect NODE:5671 -CAfile ca.pem`)"
+        } else if reason.contains("handshake eof") {
+            "The broker closed the connection during the TLS handshake: the node cannot complete TLS (see its log), or it is starting or stopping; try again"
         } else if reason.contains("CertificateRevoked") {
             "This certificate was revoked (the entity was revoked, or a newer certificate was issued for it): use the newest certificate, or ask the operator for a new one (`ebadge pki issue NAME`)"
         } else if reason.contains("refused") && !reason.contains("ACCESS_REFUSED") {

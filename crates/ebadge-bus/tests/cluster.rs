@@ -683,6 +683,7 @@ impl VrrpPair {
                 management_port: None,
                 prometheus: None,
                 admin_socket: dir.path().join(format!("haproxy{i}.sock")),
+                check_ca: Some(broker.pki().ca_cert()),
             };
             std::fs::write(&config, ebadge_admin::haproxy::config(&front, &backends)).unwrap();
             let child = spawn(
@@ -999,4 +1000,110 @@ async fn every_node_and_haproxy_serve_prometheus_metrics() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Puts a certificate of another CA into `node`'s PEM cache, where its TLS listener reads its
+/// certificate and key from, as a wrong file copied to one node in a rotation would. (The local
+/// cluster's nodes share one PKI directory, so the files cannot differ per node.) Dropping it
+/// clears the node's cache: it reads its own files again.
+struct ForeignCertificate<'a> {
+    broker: &'a LocalBroker,
+    node: String,
+}
+
+impl<'a> ForeignCertificate<'a> {
+    fn put(broker: &'a LocalBroker, node: &str, foreign: &ebadge_admin::pki::Pki) -> Self {
+        let (own_cert, own_key) = broker.pki().server();
+        let (cert, key) = foreign.server();
+        let code = format!(
+            "Read = fun(F) -> {{ok, B}} = file:read_file(F), public_key:pem_decode(B) end, \
+             Entries = [{{<<\"{}\">>, Read(\"{}\")}}, {{<<\"{}\">>, Read(\"{}\")}}], \
+             case rpc:call('{node}', sys, replace_state, [ssl_pem_cache, \
+               fun(S) -> true = ets:insert(ssl_pem_cache, Entries), S end]) of \
+               {{badrpc, R}} -> error(R); _ -> ok end.",
+            own_cert.display(),
+            cert.display(),
+            own_key.display(),
+            key.display(),
+        );
+        let state = broker.state().unwrap().expect("the cluster is up");
+        broker.ctl(&state, &["eval", &code]).unwrap();
+        Self {
+            broker,
+            node: node.to_owned(),
+        }
+    }
+}
+
+impl Drop for ForeignCertificate<'_> {
+    fn drop(&mut self) {
+        let state = self.broker.state().unwrap().expect("the cluster is up");
+        let code = format!("ok = rpc:call('{}', ssl, clear_pem_cache, []).", self.node);
+        self.broker.ctl(&state, &["eval", &code]).unwrap();
+    }
+}
+
+/// Waits up to 15 s for haproxy's exporter to count `active` AMQPS servers.
+async fn wait_for_active_servers(url: &str, active: usize) {
+    let wanted = format!("haproxy_backend_active_servers{{proxy=\"amqps-nodes\"}} {active}\n");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = http_get(url).await;
+        if text.contains(&wanted) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} lacks `{wanted}`:\n{text}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_presenting_a_certificate_of_another_ca_is_taken_out_and_clients_reach_the_others() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let broker = ebadge_testkit::cluster().await;
+    let profile = cluster_profile(&broker);
+    let status = broker.status().unwrap();
+    let url = status
+        .haproxy_metrics_url
+        .clone()
+        .expect("haproxy's exporter");
+    wait_for_active_servers(&url, 3).await;
+    let other = tempfile::tempdir().unwrap();
+    let foreign = ebadge_admin::pki::Pki::new(other.path());
+    foreign.init(&["localhost".into()]).unwrap();
+    let victim = &status.nodes[1];
+    let guard = ForeignCertificate::put(&broker, &victim.name, &foreign);
+
+    let direct = Client::connect(ebadge_bus::ClientConfig::new(
+        on_node(&profile, victim),
+        ebadge_bus::EntityName::new("ha-heh-1").unwrap(),
+    ))
+    .await;
+    assert!(
+        direct.is_err(),
+        "{} presents the other CA's certificate",
+        victim.name
+    );
+    // A TCP check would keep it; with `leastconn` it would then get every new client.
+    wait_for_active_servers(&url, 2).await;
+    let mut clients = Vec::new();
+    for i in 1..=9 {
+        let name = format!("ha-heh-{i}");
+        let config = ebadge_bus::ClientConfig::new(
+            profile.clone(),
+            ebadge_bus::EntityName::new(&name).unwrap(),
+        );
+        match Client::connect(config).await {
+            Ok(client) => clients.push(client),
+            Err(e) => panic!(
+                "{name} connects through haproxy while {} is out: {e}",
+                victim.name
+            ),
+        }
+    }
+    for client in &clients {
+        client.close(Duration::from_secs(5)).await;
+    }
+    drop(guard);
+    wait_for_active_servers(&url, 3).await;
 }

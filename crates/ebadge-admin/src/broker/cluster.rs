@@ -86,6 +86,7 @@ impl LocalBroker {
             management_port: Some(front.management_port),
             prometheus: Some(format!("127.0.0.1:{}", front.prometheus_port)),
             admin_socket: dir.join("admin.sock"),
+            check_ca: Some(self.pki().ca_cert()),
         };
         let config_file = dir.join("haproxy.cfg");
         write_file(&config_file, &haproxy::config(&frontend, &backends), false)?;

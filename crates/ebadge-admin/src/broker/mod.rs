@@ -14,6 +14,7 @@ mod cluster;
 mod config;
 mod layout;
 mod process;
+mod tls;
 
 pub use config::{
     ENABLED_PLUGINS, advanced_config, cluster_fleet_settings, fleet_settings, security_settings,
@@ -22,7 +23,7 @@ pub use layout::{BrokerState, FrontState, NodeState};
 
 use crate::haproxy;
 use crate::pki::Pki;
-use process::{live_pid, stop_process};
+use process::{kill_and_wait, live_pid, stop_process};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -80,6 +81,23 @@ pub enum BrokerError {
         /// What happened.
         reason: String,
         /// The console log.
+        log: PathBuf,
+        /// Its last lines.
+        tail: String,
+    },
+    /// A node runs but does not complete TLS on its AMQPS port, or does not present the PKI's
+    /// server certificate.
+    #[error(
+        "node {node} does not complete TLS with the broker's server certificate: {reason}. Check \
+         that pki/server.pem and pki/server.key are readable and belong together, then \
+         `ebadge broker reload-tls`; last lines of {log}:\n{tail}"
+    )]
+    Tls {
+        /// The Erlang node name.
+        node: String,
+        /// What the handshake on its AMQPS port did.
+        reason: String,
+        /// The node's console log.
         log: PathBuf,
         /// Its last lines.
         tail: String,
@@ -349,10 +367,19 @@ impl LocalBroker {
             // RabbitMQ 3.10 nodes restarted together can crash while comparing feature flags with
             // a peer that is still booting (`incompatible_feature_flags`, `badmap`); a second
             // start succeeds, so a node that died during boot gets two more.
+            // A node whose TLS listener fails every handshake is restarted the same way.
             let mut retries = 2;
             loop {
                 match self.wait_until_up(&state, node).await {
                     Ok(()) => break,
+                    Err(error @ BrokerError::Tls { .. }) if retries > 0 => {
+                        retries -= 1;
+                        tracing::warn!(node = %node.name, %error, "the node fails TLS handshakes; restarting it");
+                        if let Some(pid) = live_pid(&self.pid_path(node), "beam") {
+                            kill_and_wait(pid, || live_pid(&self.pid_path(node), "beam").is_some());
+                        }
+                        self.spawn(&server, node)?;
+                    }
                     Err(error)
                         if retries > 0 && live_pid(&self.pid_path(node), "beam").is_none() =>
                     {
@@ -473,27 +500,52 @@ impl LocalBroker {
         let Some(pid) = self.node_pid(index) else {
             return Ok(None);
         };
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.node_pid(index).is_some() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        kill_and_wait(pid, || self.node_pid(index).is_some());
         Ok(Some(pid))
     }
 
     /// Makes every running node read its certificate files again (after `Pki::issue_server`,
-    /// i.e. rotation): new connections get the new certificate, open ones carry on. Returns how
-    /// many nodes it reached.
-    pub fn reload_tls(&self) -> Result<usize, BrokerError> {
+    /// i.e. rotation): new connections get the new certificate, open ones carry on. Each node is
+    /// then checked by a TLS handshake: it must present the certificate now in `pki/server.pem`
+    /// (a node that still presents the old one has its cache cleared again, up to three times).
+    /// Returns how many nodes it reached.
+    pub async fn reload_tls(&self) -> Result<usize, BrokerError> {
         let state = self.existing_state()?;
+        let pki = self.pki();
+        let wanted = tls::certificate_in(&pki.server().0)
+            .map_err(|reason| self.tls_error(&state.nodes[0], reason))?;
         let mut reloaded = 0;
         for node in &state.nodes {
-            if live_pid(&self.pid_path(node), "beam").is_some() {
-                self.ctl_node(node, &["eval", "ssl:clear_pem_cache()."])?;
-                reloaded += 1;
+            if live_pid(&self.pid_path(node), "beam").is_none() {
+                continue;
             }
+            let mut attempts = 0;
+            loop {
+                self.ctl_node(node, &["eval", "ssl:clear_pem_cache()."])?;
+                attempts += 1;
+                let outcome =
+                    match tls::presented_certificate(node.amqps_port, &pki.ca_cert()).await {
+                        Ok(presented) if presented == wanted => break,
+                        Ok(_) => "it still presents another certificate".to_owned(),
+                        Err(reason) => reason,
+                    };
+                if attempts == 3 {
+                    return Err(self.tls_error(node, outcome));
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            reloaded += 1;
         }
         Ok(reloaded)
+    }
+
+    fn tls_error(&self, node: &NodeState, reason: String) -> BrokerError {
+        BrokerError::Tls {
+            node: node.name.clone(),
+            reason: format!("port {}: {reason}", node.amqps_port),
+            log: self.node_log(node),
+            tail: process::tail(&self.node_log(node), 15),
+        }
     }
 
     /// Runs `rabbitmqctl -n NODE ARGS…` against the first node, with this broker's environment.

@@ -3,6 +3,10 @@
 
 use super::layout::{BrokerState, NodeState};
 use super::{BOOT_TIMEOUT, BrokerError, LocalBroker};
+
+/// How long a node that answers its management API may still fail TLS handshakes on its AMQPS
+/// port (the listener starts with the node's other listeners, within a second or two).
+const TLS_GRACE: Duration = Duration::from_secs(30);
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,14 +29,22 @@ impl LocalBroker {
         node: &NodeState,
     ) -> Result<(), BrokerError> {
         let client = crate::mgmt::admin_client(&state.management_at(node.management_port));
+        let ca = self.pki().ca_cert();
         let started = Instant::now();
         let mut saw_pid = false;
+        let mut tls_failing_since: Option<Instant> = None;
         let pid_file = self.pid_path(node);
         loop {
-            if client.list_vhosts().await.is_ok()
-                && std::net::TcpStream::connect(("127.0.0.1", node.amqps_port)).is_ok()
-            {
-                return Ok(());
+            if client.list_vhosts().await.is_ok() {
+                match super::tls::presented_certificate(node.amqps_port, &ca).await {
+                    Ok(_) => return Ok(()),
+                    Err(reason) => {
+                        let since = *tls_failing_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > TLS_GRACE {
+                            return Err(self.tls_error(node, reason));
+                        }
+                    }
+                }
             }
             saw_pid |= live_pid(&pid_file, "beam").is_some();
             let died = saw_pid && live_pid(&pid_file, "beam").is_none();
@@ -119,6 +131,15 @@ pub(super) fn spawn_logged(
             source,
         })?;
     Ok(child)
+}
+
+/// Sends SIGKILL to `pid` and waits up to 10 s until `alive` says it is gone.
+pub(super) fn kill_and_wait(pid: u32, alive: impl Fn() -> bool) {
+    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 pub(super) fn tail(path: &Path, lines: usize) -> String {

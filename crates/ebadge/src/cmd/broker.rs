@@ -54,7 +54,8 @@ pub enum BrokerCommand {
         kill: bool,
     },
     /// Make every node read its certificate files again, after `ebadge pki server` (rotation):
-    /// new connections get the new certificate, open ones carry on.
+    /// new connections get the new certificate, open ones carry on. Each node is then checked by
+    /// a TLS handshake; a node that does not present the new certificate is named (exit 1).
     ReloadTls {
         /// Broker directory.
         #[arg(long, default_value = DEFAULT_DIR)]
@@ -145,8 +146,8 @@ pub async fn run(command: BrokerCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         BrokerCommand::ReloadTls { dir } => {
-            let nodes = LocalBroker::new(&dir).reload_tls()?;
-            eprintln!("{nodes} node(s) will present the current certificate to new connections");
+            let nodes = LocalBroker::new(&dir).reload_tls().await?;
+            eprintln!("{nodes} node(s) present the current certificate to new connections");
             Ok(ExitCode::SUCCESS)
         }
         BrokerCommand::Status { dir, json } => {

@@ -22,7 +22,8 @@ pub enum PkiCommand {
         server_names: Vec<String>,
     },
     /// Re-issue the broker's server certificate (rotation, or new names), signed by the CA.
-    /// RabbitMQ caches certificates: afterwards run `ebadge broker reload-tls` (local broker) or
+    /// RabbitMQ caches certificates: afterwards run `ebadge broker reload-tls` (local broker: it
+    /// also checks that every node presents the new certificate) or
     /// `rabbitmqctl eval 'ssl:clear_pem_cache().'` on each node of a deployed cluster.
     ///
     /// Example: ebadge pki server --server-name mq.example.net --server-name 10.0.0.10
