@@ -42,6 +42,17 @@ pub enum TapError {
         "there is no exchange {0}: check --from (a sender's name, or a group exchange SENDER-to-GROUP)"
     )]
     NoSuchExchange(String),
+    /// An exchange named by `--from` exists, but the broker refused to bind to it: only the
+    /// receiver of a pair exchange and the members of a group may read it (D3.2.3 5.3).
+    #[error(
+        "the broker refused {me} a binding to {exchange}: an entity reads only the exchanges to itself (SENDER-to-{me}) and to the groups it is a member of"
+    )]
+    NotReadable {
+        /// Who tapped.
+        me: EntityName,
+        /// The exchange.
+        exchange: String,
+    },
     /// `--from` named something that is neither an entity nor an exchange `S-to-R`.
     #[error("{0:?} is neither a sender's name nor an exchange SENDER-to-RECEIVER")]
     BadSource(String),
@@ -174,10 +185,18 @@ impl Tap {
             .await
             .map_err(broker("declaring the tap queue"))?;
         for exchange in &exchanges {
-            channel
+            // The exchange exists (looked up above), so a refused binding is a refused read.
+            if channel
                 .queue_bind(QueueBindArguments::new(&queue, exchange, pattern))
                 .await
-                .map_err(broker("binding the tap queue"))?;
+                .is_err()
+            {
+                let _ = connection.close().await;
+                return Err(TapError::NotReadable {
+                    me: me.clone(),
+                    exchange: exchange.clone(),
+                });
+            }
         }
         let mut consume = BasicConsumeArguments::new(&queue, "tap");
         consume.auto_ack(true);

@@ -115,6 +115,18 @@ async fn an_hehs_tap_names_its_senders_and_sees_their_pair_and_group_exchanges()
         !wrong.status.success() && err.contains("there is no exchange nobody-to-tap-heh"),
         "{err}"
     );
+    // A group exchange it is not a member of exists, and the broker refuses the read.
+    let foreign = ebadge_with(
+        &path,
+        &["tap", "--as", "tap-heh", "--from", "tso-to-bsps"],
+        "",
+    );
+    let err = String::from_utf8_lossy(&foreign.stderr);
+    assert!(
+        !foreign.status.success()
+            && err.contains("the broker refused tap-heh a binding to tso-to-bsps"),
+        "{err}"
+    );
 
     let (tap, line) = spawn_tap(
         &path,
