@@ -787,3 +787,26 @@ async fn the_local_broker_runs_with_the_fleet_settings() {
          classic, and takes a stream faster that way): {env}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_server_key_is_not_its_certificates_is_named_with_what_to_do() {
+    use ebadge_admin::broker::{BrokerError, LocalBroker, UpOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = LocalBroker::new(dir.path());
+    // A botched copy: the server certificate with a key that is not its own (the CA's, a valid
+    // key of the same type). The node boots, answers its management API, accepts TCP on its
+    // AMQPS port, and no client can trust it.
+    broker.pki().init(&["localhost".into()]).unwrap();
+    std::fs::copy(broker.pki().ca_key(), broker.pki().server().1).unwrap();
+    let outcome = broker.up(&UpOptions::default()).await;
+    broker.down().unwrap();
+    let error = outcome.expect_err("up fails");
+    assert!(matches!(error, BrokerError::Tls { .. }), "{error}");
+    let text = error.to_string();
+    assert!(
+        text.contains("does not complete TLS")
+            && text.contains("pki/server.key")
+            && text.contains("reload-tls"),
+        "{text}"
+    );
+}

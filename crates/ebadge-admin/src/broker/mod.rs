@@ -90,7 +90,7 @@ pub enum BrokerError {
     #[error(
         "node {node} does not complete TLS with the broker's server certificate: {reason}. Check \
          that pki/server.pem and pki/server.key are readable and belong together, then \
-         `ebadge broker reload-tls`; last lines of {log}:\n{tail}"
+         `ebadge broker reload-tls` (the node's log: {log})"
     )]
     Tls {
         /// The Erlang node name.
@@ -99,8 +99,6 @@ pub enum BrokerError {
         reason: String,
         /// The node's console log.
         log: PathBuf,
-        /// Its last lines.
-        tail: String,
     },
     /// A port is taken.
     #[error("port {0} is in use: choose another port, or stop what listens there")]
@@ -544,7 +542,6 @@ impl LocalBroker {
             node: node.name.clone(),
             reason: format!("port {}: {reason}", node.amqps_port),
             log: self.node_log(node),
-            tail: process::tail(&self.node_log(node), 15),
         }
     }
 

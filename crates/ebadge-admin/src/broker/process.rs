@@ -6,7 +6,7 @@ use super::{BOOT_TIMEOUT, BrokerError, LocalBroker};
 
 /// How long a node that answers its management API may still fail TLS handshakes on its AMQPS
 /// port (the listener starts with the node's other listeners, within a second or two).
-const TLS_GRACE: Duration = Duration::from_secs(30);
+const TLS_GRACE: Duration = Duration::from_secs(10);
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
