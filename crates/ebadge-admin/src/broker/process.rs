@@ -3,13 +3,13 @@
 
 use super::layout::{BrokerState, NodeState};
 use super::{BOOT_TIMEOUT, BrokerError, LocalBroker};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// How long a node that answers its management API may still fail TLS handshakes on its AMQPS
 /// port (the listener starts with the node's other listeners, within a second or two).
 const TLS_GRACE: Duration = Duration::from_secs(10);
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 impl LocalBroker {
     pub(super) fn spawn(&self, server: &Path, node: &NodeState) -> Result<(), BrokerError> {
