@@ -1,6 +1,7 @@
 //! High availability (D3.2.3 6.2.1-6.2.2) on a real three-node cluster behind haproxy: a node
-//! killed under load, a second node restarted, a consumer outage against the TTL, and a VRRP
-//! failover between two haproxy hosts in network namespaces. Every message is counted.
+//! killed under load, a second node restarted, a consumer outage against the TTL, a node whose
+//! TLS is broken, and a VRRP failover between two haproxy hosts in network namespaces. Every
+//! message is counted.
 
 mod common;
 
@@ -1037,9 +1038,15 @@ impl<'a> ForeignCertificate<'a> {
 
 impl Drop for ForeignCertificate<'_> {
     fn drop(&mut self) {
-        let state = self.broker.state().unwrap().expect("the cluster is up");
+        // No unwrap: a panic while the test is already panicking would abort the whole run.
         let code = format!("ok = rpc:call('{}', ssl, clear_pem_cache, []).", self.node);
-        self.broker.ctl(&state, &["eval", &code]).unwrap();
+        let cleared = match self.broker.state() {
+            Ok(Some(state)) => self.broker.ctl(&state, &["eval", &code]).map(|_| ()),
+            _ => Ok(()),
+        };
+        if let Err(e) = cleared {
+            eprintln!("{} keeps the foreign certificate: {e}", self.node);
+        }
     }
 }
 
