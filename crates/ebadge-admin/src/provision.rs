@@ -6,6 +6,7 @@ use crate::profile::Management;
 use crate::registry::Registry;
 use crate::state::{Item, State, desired, from_definitions, to_definitions};
 use ebadge_bus::EntityName;
+use ebadge_bus::conventions::possible_owners;
 use rabbitmq_http_client::commons::BindingDestinationType;
 use rabbitmq_http_client::requests::BindingDeletionParams;
 use serde::Serialize;
@@ -289,13 +290,10 @@ impl Plan {
     }
 }
 
-/// Whether `name` lies in the namespace `private-<n>-` of one of `names` (one lookup per `-`
-/// in it, so a plan for 20,000 entities stays linear).
+/// Whether `name` lies in the private namespace of one of `names` (one lookup per `-` in it, so
+/// a plan for 20,000 entities stays linear).
 fn in_namespace_of(name: &str, names: &HashSet<&str>) -> bool {
-    name.strip_prefix("private-").is_some_and(|rest| {
-        rest.match_indices('-')
-            .any(|(i, _)| names.contains(&rest[..i]))
-    })
+    possible_owners(name).any(|owner| names.contains(owner))
 }
 
 /// Reads the live state of vhost `/`.

@@ -179,6 +179,20 @@ pub fn private_prefix(name: &EntityName) -> String {
     format!("private-{name}-")
 }
 
+/// The names whose private namespace `resource` would lie in: what follows `private-`, cut
+/// before each `-` (names may hold `-`: `private-heh-a-in` is `heh`'s or `heh-a`'s), shortest
+/// first. None for a resource outside every namespace.
+///
+/// ```
+/// use ebadge_bus::conventions::possible_owners;
+/// assert_eq!(possible_owners("private-heh-a-in").collect::<Vec<_>>(), ["heh", "heh-a"]);
+/// assert_eq!(possible_owners("ts-to-heh-a").count(), 0);
+/// ```
+pub fn possible_owners(resource: &str) -> impl Iterator<Item = &str> {
+    let rest = resource.strip_prefix("private-").unwrap_or("");
+    rest.match_indices('-').map(move |(i, _)| &rest[..i])
+}
+
 /// The incoming exchange of a back-end entity (operator, VPP, market party), bound to every
 /// exchange it may read: the one place all its incoming traffic passes, where its taps and its
 /// own routing (D3.2.3 5.3.3: "route just the energy measurements to a database writer") bind
