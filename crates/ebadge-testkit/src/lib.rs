@@ -150,6 +150,10 @@ name = "cli-receiver"
 [[link]]
 between = ["cli-sender", "cli-receiver"]
 [[entity]]
+name = "cli-log-receiver"
+[[link]]
+between = ["cli-sender", "cli-log-receiver"]
+[[entity]]
 name = "cli-metrics-sender"
 [[entity]]
 name = "cli-metrics-receiver"

@@ -394,7 +394,7 @@ async fn logs_into_a_pipe_carry_no_colour_codes() {
             "--as",
             "cli-sender",
             "--to",
-            "cli-receiver",
+            "cli-log-receiver",
             "--profile",
         ])
         .arg(&path)
@@ -415,7 +415,7 @@ async fn logs_into_a_pipe_carry_no_colour_codes() {
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(logs.contains("DEBUG"), "debug logs were asked for: {logs}");
     assert!(!logs.contains('\x1b'), "no ANSI escape in a pipe: {logs:?}");
-    ebadge_testkit::drain_inbox(&Profile::load(&path).unwrap(), "cli-receiver").await;
+    ebadge_testkit::drain_inbox(&Profile::load(&path).unwrap(), "cli-log-receiver").await;
 }
 
 /// Scrapes `address` until it shows `sample`, for at most 20 s.

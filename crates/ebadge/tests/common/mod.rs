@@ -5,10 +5,18 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
 
-/// Runs `program` with `args`, `stdin` as its standard input; waits for it.
+/// How long one command may run before the test kills it and fails: a command that waits
+/// forever (a listener whose message another test took) must fail its test, not hold the
+/// whole run until CI's limit.
+const COMMAND_LIMIT: Duration = Duration::from_secs(300);
+
+/// Runs `program` with `args`, `stdin` as its standard input; waits for it, at most
+/// [`COMMAND_LIMIT`].
 pub fn run(program: impl AsRef<std::ffi::OsStr>, args: &[&std::ffi::OsStr], stdin: &str) -> Output {
-    let mut child = Command::new(program)
+    let mut child = Command::new(&program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -21,7 +29,26 @@ pub fn run(program: impl AsRef<std::ffi::OsStr>, args: &[&std::ffi::OsStr], stdi
         .unwrap()
         .write_all(stdin.as_bytes())
         .unwrap();
-    child.wait_with_output().unwrap()
+    let pid = child.id().to_string();
+    let (done, finished) = mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        let expired = finished.recv_timeout(COMMAND_LIMIT) == Err(RecvTimeoutError::Timeout);
+        if expired {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+        }
+        expired
+    });
+    let output = child.wait_with_output().unwrap();
+    let _ = done.send(());
+    let expired = watchdog.join().unwrap();
+    assert!(
+        !expired,
+        "{} {args:?} ran for more than {COMMAND_LIMIT:?} and was killed; it printed: {}{}",
+        program.as_ref().to_string_lossy(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    output
 }
 
 /// Runs `ebadge` with `args`.
