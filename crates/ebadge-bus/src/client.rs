@@ -336,7 +336,9 @@ impl Client {
     }
 
     /// Waits for every send to be confirmed (at most `timeout`), then sends the acknowledgements
-    /// given so far and closes the connection.
+    /// given so far and closes the connection. Also when the link is down or being remade: once
+    /// this returns, the client neither reconnects nor consumes (at most 5 s more are given to a
+    /// clean close; then the connection is dropped and the broker requeues what it held).
     pub async fn close(&self, timeout: Duration) {
         if let Ok(Err(e)) = tokio::time::timeout(timeout, self.flush()).await {
             tracing::error!(error = %e, "closing with undelivered messages");
@@ -344,8 +346,16 @@ impl Client {
         self.shared.shutdown.send_replace(true);
         self.shared.wake.notify_one();
         let handle = self.shared.supervisor.lock().unwrap().take();
-        if let Some(handle) = handle {
-            let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
+        if let Some(mut handle) = handle {
+            // Nothing of a closed client may live on: a supervisor still busy after 5 s is
+            // stopped, so it cannot consume (and take) messages meant for the next reader.
+            if tokio::time::timeout(Duration::from_secs(5), &mut handle)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the connection did not close within 5 s; dropped");
+                handle.abort();
+            }
         }
     }
 }

@@ -114,6 +114,10 @@ impl Supervisor {
         let mut delay = self.shared.config.reconnect_min;
         let mut shutdown = self.shared.shutdown.subscribe();
         loop {
+            // A close that came while the link was down or being remade: no new session.
+            if *shutdown.borrow() {
+                return;
+            }
             let conn = match connection.take() {
                 Some(c) => c,
                 None => match connect(
@@ -133,7 +137,7 @@ impl Supervisor {
                         let jittered = delay.mul_f64(0.5 + fastrand::f64());
                         tokio::select! {
                             _ = tokio::time::sleep(jittered) => {}
-                            _ = shutdown.changed() => return,
+                            _ = closed(&mut shutdown) => return,
                         }
                         delay = (delay * 2).min(self.shared.config.reconnect_max);
                         continue;
@@ -151,7 +155,10 @@ impl Supervisor {
                     tracing::warn!(%reason, "connection lost; reconnecting");
                     delay = self.shared.config.reconnect_min;
                     let jittered = delay.mul_f64(0.5 + fastrand::f64());
-                    tokio::time::sleep(jittered).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(jittered) => {}
+                        _ = closed(&mut shutdown) => return,
+                    }
                 }
             }
         }
@@ -290,7 +297,7 @@ impl Supervisor {
             }
             tokio::select! {
                 _ = &mut io_failure => return Err("network failure".into()),
-                _ = shutdown.changed() => {
+                _ = closed(&mut shutdown) => {
                     // Acknowledgements the application gave before closing must reach the
                     // broker, or those messages come back to the next run.
                     let tags: Vec<u64> = std::iter::from_fn(|| self.ack_rx.try_recv().ok())
@@ -606,4 +613,10 @@ impl Supervisor {
             },
         }))
     }
+}
+
+/// Resolves once the client is closed, at once if it already is (`changed` would wait for the
+/// next change and miss a close that came before this session began).
+async fn closed(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|down| *down).await;
 }

@@ -162,3 +162,64 @@ async fn connect_patiently_waits_out_a_broker_that_does_not_answer_yet() {
         .to_string();
     assert!(error.contains("connecting to"), "{error}");
 }
+
+/// A client closed while its link is down must not come back: its supervisor, waking from the
+/// reconnect delay, used to open a new session that never saw the close and went on consuming,
+/// taking (and acknowledging) messages meant for the next reader of the inbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_closed_while_reconnecting_never_consumes_again() {
+    let profile = profile().await;
+    let inbox_name = "private-close-receiver-inbox";
+    ebadge_testkit::drain_inbox(&profile, "close-receiver").await;
+    let proxy = Proxy::start(broker_addr(&profile)).await.unwrap();
+    let mut config = ebadge_bus::ClientConfig::new(
+        via(&profile, proxy.addr),
+        ebadge_bus::EntityName::new("close-receiver").unwrap(),
+    );
+    config.reconnect_min = Duration::from_secs(2);
+    let receiver = ebadge_bus::Client::connect(config).await.unwrap();
+    receiver.connected().await;
+
+    // Cut the link and let it through again at once: the client notices the loss and waits
+    // 1–3 s before it reconnects. Close it in that wait.
+    proxy.cut();
+    let lost = Instant::now();
+    while receiver.is_connected() {
+        assert!(
+            lost.elapsed() < Duration::from_secs(30),
+            "the cut was never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.restore();
+    let closing = Instant::now();
+    receiver.close(Duration::from_secs(1)).await;
+    assert!(
+        closing.elapsed() < Duration::from_secs(3),
+        "close waited {:?} for a supervisor that should have stopped at once",
+        closing.elapsed()
+    );
+
+    // Long after the reconnect delay, a message sent to it stays in its inbox, unconsumed.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let sender = client(&profile, "close-sender").await;
+    sender
+        .send(
+            &ebadge_bus::EntityName::new("close-receiver").unwrap(),
+            &numbered_report(1),
+        )
+        .unwrap();
+    sender.flush().await.expect("delivered");
+    sender.close(Duration::from_secs(1)).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let queue = loop {
+        let queue = ebadge_testkit::raw_get(&format!("queues/%2F/{inbox_name}")).await;
+        if queue["messages"] == 1 || Instant::now() > deadline {
+            break queue;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(queue["consumers"], 0, "a closed client consumes: {queue}");
+    assert_eq!(queue["messages_ready"], 1, "{queue}");
+    ebadge_testkit::drain_inbox(&profile, "close-receiver").await;
+}

@@ -505,6 +505,11 @@ pub struct ActivationReport {
     pub seconds: f64,
     /// Per-activation round trip p50, p90, p99, max (ms).
     pub round_trip_ms: [f64; 4],
+    /// First activate sent → the broker confirmed the last activation, seconds (sampled every
+    /// 10 ms; none when not measured). Beside `seconds` it shows which half of the burst is
+    /// long: taking in the activations, or delivering them and bringing the answers back.
+    #[serde(default)]
+    pub confirmed_seconds: Option<f64>,
     /// Resident memory added by the fleet, per HEH connection (KiB).
     pub kib_per_heh: f64,
     /// The VPP client's counters at the end.
@@ -610,6 +615,16 @@ where
     ));
     let (from, to) = crate::vpp::activation_window();
     let burst = Instant::now();
+    let all_confirmed = vpp.counters().confirmed + hehs as u64;
+    let confirmed_at = {
+        let vpp = vpp.clone();
+        tokio::spawn(async move {
+            while vpp.counters().confirmed < all_confirmed {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            burst.elapsed().as_secs_f64()
+        })
+    };
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..hehs {
         let vpp = vpp.clone();
@@ -634,6 +649,11 @@ where
         }
     }
     let seconds = burst.elapsed().as_secs_f64();
+    // The last confirms may come after the last answer: a queue delivers before its disk sync.
+    let confirmed_seconds = tokio::time::timeout(Duration::from_secs(10), confirmed_at)
+        .await
+        .ok()
+        .and_then(Result::ok);
     if let Some(fleet) = fleet {
         fleet.close(Duration::from_secs(5)).await;
     }
@@ -642,6 +662,7 @@ where
     Ok(ActivationReport {
         vpp: vpp_counters,
         kib_per_heh,
+        confirmed_seconds,
         ..ActivationReport::of_burst(hehs, connect_seconds, seconds, trips)
     })
 }

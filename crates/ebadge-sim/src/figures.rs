@@ -226,13 +226,16 @@ impl fmt::Display for ActivationReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} activations: {} answered, first sent → last answer {:.3} s; round trip p50 {:.1} ms p99 {:.1} ms; {:.0} KiB per HEH connection",
-            self.sent,
-            self.answered,
-            self.seconds,
-            self.round_trip_ms[0],
-            self.round_trip_ms[2],
-            self.kib_per_heh
+            "{} activations: {} answered, first sent → last answer {:.3} s",
+            self.sent, self.answered, self.seconds,
+        )?;
+        if let Some(confirmed) = self.confirmed_seconds {
+            write!(f, " (all taken in by the broker at {confirmed:.3} s)")?;
+        }
+        write!(
+            f,
+            "; round trip p50 {:.1} ms p99 {:.1} ms; {:.0} KiB per HEH connection",
+            self.round_trip_ms[0], self.round_trip_ms[2], self.kib_per_heh
         )
     }
 }

@@ -151,6 +151,12 @@ name = "cli-receiver"
 between = ["cli-sender", "cli-receiver"]
 [[entity]]
 name = "cli-log-receiver"
+[[entity]]
+name = "close-sender"
+[[entity]]
+name = "close-receiver"
+[[link]]
+between = ["close-sender", "close-receiver"]
 [[link]]
 between = ["cli-sender", "cli-log-receiver"]
 [[entity]]
