@@ -98,8 +98,10 @@ pub fn config(front: &Frontend, backends: &[Backend]) -> String {
          \x20   retries 3\n\
          \x20   option redispatch\n\
          \x20   # A node marked down takes its sessions with it: clients reconnect at once\n\
-         \x20   # instead of waiting for heartbeats to notice a silent peer.\n\
-         \x20   default-server inter 1s fall 2 rise 2 on-marked-down shutdown-sessions\n",
+         \x20   # instead of waiting for heartbeats to notice a silent peer. A check is a TLS\n\
+         \x20   # handshake given `inter` to finish; a node is out after three failures in a\n\
+         \x20   # row (6-9 s): a node too busy to answer for a few seconds keeps its sessions.\n\
+         \x20   default-server inter 3s fall 3 rise 2 on-marked-down shutdown-sessions\n",
         socket = front.admin_socket.display(),
         max = front.max_connections,
     );
