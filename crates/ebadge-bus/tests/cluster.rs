@@ -1050,23 +1050,39 @@ impl Drop for ForeignCertificate<'_> {
     }
 }
 
+/// How many AMQPS servers haproxy's exporter at `url` counts active.
+async fn active_servers(url: &str) -> usize {
+    let text = http_get(url).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix("haproxy_backend_active_servers{proxy=\"amqps-nodes\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{url} counts no AMQPS servers:\n{text}"))
+}
+
 /// Waits up to 15 s for haproxy's exporter to count `active` AMQPS servers.
 async fn wait_for_active_servers(url: &str, active: usize) {
-    let wanted = format!("haproxy_backend_active_servers{{proxy=\"amqps-nodes\"}} {active}\n");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let text = http_get(url).await;
-        if text.contains(&wanted) {
+        let now = active_servers(url).await;
+        if now == active {
             return;
         }
-        assert!(Instant::now() < deadline, "{url} lacks `{wanted}`:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "haproxy counts {now} active servers, not {active}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_presenting_a_certificate_of_another_ca_is_taken_out_and_clients_reach_the_others() {
-    let _one = ONE_AT_A_TIME.lock().await;
+/// The test cluster once haproxy counts all three nodes active: the broker, the profile through
+/// haproxy, the status and haproxy's exporter URL.
+async fn cluster_all_active() -> (
+    LocalBroker,
+    Profile,
+    ebadge_admin::broker::BrokerStatus,
+    String,
+) {
     let broker = ebadge_testkit::cluster().await;
     let profile = cluster_profile(&broker);
     let status = broker.status().unwrap();
@@ -1075,6 +1091,13 @@ async fn a_node_presenting_a_certificate_of_another_ca_is_taken_out_and_clients_
         .clone()
         .expect("haproxy's exporter");
     wait_for_active_servers(&url, 3).await;
+    (broker, profile, status, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_presenting_a_certificate_of_another_ca_is_taken_out_and_clients_reach_the_others() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (broker, profile, status, url) = cluster_all_active().await;
     let other = tempfile::tempdir().unwrap();
     let foreign = ebadge_admin::pki::Pki::new(other.path());
     foreign.init(&["localhost".into()]).unwrap();
@@ -1147,13 +1170,7 @@ async fn fewest_active_servers(url: &str, span: Duration) -> usize {
     let mut fewest = usize::MAX;
     let until = Instant::now() + span;
     while Instant::now() < until {
-        let text = http_get(url).await;
-        let active = text
-            .lines()
-            .find_map(|l| l.strip_prefix("haproxy_backend_active_servers{proxy=\"amqps-nodes\"} "))
-            .and_then(|n| n.trim().parse().ok())
-            .expect("haproxy counts its AMQPS servers");
-        fewest = fewest.min(active);
+        fewest = fewest.min(active_servers(url).await);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     fewest
@@ -1166,14 +1183,7 @@ async fn fewest_active_servers(url: &str, span: Duration) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_answers_nothing_for_4_seconds_keeps_its_sessions() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let broker = ebadge_testkit::cluster().await;
-    let profile = cluster_profile(&broker);
-    let status = broker.status().unwrap();
-    let url = status
-        .haproxy_metrics_url
-        .clone()
-        .expect("haproxy's exporter");
-    wait_for_active_servers(&url, 3).await;
+    let (_broker, profile, status, url) = cluster_all_active().await;
     // Through haproxy with `leastconn`: two clients on each node.
     let mut clients = Vec::new();
     for i in 1..=6 {
