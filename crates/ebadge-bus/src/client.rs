@@ -353,7 +353,8 @@ impl Client {
                 .await
                 .is_err()
             {
-                // Debug, not warn: a fleet closing thousands of clients at once hits this by the thousand.
+                // Debug, not warn: a fleet closing thousands of clients at once logs it thousands
+                // of times.
                 tracing::debug!("the connection did not close within 5 s; dropped");
                 handle.abort();
             }

@@ -616,7 +616,7 @@ where
     let (from, to) = crate::vpp::activation_window();
     let burst = Instant::now();
     let all_confirmed = vpp.counters().confirmed + hehs as u64;
-    let confirmed_at = {
+    let mut confirmed_at = {
         let vpp = vpp.clone();
         tokio::spawn(async move {
             while vpp.counters().confirmed < all_confirmed {
@@ -650,10 +650,14 @@ where
     }
     let seconds = burst.elapsed().as_secs_f64();
     // The last confirms may come after the last answer: a queue delivers before its disk sync.
-    let confirmed_seconds = tokio::time::timeout(Duration::from_secs(10), confirmed_at)
-        .await
-        .ok()
-        .and_then(Result::ok);
+    let confirmed_seconds =
+        match tokio::time::timeout(Duration::from_secs(10), &mut confirmed_at).await {
+            Ok(seconds) => seconds.ok(),
+            Err(_) => {
+                confirmed_at.abort();
+                None
+            }
+        };
     if let Some(fleet) = fleet {
         fleet.close(Duration::from_secs(5)).await;
     }
