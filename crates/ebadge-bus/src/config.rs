@@ -32,12 +32,18 @@ pub struct ClientConfig {
     pub reconnect_max: Duration,
     /// Incoming messages buffered for the application.
     pub inbox_capacity: usize,
-    /// Publish on a second connection of its own. RabbitMQ throttles a connection that
+    /// Connections of its own to publish on, each with one confirm-mode channel that takes a
+    /// share of the outbox by destination (every message for one exchange goes through the
+    /// same channel, so each receiver gets them in order). 0, the default: publish on the
+    /// consuming connection (an HEH does not need more connections).
+    ///
+    /// Why a back-end that sends bursts wants them: RabbitMQ throttles a connection that
     /// publishes faster than its queues take in (flow control) by no longer reading from it,
-    /// and that holds back the acknowledgements of the consumer on the same connection: a VPP
-    /// sending 5,000 activations at once then receives the answers only after the burst. Off by
-    /// default (an HEH would double its connections); on for back-ends that send bursts.
-    pub publish_connection: bool,
+    /// which holds back the acknowledgements of a consumer on the same connection; and one
+    /// channel is one process on one node of a cluster, which takes a burst in alone. Behind
+    /// haproxy, several connections land on several nodes, which take it in side by side. See
+    /// `docs/vpp-guide.md` for figures.
+    pub publish_connections: usize,
 }
 
 impl ClientConfig {
@@ -54,7 +60,7 @@ impl ClientConfig {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             inbox_capacity: 10_000,
-            publish_connection: false,
+            publish_connections: 0,
         }
     }
 }

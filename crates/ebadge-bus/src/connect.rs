@@ -124,6 +124,28 @@ pub async fn connect_with(
     cert: &Path,
     key: &Path,
 ) -> Result<Connection, ConnectError> {
+    open(profile, name, cert, key, name).await
+}
+
+/// [`connect`] with `label` as the connection's name on the broker (what the management UI and
+/// `rabbitmqctl list_connections client_properties` show beside the user): a client's
+/// publishing connections say which they are.
+pub(crate) async fn connect_labelled(
+    profile: &Profile,
+    name: &str,
+    label: &str,
+) -> Result<Connection, ConnectError> {
+    let (cert, key) = profile.certificate(name);
+    open(profile, name, &cert, &key, label).await
+}
+
+async fn open(
+    profile: &Profile,
+    name: &str,
+    cert: &Path,
+    key: &Path,
+    label: &str,
+) -> Result<Connection, ConnectError> {
     let (host, port) = profile.host_and_port().map_err(ConnectError::Address)?;
     let config = tls_config(&profile.ca, cert, key)?;
     let adaptor = TlsAdaptor::new(
@@ -133,7 +155,7 @@ pub async fn connect_with(
     let mut args = OpenConnectionArguments::new(&host, port, "", "");
     args.credentials(SecurityCredentials::new_external())
         .heartbeat(profile.heartbeat_seconds.unwrap_or(HEARTBEAT_SECONDS))
-        .connection_name(name)
+        .connection_name(label)
         .tls_adaptor(adaptor);
     let opened = tokio::time::timeout(CONNECT_TIMEOUT, Connection::open(&args))
         .await

@@ -4,7 +4,7 @@
 //! application's acknowledgements and check every delivery (quarantine, dedupe, answers to
 //! waiting requests; decisions in [`crate::inbound`]) until the connection is lost or closed.
 
-use crate::connect::connect;
+use crate::connect::{connect, connect_labelled};
 use crate::consumer::Consumer;
 use crate::conventions::{
     EntityName, QUARANTINE_FROM_HEADER, QUARANTINE_REASON_HEADER, new_message_id, quarantine_queue,
@@ -15,7 +15,7 @@ use crate::events::{CONSUMER, Callbacks, Event};
 use crate::inbound::{Held, verdict};
 use crate::incoming::{AckHandle, Incoming};
 use crate::publisher::Publisher;
-use crate::settlement::{QuarantineCopy, Settled, Settlement};
+use crate::settlement::{Lane, QuarantineCopy, Settled, Settlement};
 use crate::shared::{PendingKey, Shared};
 use amqprs::channel::{
     BasicAckArguments, Channel, ConfirmSelectArguments, ExchangeDeclareArguments,
@@ -69,8 +69,9 @@ pub(crate) struct Supervisor {
     inbox_tx: mpsc::Sender<Incoming>,
     dedupe: DedupeWindow,
     held: Held,
-    /// What is in flight and what waits for a retry: outlives channels and connections.
-    settlement: Settlement,
+    /// What is in flight and what waits for a retry, one per publishing lane (the first also
+    /// carries the quarantine copies): outlives channels and connections.
+    settlements: Vec<Settlement>,
     /// Publishing channels opened so far (their generations).
     generation: u64,
     sessions: u64,
@@ -79,11 +80,32 @@ pub(crate) struct Supervisor {
     waiting: Option<Incoming>,
 }
 
+/// The lane that publishes quarantine copies.
+const QUARANTINE_LANE: usize = 0;
+
+/// One publishing lane of a session: the connection it publishes on, its confirm-mode channel,
+/// and when that channel may be replaced. Its settlement is the supervisor's, by index.
+struct LaneLink<'c> {
+    conn: &'c Connection,
+    publisher: Publisher,
+    reopen: Reopen,
+}
+
 /// When a publishing channel that gets only nacks may be replaced next.
 struct Reopen {
     at: Option<Instant>,
     backoff: Duration,
     nacked_ticks: u32,
+}
+
+impl Default for Reopen {
+    fn default() -> Self {
+        Self {
+            at: None,
+            backoff: Duration::from_secs(1),
+            nacked_ticks: 0,
+        }
+    }
 }
 
 impl Supervisor {
@@ -95,14 +117,18 @@ impl Supervisor {
     ) -> Self {
         let dedupe = DedupeWindow::new(shared.config.dedupe_window);
         // Messages left by an earlier process were published before, maybe: count them as such.
-        let settlement = Settlement::new(shared.outbox.lock().unwrap().newest_seq().unwrap_or(0));
+        let published_before = shared.outbox.lock().unwrap().newest_seq().unwrap_or(0);
+        let settlements = Lane::all(shared.config.publish_connections)
+            .into_iter()
+            .map(|lane| Settlement::for_lane(lane, published_before))
+            .collect();
         Self {
             shared,
             ack_rx,
             inbox_tx,
             dedupe,
             held: Held::default(),
-            settlement,
+            settlements,
             generation: 0,
             sessions: 0,
             waiting: None,
@@ -181,122 +207,141 @@ impl Supervisor {
         Ok((channel, self.generation))
     }
 
-    /// Replaces the publishing channel; what was in flight on it goes out again.
+    /// Replaces lane `index`'s publishing channel; what was in flight on it goes out again.
     async fn reopen(
         &mut self,
-        conn: &Connection,
+        index: usize,
+        lane: &mut LaneLink<'_>,
         events: &mpsc::UnboundedSender<Event>,
-        publisher: &mut Publisher,
     ) -> Result<(), String> {
-        let old = publisher.channel().clone();
+        let old = lane.publisher.channel().clone();
         if old.is_open() {
             let _ = old.close().await;
         }
         let (channel, generation) = self
-            .publishing_channel(conn, events)
+            .publishing_channel(lane.conn, events)
             .await
             .map_err(|e| format!("reopening the publishing channel failed: {e}"))?;
-        self.settlement.channel_lost(Instant::now());
-        *publisher = Publisher::new(channel, generation);
+        self.settlements[index].channel_lost(Instant::now());
+        lane.publisher = Publisher::new(channel, generation);
         Counters::add(&self.shared.counters.channels_reopened, 1);
         Ok(())
     }
 
-    /// One connection's life (two with [`crate::ClientConfig::publish_connection`]). Ok on
-    /// shutdown, Err(reason) on loss.
+    /// One connection's life, plus the publishing connections of
+    /// [`crate::ClientConfig::publish_connections`]. Ok on shutdown, Err(reason) on loss.
     async fn session(&mut self, conn: Connection) -> Result<(), String> {
         let (events_tx, events) = mpsc::unbounded_channel();
-        let publishing = if self.shared.config.publish_connection {
-            let config = &self.shared.config;
-            let publishing = connect(&config.profile, config.name.as_str())
-                .await
-                .map_err(|e| format!("opening the publishing connection failed: {e}"))?;
-            Some(publishing)
-        } else {
-            None
+        let config = &self.shared.config;
+        let mut publishing = Vec::with_capacity(config.publish_connections);
+        let mut opened = Ok(());
+        let count = config.publish_connections;
+        for lane in 1..=count {
+            let label = format!("{} publishing {lane}/{count}", config.name);
+            match connect_labelled(&config.profile, config.name.as_str(), &label).await {
+                Ok(c) => publishing.push(c),
+                Err(e) => {
+                    opened = Err(format!("opening a publishing connection failed: {e}"));
+                    break;
+                }
+            }
+        }
+        let ended = match opened {
+            Ok(()) => self.serve(&conn, &publishing, events_tx, events).await,
+            Err(e) => {
+                let _ = conn.clone().close().await;
+                Err(e)
+            }
         };
-        let ended = self
-            .serve(&conn, publishing.as_ref(), events_tx, events)
-            .await;
-        if let Some(publishing) = publishing {
+        for publishing in publishing {
             let _ = publishing.close().await;
         }
         ended
     }
 
-    /// Serves one session: consumes on `conn`, publishes on `publishing` (or on `conn` too).
+    /// Serves one session: consumes on `conn`, publishes on `publishing` (a lane each), or on
+    /// `conn` too when there are none.
     async fn serve(
         &mut self,
         conn: &Connection,
-        publishing: Option<&Connection>,
+        publishing: &[Connection],
         events_tx: mpsc::UnboundedSender<Event>,
         mut events: mpsc::UnboundedReceiver<Event>,
     ) -> Result<(), String> {
         let me = self.shared.config.name.clone();
-        let pconn = publishing.unwrap_or(conn);
-        let setup = async {
-            conn.register_callback(Callbacks::new(&events_tx, 0))
-                .await?;
-            if let Some(publishing) = publishing {
-                publishing
-                    .register_callback(Callbacks::new(&events_tx, 0))
-                    .await?;
-            }
-            let (publish, generation) = self.publishing_channel(pconn, &events_tx).await?;
-            Ok::<_, amqprs::error::Error>(Publisher::new(publish, generation))
+        let lane_conns: Vec<&Connection> = if publishing.is_empty() {
+            vec![conn]
+        } else {
+            publishing.iter().collect()
         };
-        let mut publisher = setup.await.map_err(|e| e.to_string())?;
+        let setup = async {
+            for c in std::iter::once(conn).chain(publishing) {
+                c.register_callback(Callbacks::new(&events_tx, 0)).await?;
+            }
+            let mut lanes = Vec::with_capacity(lane_conns.len());
+            for lane_conn in &lane_conns {
+                let (publish, generation) = self.publishing_channel(lane_conn, &events_tx).await?;
+                lanes.push(LaneLink {
+                    conn: lane_conn,
+                    publisher: Publisher::new(publish, generation),
+                    reopen: Reopen::default(),
+                });
+            }
+            Ok::<_, amqprs::error::Error>(lanes)
+        };
+        let mut lanes = setup.await.map_err(|e| e.to_string())?;
         let mut consumer = Consumer::default();
         consumer
             .open(conn, &events_tx, &me, self.shared.config.prefetch)
             .await;
         // Refused messages that were being retried on the lost connection go out again now;
         // quarantine copies of its deliveries are void (their originals come again).
-        self.settlement.channel_lost(Instant::now());
-        self.settlement.forget_quarantine();
+        let now = Instant::now();
+        for settlement in &mut self.settlements {
+            settlement.channel_lost(now);
+            settlement.forget_quarantine();
+        }
         self.shared.connected.send_replace(true);
 
         let mut shutdown = self.shared.shutdown.subscribe();
-        let io_failure = async {
-            tokio::select! {
-                _ = conn.listen_network_io_failure() => {}
-                _ = pconn.listen_network_io_failure() => {}
-            }
-        };
-        tokio::pin!(io_failure);
+        // Any of the connections failing ends the session (and so all of them).
+        let mut io_failures = tokio::task::JoinSet::new();
+        for c in std::iter::once(conn).chain(publishing) {
+            let c = c.clone();
+            io_failures.spawn(async move { c.listen_network_io_failure().await });
+        }
         let mut retry_timer = tokio::time::interval(Duration::from_secs(1));
-        let mut reopen = Reopen {
-            at: None,
-            backoff: Duration::from_secs(1),
-            nacked_ticks: 0,
-        };
         let inbox_tx = self.inbox_tx.clone();
         let mut quarantine_ready = false;
         loop {
-            if self.settlement.quarantine_waiting() && !quarantine_ready {
-                ensure_quarantine(pconn, &me)
+            if self.settlements[QUARANTINE_LANE].quarantine_waiting() && !quarantine_ready {
+                ensure_quarantine(lanes[QUARANTINE_LANE].conn, &me)
                     .await
                     .map_err(|e| format!("making the quarantine failed: {e}"))?;
                 quarantine_ready = true;
             }
-            if let Err(e) = publisher
-                .publish_pending(&self.shared, &mut self.settlement)
-                .await
-            {
+            for index in 0..lanes.len() {
+                let lane = &lanes[index];
+                let Err(e) = lane
+                    .publisher
+                    .publish_pending(&self.shared, &mut self.settlements[index])
+                    .await
+                else {
+                    continue;
+                };
                 // A channel the broker closed over a refused publish: its close event is queued
                 // (amqprs calls the callback before it marks the channel closed).
-                let generation = publisher.generation;
+                let generation = lane.publisher.generation;
                 while let Ok(event) = events.try_recv() {
-                    self.on_event(event, pconn, &events_tx, &mut publisher, &mut consumer)
+                    self.on_event(event, &events_tx, &mut lanes, &mut consumer)
                         .await?;
                 }
-                if publisher.generation == generation {
+                if lanes[index].publisher.generation == generation {
                     return Err(format!("publish failed: {e}"));
                 }
-                continue;
             }
             tokio::select! {
-                _ = &mut io_failure => return Err("network failure".into()),
+                _ = io_failures.join_next() => return Err("network failure".into()),
                 _ = closed(&mut shutdown) => {
                     // Acknowledgements the application gave before closing must reach the
                     // broker, or those messages come back to the next run.
@@ -308,11 +353,11 @@ impl Supervisor {
                     // originals are acknowledged rather than quarantined again by the next run.
                     let patience = tokio::time::sleep(Duration::from_secs(2));
                     tokio::pin!(patience);
-                    while self.settlement.quarantine_pending() {
+                    while self.settlements[QUARANTINE_LANE].quarantine_pending() {
                         tokio::select! {
                             _ = &mut patience => break,
                             Some(event) = events.recv() => {
-                                if self.on_event(event, pconn, &events_tx, &mut publisher, &mut consumer).await.is_err() {
+                                if self.on_event(event, &events_tx, &mut lanes, &mut consumer).await.is_err() {
                                     break;
                                 }
                             }
@@ -322,13 +367,15 @@ impl Supervisor {
                     return Ok(());
                 }
                 event = events.recv() => match event {
-                    Some(event) => self.on_event(event, pconn, &events_tx, &mut publisher, &mut consumer).await?,
+                    Some(event) => self.on_event(event, &events_tx, &mut lanes, &mut consumer).await?,
                     None => return Err("callbacks ended".into()),
                 },
                 _ = self.shared.wake.notified() => {}
                 _ = retry_timer.tick() => {
-                    self.settlement.tick();
-                    self.after_tick(pconn, &events_tx, &mut publisher, &mut reopen).await?;
+                    for (index, lane) in lanes.iter_mut().enumerate() {
+                        self.settlements[index].tick();
+                        self.after_tick(index, lane, &events_tx).await?;
+                    }
                     if consumer.due() {
                         consumer.open(conn, &events_tx, &me, self.shared.config.prefetch).await;
                     }
@@ -362,12 +409,13 @@ impl Supervisor {
     /// is confirmed at once (seen on RabbitMQ 3.10, a node killed under load).
     async fn after_tick(
         &mut self,
-        conn: &Connection,
+        index: usize,
+        lane: &mut LaneLink<'_>,
         events: &mpsc::UnboundedSender<Event>,
-        publisher: &mut Publisher,
-        reopen: &mut Reopen,
     ) -> Result<(), String> {
-        if self.settlement.nacks_since_ack() == 0 {
+        let nacks = self.settlements[index].nacks_since_ack();
+        let reopen = &mut lane.reopen;
+        if nacks == 0 {
             reopen.nacked_ticks = 0;
             reopen.backoff = Duration::from_secs(1);
             return Ok(());
@@ -376,13 +424,16 @@ impl Supervisor {
         let now = Instant::now();
         if reopen.nacked_ticks >= 2 && reopen.at.is_none_or(|at| now >= at) {
             tracing::warn!(
-                nacks = self.settlement.nacks_since_ack(),
-                "only nacks on the publishing channel: opening a new one"
+                nacks,
+                "only nacks on a publishing channel: opening a new one"
             );
-            self.reopen(conn, events, publisher).await?;
-            reopen.nacked_ticks = 0;
-            reopen.at = Some(now + reopen.backoff);
-            reopen.backoff = (reopen.backoff * 2).min(REOPEN_MAX);
+            let backoff = reopen.backoff;
+            self.reopen(index, lane, events).await?;
+            lane.reopen = Reopen {
+                at: Some(now + backoff),
+                backoff: (backoff * 2).min(REOPEN_MAX),
+                nacked_ticks: 0,
+            };
         }
         Ok(())
     }
@@ -390,18 +441,21 @@ impl Supervisor {
     async fn on_event(
         &mut self,
         event: Event,
-        conn: &Connection,
         events: &mpsc::UnboundedSender<Event>,
-        publisher: &mut Publisher,
+        lanes: &mut [LaneLink<'_>],
         consumer: &mut Consumer,
     ) -> Result<(), String> {
-        let current = publisher.generation;
+        // Events of a publishing channel we replaced are ignored: what it had in flight goes
+        // out again.
+        let lane_of = |g: u64| lanes.iter().position(|l| l.publisher.generation == g);
         match event {
-            Event::Ack(g, tag, multiple) if g == current => {
+            Event::Ack(g, tag, multiple) => {
+                let Some(index) = lane_of(g) else {
+                    return Ok(());
+                };
                 let settled = {
                     let mut outbox = self.shared.outbox.lock().unwrap();
-                    self.settlement
-                        .confirmed(&mut outbox, tag, multiple, Instant::now())
+                    self.settlements[index].confirmed(&mut outbox, tag, multiple, Instant::now())
                 };
                 let originals = self.count(settled);
                 if !originals.is_empty() {
@@ -410,18 +464,31 @@ impl Supervisor {
                     self.acknowledge(consumer, tags).await?;
                 }
             }
-            Event::Nack(g, tag, multiple) if g == current => {
+            Event::Nack(g, tag, multiple) => {
+                let Some(index) = lane_of(g) else {
+                    return Ok(());
+                };
                 let settled = {
                     let mut outbox = self.shared.outbox.lock().unwrap();
-                    self.settlement
-                        .nacked(&mut outbox, tag, multiple, Instant::now())
+                    self.settlements[index].nacked(&mut outbox, tag, multiple, Instant::now())
                 };
                 self.count(settled);
             }
-            Event::Return(g, message_id, exchange, key) if g == current => {
-                self.settlement.returned(message_id, &exchange, &key)
+            Event::Return(g, message_id, exchange, key) => {
+                if let Some(index) = lane_of(g) {
+                    self.settlements[index].returned(message_id, &exchange, &key);
+                }
             }
-            Event::ChannelClosed(g, code, text) if g == current => {
+            Event::ChannelClosed(CONSUMER, code, text) => {
+                self.consumer_lost(
+                    consumer,
+                    &format!("consuming channel closed by the broker: {code} {text}"),
+                );
+            }
+            Event::ChannelClosed(g, code, text) => {
+                let Some(index) = lane_of(g) else {
+                    return Ok(());
+                };
                 if !matches!(code, 403 | 404 | 406) {
                     return Err(format!(
                         "publishing channel closed by the broker: {code} {text}"
@@ -430,22 +497,13 @@ impl Supervisor {
                 let quarantine = quarantine_queue(&self.shared.config.name);
                 let settled = {
                     let mut outbox = self.shared.outbox.lock().unwrap();
-                    self.settlement
-                        .refused_for_good(&mut outbox, &quarantine, code, &text)
+                    self.settlements[index].refused_for_good(&mut outbox, &quarantine, code, &text)
                 };
                 self.count(settled);
-                self.reopen(conn, events, publisher).await?;
-            }
-            Event::ChannelClosed(CONSUMER, code, text) => {
-                self.consumer_lost(
-                    consumer,
-                    &format!("consuming channel closed by the broker: {code} {text}"),
-                );
+                self.reopen(index, &mut lanes[index], events).await?;
             }
             Event::Cancelled => self.consumer_lost(consumer, "the broker cancelled the consumer"),
             Event::Closed(reason) => return Err(reason),
-            // From a publishing channel we replaced: what it had in flight goes out again.
-            Event::Ack(..) | Event::Nack(..) | Event::Return(..) | Event::ChannelClosed(..) => {}
         }
         Ok(())
     }
@@ -478,7 +536,7 @@ impl Supervisor {
         consumer.backoff = Duration::ZERO;
         consumer.retry_at = Some(Instant::now() + Duration::from_millis(500));
         self.held.new_connection();
-        self.settlement.forget_quarantine();
+        self.settlements[QUARANTINE_LANE].forget_quarantine();
     }
 
     /// Sends acknowledgements for `tags`, coalesced below the oldest tag still held.
@@ -552,7 +610,7 @@ impl Supervisor {
                 }
                 // The original stays unacknowledged until its copy is confirmed.
                 self.held.pin(tag);
-                self.settlement.quarantine(QuarantineCopy {
+                self.settlements[QUARANTINE_LANE].quarantine(QuarantineCopy {
                     original_tag: tag,
                     message_id: new_message_id(),
                     routing_key: deliver.routing_key().clone(),

@@ -150,16 +150,53 @@ impl Retries {
     }
 }
 
-/// The state of a client's publishing: what is in flight on the current channel, and what
-/// outlives channels (the retry schedule, the highest sequence number ever published).
+/// Which share of the outbox one publishing channel takes: the messages whose exchange hashes
+/// to `index` of `count`. Every message for one exchange (one receiver, or one group) goes
+/// through the same channel, so each receiver gets them in the order they were sent.
+///
+/// ```ignore
+/// let lanes = Lane::all(4);
+/// assert_eq!(lanes.iter().filter(|l| l.takes("vpp-to-heh-7")).count(), 1);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Lane {
+    index: usize,
+    count: usize,
+}
+
+impl Lane {
+    /// `count` lanes (at least one), covering every exchange once.
+    pub(crate) fn all(count: usize) -> Vec<Lane> {
+        let count = count.max(1);
+        (0..count).map(|index| Lane { index, count }).collect()
+    }
+
+    /// Whether this lane publishes messages for `exchange`. FNV-1a: the same exchange gets the
+    /// same lane in every process and after every restart.
+    pub(crate) fn takes(&self, exchange: &str) -> bool {
+        if self.count == 1 {
+            return true;
+        }
+        let hash = exchange.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        (hash % self.count as u64) as usize == self.index
+    }
+}
+
+/// The state of one publishing channel's share of the outbox ([`Lane`]): what is in flight on
+/// the current channel, and what outlives channels (the retry schedule, the highest sequence
+/// number ever published).
 #[derive(Debug)]
 pub(crate) struct Settlement {
+    lane: Lane,
     /// Delivery tag the next publish gets on the current channel.
     next_tag: u64,
     inflight: BTreeMap<u64, Inflight>,
     /// Message ids the broker returned (unroutable), until their confirm arrives.
     returned: HashMap<String, String>,
-    /// Highest outbox sequence number handed out on this channel, in order.
+    /// Highest outbox sequence number handed out on this channel, in order, or passed over as
+    /// another lane's.
     sent_upto: u64,
     /// Highest outbox sequence number ever published: above it a publish is a first one.
     highest_published: u64,
@@ -174,9 +211,16 @@ pub(crate) struct Settlement {
 
 impl Settlement {
     /// Nothing in flight yet; outbox messages up to `highest_published` count as published
-    /// before (a durable outbox's leftovers from an earlier process).
+    /// before (a durable outbox's leftovers from an earlier process). The only lane.
+    #[cfg(test)]
     pub(crate) fn new(highest_published: u64) -> Self {
+        Self::for_lane(Lane::all(1)[0], highest_published)
+    }
+
+    /// Like [`Self::new`], for the messages of `lane` only.
+    pub(crate) fn for_lane(lane: Lane, highest_published: u64) -> Self {
         Self {
+            lane,
             next_tag: 1,
             inflight: BTreeMap::new(),
             returned: HashMap::new(),
@@ -245,19 +289,26 @@ impl Settlement {
                 None => self.retries.settled(seq),
             }
         }
-        let before = due.len();
-        due.extend(
-            outbox
-                .after(self.sent_upto)
-                .filter(|m| !self.retries.is_deferred(m.seq))
-                .take(PUBLISH_BATCH)
-                .map(|m| Publish::Outbox {
+        let mut taken = 0;
+        let mut scanned_upto = self.sent_upto;
+        for m in outbox.after(self.sent_upto) {
+            if taken == PUBLISH_BATCH {
+                break;
+            }
+            scanned_upto = m.seq;
+            if self.lane.takes(&m.exchange) && !self.retries.is_deferred(m.seq) {
+                due.push(Publish::Outbox {
                     message: m.clone(),
                     again: m.seq <= self.highest_published,
-                }),
-        );
-        let full = due.len() - before == PUBLISH_BATCH;
-        (due, full)
+                });
+                taken += 1;
+            }
+        }
+        // Other lanes' messages are passed over once, not at every call. Safe before
+        // `published`: a channel that fails to take what is handed out is replaced, and
+        // `channel_lost` starts the scan again from the beginning.
+        self.sent_upto = scanned_upto;
+        (due, taken == PUBLISH_BATCH)
     }
 
     /// `publish` went out on the channel: it is in flight under the next delivery tag.
@@ -547,6 +598,78 @@ mod tests {
             body: b"not json".to_vec(),
             headers: Vec::new(),
         }
+    }
+
+    #[test]
+    fn lanes_share_the_outbox_each_exchange_on_one_lane_in_order() {
+        let exchanges: Vec<String> = (0..40).map(|i| format!("vpp-to-heh-{}", i % 10)).collect();
+        let refs: Vec<&str> = exchanges.iter().map(String::as_str).collect();
+        let outbox = outbox_with(&refs);
+        let now = Instant::now();
+        let mut lanes: Vec<Settlement> = Lane::all(3)
+            .into_iter()
+            .map(|lane| Settlement::for_lane(lane, 0))
+            .collect();
+        let mut owner = std::collections::HashMap::new();
+        let mut seen = Vec::new();
+        for (index, lane) in lanes.iter_mut().enumerate() {
+            let seqs = publish_due(lane, &outbox, now);
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
+            for seq in seqs {
+                let exchange = &exchanges[seq as usize - 1];
+                assert_eq!(*owner.entry(exchange.clone()).or_insert(index), index);
+                seen.push(seq);
+            }
+        }
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            (1..=40).collect::<Vec<_>>(),
+            "each message exactly once"
+        );
+        assert!(
+            owner
+                .values()
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+                > 1,
+            "ten exchanges do not all hash to one lane of three"
+        );
+    }
+
+    #[test]
+    fn a_lane_passes_over_other_lanes_messages_once_and_takes_its_new_ones() {
+        let lanes = Lane::all(2);
+        let mine = (0..)
+            .map(|i| format!("a-to-{i}"))
+            .find(|e| lanes[0].takes(e))
+            .unwrap();
+        let theirs = (0..)
+            .map(|i| format!("a-to-{i}"))
+            .find(|e| lanes[1].takes(e))
+            .unwrap();
+        let mut outbox = outbox_with(&[theirs.as_str(), theirs.as_str()]);
+        let mut s = Settlement::for_lane(lanes[0], 0);
+        let now = Instant::now();
+        assert!(publish_due(&mut s, &outbox, now).is_empty());
+        outbox
+            .push(Outgoing {
+                seq: 0,
+                exchange: mine,
+                routing_key: "activate".into(),
+                message_id: "m3".into(),
+                msg_type: "activate".into(),
+                body: b"{}".to_vec(),
+                headers: Vec::new(),
+            })
+            .unwrap();
+        assert_eq!(publish_due(&mut s, &outbox, now), vec![3]);
+        s.channel_lost(now);
+        assert_eq!(
+            publish_due(&mut s, &outbox, now),
+            vec![3],
+            "a new channel scans from the start and finds only its own again"
+        );
     }
 
     #[test]

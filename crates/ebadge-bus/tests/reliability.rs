@@ -223,3 +223,92 @@ async fn a_client_closed_while_reconnecting_never_consumes_again() {
     assert_eq!(queue["messages_ready"], 1, "{queue}");
     ebadge_testkit::drain_inbox(&profile, "close-receiver").await;
 }
+
+/// A client publishing over several connections (`publish_connections`) loses one of them in
+/// the middle of a burst: the broker closes it (as an operator would, or a node shutting down).
+/// The session ends, every connection is remade, and each lane sends again what it had in
+/// flight: every HEH gets every number exactly once, in the order sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publishing_connection_closed_mid_burst_loses_nothing_and_keeps_each_receivers_order() {
+    const PER_HEH: u64 = 5_000;
+    let profile = profile().await;
+    let hehs = ["lanes-heh-1", "lanes-heh-2", "lanes-heh-3", "lanes-heh-4"];
+    let mut receivers = Vec::new();
+    for heh in hehs {
+        let receiver = client(&profile, heh).await;
+        let mut inbox = receiver.inbox().unwrap();
+        drain(&mut inbox).await;
+        receivers.push((receiver, inbox));
+    }
+    let mut config = ebadge_bus::ClientConfig::new(
+        profile.clone(),
+        ebadge_bus::EntityName::new("lanes-vpp").unwrap(),
+    );
+    config.publish_connections = 3;
+    config.reconnect_max = Duration::from_secs(1);
+    let sender = ebadge_bus::Client::connect(config).await.unwrap();
+
+    // The management API lists a connection some seconds after it opened.
+    let admin = ebadge_testkit::admin().await;
+    let target = "lanes-vpp publishing 2/3";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let connection = loop {
+        let mut listed = admin.list_connections().await.unwrap();
+        listed.retain(|c| c.username == "lanes-vpp");
+        let labels: Vec<_> = listed
+            .iter()
+            .map(|c| c.client_properties.connection_name.clone())
+            .collect();
+        if let Some(c) = listed
+            .iter()
+            .find(|c| c.client_properties.connection_name == target)
+        {
+            assert_eq!(
+                listed.len(),
+                4,
+                "one consuming and three publishing: {labels:?}"
+            );
+            break c.name.clone();
+        }
+        assert!(Instant::now() < deadline, "no {target:?} among {labels:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+
+    for n in 0..PER_HEH {
+        for heh in hehs {
+            let to = ebadge_bus::EntityName::new(heh).unwrap();
+            sender.send(&to, &numbered_report(n)).unwrap();
+        }
+    }
+    admin
+        .close_connection(&connection, Some("test: a lane lost mid-burst"), false)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(120), sender.flush())
+        .await
+        .expect("every message confirmed within two minutes")
+        .expect("nothing undelivered");
+    for ((_, inbox), heh) in receivers.iter_mut().zip(hehs) {
+        let numbers = collect(inbox, "lanes-vpp", PER_HEH, Duration::from_secs(20)).await;
+        eprintln!("{heh}: {} deliveries", numbers.len());
+        assert_exactly_once_in_order(&numbers, 0, PER_HEH);
+    }
+    let counters = sender.counters();
+    assert_eq!(
+        counters.confirmed,
+        PER_HEH * hehs.len() as u64,
+        "{counters:?}"
+    );
+    assert!(
+        counters.reconnects >= 1,
+        "the closed lane ended the session: {counters:?}"
+    );
+    assert!(
+        counters.republished > 0,
+        "the lane was closed with messages in flight: {counters:?}"
+    );
+    eprintln!(
+        "{} reports over three lanes, one closed mid-burst: {counters:?}",
+        counters.sent
+    );
+}

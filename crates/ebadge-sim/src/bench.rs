@@ -562,12 +562,12 @@ pub enum FleetPlacement<F> {
 }
 
 /// Starts `hehs` simulated HEHs (here or elsewhere), then the VPP sends each an activation at
-/// once and waits for all answers. The VPP publishes on a connection of its own when
-/// `publish_connection` (see [`ClientConfig::publish_connection`]).
+/// once and waits for all answers. The VPP publishes on `publish_connections` connections of
+/// its own (see [`ClientConfig::publish_connections`]).
 pub async fn activations<F>(
     profile: &Profile,
     hehs: usize,
-    publish_connection: bool,
+    publish_connections: usize,
     placement: FleetPlacement<F>,
     note: &dyn Fn(&str),
 ) -> Result<ActivationReport, crate::fleet::FleetError>
@@ -575,7 +575,7 @@ where
     F: std::future::Future<Output = Result<f64, crate::fleet::FleetError>>,
 {
     let mut config = ClientConfig::new(profile.clone(), bench_vpp());
-    config.publish_connection = publish_connection;
+    config.publish_connections = publish_connections;
     let vpp = Client::connect_patiently(config, crate::fleet::CONNECT_PATIENCE)
         .await
         .map_err(|source| crate::fleet::FleetError::Connect {

@@ -3,8 +3,8 @@
 //! no dedupe, no matching of answers to requests). Each HEH is its own TLS connection with its
 //! own certificate, consumes its inbox with manual acknowledgements and answers every activation
 //! with a persistent message on its pair exchange; the VPP publishes persistent activations in
-//! confirm mode on one connection and consumes the answers on another. What is left is the
-//! broker's work: the figure ours is compared with.
+//! confirm mode, dealt over as many connections as ours publishes on, and consumes the answers
+//! on another. What is left is the broker's work: the figure ours is compared with.
 
 use crate::bench::{ActivationReport, BENCH_VPP, bench_heh, bench_vpp};
 use crate::fleet::FleetError;
@@ -85,10 +85,12 @@ async fn raw_heh(profile: Profile, index: usize) -> Result<Connection, FleetErro
 }
 
 /// Connects `hehs` raw HEHs (64 handshakes at once), then sends each an activation at once from
-/// a raw VPP and waits (up to 60 s) for every answer. The caller empties the VPP's inbox first.
+/// a raw VPP, dealt round robin over `publish_connections` connections (at least one), and
+/// waits (up to 60 s) for every answer. The caller empties the VPP's inbox first.
 pub async fn raw_activations(
     profile: &Profile,
     hehs: usize,
+    publish_connections: usize,
 ) -> Result<ActivationReport, FleetError> {
     let started = Instant::now();
     let gate = Arc::new(tokio::sync::Semaphore::new(64));
@@ -108,7 +110,18 @@ pub async fn raw_activations(
 
     let fail = |e: amqprs::error::Error| FleetError::Process(format!("raw VPP: {e}"));
     let consuming = connect(profile, BENCH_VPP).await?;
-    let publishing = connect(profile, BENCH_VPP).await?;
+    let mut publishing = Vec::new();
+    let mut channels = Vec::new();
+    for _ in 0..publish_connections.max(1) {
+        let connection = connect(profile, BENCH_VPP).await?;
+        let channel = connection.open_channel(None).await.map_err(fail)?;
+        channel
+            .confirm_select(ConfirmSelectArguments::default())
+            .await
+            .map_err(fail)?;
+        publishing.push(connection);
+        channels.push(channel);
+    }
     let consume = consuming.open_channel(None).await.map_err(fail)?;
     consume
         .basic_qos(BasicQosArguments::new(0, 1000, false))
@@ -117,11 +130,6 @@ pub async fn raw_activations(
     let mut args = BasicConsumeArguments::new(&inbox_queue(&bench_vpp()), "");
     args.manual_ack(true);
     let (_, mut answers) = consume.basic_consume_rx(args).await.map_err(fail)?;
-    let publish = publishing.open_channel(None).await.map_err(fail)?;
-    publish
-        .confirm_select(ConfirmSelectArguments::default())
-        .await
-        .map_err(fail)?;
 
     let (from, to) = crate::vpp::activation_window();
     let body = Message::Activate(Activate::new(from, to, 1.0))
@@ -137,7 +145,7 @@ pub async fn raw_activations(
             .with_user_id(BENCH_VPP)
             .with_message_id(&i.to_string());
         sent_at.push(burst.elapsed());
-        publish
+        channels[i % channels.len()]
             .basic_publish(
                 props,
                 body.clone(),
@@ -168,7 +176,7 @@ pub async fn raw_activations(
             .map_err(fail)?;
     }
     let seconds = burst.elapsed().as_secs_f64();
-    for connection in fleet.into_iter().chain([consuming, publishing]) {
+    for connection in fleet.into_iter().chain([consuming]).chain(publishing) {
         let _ = connection.close().await;
     }
     Ok(ActivationReport::of_burst(

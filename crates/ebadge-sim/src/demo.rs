@@ -126,8 +126,10 @@ pub async fn run(
     let name = |s: &str| EntityName::new(s).expect("demo names follow the rule");
     let connect = |who: &str| {
         let mut config = ClientConfig::new(profile.clone(), name(who));
-        // The VPP sends bursts of activations: it publishes on a connection of its own.
-        config.publish_connection = who == VPP;
+        // The VPP sends bursts of activations: it publishes on connections of its own.
+        if who == VPP {
+            config.publish_connections = 4;
+        }
         Client::connect(config)
     };
     let vpp = connect(VPP).await?;

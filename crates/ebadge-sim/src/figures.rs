@@ -96,8 +96,9 @@ pub struct ActivationOptions {
     pub hehs: usize,
     /// Processes the fleet is spread over (1: this one).
     pub processes: usize,
-    /// The VPP publishes on a connection of its own.
-    pub publish_connection: bool,
+    /// Connections the VPP publishes on ([`ebadge_bus::ClientConfig::publish_connections`]);
+    /// the raw ceiling publishes on as many.
+    pub publish_connections: usize,
     /// Then the same burst through raw amqprs (only with one process).
     pub ceiling: bool,
 }
@@ -113,7 +114,7 @@ pub async fn activations(
     let ActivationOptions {
         hehs,
         processes,
-        publish_connection,
+        publish_connections,
         ceiling,
     } = options;
     if ceiling && processes > 1 {
@@ -133,12 +134,12 @@ pub async fn activations(
             }
         });
         let placement = bench::FleetPlacement::<std::future::Ready<_>>::InProcess(progress);
-        bench::activations(&ready.profile, hehs, publish_connection, placement, &note).await?
+        bench::activations(&ready.profile, hehs, publish_connections, placement, &note).await?
     } else {
         let mut fleets = program.fleets(&ready.profile_path, hehs, processes, &ready.node_urls)?;
         let placement = bench::FleetPlacement::External(fleets.ready());
         let report =
-            bench::activations(&ready.profile, hehs, publish_connection, placement, &note).await;
+            bench::activations(&ready.profile, hehs, publish_connections, placement, &note).await;
         fleets.stop().await;
         report?
     };
@@ -153,7 +154,8 @@ pub async fn activations(
         note(&format!(
             "the same through raw amqprs (ceiling): connecting {hehs} raw HEHs …"
         ));
-        let raw = crate::ceiling::raw_activations(&ready.profile, hehs).await?;
+        let raw =
+            crate::ceiling::raw_activations(&ready.profile, hehs, publish_connections).await?;
         let ratio = raw.seconds / figures.report.seconds.max(f64::EPSILON);
         note(&format!("raw amqprs: {raw}; ours / ceiling: {ratio:.2}"));
         figures.raw_amqprs = Some(raw);

@@ -25,7 +25,8 @@ use tokio::sync::OnceCell;
 /// Operator tests: an operator, two HEHs, a VPP linked to the operator, a group with a sender and
 /// two members, a non-member, a late receiver and an entity to revoke. Simulator tests: a VPP
 /// with four HEHs, a controller with two, and the market actors. Client tests: one operator
-/// and HEH pair per fault scenario, a VPP with its HEH for activations, a TSO and a BSP for market
+/// and HEH pair per fault scenario, an operator with four HEHs for publishing lanes, a VPP
+/// with its HEH for activations, a TSO and a BSP for market
 /// requests, two entities for the command line. Settlement tests: a sender linked to a healthy,
 /// a full and an unroutable receiver, and a stranger it has no link with; pairs for held
 /// messages, quarantine copies and the pika interoperability test.
@@ -132,6 +133,20 @@ operator = "op-fleet"
 [[heh]]
 name = "fleet-heh-2"
 operator = "op-fleet"
+[[entity]]
+name = "lanes-vpp"
+[[heh]]
+name = "lanes-heh-1"
+operator = "lanes-vpp"
+[[heh]]
+name = "lanes-heh-2"
+operator = "lanes-vpp"
+[[heh]]
+name = "lanes-heh-3"
+operator = "lanes-vpp"
+[[heh]]
+name = "lanes-heh-4"
+operator = "lanes-vpp"
 [[entity]]
 name = "act-vpp"
 [[heh]]

@@ -44,11 +44,11 @@ pub enum BenchCommand {
         /// one node, round robin, as haproxy holds at most 9,000 connections under this limit.
         #[arg(long, default_value_t = 1)]
         processes: usize,
-        /// The VPP publishes and consumes on one connection (by default it publishes on a
-        /// second one, so flow control on the burst does not hold back the answers): for
-        /// measuring that difference.
-        #[arg(long)]
-        one_connection: bool,
+        /// Connections the VPP publishes on, besides the one it consumes on (0: it publishes on
+        /// that one too). Each takes a share of the activations by HEH; behind haproxy they
+        /// land on different nodes, which take the burst in side by side.
+        #[arg(long, default_value_t = 4)]
+        publish_connections: usize,
         /// Then the same burst through raw amqprs (no validation, no outbox, no matching), in
         /// this process: the ceiling ours is compared with (`ratio_to_ceiling` = its time / ours)
         #[arg(long)]
@@ -123,7 +123,7 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Activations {
             hehs,
             processes,
-            one_connection,
+            publish_connections,
             ceiling,
             common,
         } => {
@@ -131,7 +131,7 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
             let options = figures::ActivationOptions {
                 hehs,
                 processes,
-                publish_connection: !one_connection,
+                publish_connections,
                 ceiling,
             };
             let figures = figures::activations(&Program::current()?, &ready, options, note).await?;
