@@ -5,13 +5,16 @@
 #
 #   scripts/alternate.sh NODES ROUNDS 'ERL ARGS' BENCH [BENCH OPTIONS...]
 #   scripts/alternate.sh NODES ROUNDS bin:OTHER-EBADGE BENCH [BENCH OPTIONS...]
+#   scripts/alternate.sh NODES ROUNDS 'flags:MORE BENCH OPTIONS' BENCH [BENCH OPTIONS...]
 #
 # The second form measures a change of code: the lever arm runs another build of ebadge (for
-# instance the commit before, built with `git worktree add`), with the default settings.
+# instance the commit before, built with `git worktree add`), with the default settings. The
+# third measures an option of the benchmark: the lever arm adds those options to the command.
 #
 # Examples (docs/benchmarks.md, "Each lever, same command"):
 #   scripts/alternate.sh 3 3 '-rabbit queue_index_embed_msgs_below 4096' activations --hehs 5000
 #   scripts/alternate.sh 3 2 bin:/tmp/ebadge-old activations --hehs 5000
+#   scripts/alternate.sh 3 3 'flags:--publish-connections 1' activations --hehs 5000
 #   scripts/alternate.sh 1 3 '-rabbit queue_index_embed_msgs_below 0' ingest --hehs 1000 --messages 200000
 #
 # Prints, per run, the arm ("default" or "lever"), the round and the benchmark's JSON report
@@ -32,7 +35,11 @@ for round in $(seq 1 "$rounds"); do
         dir=$base/alternate-$arm-$round
         rm -rf "$dir"
         run=$ebadge
-        if [ "$arm" = lever ] && [[ $lever == bin:* ]]; then
+        more=()
+        if [ "$arm" = lever ] && [[ $lever == flags:* ]]; then
+            read -r -a more <<<"${lever#flags:}"
+            "$ebadge" broker up --dir "$dir" --nodes "$nodes" >/dev/null
+        elif [ "$arm" = lever ] && [[ $lever == bin:* ]]; then
             run=${lever#bin:}
             "$run" broker up --dir "$dir" --nodes "$nodes" >/dev/null
         elif [ "$arm" = lever ]; then
@@ -43,7 +50,7 @@ for round in $(seq 1 "$rounds"); do
         else
             "$ebadge" broker up --dir "$dir" --nodes "$nodes" >/dev/null
         fi
-        report=$("$run" bench "$@" --dir "$dir" --json 2>"$dir.log" | tail -1 | sed -E 's/"vpp":\{[^}]*\},?//')
+        report=$("$run" bench "$@" "${more[@]}" --dir "$dir" --json 2>"$dir.log" | tail -1 | sed -E 's/"vpp":\{[^}]*\},?//')
         echo "$arm $round $report"
         "$run" broker down --dir "$dir" >/dev/null 2>&1
         rm -rf "$dir" "$dir.log"

@@ -253,9 +253,7 @@ impl Supervisor {
                 Err(e)
             }
         };
-        for publishing in publishing {
-            let _ = publishing.close().await;
-        }
+        close_within(publishing, Duration::from_secs(2)).await;
         ended
     }
 
@@ -670,6 +668,19 @@ impl Supervisor {
                 tx: self.shared.ack_tx.clone(),
             },
         }))
+    }
+}
+
+/// Closes `connections` side by side, each given up after `patience`: a stalled link (the loss
+/// that ended the session may be one) would never answer the close, and the supervisor must go
+/// on to reconnect.
+async fn close_within(connections: Vec<Connection>, patience: Duration) {
+    let closing: Vec<_> = connections
+        .into_iter()
+        .map(|c| tokio::spawn(tokio::time::timeout(patience, c.close())))
+        .collect();
+    for close in closing {
+        let _ = close.await;
     }
 }
 

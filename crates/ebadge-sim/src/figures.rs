@@ -79,6 +79,8 @@ pub async fn ingest(
 /// `activations`: ours, and the raw ceiling when it was asked for.
 #[derive(Debug, Clone, Serialize)]
 pub struct ActivationFigures {
+    /// Connections the VPP (and the raw ceiling) published on.
+    pub publish_connections: usize,
     /// Through our client.
     pub report: ActivationReport,
     /// Through raw amqprs, in this process.
@@ -97,8 +99,8 @@ pub struct ActivationOptions {
     /// Processes the fleet is spread over (1: this one).
     pub processes: usize,
     /// Connections the VPP publishes on ([`ebadge_bus::ClientConfig::publish_connections`]);
-    /// the raw ceiling publishes on as many.
-    pub publish_connections: usize,
+    /// the raw ceiling publishes on as many. `None`: 4 on a cluster, 1 on one node.
+    pub publish_connections: Option<usize>,
     /// Then the same burst through raw amqprs (only with one process).
     pub ceiling: bool,
 }
@@ -117,6 +119,11 @@ pub async fn activations(
         publish_connections,
         ceiling,
     } = options;
+    let publish_connections = publish_connections.unwrap_or(if ready.node_urls.is_empty() {
+        1
+    } else {
+        4
+    });
     if ceiling && processes > 1 {
         return Err(crate::fleet::FleetError::Process(
             "the raw ceiling runs its fleet in this process: use one process".into(),
@@ -145,6 +152,7 @@ pub async fn activations(
     };
     note(&report.to_string());
     let mut figures = ActivationFigures {
+        publish_connections,
         report,
         raw_amqprs: None,
         ratio_to_ceiling: None,

@@ -46,9 +46,10 @@ pub enum BenchCommand {
         processes: usize,
         /// Connections the VPP publishes on, besides the one it consumes on (0: it publishes on
         /// that one too). Each takes a share of the activations by HEH; behind haproxy they
-        /// land on different nodes, which take the burst in side by side.
-        #[arg(long, default_value_t = 4)]
-        publish_connections: usize,
+        /// land on different nodes, which take the burst in side by side. Default: 4 on a
+        /// cluster, 1 on one node (where more only hold the answers back: docs/benchmarks.md)
+        #[arg(long)]
+        publish_connections: Option<usize>,
         /// Then the same burst through raw amqprs (no validation, no outbox, no matching), in
         /// this process: the ceiling ours is compared with (`ratio_to_ceiling` = its time / ours)
         #[arg(long)]
