@@ -1,7 +1,8 @@
 //! The durable outbox's cost per message (one send stored, then its confirm removing it), with
 //! `synchronous = FULL` (survives a power cut) and `NORMAL` (survives a process crash), next to
 //! the in-memory outbox (the peer: no disk at all). The file lives in `target/`, on the
-//! machine's disk (not /tmp, which may be memory), so fsyncs cost what they cost there.
+//! machine's disk (not /tmp, which may be memory), so fsyncs cost what they cost there. Then
+//! confirms out of order, as they come from several publishing connections.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ebadge_bus::outbox::{Outbox, OutboxSync, Outgoing};
@@ -43,6 +44,33 @@ fn outbox(c: &mut Criterion) {
     }
     let mut memory = Outbox::in_memory(100_000);
     group.bench_function("peer: in memory", |b| b.iter(|| round_trip(&mut memory)));
+    group.finish();
+
+    // A VPP's burst over four publishing connections: 20,000 waiting, confirmed lane by lane,
+    // so each confirm takes a message from the middle of the outbox.
+    let mut group = c.benchmark_group("outbox 20,000 confirmed over four lanes");
+    group.throughput(Throughput::Elements(20_000));
+    group.sample_size(20);
+    group.bench_function("in memory", |b| {
+        b.iter_batched(
+            || {
+                let mut outbox = Outbox::in_memory(100_000);
+                for _ in 0..20_000 {
+                    outbox.push(message()).unwrap();
+                }
+                outbox
+            },
+            |mut outbox| {
+                for lane in 0..4 {
+                    for seq in (1 + lane..=20_000).step_by(4) {
+                        outbox.confirm(seq).unwrap();
+                    }
+                }
+                assert!(outbox.is_empty());
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
     group.finish();
 }
 

@@ -7,7 +7,7 @@
 
 use prometheus_client::metrics::histogram::Histogram;
 use rusqlite::{Connection, params};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -75,10 +75,9 @@ pub struct OutboxError {
 
 /// Messages waiting for confirmation, oldest first.
 pub struct Outbox {
-    queue: VecDeque<Outgoing>,
-    /// When each message of `queue` (same positions) was accepted, for its age and its
-    /// send→confirm latency; a message loaded from the file counts from the load.
-    accepted_at: VecDeque<Instant>,
+    /// By sequence number: confirms of a client publishing over several connections arrive in
+    /// no particular order, and each takes its message out of the middle.
+    queue: BTreeMap<u64, Waiting>,
     /// Where confirmed messages' send→confirm latencies go, once metrics are on.
     confirm_latency: Option<Histogram>,
     next_seq: u64,
@@ -88,12 +87,18 @@ pub struct Outbox {
     store: Option<(Connection, String)>,
 }
 
+/// A message in the outbox, and when it was accepted (for its age and its send→confirm
+/// latency; a message loaded from the file counts from the load).
+struct Waiting {
+    message: Outgoing,
+    accepted_at: Instant,
+}
+
 impl Outbox {
     /// An in-memory outbox holding at most `cap` messages.
     pub fn in_memory(cap: usize) -> Self {
         Self {
-            queue: VecDeque::new(),
-            accepted_at: VecDeque::new(),
+            queue: BTreeMap::new(),
             confirm_latency: None,
             next_seq: 1,
             cap: cap.max(1),
@@ -129,7 +134,8 @@ impl Outbox {
                  reason TEXT NOT NULL, failed_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);"
         ))
         .map_err(err)?;
-        let mut queue = VecDeque::new();
+        let mut queue = BTreeMap::new();
+        let loaded_at = Instant::now();
         {
             let mut stmt = db
                 .prepare("SELECT seq, exchange, routing_key, message_id, msg_type, body, headers FROM outbox ORDER BY seq")
@@ -149,7 +155,12 @@ impl Outbox {
                 })
                 .map_err(err)?;
             for row in rows {
-                queue.push_back(row.map_err(err)?);
+                let message: Outgoing = row.map_err(err)?;
+                let waiting = Waiting {
+                    message,
+                    accepted_at: loaded_at,
+                };
+                queue.insert(waiting.message.seq, waiting);
             }
         }
         // Sequence numbers of given-up messages are not reused: `failed` keeps them.
@@ -157,11 +168,10 @@ impl Outbox {
             .query_row("SELECT COALESCE(MAX(seq), 0) FROM failed", [], |r| r.get(0))
             .map_err(err)?;
         let next_seq = queue
-            .back()
-            .map_or(1, |o| o.seq + 1)
+            .last_key_value()
+            .map_or(1, |(seq, _)| seq + 1)
             .max(failed_max as u64 + 1);
         Ok(Self {
-            accepted_at: std::iter::repeat_n(Instant::now(), queue.len()).collect(),
             confirm_latency: None,
             queue,
             next_seq,
@@ -178,8 +188,7 @@ impl Outbox {
         message.seq = self.next_seq;
         self.next_seq += 1;
         while self.queue.len() >= self.cap {
-            if let Some(old) = self.queue.pop_front() {
-                self.accepted_at.pop_front();
+            if let Some((_, Waiting { message: old, .. })) = self.queue.pop_first() {
                 self.dropped += 1;
                 tracing::warn!(seq = old.seq, message_id = %old.message_id, "outbox full: dropped the oldest message");
                 let reason = format!(
@@ -197,26 +206,21 @@ impl Outbox {
             )
             .map_err(|source| OutboxError { path: name.clone(), source })?;
         }
-        self.queue.push_back(message.clone());
-        self.accepted_at.push_back(Instant::now());
+        let waiting = Waiting {
+            message: message.clone(),
+            accepted_at: Instant::now(),
+        };
+        self.queue.insert(message.seq, waiting);
         Ok(message)
     }
 
     /// Removes the confirmed message `seq`.
     pub fn confirm(&mut self, seq: u64) -> Result<bool, OutboxError> {
-        // Confirms arrive almost always for the oldest message.
-        let position = if self.queue.front().is_some_and(|o| o.seq == seq) {
-            Some(0)
-        } else {
-            self.queue.iter().position(|o| o.seq == seq)
-        };
-        let Some(position) = position else {
+        let Some(waiting) = self.queue.remove(&seq) else {
             return Ok(false);
         };
-        self.queue.remove(position);
-        let accepted = self.accepted_at.remove(position);
-        if let (Some(latency), Some(accepted)) = (&self.confirm_latency, accepted) {
-            latency.observe(accepted.elapsed().as_secs_f64());
+        if let Some(latency) = &self.confirm_latency {
+            latency.observe(waiting.accepted_at.elapsed().as_secs_f64());
         }
         self.delete_stored(seq)?;
         Ok(true)
@@ -224,12 +228,10 @@ impl Outbox {
 
     /// Removes message `seq` for good, recording why; returns it (`None` if it is not waiting).
     pub fn fail(&mut self, seq: u64, reason: String) -> Result<Option<Undelivered>, OutboxError> {
-        let Some(position) = self.queue.iter().position(|o| o.seq == seq) else {
+        let Some(waiting) = self.queue.remove(&seq) else {
             return Ok(None);
         };
-        let message = self.queue.remove(position).expect("position is in range");
-        self.accepted_at.remove(position);
-        self.give_up(message, reason).map(Some)
+        self.give_up(waiting.message, reason).map(Some)
     }
 
     fn give_up(&mut self, message: Outgoing, reason: String) -> Result<Undelivered, OutboxError> {
@@ -265,9 +267,9 @@ impl Outbox {
 
     /// The messages with a sequence number above `after`, in order.
     pub fn after(&self, after: u64) -> impl Iterator<Item = &Outgoing> {
-        // Sequence numbers increase along the queue: skip the prefix cheaply.
-        let start = self.queue.partition_point(|o| o.seq <= after);
-        self.queue.range(start..)
+        self.queue
+            .range(after.saturating_add(1)..)
+            .map(|(_, w)| &w.message)
     }
 
     /// How many messages wait.
@@ -287,7 +289,7 @@ impl Outbox {
 
     /// The sequence number of the newest waiting message.
     pub fn newest_seq(&self) -> Option<u64> {
-        self.queue.back().map(|o| o.seq)
+        self.queue.last_key_value().map(|(seq, _)| *seq)
     }
 
     /// The sequence number the last accepted message got (0 before any).
@@ -297,14 +299,15 @@ impl Outbox {
 
     /// The message `seq`, if it waits.
     pub fn get(&self, seq: u64) -> Option<&Outgoing> {
-        let position = self.queue.partition_point(|o| o.seq < seq);
-        self.queue.get(position).filter(|o| o.seq == seq)
+        self.queue.get(&seq).map(|w| &w.message)
     }
 
     /// How long the oldest waiting message has waited (since it was accepted, or since the file
     /// was opened for one an earlier process left).
     pub fn oldest_age(&self) -> Option<Duration> {
-        self.accepted_at.front().map(Instant::elapsed)
+        self.queue
+            .first_key_value()
+            .map(|(_, w)| w.accepted_at.elapsed())
     }
 
     /// From now on, each confirm records its message's send→confirm latency in `latency`.
@@ -314,7 +317,7 @@ impl Outbox {
 
     /// The sequence number of the oldest waiting message.
     pub fn oldest_seq(&self) -> Option<u64> {
-        self.queue.front().map(|o| o.seq)
+        self.queue.first_key_value().map(|(seq, _)| *seq)
     }
 
     fn delete_stored(&self, seq: u64) -> Result<(), OutboxError> {
@@ -355,7 +358,6 @@ mod tests {
             // The fourth drops the first: the cap.
             outbox.push(message(n)).unwrap();
         }
-        assert_eq!(outbox.accepted_at.len(), outbox.queue.len());
         assert!(
             outbox.oldest_age().unwrap() < Duration::from_millis(30),
             "the first is gone"
@@ -364,7 +366,6 @@ mod tests {
         outbox.observe_confirms(latency.clone());
         outbox.confirm(3).unwrap();
         outbox.fail(2, "refused".into()).unwrap();
-        assert_eq!(outbox.accepted_at.len(), outbox.queue.len());
         outbox.confirm(4).unwrap();
         assert_eq!(outbox.oldest_age(), None);
         let mut text = String::new();
@@ -392,6 +393,30 @@ mod tests {
         assert!(outbox.confirm(3).unwrap());
         assert!(!outbox.confirm(3).unwrap());
         assert_eq!(outbox.after(2).map(|o| o.seq).collect::<Vec<_>>(), [4]);
+    }
+
+    #[test]
+    fn confirms_in_any_order_take_out_just_their_messages() {
+        let mut outbox = Outbox::in_memory(100);
+        for n in 0..10 {
+            outbox.push(message(n)).unwrap();
+        }
+        // Two lanes confirming side by side: odd and even sequence numbers, the evens behind.
+        for seq in [1, 3, 2, 5, 7, 4, 9] {
+            assert!(outbox.confirm(seq).unwrap(), "{seq}");
+        }
+        assert_eq!(
+            outbox.after(0).map(|o| o.seq).collect::<Vec<_>>(),
+            [6, 8, 10]
+        );
+        assert_eq!(outbox.after(6).map(|o| o.seq).collect::<Vec<_>>(), [8, 10]);
+        assert_eq!(
+            (outbox.oldest_seq(), outbox.newest_seq()),
+            (Some(6), Some(10))
+        );
+        assert_eq!(outbox.get(8).map(|o| o.message_id.as_str()), Some("id-7"));
+        assert!(outbox.get(7).is_none());
+        assert_eq!(outbox.len(), 3);
     }
 
     #[test]

@@ -119,11 +119,8 @@ pub async fn activations(
         publish_connections,
         ceiling,
     } = options;
-    let publish_connections = publish_connections.unwrap_or(if ready.node_urls.is_empty() {
-        1
-    } else {
-        4
-    });
+    let publish_connections =
+        publish_connections.unwrap_or(if ready.node_urls.is_empty() { 1 } else { 4 });
     if ceiling && processes > 1 {
         return Err(crate::fleet::FleetError::Process(
             "the raw ceiling runs its fleet in this process: use one process".into(),
