@@ -113,11 +113,15 @@ impl LocalBroker {
     pub(super) fn new_state(&self, options: &UpOptions) -> Result<BrokerState, BrokerError> {
         let count = options.nodes.unwrap_or(1).max(1);
         let clustered = count > 1;
+        let mut ports = FreePorts::default();
+        if let Some(port) = options.port {
+            ports.reserve(port);
+        }
         let front = if clustered {
             Some(FrontState {
-                amqps_port: options.port.map_or_else(free_port, Ok)?,
-                management_port: free_port()?,
-                prometheus_port: free_port()?,
+                amqps_port: options.port.map_or_else(|| ports.next(), Ok)?,
+                management_port: ports.next()?,
+                prometheus_port: ports.next()?,
             })
         } else {
             None
@@ -126,7 +130,7 @@ impl LocalBroker {
         for i in 0..count {
             let amqps_port = match options.port {
                 Some(p) if !clustered => p,
-                _ => free_port()?,
+                _ => ports.next()?,
             };
             nodes.push(NodeState {
                 name: format!("ebadge-{amqps_port}@localhost"),
@@ -136,9 +140,9 @@ impl LocalBroker {
                     "node".into()
                 },
                 amqps_port,
-                management_port: free_port()?,
-                dist_port: free_port()?,
-                prometheus_port: free_port()?,
+                management_port: ports.next()?,
+                dist_port: ports.next()?,
+                prometheus_port: ports.next()?,
             });
         }
         Ok(BrokerState {
@@ -149,20 +153,35 @@ impl LocalBroker {
         })
     }
 
-    /// Gives the metrics endpoints of a directory set up before they existed their ports.
-    pub(super) fn with_metrics_ports(
+    /// Gives every endpoint of an existing directory a port of its own: the metrics endpoints
+    /// of a directory set up before they existed (port 0), and any port that clashes with one
+    /// before it (an earlier `broker up` could hand out one port twice). AMQPS ports stay: they
+    /// name the nodes and are in the clients' profiles.
+    pub(super) fn with_distinct_ports(
         &self,
         mut state: BrokerState,
     ) -> Result<BrokerState, BrokerError> {
-        for node in &mut state.nodes {
-            if node.prometheus_port == 0 {
-                node.prometheus_port = free_port()?;
-            }
+        let mut ports = FreePorts::default();
+        for node in &state.nodes {
+            ports.reserve(node.amqps_port);
         }
-        if let Some(front) = &mut state.front
-            && front.prometheus_port == 0
-        {
-            front.prometheus_port = free_port()?;
+        if let Some(front) = &state.front {
+            ports.reserve(front.amqps_port);
+        }
+        let mut own = |port: &mut u16| -> Result<(), BrokerError> {
+            if *port == 0 || !ports.claim(*port) {
+                *port = ports.next()?;
+            }
+            Ok(())
+        };
+        for node in &mut state.nodes {
+            own(&mut node.management_port)?;
+            own(&mut node.dist_port)?;
+            own(&mut node.prometheus_port)?;
+        }
+        if let Some(front) = &mut state.front {
+            own(&mut front.management_port)?;
+            own(&mut front.prometheus_port)?;
         }
         Ok(state)
     }
@@ -196,7 +215,42 @@ impl LocalBroker {
     }
 }
 
-pub(super) fn free_port() -> Result<u16, BrokerError> {
+/// Free ports for one broker, each handed out once. The system may offer a port again as soon
+/// as its probe is closed, and two endpoints of one broker on one port fail at start (seen: a
+/// node whose AMQPS and Prometheus ports were the same answered TLS with plain HTTP).
+#[derive(Debug, Default)]
+pub(super) struct FreePorts(std::collections::HashSet<u16>);
+
+impl FreePorts {
+    /// Marks `port` as taken (given by the user, or by an earlier `broker up`).
+    pub(super) fn reserve(&mut self, port: u16) {
+        self.0.insert(port);
+    }
+
+    /// Takes `port` if no one has it yet; false if it is taken.
+    pub(super) fn claim(&mut self, port: u16) -> bool {
+        self.0.insert(port)
+    }
+
+    /// A free port not handed out before.
+    pub(super) fn next(&mut self) -> Result<u16, BrokerError> {
+        self.next_from(free_port)
+    }
+
+    fn next_from(
+        &mut self,
+        mut probe: impl FnMut() -> Result<u16, BrokerError>,
+    ) -> Result<u16, BrokerError> {
+        loop {
+            let port = probe()?;
+            if self.0.insert(port) {
+                return Ok(port);
+            }
+        }
+    }
+}
+
+fn free_port() -> Result<u16, BrokerError> {
     std::net::TcpListener::bind(("127.0.0.1", 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -228,4 +282,82 @@ pub(super) fn create_dir(dir: &Path) -> Result<(), BrokerError> {
         path: dir.into(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_the_system_offers_twice_is_handed_out_once() {
+        let mut offers = [5671, 5671, 15672, 5671, 15672, 15692].into_iter();
+        let mut probe = || Ok(offers.next().expect("enough offers"));
+        let mut ports = FreePorts::default();
+        ports.reserve(15672);
+        let got: Vec<u16> = (0..2)
+            .map(|_| ports.next_from(&mut probe).unwrap())
+            .collect();
+        assert_eq!(got, [5671, 15692]);
+    }
+
+    #[test]
+    fn a_new_cluster_gets_distinct_ports() {
+        let broker = LocalBroker::new(std::env::temp_dir());
+        let options = UpOptions {
+            nodes: Some(5),
+            ..Default::default()
+        };
+        let state = broker.new_state(&options).unwrap();
+        let mut all: Vec<u16> = state
+            .nodes
+            .iter()
+            .flat_map(|n| {
+                [
+                    n.amqps_port,
+                    n.management_port,
+                    n.dist_port,
+                    n.prometheus_port,
+                ]
+            })
+            .collect();
+        let front = state.front.unwrap();
+        all.extend([
+            front.amqps_port,
+            front.management_port,
+            front.prometheus_port,
+        ]);
+        let count = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), count, "{all:?}");
+    }
+
+    #[test]
+    fn a_directory_with_a_port_twice_gets_a_new_one_for_the_second_endpoint() {
+        let broker = LocalBroker::new(std::env::temp_dir());
+        let options = UpOptions {
+            nodes: Some(3),
+            ..Default::default()
+        };
+        let mut state = broker.new_state(&options).unwrap();
+        let amqps = state.nodes[0].amqps_port;
+        state.nodes[0].prometheus_port = amqps;
+        state.nodes[1].management_port = state.nodes[2].dist_port;
+        let before = state.clone();
+        let fixed = broker.with_distinct_ports(state).unwrap();
+        assert_eq!(
+            fixed.nodes[0].amqps_port, amqps,
+            "AMQPS ports name the nodes"
+        );
+        assert_ne!(fixed.nodes[0].prometheus_port, amqps);
+        assert_eq!(
+            fixed.nodes[1].management_port, before.nodes[1].management_port,
+            "the first keeps it"
+        );
+        assert_ne!(fixed.nodes[2].dist_port, before.nodes[2].dist_port);
+        assert_eq!(
+            fixed.nodes[1].dist_port, before.nodes[1].dist_port,
+            "the rest stay"
+        );
+    }
 }

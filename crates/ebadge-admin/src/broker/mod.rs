@@ -323,7 +323,7 @@ impl LocalBroker {
                 });
             }
             Some(_) if self.status()?.running => return Ok((self.status()?, true)),
-            Some(state) => self.with_metrics_ports(state)?,
+            Some(state) => self.with_distinct_ports(state)?,
             None => self.new_state(options)?,
         };
         let server = std::env::var_os("EBADGE_RABBITMQ_SERVER")
