@@ -41,8 +41,9 @@ pub struct ClientConfig {
     /// publishes faster than its queues take in (flow control) by no longer reading from it,
     /// which holds back the acknowledgements of a consumer on the same connection; and one
     /// channel is one process on one node of a cluster, which takes a burst in alone. Behind
-    /// haproxy, several connections land on several nodes, which take it in side by side. See
-    /// `docs/vpp-guide.md` for figures.
+    /// haproxy, several connections land on several nodes, which take it in side by side. On one
+    /// node use 1: more gain nothing there and hold the answers back. Figures in
+    /// `docs/vpp-guide.md`.
     pub publish_connections: usize,
 }
 

@@ -152,12 +152,8 @@ impl Retries {
 
 /// Which share of the outbox one publishing channel takes: the messages whose exchange hashes
 /// to `index` of `count`. Every message for one exchange (one receiver, or one group) goes
-/// through the same channel, so each receiver gets them in the order they were sent.
-///
-/// ```ignore
-/// let lanes = Lane::all(4);
-/// assert_eq!(lanes.iter().filter(|l| l.takes("vpp-to-heh-7")).count(), 1);
-/// ```
+/// through the same channel, so each receiver gets them in the order they were sent (tested
+/// below: `lanes_share_the_outbox_each_exchange_on_one_lane_in_order`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Lane {
     index: usize,
