@@ -42,12 +42,24 @@ pub struct ClientConfig {
     /// which holds back the acknowledgements of a consumer on the same connection; and one
     /// channel is one process on one node of a cluster, which takes a burst in alone. Behind
     /// haproxy, several connections land on several nodes, which take it in side by side. On one
-    /// node use 1: more gain nothing there and hold the answers back. Figures in
-    /// `docs/vpp-guide.md`.
+    /// node more than 1 gain nothing and hold the answers back: see
+    /// [`Self::burst_publish_connections`], and the figures in `docs/vpp-guide.md`.
     pub publish_connections: usize,
 }
 
 impl ClientConfig {
+    /// The [`Self::publish_connections`] measured best for a back-end that sends bursts, on a
+    /// broker of `nodes` nodes: 1 on one node, 4 on a cluster (docs/benchmarks.md).
+    ///
+    /// ```
+    /// use ebadge_bus::ClientConfig;
+    /// assert_eq!(ClientConfig::burst_publish_connections(1), 1);
+    /// assert_eq!(ClientConfig::burst_publish_connections(3), 4);
+    /// ```
+    pub fn burst_publish_connections(nodes: usize) -> usize {
+        if nodes > 1 { 4 } else { 1 }
+    }
+
     /// Defaults for entity `name` with `profile`.
     pub fn new(profile: Profile, name: EntityName) -> Self {
         Self {

@@ -126,10 +126,10 @@ pub async fn run(
     let name = |s: &str| EntityName::new(s).expect("demo names follow the rule");
     let connect = |who: &str| {
         let mut config = ClientConfig::new(profile.clone(), name(who));
-        // The VPP sends bursts of activations: it publishes on a connection of its own (one: the
-        // demo's broker is one node, where more only hold the answers back).
+        // The VPP sends bursts of activations: it publishes on connections of its own (the
+        // demo's broker is one node).
         if who == VPP {
-            config.publish_connections = 1;
+            config.publish_connections = ClientConfig::burst_publish_connections(1);
         }
         Client::connect(config)
     };

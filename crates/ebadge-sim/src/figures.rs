@@ -119,8 +119,10 @@ pub async fn activations(
         publish_connections,
         ceiling,
     } = options;
-    let publish_connections =
-        publish_connections.unwrap_or(if ready.node_urls.is_empty() { 1 } else { 4 });
+    // A local cluster lists its nodes; one node lists none.
+    let publish_connections = publish_connections.unwrap_or_else(|| {
+        ebadge_bus::ClientConfig::burst_publish_connections(ready.node_urls.len())
+    });
     if ceiling && processes > 1 {
         return Err(crate::fleet::FleetError::Process(
             "the raw ceiling runs its fleet in this process: use one process".into(),
