@@ -267,6 +267,25 @@ impl Supervisor {
         mut events: mpsc::UnboundedReceiver<Event>,
     ) -> Result<(), String> {
         let me = self.shared.config.name.clone();
+        // Any of the connections failing ends the session (and so all of them). Polled once
+        // here, in this task, so each listens before anything can fail: amqprs tells a failure
+        // only to listeners already subscribed.
+        let mut failures: Vec<std::pin::Pin<Box<dyn Future<Output = bool> + Send + '_>>> =
+            std::iter::once(conn)
+                .chain(publishing)
+                .map(|c| Box::pin(c.listen_network_io_failure()) as _)
+                .collect();
+        let io_failure = std::future::poll_fn(move |cx| {
+            if failures.iter_mut().any(|f| f.as_mut().poll(cx).is_ready()) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        });
+        tokio::pin!(io_failure);
+        if ready_now(io_failure.as_mut()).await {
+            return Err("network failure".into());
+        }
         let lane_conns: Vec<&Connection> = if publishing.is_empty() {
             vec![conn]
         } else {
@@ -302,12 +321,6 @@ impl Supervisor {
         self.shared.connected.send_replace(true);
 
         let mut shutdown = self.shared.shutdown.subscribe();
-        // Any of the connections failing ends the session (and so all of them).
-        let mut io_failures = tokio::task::JoinSet::new();
-        for c in std::iter::once(conn).chain(publishing) {
-            let c = c.clone();
-            io_failures.spawn(async move { c.listen_network_io_failure().await });
-        }
         let mut retry_timer = tokio::time::interval(Duration::from_secs(1));
         let inbox_tx = self.inbox_tx.clone();
         let mut quarantine_ready = false;
@@ -339,7 +352,7 @@ impl Supervisor {
                 }
             }
             tokio::select! {
-                _ = io_failures.join_next() => return Err("network failure".into()),
+                _ = &mut io_failure => return Err("network failure".into()),
                 _ = closed(&mut shutdown) => {
                     // Acknowledgements the application gave before closing must reach the
                     // broker, or those messages come back to the next run.
@@ -682,6 +695,16 @@ async fn close_within(connections: Vec<Connection>, patience: Duration) {
     for close in closing {
         let _ = close.await;
     }
+}
+
+/// Polls `future` once: whether it is ready already.
+async fn ready_now(future: std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
+    let mut future = Some(future);
+    std::future::poll_fn(|cx| {
+        let ready = future.take().expect("polled once").poll(cx).is_ready();
+        std::task::Poll::Ready(ready)
+    })
+    .await
 }
 
 /// Resolves once the client is closed, at once if it already is (`changed` would wait for the
