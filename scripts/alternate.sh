@@ -6,10 +6,14 @@
 #   scripts/alternate.sh NODES ROUNDS 'ERL ARGS' BENCH [BENCH OPTIONS...]
 #   scripts/alternate.sh NODES ROUNDS bin:OTHER-EBADGE BENCH [BENCH OPTIONS...]
 #   scripts/alternate.sh NODES ROUNDS 'flags:MORE BENCH OPTIONS' BENCH [BENCH OPTIONS...]
+#   scripts/alternate.sh NODES ROUNDS 'env:VAR=VALUE ...' BENCH [BENCH OPTIONS...]
 #
 # The second form measures a change of code: the lever arm runs another build of ebadge (for
 # instance the commit before, built with `git worktree add`), with the default settings. The
 # third measures an option of the benchmark: the lever arm adds those options to the command.
+# The fourth runs the lever arm (broker up, bench, broker down) with those environment variables,
+# for instance another RabbitMQ (EBADGE_RABBITMQ_SERVER, EBADGE_RABBITMQCTL: docs/benchmarks.md,
+# "RabbitMQ 4.0").
 #
 # Examples (docs/benchmarks.md, "Each lever, same command"):
 #   scripts/alternate.sh 3 3 '-rabbit queue_index_embed_msgs_below 4096' activations --hehs 5000
@@ -36,7 +40,10 @@ for round in $(seq 1 "$rounds"); do
         rm -rf "$dir"
         run=$ebadge
         more=()
-        if [ "$arm" = lever ] && [[ $lever == flags:* ]]; then
+        if [ "$arm" = lever ] && [[ $lever == env:* ]]; then
+            run="env ${lever#env:} $ebadge"
+            $run broker up --dir "$dir" --nodes "$nodes" >/dev/null
+        elif [ "$arm" = lever ] && [[ $lever == flags:* ]]; then
             read -r -a more <<<"${lever#flags:}"
             "$ebadge" broker up --dir "$dir" --nodes "$nodes" >/dev/null
         elif [ "$arm" = lever ] && [[ $lever == bin:* ]]; then
@@ -50,9 +57,9 @@ for round in $(seq 1 "$rounds"); do
         else
             "$ebadge" broker up --dir "$dir" --nodes "$nodes" >/dev/null
         fi
-        report=$("$run" bench "$@" "${more[@]}" --dir "$dir" --json 2>"$dir.log" | tail -1 | sed -E 's/"vpp":\{[^}]*\},?//')
+        report=$($run bench "$@" "${more[@]}" --dir "$dir" --json 2>"$dir.log" | tail -1 | sed -E 's/"vpp":\{[^}]*\},?//')
         echo "$arm $round $report"
-        "$run" broker down --dir "$dir" >/dev/null 2>&1
+        $run broker down --dir "$dir" >/dev/null 2>&1
         rm -rf "$dir" "$dir.log"
     done
 done

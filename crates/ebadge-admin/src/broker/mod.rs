@@ -35,6 +35,12 @@ pub const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 /// Its control tool.
 pub const RABBITMQCTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
 
+/// The program named by the environment variable `var` (another RabbitMQ than Debian's, such
+/// as a newer release in a chroot, for a benchmark), or `default`.
+fn program(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var).map_or_else(|| PathBuf::from(default), PathBuf::from)
+}
+
 /// The management API account that provisioning, audit and revoke use.
 pub const ADMIN_USER: &str = ebadge_bus::conventions::MANAGEMENT_USER;
 
@@ -326,9 +332,7 @@ impl LocalBroker {
             Some(state) => self.with_distinct_ports(state)?,
             None => self.new_state(options)?,
         };
-        let server = std::env::var_os("EBADGE_RABBITMQ_SERVER")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(RABBITMQ_SERVER));
+        let server = program("EBADGE_RABBITMQ_SERVER", RABBITMQ_SERVER);
         if !server.exists() {
             return Err(BrokerError::NotInstalled(server, "rabbitmq-server"));
         }
@@ -551,16 +555,14 @@ impl LocalBroker {
     }
 
     fn ctl_node(&self, node: &NodeState, args: &[&str]) -> Result<String, BrokerError> {
-        let output = Command::new(RABBITMQCTL)
+        let ctl = program("EBADGE_RABBITMQCTL", RABBITMQCTL);
+        let output = Command::new(&ctl)
             .args(["-n", &node.name])
             .args(args)
             .envs(self.env(node))
             .stdin(Stdio::null())
             .output()
-            .map_err(|source| BrokerError::Io {
-                path: RABBITMQCTL.into(),
-                source,
-            })?;
+            .map_err(|source| BrokerError::Io { path: ctl, source })?;
         let text = String::from_utf8_lossy(&output.stdout).into_owned()
             + &String::from_utf8_lossy(&output.stderr);
         if output.status.success() {
