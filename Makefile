@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: deps demo test lint cross unit bench fuzz build
+.PHONY: deps demo test test-rabbitmq4 lint cross unit bench fuzz build
 
 deps:
 	@scripts/install-deps.sh
@@ -28,14 +28,21 @@ CROSS_TARGETS := aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf x86_64-
 cross: deps
 	for target in $(CROSS_TARGETS); do $(CARGO) build -p ebadge-heh --target $$target || exit 1; done
 
-# The tests boot one shared broker (target/tmp/ebadge-test-broker), one they restart, one for
+# The tests boot one shared broker (TEST_DIR/ebadge-test-broker), one they restart, one for
 # the demo, one scraped by a real Prometheus and a three-node cluster; all are stopped at the end whether or not the tests pass.
-TEST_BROKERS := target/tmp/ebadge-test-broker target/tmp/ebadge-restart-broker target/tmp/ebadge-demo-broker target/tmp/ebadge-test-cluster target/tmp/ebadge-monitoring-broker
+TEST_DIR ?= target/tmp
+export EBADGE_TEST_DIR := $(abspath $(TEST_DIR))
+TEST_BROKERS := $(addprefix $(TEST_DIR)/,ebadge-test-broker ebadge-restart-broker ebadge-demo-broker ebadge-test-cluster ebadge-monitoring-broker)
 unit:
 	$(CARGO) test --workspace --all-targets --no-fail-fast; status=$$?; \
 	  for dir in $(TEST_BROKERS); do $(CARGO) run -q -p ebadge -- broker down --dir $$dir; done; \
 	  exit $$status
 	$(CARGO) test --workspace --doc
+
+## The broker tests again on Debian 13's RabbitMQ 4.0 (on Debian 12, in a Debian 13 tree that
+## scripts/rabbitmq4.sh makes once), with broker directories of their own.
+test-rabbitmq4: deps
+	scripts/rabbitmq4.sh $(MAKE) unit TEST_DIR=target/tmp-rabbitmq4
 
 ## Benchmarks (results go to docs/benchmarks.md by hand, with the machine): the codec, then the
 ## three figures of D3.2.3 2.1 on the local broker in .ebadge/ (started if needed), as JSON lines.

@@ -278,14 +278,21 @@ sender = "tso"
 members = ["bsp1", "bsp2"]
 "#;
 
-/// The broker directory: `$EBADGE_TEST_BROKER`, else `target/tmp/ebadge-test-broker` of the
-/// workspace (`make test` stops it at the end).
+/// Where the test brokers live: `$EBADGE_TEST_DIR`, else `target/tmp` of the workspace. A run
+/// against another RabbitMQ (`make test-rabbitmq4`) uses directories of its own, since a node
+/// cannot boot on another major version's data.
+pub fn test_dir() -> PathBuf {
+    std::env::var_os("EBADGE_TEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tmp"))
+}
+
+/// The broker directory: `$EBADGE_TEST_BROKER`, else `ebadge-test-broker` in [`test_dir`]
+/// (`make test` stops it at the end).
 pub fn broker_dir() -> PathBuf {
     std::env::var_os("EBADGE_TEST_BROKER")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tmp/ebadge-test-broker")
-        })
+        .unwrap_or_else(|| test_dir().join("ebadge-test-broker"))
 }
 
 static READY: OnceCell<()> = OnceCell::const_new();
@@ -300,13 +307,10 @@ pub async fn profile() -> Profile {
     Profile::load(&broker.profile_path()).expect("the profile written by broker up")
 }
 
-/// A broker of the caller's own (for tests that restart it), in `target/tmp/<name>`, up and
+/// A broker of the caller's own (for tests that restart it), in `<test_dir>/<name>`, up and
 /// provisioned with [`REGISTRY`]; its PKI is separate from the shared broker's.
 pub async fn private_broker(name: &str) -> LocalBroker {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/tmp")
-        .join(name);
-    let broker = LocalBroker::new(dir);
+    let broker = LocalBroker::new(test_dir().join(name));
     provision(&broker).await;
     broker
 }
@@ -336,13 +340,11 @@ pub fn cluster_registry() -> Builder {
 
 static CLUSTER: OnceCell<()> = OnceCell::const_new();
 
-/// The test cluster: three nodes and haproxy in `target/tmp/ebadge-test-cluster` (`make test`
-/// stops it at the end), provisioned with [`cluster_registry`], its server certificate also
-/// valid for [`VRRP_VIP`].
+/// The test cluster: three nodes and haproxy in `ebadge-test-cluster` of [`test_dir`] (`make
+/// test` stops it at the end), provisioned with [`cluster_registry`], its server certificate
+/// also valid for [`VRRP_VIP`].
 pub async fn cluster() -> LocalBroker {
-    let dir =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tmp/ebadge-test-cluster");
-    let broker = LocalBroker::new(dir);
+    let broker = LocalBroker::new(test_dir().join("ebadge-test-cluster"));
     CLUSTER
         .get_or_init(|| async {
             let options = ebadge_admin::broker::UpOptions {

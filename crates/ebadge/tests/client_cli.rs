@@ -292,7 +292,7 @@ fn json_of(out: std::process::Output) -> (serde_json::Value, String) {
 
 #[test]
 fn the_demo_runs_and_its_summary_adds_up_and_a_fleet_spreads_over_processes() {
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ebadge-demo-broker");
+    let dir = ebadge_testkit::test_dir().join("ebadge-demo-broker");
     let dir = dir.to_str().unwrap();
     let (summary, stderr) = json_of(ebadge(
         &[

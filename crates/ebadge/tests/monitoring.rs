@@ -290,7 +290,7 @@ fn ebadge(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn a_real_prometheus_scrapes_the_demo_and_the_broker_and_evaluates_every_rule_and_panel() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ebadge-monitoring-broker");
+    let dir = ebadge_testkit::test_dir().join("ebadge-monitoring-broker");
     let dir_arg = dir.to_str().unwrap();
     let out = ebadge(&["broker", "up", "--json", "--dir", dir_arg]);
     assert!(
