@@ -8,7 +8,7 @@ use crate::provision::live_state;
 use crate::state::Item;
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::{
-    DELIVERY_LIMIT, HEH_TAG, MESSAGE_TTL_MS, QUARANTINE_MAX_LENGTH, QUARANTINE_TTL_MS, inbox_queue,
+    HEH_TAG, MESSAGE_TTL_MS, QUARANTINE_MAX_LENGTH, QUARANTINE_TTL_MS, inbox_queue,
     incoming_exchange, is_valid_entity_name, parse_pair_exchange, permissions, receiver_of_binding,
 };
 use serde::Serialize;
@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 pub struct Violation {
     /// Short kind, stable for scripts: `guest`, `password-user`, `plain-listener`, `tls`,
     /// `auth-mechanism`, `permissions`, `queue-ttl`, `queue-length`, `queue-overflow`,
-    /// `queue-delivery-limit`, `queue-type`, `queue-replication`, `queue-placement`, `file-handles`, `binding`,
+    /// `queue-type`, `queue-replication`, `queue-placement`, `file-handles`, `binding`,
     /// `exchange-type`, `default-exchange`, `user-name`, `layout`.
     pub kind: &'static str,
     /// What exactly, and what to do.
@@ -28,7 +28,7 @@ pub struct Violation {
 }
 
 /// Every [`Violation::kind`], in a fixed order: the metrics name each, with 0 when none.
-pub const KINDS: [&str; 19] = [
+pub const KINDS: [&str; 18] = [
     "guest",
     "password-user",
     "plain-listener",
@@ -38,7 +38,6 @@ pub const KINDS: [&str; 19] = [
     "queue-ttl",
     "queue-length",
     "queue-overflow",
-    "queue-delivery-limit",
     "queue-type",
     "queue-replication",
     "queue-placement",
@@ -441,19 +440,6 @@ pub async fn audit(
                 format!(
                     "queue {name} overflows with {}: past its bound it must refuse publishes (the sender keeps them), never drop silently",
                     overflow.unwrap_or("drop-head (the default)")
-                ),
-            );
-        }
-        let delivery_limit = bound("delivery-limit", "x-delivery-limit");
-        if kind == "quorum" && delivery_limit.is_none_or(|l| l < DELIVERY_LIMIT) {
-            let now = delivery_limit.map_or_else(
-                || "has no delivery-limit (RabbitMQ 4.0 then drops a message that came back unacknowledged 20 times)".into(),
-                |l| format!("drops a message that came back unacknowledged {l} times"),
-            );
-            v(
-                "queue-delivery-limit",
-                format!(
-                    "quorum queue {name} {now}: run `ebadge provision` to set the policy's delivery-limit of {DELIVERY_LIMIT}"
                 ),
             );
         }

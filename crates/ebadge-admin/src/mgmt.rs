@@ -7,9 +7,6 @@
 use crate::profile::Management;
 use serde_json::Value;
 
-/// The HTTP method of [`RawApi::send`], so that callers need no HTTP crate of their own.
-pub use reqwest::Method;
-
 /// The management API client type used throughout.
 pub type AdminClient = rabbitmq_http_client::api::Client<String, String, String>;
 

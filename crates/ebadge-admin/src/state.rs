@@ -4,9 +4,8 @@
 use crate::registry::{QueueType, Registry};
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::{
-    DELIVERY_LIMIT, HEH_TAG, QUARANTINE_MAX_LENGTH, QUARANTINE_PATTERN, QUARANTINE_POLICY,
-    QUARANTINE_TTL_MS, QUEUE_POLICY, inbox_queue, incoming_exchange, incoming_side, pair_exchange,
-    permissions,
+    HEH_TAG, QUARANTINE_MAX_LENGTH, QUARANTINE_PATTERN, QUARANTINE_POLICY, QUARANTINE_TTL_MS,
+    QUEUE_POLICY, inbox_queue, incoming_exchange, incoming_side, pair_exchange, permissions,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -257,16 +256,9 @@ impl fmt::Display for Item {
 /// A set of items keyed by identity.
 pub type State = BTreeMap<(u8, String), Item>;
 
-/// The queue policy's definition for the registry's options: the TTL and length bound of D3.2.3
-/// 6.2.4, publishes refused past the bound, and quorum queues that never drop a message however
-/// often it comes back unacknowledged ([`DELIVERY_LIMIT`]).
+/// The queue policy's definition for the registry's options.
 pub fn queue_policy_definition(ttl_ms: u64, max_length: u64) -> Value {
-    json!({
-        "message-ttl": ttl_ms,
-        "max-length": max_length,
-        "overflow": "reject-publish",
-        "delivery-limit": DELIVERY_LIMIT,
-    })
+    json!({"message-ttl": ttl_ms, "max-length": max_length, "overflow": "reject-publish"})
 }
 
 /// The queue type of one inbox. `auto` makes the inboxes of VPPs, operators and market

@@ -37,14 +37,6 @@ pub const MESSAGE_TTL_MS: u64 = 900_000;
 /// oldest silently.
 pub const DEFAULT_MAX_LENGTH: u64 = 1_000_000;
 
-/// How many times a quorum queue may hand out a message that comes back unacknowledged (its
-/// consumer's connection or channel lost) before it drops the message: a billion, that is never.
-/// RabbitMQ 4.0 (Debian 13's package) drops such a message after 20 returns by default, silently
-/// when no dead-letter exchange is set: a VPP whose link drops 20 times while it holds an
-/// activation would lose it. RabbitMQ 3.10 (Debian 12's) keeps it for ever by default but refuses
-/// 4.0's `-1` ("no limit"), so the queue policy says a billion on both.
-pub const DELIVERY_LIMIT: u64 = 1_000_000_000;
-
 /// Name of the policy that applies the TTL and length bound to every queue.
 pub const QUEUE_POLICY: &str = "ebadge-queues";
 
