@@ -5,10 +5,10 @@ use crate::mgmt::RawApi;
 use crate::mgmt::{AdminClient, ApiError};
 use crate::profile::Management;
 use crate::provision::live_state;
-use crate::state::Item;
+use crate::state::{Item, Release};
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::{
-    HEH_TAG, MESSAGE_TTL_MS, QUARANTINE_MAX_LENGTH, QUARANTINE_TTL_MS, inbox_queue,
+    HEH_TAG, MESSAGE_TTL_MS, QUARANTINE_MAX_LENGTH, QUARANTINE_TTL_MS, QUORUM_POLICY, inbox_queue,
     incoming_exchange, is_valid_entity_name, parse_pair_exchange, permissions, receiver_of_binding,
 };
 use serde::Serialize;
@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 pub struct Violation {
     /// Short kind, stable for scripts: `guest`, `password-user`, `plain-listener`, `tls`,
     /// `auth-mechanism`, `permissions`, `queue-ttl`, `queue-length`, `queue-overflow`,
-    /// `queue-type`, `queue-replication`, `queue-placement`, `file-handles`, `binding`,
+    /// `queue-delivery-limit`, `queue-type`, `queue-replication`, `queue-placement`, `file-handles`, `binding`,
     /// `exchange-type`, `default-exchange`, `user-name`, `layout`.
     pub kind: &'static str,
     /// What exactly, and what to do.
@@ -28,7 +28,7 @@ pub struct Violation {
 }
 
 /// Every [`Violation::kind`], in a fixed order: the metrics name each, with 0 when none.
-pub const KINDS: [&str; 18] = [
+pub const KINDS: [&str; 19] = [
     "guest",
     "password-user",
     "plain-listener",
@@ -38,6 +38,7 @@ pub const KINDS: [&str; 18] = [
     "queue-ttl",
     "queue-length",
     "queue-overflow",
+    "queue-delivery-limit",
     "queue-type",
     "queue-replication",
     "queue-placement",
@@ -323,7 +324,7 @@ pub async fn audit(
     // queue listing reports it only after a statistics interval. Queue arguments can only lower
     // a policy's TTL and length (RabbitMQ takes the smaller), but an argument's overflow wins
     // over the policy's, and a stream ignores both bounds.
-    let policies: Vec<(regex::Regex, i64, Value)> = live
+    let policies: Vec<(regex::Regex, &str, i64, Value)> = live
         .values()
         .filter_map(|i| match i {
             Item::Policy {
@@ -332,14 +333,16 @@ pub async fn audit(
                 definition,
                 priority,
                 ..
-            } if apply_to == "queues" || apply_to == "all" => Some((
+            } if apply_to != "exchanges" => Some((
                 regex::Regex::new(pattern).ok()?,
+                apply_to.as_str(),
                 *priority,
                 serde_json::from_str::<Value>(definition).ok()?,
             )),
             _ => None,
         })
         .collect();
+    let release = Release::of(overview["rabbitmq_version"].as_str().unwrap_or(""));
     let queues = http
         .get("queues?columns=name,vhost,arguments,durable,type,node,members")
         .await?;
@@ -394,9 +397,9 @@ pub async fn audit(
         }
         let policy = policies
             .iter()
-            .filter(|(re, _, _)| re.is_match(name))
-            .max_by_key(|(_, priority, _)| *priority)
-            .map(|(_, _, definition)| definition);
+            .filter(|(re, apply_to, _, _)| re.is_match(name) && applies_to(apply_to, kind))
+            .max_by_key(|(_, _, priority, _)| *priority)
+            .map(|(_, _, _, definition)| definition);
         let bound = |policy_key: &str, argument: &str| {
             [
                 policy.and_then(|d| d[policy_key].as_u64()),
@@ -443,10 +446,44 @@ pub async fn audit(
                 ),
             );
         }
+        if kind == "quorum" {
+            let limits: Vec<i64> = [
+                policy.and_then(|d| d["delivery-limit"].as_i64()),
+                q["arguments"]["x-delivery-limit"].as_i64(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            // -1 is 4.0's "no limit"; 3.x has none unless one is set.
+            let finite = limits.iter().filter(|l| **l >= 0).min();
+            let drops = match (finite, limits.is_empty(), release) {
+                (Some(limit), _, _) => Some(format!("drops a message that came back unacknowledged {limit} times (a delivery-limit)")),
+                (None, true, Release::V4) => Some("has no delivery-limit: RabbitMQ 4 drops a message that came back unacknowledged 20 times".into()),
+                _ => None,
+            };
+            if let Some(drops) = drops {
+                v(
+                    "queue-delivery-limit",
+                    format!(
+                        "quorum queue {name} {drops}; a consumer's lost link must never lose a message: remove any x-delivery-limit argument and run `ebadge provision` (on RabbitMQ 4 it sets the {QUORUM_POLICY} policy)"
+                    ),
+                );
+            }
+        }
     }
     violations.sort();
     violations.dedup();
     Ok(violations)
+}
+
+/// Whether a policy with `apply-to` = `apply_to` applies to a queue of type `kind`.
+fn applies_to(apply_to: &str, kind: &str) -> bool {
+    match apply_to {
+        "quorum_queues" => kind == "quorum",
+        "classic_queues" => kind == "classic",
+        "streams" => kind == "stream",
+        _ => true,
+    }
 }
 
 /// A cluster whose queue leaders crowd on one node: that node does the routing, persisting and

@@ -7,6 +7,9 @@
 use crate::profile::Management;
 use serde_json::Value;
 
+/// The HTTP method of [`RawApi::send`], so that callers need no HTTP crate of their own.
+pub use reqwest::Method;
+
 /// The management API client type used throughout.
 pub type AdminClient = rabbitmq_http_client::api::Client<String, String, String>;
 
@@ -116,6 +119,14 @@ impl RawApi {
             return Err(ApiError::new(&context, format!("{status}: {text}")));
         }
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The RabbitMQ release the broker runs (from its overview).
+    pub async fn release(&self) -> Result<crate::state::Release, ApiError> {
+        let overview = self.get("overview").await?;
+        Ok(crate::state::Release::of(
+            overview["rabbitmq_version"].as_str().unwrap_or(""),
+        ))
     }
 
     /// The cluster's members, running or not.

@@ -4,7 +4,7 @@
 use crate::mgmt::{AdminClient, ApiError, RawApi, admin_client};
 use crate::profile::Management;
 use crate::registry::Registry;
-use crate::state::{Item, State, desired, from_definitions, to_definitions};
+use crate::state::{Item, State, desired, desired_for, from_definitions, to_definitions};
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::possible_owners;
 use rabbitmq_http_client::commons::BindingDestinationType;
@@ -314,9 +314,11 @@ pub async fn plan(
     management: &Management,
     registry: &Registry,
 ) -> Result<Plan, ApiError> {
-    let nodes = RawApi::new(management).nodes().await?.len();
+    let api = RawApi::new(management);
+    let nodes = api.nodes().await?.len();
+    let release = api.release().await?;
     Ok(Plan::compute(
-        &desired(registry, nodes),
+        &desired_for(registry, nodes, release),
         &live_state(client).await?,
         &management.user,
     ))

@@ -5,7 +5,8 @@ use crate::registry::{QueueType, Registry};
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::{
     HEH_TAG, QUARANTINE_MAX_LENGTH, QUARANTINE_PATTERN, QUARANTINE_POLICY, QUARANTINE_TTL_MS,
-    QUEUE_POLICY, inbox_queue, incoming_exchange, incoming_side, pair_exchange, permissions,
+    QUEUE_POLICY, QUORUM_POLICY, inbox_queue, incoming_exchange, incoming_side, pair_exchange,
+    permissions,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -285,9 +286,46 @@ pub fn inbox_queue_type(option: QueueType, heh: bool, cluster_nodes: usize) -> &
     }
 }
 
-/// What the registry implies, by the conventions, for a broker of `cluster_nodes` nodes (which
-/// decides the queue type when the registry says `auto`).
+/// The RabbitMQ release a desired state is for: they differ in the policies they need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// 3.x (Debian 12 ships 3.10): no limit on a quorum queue's returns; no `quorum_queues`
+    /// policies. What `deploy/` boots, as it works on both.
+    V3,
+    /// 4.0 and later (Debian 13 ships 4.0): a quorum queue drops a message after 20 returns
+    /// unless [`QUORUM_POLICY`] says otherwise.
+    V4,
+}
+
+impl Release {
+    /// The release of a version string such as `4.0.5` (from the management API's overview).
+    ///
+    /// ```
+    /// use ebadge_admin::state::Release;
+    /// assert_eq!(Release::of("3.10.8"), Release::V3);
+    /// assert_eq!(Release::of("4.0.5"), Release::V4);
+    /// assert_eq!(Release::of("4.2.0-rc.1"), Release::V4);
+    /// ```
+    pub fn of(version: &str) -> Release {
+        match version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse::<u32>().ok())
+        {
+            Some(major) if major >= 4 => Release::V4,
+            _ => Release::V3,
+        }
+    }
+}
+
+/// What the registry implies, by the conventions, for a RabbitMQ 3.x broker of `cluster_nodes`
+/// nodes (which decides the queue type when the registry says `auto`).
 pub fn desired(registry: &Registry, cluster_nodes: usize) -> State {
+    desired_for(registry, cluster_nodes, Release::V3)
+}
+
+/// [`desired`] for a broker of `release`.
+pub fn desired_for(registry: &Registry, cluster_nodes: usize, release: Release) -> State {
     let mut items = Vec::new();
     let topic = |name: String| Item::Exchange {
         name,
@@ -371,6 +409,18 @@ pub fn desired(registry: &Registry, cluster_nodes: usize) -> State {
         definition: queue_policy_definition(QUARANTINE_TTL_MS, QUARANTINE_MAX_LENGTH).to_string(),
         priority: 1,
     });
+    if release == Release::V4 {
+        let mut definition =
+            queue_policy_definition(registry.options.message_ttl_ms, registry.options.max_length);
+        definition["delivery-limit"] = json!(-1);
+        items.push(Item::Policy {
+            name: QUORUM_POLICY.into(),
+            pattern: ".*".into(),
+            apply_to: "quorum_queues".into(),
+            definition: definition.to_string(),
+            priority: 2,
+        });
+    }
     items.into_iter().map(|i| (i.key(), i)).collect()
 }
 

@@ -381,7 +381,8 @@ async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
         "queues": [
             {"name": "no-ttl-queue", "vhost": "/", "durable": true, "auto_delete": false, "arguments": {}},
             {"name": "private-heh-a-stream", "vhost": "/", "durable": true, "auto_delete": false, "arguments": {"x-queue-type": "stream"}},
-            {"name": "private-heh-a-droppy", "vhost": "/", "durable": true, "auto_delete": false, "arguments": {"x-overflow": "drop-head"}}
+            {"name": "private-heh-a-droppy", "vhost": "/", "durable": true, "auto_delete": false, "arguments": {"x-overflow": "drop-head"}},
+            {"name": "private-heh-a-forgetful", "vhost": "/", "durable": true, "auto_delete": false, "arguments": {"x-queue-type": "quorum", "x-delivery-limit": 20}}
         ],
         "bindings": [{"source": "heh-b-to-ts", "vhost": "/", "destination": "private-heh-a-inbox", "destination_type": "queue", "routing_key": "#", "arguments": {}}],
         "policies": [{"vhost": "/", "name": "rogue", "pattern": "^no-ttl", "apply-to": "queues", "definition": {"max-length": 10}, "priority": 5}]
@@ -398,6 +399,7 @@ async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
         "queue-ttl",
         "queue-type",
         "queue-overflow",
+        "queue-delivery-limit",
         "binding",
         "layout",
     ] {
@@ -446,6 +448,7 @@ async fn provisioning_is_idempotent_and_audit_reports_each_violation() {
         "no-ttl-queue",
         "private-heh-a-stream",
         "private-heh-a-droppy",
+        "private-heh-a-forgetful",
     ] {
         client.delete_queue("/", queue, true).await.unwrap();
     }

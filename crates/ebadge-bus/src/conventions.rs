@@ -40,6 +40,15 @@ pub const DEFAULT_MAX_LENGTH: u64 = 1_000_000;
 /// Name of the policy that applies the TTL and length bound to every queue.
 pub const QUEUE_POLICY: &str = "ebadge-queues";
 
+/// Name of the policy of quorum queues on RabbitMQ 4.0 and later: the bounds of [`QUEUE_POLICY`]
+/// and no limit on how often a message may come back unacknowledged. 4.0 counts those returns
+/// (a consumer's channel or connection lost while it held the message) and after 20 drops the
+/// message, silently when no dead-letter exchange is set: a VPP whose link drops 20 times while
+/// it holds an activation would lose it. A policy applies to a queue only if the queue's type
+/// takes every key, so `delivery-limit` needs a policy of its own that applies to quorum queues
+/// only (`apply-to: quorum_queues`, which 3.10 does not know; 3.10 sets no limit).
+pub const QUORUM_POLICY: &str = "ebadge-quorum";
+
 /// Name of the policy of the quarantine queues: they keep what they hold longer than the
 /// 15-minute TTL (an operator needs time to look), bounded by length instead.
 pub const QUARANTINE_POLICY: &str = "ebadge-quarantine";

@@ -312,3 +312,84 @@ async fn a_publishing_connection_closed_mid_burst_loses_nothing_and_keeps_each_r
         counters.sent
     );
 }
+
+/// A message that a consumer held unacknowledged when its connection went, 25 times over, is
+/// still there, and still first. RabbitMQ 4.0 (Debian 13) drops it from a quorum queue after
+/// 20 such returns unless a policy lifts the `delivery-limit`; provisioning writes that policy on
+/// RabbitMQ 4 (`conventions::QUORUM_POLICY`). A VPP inbox is a quorum queue on a cluster. On 3.10
+/// this passes without the policy (no default limit); `make test-rabbitmq4` runs it on 4.0, where
+/// without the policy the 22nd consumer finds the message gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_queue_message_lost_unacknowledged_25_times_is_still_delivered_first() {
+    use amqprs::channel::{BasicGetArguments, QueueDeclareArguments, QueueDeleteArguments};
+    let owner = "lanes-vpp";
+    let queue = format!("private-{owner}-returns");
+    let connection = ebadge_testkit::connect(owner).await;
+    let (channel, _) = ebadge_testkit::channel(&connection).await;
+    let mut arguments = amqprs::FieldTable::new();
+    arguments.insert(
+        "x-queue-type".try_into().unwrap(),
+        amqprs::FieldValue::S("quorum".try_into().unwrap()),
+    );
+    channel
+        .queue_delete(QueueDeleteArguments::new(&queue))
+        .await
+        .unwrap();
+    channel
+        .queue_declare(
+            QueueDeclareArguments::new(&queue)
+                .durable(true)
+                .arguments(arguments)
+                .finish(),
+        )
+        .await
+        .unwrap();
+    connection.close().await.unwrap();
+    // The owner may not write to the default exchange; the management account may.
+    let api = ebadge_admin::mgmt::RawApi::new(&ebadge_testkit::management());
+    for body in ["first", "second"] {
+        let routed = api
+            .send(
+                ebadge_admin::mgmt::Method::POST,
+                "exchanges/%2F/amq.default/publish",
+                &serde_json::json!({"properties": {"delivery_mode": 2}, "routing_key": queue,
+                    "payload": body, "payload_encoding": "string"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(routed["routed"], true, "{routed}");
+    }
+
+    let get = |channel: amqprs::channel::Channel, queue: String| async move {
+        for _ in 0..100 {
+            if let Some((_, _, body)) = channel
+                .basic_get(BasicGetArguments::new(&queue))
+                .await
+                .unwrap()
+            {
+                return Some(String::from_utf8(body).unwrap());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    };
+    for round in 1..=26 {
+        let connection = ebadge_testkit::connect(owner).await;
+        let (channel, _) = ebadge_testkit::channel(&connection).await;
+        let body = get(channel.clone(), queue.clone()).await;
+        assert_eq!(
+            body.as_deref(),
+            Some("first"),
+            "round {round}: the message held and lost {} times before",
+            round - 1
+        );
+        if round == 26 {
+            channel
+                .queue_delete(QueueDeleteArguments::new(&queue))
+                .await
+                .unwrap();
+        }
+        // Closed without an ack: the broker takes the message back.
+        connection.close().await.unwrap();
+    }
+}
