@@ -20,8 +20,8 @@ use std::collections::BTreeMap;
 pub struct Violation {
     /// Short kind, stable for scripts: `guest`, `password-user`, `plain-listener`, `tls`,
     /// `auth-mechanism`, `permissions`, `queue-ttl`, `queue-length`, `queue-overflow`,
-    /// `queue-delivery-limit`, `queue-type`, `queue-replication`, `queue-placement`, `file-handles`, `binding`,
-    /// `exchange-type`, `default-exchange`, `user-name`, `layout`.
+    /// `queue-delivery-limit`, `queue-type`, `queue-replication`, `queue-placement`,
+    /// `file-handles`, `binding`, `exchange-type`, `default-exchange`, `user-name`, `layout`.
     pub kind: &'static str,
     /// What exactly, and what to do.
     pub detail: String,
