@@ -791,6 +791,47 @@ async fn the_local_broker_runs_with_the_fleet_settings() {
     );
 }
 
+/// A running broker whose directory gives one port to two endpoints (an older `broker up` could
+/// hand a port out twice; the node then answered TLS with its Prometheus endpoint's HTTP) is
+/// repaired by the next `up`: the node gets a port of its own and is started again, instead of
+/// `up` reporting a broken broker as running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_restarts_a_running_node_whose_ports_clash() {
+    use ebadge_admin::broker::{LocalBroker, UpOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = LocalBroker::new(dir.path());
+    broker.up(&UpOptions::default()).await.unwrap();
+    let pid = broker.node_pid(0).expect("the node runs");
+    let state_file = dir.path().join("broker.toml");
+    let text = std::fs::read_to_string(&state_file).unwrap();
+    let mut state: toml::Value = toml::from_str(&text).unwrap();
+    let node = &mut state["nodes"][0];
+    let amqps = node["amqps_port"].clone();
+    node["prometheus_port"] = amqps.clone();
+    std::fs::write(&state_file, toml::to_string(&state).unwrap()).unwrap();
+
+    let (status, was_running) = broker.up(&UpOptions::default()).await.unwrap();
+    assert!(
+        !was_running,
+        "a node with a clashing port is not reported as running"
+    );
+    let after = broker.state().unwrap().unwrap();
+    assert_eq!(
+        i64::from(after.nodes[0].amqps_port),
+        amqps.as_integer().unwrap()
+    );
+    assert_ne!(after.nodes[0].prometheus_port, after.nodes[0].amqps_port);
+    assert_ne!(broker.node_pid(0), Some(pid), "the node was started again");
+    assert!(status.running, "{status:?}");
+    // Up means answering: the management API, then a TLS handshake on AMQPS (`up` waits for both).
+    let management = broker.management().unwrap();
+    ebadge_admin::mgmt::RawApi::new(&management)
+        .get("overview")
+        .await
+        .unwrap();
+    broker.down().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_server_key_is_not_its_certificates_is_named_with_what_to_do() {
     use ebadge_admin::broker::{BrokerError, LocalBroker, UpOptions};

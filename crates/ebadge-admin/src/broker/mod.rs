@@ -328,7 +328,14 @@ impl LocalBroker {
                     asked: options.nodes.unwrap_or(1).max(1),
                 });
             }
-            Some(_) if self.status()?.running => return Ok((self.status()?, true)),
+            Some(state) if self.status()?.running => {
+                let repaired = self.with_distinct_ports(state.clone())?;
+                if repaired == state {
+                    return Ok((self.status()?, true));
+                }
+                self.stop_clashing(&state, &repaired)?;
+                repaired
+            }
             Some(state) => self.with_distinct_ports(state)?,
             None => self.new_state(options)?,
         };
@@ -494,6 +501,28 @@ impl LocalBroker {
             stop_process(pid, || live_pid(&pid_file, "beam").is_some());
         }
         Ok(true)
+    }
+
+    /// Stops the running parts of `state` whose ports `repaired` changes. A node that shares a
+    /// port with another endpoint (an older `up` handed one out twice) answers on the wrong
+    /// listener while its process looks alive: `up` starts it again with ports of its own.
+    fn stop_clashing(
+        &self,
+        state: &BrokerState,
+        repaired: &BrokerState,
+    ) -> Result<(), BrokerError> {
+        for (index, (was, now)) in state.nodes.iter().zip(&repaired.nodes).enumerate() {
+            if was != now {
+                tracing::warn!(node = %was.name, "the node shares a port with another endpoint: restarting it with its own");
+                self.stop_node(index)?;
+            }
+        }
+        if state.front != repaired.front
+            && let Some(pid) = self.haproxy_pid()
+        {
+            stop_process(pid, || self.haproxy_pid().is_some());
+        }
+        Ok(())
     }
 
     /// Kills node `index` (0-based) with SIGKILL, as a crash would: no clean shutdown, its
