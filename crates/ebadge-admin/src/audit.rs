@@ -342,7 +342,7 @@ pub async fn audit(
             _ => None,
         })
         .collect();
-    let release = Release::of(overview["rabbitmq_version"].as_str().unwrap_or(""));
+    let release = Release::of_overview(&overview);
     let queues = http
         .get("queues?columns=name,vhost,arguments,durable,type,node,members")
         .await?;

@@ -123,9 +123,8 @@ impl RawApi {
 
     /// The RabbitMQ release the broker runs (from its overview).
     pub async fn release(&self) -> Result<crate::state::Release, ApiError> {
-        let overview = self.get("overview").await?;
-        Ok(crate::state::Release::of(
-            overview["rabbitmq_version"].as_str().unwrap_or(""),
+        Ok(crate::state::Release::of_overview(
+            &self.get("overview").await?,
         ))
     }
 

@@ -316,6 +316,11 @@ impl Release {
             _ => Release::V3,
         }
     }
+
+    /// The release named by the management API's `GET /api/overview` answer.
+    pub fn of_overview(overview: &Value) -> Release {
+        Release::of(overview["rabbitmq_version"].as_str().unwrap_or(""))
+    }
 }
 
 /// What the registry implies, by the conventions, for a RabbitMQ 3.x broker of `cluster_nodes`

@@ -313,7 +313,7 @@ async fn a_publishing_connection_closed_mid_burst_loses_nothing_and_keeps_each_r
     );
 }
 
-/// A message that a consumer held unacknowledged when its connection went, 25 times over, is
+/// A message that a consumer held unacknowledged when its link was cut, 25 times over, is
 /// still there, and still first. RabbitMQ 4.0 (Debian 13) drops it from a quorum queue after
 /// 20 such returns unless a policy lifts the `delivery-limit`; provisioning writes that policy on
 /// RabbitMQ 4 (`conventions::QUORUM_POLICY`). A VPP inbox is a quorum queue on a cluster. On 3.10
@@ -373,8 +373,11 @@ async fn a_quorum_queue_message_lost_unacknowledged_25_times_is_still_delivered_
         }
         None
     };
+    let profile = profile().await;
+    let proxy = Proxy::start(broker_addr(&profile)).await.unwrap();
+    let through_proxy = via(&profile, proxy.addr);
     for round in 1..=26 {
-        let connection = ebadge_testkit::connect(owner).await;
+        let connection = ebadge_bus::connect(&through_proxy, owner).await.unwrap();
         let (channel, _) = ebadge_testkit::channel(&connection).await;
         let body = get(channel.clone(), queue.clone()).await;
         assert_eq!(
@@ -388,8 +391,12 @@ async fn a_quorum_queue_message_lost_unacknowledged_25_times_is_still_delivered_
                 .queue_delete(QueueDeleteArguments::new(&queue))
                 .await
                 .unwrap();
+            connection.close().await.unwrap();
+            break;
         }
-        // Closed without an ack: the broker takes the message back.
-        connection.close().await.unwrap();
+        // The link cut without an ack: the broker takes the message back.
+        proxy.cut();
+        drop(connection);
+        proxy.restore();
     }
 }
