@@ -11,10 +11,12 @@
 # mirror), and the command runs with EBADGE_RABBITMQ_SERVER and EBADGE_RABBITMQCTL naming
 # wrappers that run 4.0 inside it. The broker directories must have the same path inside and
 # out, so /tmp and this repository are bind-mounted into the tree while the command runs, and
-# unmounted after it. Needs root (apt-get, debootstrap, chroot, mount), like `make deps`.
+# unmounted after it: the command must stop the brokers it starts (`make unit` does), or their
+# nodes outlive the mounts they need. Needs root (apt-get, debootstrap, chroot, mount), like
+# `make deps`.
 set -euo pipefail
 if [ $# -eq 0 ]; then
-    sed -n '2,14p' "$0" >&2
+    sed -n '2,16p' "$0" >&2
     exit 2
 fi
 version=$(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null || true)
