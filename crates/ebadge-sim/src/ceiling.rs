@@ -6,7 +6,7 @@
 //! confirm mode, dealt over as many connections as ours publishes on, and consumes the answers
 //! on another. What is left is the broker's work: the figure ours is compared with.
 
-use crate::bench::{ActivationReport, BENCH_VPP, bench_heh, bench_vpp};
+use crate::bench::{ActivationReport, BENCH_VPP, FleetPlacement, bench_heh, bench_vpp};
 use crate::fleet::FleetError;
 use amqprs::BasicProperties;
 use amqprs::channel::{
@@ -84,28 +84,52 @@ async fn raw_heh(profile: Profile, index: usize) -> Result<Connection, FleetErro
     Ok(connection)
 }
 
-/// Connects `hehs` raw HEHs (64 handshakes at once), then sends each an activation at once from
-/// a raw VPP, dealt round robin over `publish_connections` connections (at least one), and
-/// waits (up to 60 s) for every answer. The caller empties the VPP's inbox first.
-pub async fn raw_activations(
+/// Connects raw HEHs `first..first + count` (64 handshakes at once), reporting each one
+/// connected to `progress`: a raw fleet, here or in a fleet process of its own.
+pub async fn raw_fleet(
     profile: &Profile,
-    hehs: usize,
-    publish_connections: usize,
-) -> Result<ActivationReport, FleetError> {
-    let started = Instant::now();
+    first: usize,
+    count: usize,
+    progress: impl Fn(usize),
+) -> Result<Vec<Connection>, FleetError> {
     let gate = Arc::new(tokio::sync::Semaphore::new(64));
     let mut joins = tokio::task::JoinSet::new();
-    for i in 0..hehs {
+    for i in first..first + count {
         let (profile, gate) = (profile.clone(), gate.clone());
         joins.spawn(async move {
             let _permit = gate.acquire_owned().await.expect("never closed");
             raw_heh(profile, i).await
         });
     }
-    let mut fleet = Vec::with_capacity(hehs);
+    let mut fleet = Vec::with_capacity(count);
     while let Some(joined) = joins.join_next().await {
         fleet.push(joined.map_err(|e| FleetError::Process(e.to_string()))??);
+        progress(fleet.len());
     }
+    Ok(fleet)
+}
+
+/// Sends each of `hehs` raw HEHs (connected here or in fleet processes: `placement`) an
+/// activation at once from a raw VPP, dealt round robin over `publish_connections` connections
+/// (at least one), and waits (up to 60 s) for every answer. The caller empties the VPP's inbox
+/// first.
+pub async fn raw_activations<F>(
+    profile: &Profile,
+    hehs: usize,
+    publish_connections: usize,
+    placement: FleetPlacement<F>,
+) -> Result<ActivationReport, FleetError>
+where
+    F: std::future::Future<Output = Result<f64, FleetError>>,
+{
+    let started = Instant::now();
+    let fleet = match placement {
+        FleetPlacement::InProcess(progress) => raw_fleet(profile, 0, hehs, progress).await?,
+        FleetPlacement::External(ready) => {
+            ready.await?;
+            Vec::new()
+        }
+    };
     let connect_seconds = started.elapsed().as_secs_f64();
 
     let fail = |e: amqprs::error::Error| FleetError::Process(format!("raw VPP: {e}"));

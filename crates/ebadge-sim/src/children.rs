@@ -58,14 +58,16 @@ impl Program {
         }
     }
 
-    /// Starts `processes` fleet processes for HEHs `0..hehs`; with `node_urls` (a local
-    /// cluster's nodes) each connects straight to one node, round robin.
+    /// Starts `processes` fleet processes for HEHs `0..hehs` (`raw`: the ceiling's raw HEHs
+    /// instead of our client's); with `node_urls` (a local cluster's nodes) each connects
+    /// straight to one node, round robin.
     pub fn fleets(
         &self,
         profile: &Path,
         hehs: usize,
         processes: usize,
         node_urls: &[String],
+        raw: bool,
     ) -> Result<Fleets, BenchError> {
         let per = hehs.div_ceil(processes.max(1));
         let mut children = Vec::new();
@@ -80,6 +82,7 @@ impl Program {
                 .args(["--first", &first.to_string()])
                 .args(["--count", &count.to_string(), "--profile"])
                 .arg(profile)
+                .args(raw.then_some("--raw"))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped());
             if !node_urls.is_empty() {
@@ -188,33 +191,45 @@ fn stopped(what: &str, waiting_for: &str, got: std::io::Result<Option<String>>) 
     .into()
 }
 
-/// The child side of a fleet process: connects HEHs `first..first + count` (to `url` instead
-/// of the profile's address, when given), says it is ready with the KiB each connection
+/// The child side of a fleet process: connects HEHs `first..first + count` (`raw`: the raw
+/// ceiling's, see [`crate::ceiling`]; to `url` instead of the profile's address, when given), says it is ready with the KiB each connection
 /// costs, and stays until its standard input closes.
 pub async fn fleet_child(
     profile: &Profile,
     first: usize,
     count: usize,
     url: Option<String>,
+    raw: bool,
 ) -> Result<(), BenchError> {
     let mut profile = profile.clone();
     if let Some(url) = url {
         profile.amqps_url = url;
     }
     let rss0 = crate::measure::rss_kib();
-    let fleet = bench::activation_fleet(&profile, first, count, move |n| {
+    let progress = move |n: usize| {
         if n % 1000 == 0 {
             eprintln!("  HEHs {first}..: {n} connected");
         }
-    })
-    .await?;
+    };
+    let (fleet, raw_fleet) = if raw {
+        let connections = crate::ceiling::raw_fleet(&profile, first, count, progress).await?;
+        (None, connections)
+    } else {
+        let fleet = bench::activation_fleet(&profile, first, count, progress).await?;
+        (Some(fleet), Vec::new())
+    };
     let kib = crate::measure::rss_kib().saturating_sub(rss0) as f64 / count.max(1) as f64;
     println!("{READY} {kib}");
     let _ = tokio::task::spawn_blocking(|| {
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())
     })
     .await;
-    fleet.close(std::time::Duration::from_secs(5)).await;
+    if let Some(fleet) = fleet {
+        fleet.close(std::time::Duration::from_secs(5)).await;
+    }
+    for connection in raw_fleet {
+        let _ = connection.close().await;
+    }
     Ok(())
 }
 

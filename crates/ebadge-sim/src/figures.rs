@@ -83,7 +83,7 @@ pub struct ActivationFigures {
     pub publish_connections: usize,
     /// Through our client.
     pub report: ActivationReport,
-    /// Through raw amqprs, in this process.
+    /// Through raw amqprs, its fleet placed as ours (here or in fleet processes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw_amqprs: Option<ActivationReport>,
     /// The raw time / ours (above 1: ours is faster).
@@ -101,7 +101,7 @@ pub struct ActivationOptions {
     /// Connections the VPP publishes on ([`ebadge_bus::ClientConfig::publish_connections`]);
     /// the raw ceiling publishes on as many. `None`: 4 on a cluster, 1 on one node.
     pub publish_connections: Option<usize>,
-    /// Then the same burst through raw amqprs (only with one process).
+    /// Then the same burst through raw amqprs, its fleet placed as ours.
     pub ceiling: bool,
 }
 
@@ -123,26 +123,21 @@ pub async fn activations(
     let publish_connections = publish_connections.unwrap_or_else(|| {
         ebadge_bus::ClientConfig::burst_publish_connections(ready.node_urls.len())
     });
-    if ceiling && processes > 1 {
-        return Err(crate::fleet::FleetError::Process(
-            "the raw ceiling runs its fleet in this process: use one process".into(),
-        )
-        .into());
-    }
     bench::purge_vpp_inbox(&ready.management).await?;
     note(&format!(
         "connecting {hehs} HEHs, each with its own TLS connection, in {processes} process(es) …"
     ));
     let report = if processes <= 1 {
-        let progress = Box::new(|n| {
-            if n % 1000 == 0 {
-                eprintln!("  {n} connected");
-            }
-        });
-        let placement = bench::FleetPlacement::<std::future::Ready<_>>::InProcess(progress);
+        let placement = bench::FleetPlacement::<std::future::Ready<_>>::InProcess(progress());
         bench::activations(&ready.profile, hehs, publish_connections, placement, &note).await?
     } else {
-        let mut fleets = program.fleets(&ready.profile_path, hehs, processes, &ready.node_urls)?;
+        let mut fleets = program.fleets(
+            &ready.profile_path,
+            hehs,
+            processes,
+            &ready.node_urls,
+            false,
+        )?;
         let placement = bench::FleetPlacement::External(fleets.ready());
         let report =
             bench::activations(&ready.profile, hehs, publish_connections, placement, &note).await;
@@ -161,14 +156,39 @@ pub async fn activations(
         note(&format!(
             "the same through raw amqprs (ceiling): connecting {hehs} raw HEHs …"
         ));
-        let raw =
-            crate::ceiling::raw_activations(&ready.profile, hehs, publish_connections).await?;
+        let raw = if processes <= 1 {
+            let placement = bench::FleetPlacement::<std::future::Ready<_>>::InProcess(progress());
+            crate::ceiling::raw_activations(&ready.profile, hehs, publish_connections, placement)
+                .await?
+        } else {
+            let mut fleets =
+                program.fleets(&ready.profile_path, hehs, processes, &ready.node_urls, true)?;
+            let placement = bench::FleetPlacement::External(fleets.ready());
+            let raw = crate::ceiling::raw_activations(
+                &ready.profile,
+                hehs,
+                publish_connections,
+                placement,
+            )
+            .await;
+            fleets.stop().await;
+            raw?
+        };
         let ratio = raw.seconds / figures.report.seconds.max(f64::EPSILON);
         note(&format!("raw amqprs: {raw}; ours / ceiling: {ratio:.2}"));
         figures.raw_amqprs = Some(raw);
         figures.ratio_to_ceiling = Some(ratio);
     }
     Ok(figures)
+}
+
+/// Progress of a fleet connecting in this process, every thousand HEHs.
+fn progress() -> Box<dyn Fn(usize) + Send + Sync> {
+    Box::new(|n| {
+        if n % 1000 == 0 {
+            eprintln!("  {n} connected");
+        }
+    })
 }
 
 /// `heh`: one HEH sending `rate` reports a second for `seconds`, in its own process, through

@@ -324,8 +324,9 @@ fn the_demo_runs_and_its_summary_adds_up_and_a_fleet_spreads_over_processes() {
     assert_eq!(summary["market"]["cleared_seen"], 3, "{summary}");
     assert!(stderr.contains("20 HEHs connected"), "{stderr}");
 
-    // The activation benchmark with its fleet in three processes, on the same broker (one test:
-    // two `broker up` on one directory at once would race).
+    // The activation benchmark with its fleet in three processes, and the raw ceiling's fleet
+    // in three more, on the same broker (one test: two `broker up` on one directory at once
+    // would race).
     let (result, stderr) = json_of(ebadge(
         &[
             "bench",
@@ -334,6 +335,7 @@ fn the_demo_runs_and_its_summary_adds_up_and_a_fleet_spreads_over_processes() {
             "30",
             "--processes",
             "3",
+            "--ceiling",
             "--json",
             "--dir",
             dir,
@@ -341,6 +343,7 @@ fn the_demo_runs_and_its_summary_adds_up_and_a_fleet_spreads_over_processes() {
         "",
     ));
     assert_eq!(result["report"]["answered"], 30, "{result}");
+    assert_eq!(result["raw_amqprs"]["answered"], 30, "{result}");
     assert!(stderr.contains("in 3 process(es)"), "{stderr}");
 
     // The HEH footprint with the agent as the HEH and pika as the peer, same broker.

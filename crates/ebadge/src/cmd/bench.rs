@@ -50,8 +50,9 @@ pub enum BenchCommand {
         /// cluster, 1 on one node (where more only hold the answers back: docs/benchmarks.md)
         #[arg(long)]
         publish_connections: Option<usize>,
-        /// Then the same burst through raw amqprs (no validation, no outbox, no matching), in
-        /// this process: the ceiling ours is compared with (`ratio_to_ceiling` = its time / ours)
+        /// Then the same burst through raw amqprs (no validation, no outbox, no matching), its
+        /// fleet spread over as many processes as ours: the ceiling ours is compared with
+        /// (`ratio_to_ceiling` = its time / ours)
         #[arg(long)]
         ceiling: bool,
         #[command(flatten)]

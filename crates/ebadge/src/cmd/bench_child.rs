@@ -41,6 +41,9 @@ pub enum ChildRole {
         /// Connect here instead of the profile's address.
         #[arg(long)]
         url: Option<String>,
+        /// Raw amqprs HEHs (the ceiling's) instead of our client's.
+        #[arg(long)]
+        raw: bool,
     },
     /// (Used by `heh --agent`: the agent's device, printing stamped reports.)
     #[command(hide = true)]
@@ -85,7 +88,8 @@ pub async fn run(role: ChildRole) -> Result<()> {
             count,
             profile,
             url,
-        } => children::fleet_child(&Profile::load(&profile)?, first, count, url).await?,
+            raw,
+        } => children::fleet_child(&Profile::load(&profile)?, first, count, url, raw).await?,
     }
     Ok(())
 }
