@@ -207,7 +207,7 @@ pub async fn fleet_child(
     }
     let rss0 = crate::measure::rss_kib();
     let progress = move |n: usize| {
-        if n % 1000 == 0 {
+        if n.is_multiple_of(1000) {
             eprintln!("  HEHs {first}..: {n} connected");
         }
     };
