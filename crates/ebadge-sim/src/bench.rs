@@ -152,6 +152,29 @@ pub async fn purge_vpp_inbox(management: &Management) -> Result<(), BenchError> 
     Ok(())
 }
 
+/// Waits, up to `patience`, until the broker (every node of it) holds no client connection,
+/// and returns how many it still held. The ceiling runs after ours: at 20,000 HEHs the nodes
+/// take a while to tear our fleet down, and a fleet connecting into that teardown found a node
+/// that answered two of its HEHs nothing for two minutes (2026-11-27).
+pub async fn wait_until_no_connections(
+    management: &Management,
+    patience: Duration,
+) -> Result<u64, BenchError> {
+    let client = admin_client(management);
+    let deadline = Instant::now() + patience;
+    loop {
+        let overview = client
+            .overview()
+            .await
+            .map_err(|e| ebadge_admin::mgmt::ApiError::new("reading the broker's overview", e))?;
+        let left = overview.object_totals.connections;
+        if left == 0 || Instant::now() >= deadline {
+            return Ok(left);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// A report body carrying its send time (ns since the epoch) in an extension field.
 pub fn stamped_report(sent_ns: u64) -> Message {
     Message::decode(&format!(
@@ -534,9 +557,10 @@ impl ActivationReport {
 }
 
 /// The HEHs of the activation benchmark `first..first + count`, connected (at most 64 handshakes
-/// at once) and announced. `progress` gets the number connected so far.
+/// at once, spread over `profiles` as [`Fleet::start`] does) and announced. `progress` gets the
+/// number connected so far.
 pub async fn activation_fleet(
-    profile: &Profile,
+    profiles: &[Profile],
     first: usize,
     count: usize,
     progress: impl Fn(usize) + Send + Sync + 'static,
@@ -549,7 +573,7 @@ pub async fn activation_fleet(
             policy: Policy::Reject,
         })
         .collect();
-    Fleet::start(profile, specs, 64, progress).await
+    Fleet::start(profiles, specs, 64, progress).await
 }
 
 /// Where the activation benchmark's HEHs run.
@@ -594,7 +618,7 @@ where
     let started = Instant::now();
     let (fleet, kib_per_heh) = match placement {
         FleetPlacement::InProcess(progress) => {
-            let fleet = activation_fleet(profile, 0, hehs, progress).await?;
+            let fleet = activation_fleet(std::slice::from_ref(profile), 0, hehs, progress).await?;
             let kib = rss_kib().saturating_sub(rss0) as f64 / hehs.max(1) as f64;
             (Some(fleet), kib)
         }

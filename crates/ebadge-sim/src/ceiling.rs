@@ -84,18 +84,19 @@ async fn raw_heh(profile: Profile, index: usize) -> Result<Connection, FleetErro
     Ok(connection)
 }
 
-/// Connects raw HEHs `first..first + count` (64 handshakes at once), reporting each one
-/// connected to `progress`: a raw fleet, here or in a fleet process of its own.
+/// Connects raw HEHs `first..first + count` (64 handshakes at once; the `i`th with
+/// `profiles[i % profiles.len()]`, as [`crate::fleet::Fleet::start`] spreads ours), reporting
+/// each one connected to `progress`: a raw fleet, here or in a fleet process of its own.
 pub async fn raw_fleet(
-    profile: &Profile,
+    profiles: &[Profile],
     first: usize,
     count: usize,
     progress: impl Fn(usize),
 ) -> Result<Vec<Connection>, FleetError> {
     let gate = Arc::new(tokio::sync::Semaphore::new(64));
     let mut joins = tokio::task::JoinSet::new();
-    for i in first..first + count {
-        let (profile, gate) = (profile.clone(), gate.clone());
+    for (n, i) in (first..first + count).enumerate() {
+        let (profile, gate) = (profiles[n % profiles.len()].clone(), gate.clone());
         joins.spawn(async move {
             let _permit = gate.acquire_owned().await.expect("never closed");
             raw_heh(profile, i).await
@@ -124,7 +125,9 @@ where
 {
     let started = Instant::now();
     let fleet = match placement {
-        FleetPlacement::InProcess(progress) => raw_fleet(profile, 0, hehs, progress).await?,
+        FleetPlacement::InProcess(progress) => {
+            raw_fleet(std::slice::from_ref(profile), 0, hehs, progress).await?
+        }
         FleetPlacement::External(ready) => {
             ready.await?;
             Vec::new()

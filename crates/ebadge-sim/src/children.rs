@@ -59,8 +59,8 @@ impl Program {
     }
 
     /// Starts `processes` fleet processes for HEHs `0..hehs` (`raw`: the ceiling's raw HEHs
-    /// instead of our client's); with `node_urls` (a local cluster's nodes) each connects
-    /// straight to one node, round robin.
+    /// instead of our client's); with `node_urls` (a local cluster's nodes) each process connects
+    /// its HEHs straight to the nodes, round robin, so that every node holds as many.
     pub fn fleets(
         &self,
         profile: &Path,
@@ -85,8 +85,8 @@ impl Program {
                 .args(raw.then_some("--raw"))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped());
-            if !node_urls.is_empty() {
-                command.args(["--url", &node_urls[i % node_urls.len()]]);
+            for url in node_urls {
+                command.args(["--url", url]);
             }
             children.push(spawn(command, "a fleet process")?);
         }
@@ -192,19 +192,26 @@ fn stopped(what: &str, waiting_for: &str, got: std::io::Result<Option<String>>) 
 }
 
 /// The child side of a fleet process: connects HEHs `first..first + count` (`raw`: the raw
-/// ceiling's, see [`crate::ceiling`]; to `url` instead of the profile's address, when given), says it is ready with the KiB each connection
-/// costs, and stays until its standard input closes.
+/// ceiling's, see [`crate::ceiling`]; to `urls` round robin instead of the profile's address,
+/// when given), says ready with the KiB each connection costs, and stays until its standard
+/// input closes.
 pub async fn fleet_child(
     profile: &Profile,
     first: usize,
     count: usize,
-    url: Option<String>,
+    urls: &[String],
     raw: bool,
 ) -> Result<(), BenchError> {
-    let mut profile = profile.clone();
-    if let Some(url) = url {
-        profile.amqps_url = url;
-    }
+    let profiles: Vec<Profile> = if urls.is_empty() {
+        vec![profile.clone()]
+    } else {
+        urls.iter()
+            .map(|url| Profile {
+                amqps_url: url.clone(),
+                ..profile.clone()
+            })
+            .collect()
+    };
     let rss0 = crate::measure::rss_kib();
     let progress = move |n: usize| {
         if n.is_multiple_of(1000) {
@@ -212,10 +219,10 @@ pub async fn fleet_child(
         }
     };
     let (fleet, raw_fleet) = if raw {
-        let connections = crate::ceiling::raw_fleet(&profile, first, count, progress).await?;
+        let connections = crate::ceiling::raw_fleet(&profiles, first, count, progress).await?;
         (None, connections)
     } else {
-        let fleet = bench::activation_fleet(&profile, first, count, progress).await?;
+        let fleet = bench::activation_fleet(&profiles, first, count, progress).await?;
         (Some(fleet), Vec::new())
     };
     let kib = crate::measure::rss_kib().saturating_sub(rss0) as f64 / count.max(1) as f64;

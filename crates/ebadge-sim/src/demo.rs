@@ -152,7 +152,7 @@ pub async fn run(
         })
         .collect();
     let started = Instant::now();
-    let fleet = Fleet::start(profile, specs, 64, |_| {}).await?;
+    let fleet = Fleet::start(std::slice::from_ref(profile), specs, 64, |_| {}).await?;
     if let Some(metrics) = metrics {
         metrics.watch("fleet", &fleet.clients);
     }

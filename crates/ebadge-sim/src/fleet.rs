@@ -82,9 +82,11 @@ pub struct Fleet {
 
 impl Fleet {
     /// Connects every HEH (at most `parallel` handshakes at once), starts its handler and sends
-    /// its announcements. `progress` is called with the number connected so far.
+    /// its announcements. HEH `i` connects with `profiles[i % profiles.len()]`: one profile, or
+    /// one per node of a local cluster to spread the fleet evenly over them. `progress` is
+    /// called with the number connected so far.
     pub async fn start(
-        profile: &Profile,
+        profiles: &[Profile],
         specs: Vec<HehSpec>,
         parallel: usize,
         progress: impl Fn(usize) + Send + Sync + 'static,
@@ -97,7 +99,7 @@ impl Fleet {
         for (index, spec) in specs.into_iter().enumerate() {
             let (gate, profile, progress, done) = (
                 gate.clone(),
-                profile.clone(),
+                profiles[index % profiles.len()].clone(),
                 progress.clone(),
                 done.clone(),
             );

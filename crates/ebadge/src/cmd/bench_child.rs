@@ -38,9 +38,10 @@ pub enum ChildRole {
         /// Connection profile.
         #[arg(long)]
         profile: PathBuf,
-        /// Connect here instead of the profile's address.
-        #[arg(long)]
-        url: Option<String>,
+        /// Connect the HEHs here, round robin, instead of the profile's address (repeatable:
+        /// a local cluster's nodes).
+        #[arg(long = "url")]
+        urls: Vec<String>,
         /// Raw amqprs HEHs (the ceiling's) instead of our client's.
         #[arg(long)]
         raw: bool,
@@ -87,9 +88,9 @@ pub async fn run(role: ChildRole) -> Result<()> {
             first,
             count,
             profile,
-            url,
+            urls,
             raw,
-        } => children::fleet_child(&Profile::load(&profile)?, first, count, url, raw).await?,
+        } => children::fleet_child(&Profile::load(&profile)?, first, count, &urls, raw).await?,
     }
     Ok(())
 }

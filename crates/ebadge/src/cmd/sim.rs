@@ -97,7 +97,7 @@ pub async fn run(command: SimCommand) -> Result<ExitCode> {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let fleet = Fleet::start(&profile, specs, 64, |n| {
+            let fleet = Fleet::start(std::slice::from_ref(&profile), specs, 64, |n| {
                 if n % 500 == 0 {
                     eprintln!("{n} connected");
                 }
