@@ -152,6 +152,9 @@ pub async fn activations(
                 "{left} connections still open after 120 s; going on"
             ));
         }
+        if ours {
+            check_room_for_ceiling(ready, hehs).await?;
+        }
         bench::purge_vpp_inbox(&ready.management).await?;
         note(&format!(
             "the same through raw amqprs (ceiling): connecting {hehs} raw HEHs …"
@@ -183,6 +186,39 @@ pub async fn activations(
         figures.raw_amqprs = Some(raw);
     }
     Ok(figures)
+}
+
+/// Refuses the ceiling when a node has no room left for its share of the raw fleet: after our
+/// burst every classic inbox keeps two file handles reserved, and a node past its limit never
+/// answers a new connection (the fleet would wait out its patience, then fail).
+async fn check_room_for_ceiling(ready: &Prepared, hehs: usize) -> Result<(), BenchError> {
+    let per_node = hehs.div_ceil(ready.node_urls.len().max(1)) as u64;
+    let api = ebadge_admin::mgmt::RawApi::new(&ready.management);
+    let short: Vec<String> = ebadge_admin::audit::read_node_handles(&api)
+        .await?
+        .into_iter()
+        .filter(|n| n.free() < per_node)
+        .map(|n| {
+            format!(
+                "node {} has {} of its {} file handles left ({} reserved by classic queues, {} by quorum queues)",
+                n.node,
+                n.free(),
+                n.limit,
+                n.classic,
+                n.quorum
+            )
+        })
+        .collect();
+    if short.is_empty() {
+        return Ok(());
+    }
+    Err(crate::fleet::FleetError::Process(format!(
+        "no room for the ceiling's {per_node} connections per node after our burst: {}. \
+         Measure the ceiling alone on a fresh broker: `ebadge broker up --dir NEW --nodes N` \
+         and `ebadge bench activations --dir NEW … --ceiling-only`",
+        short.join("; ")
+    ))
+    .into())
 }
 
 /// The burst through our client, its fleet here or in `options.processes` processes.

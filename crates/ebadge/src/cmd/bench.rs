@@ -53,8 +53,9 @@ pub enum BenchCommand {
         publish_connections: Option<usize>,
         /// Then the same burst through raw amqprs (no validation, no outbox, no matching), its
         /// fleet spread over as many processes as ours: the ceiling ours is compared with
-        /// (`ratio_to_ceiling` = its time / ours). At 20,000 HEHs on a local cluster use
-        /// --ceiling-only on a fresh cluster instead (see there)
+        /// (`ratio_to_ceiling` = its time / ours). Refused when a node has no file handles left
+        /// for its share after our burst (20,000 HEHs on a local cluster): use --ceiling-only on
+        /// a fresh cluster then
         #[arg(long)]
         ceiling: bool,
         /// Only the raw ceiling, not ours. A local cluster of 20,000 HEHs has spent its nodes'
