@@ -121,10 +121,10 @@ pub async fn activations(
 ) -> Result<ActivationFigures, BenchError> {
     let ActivationOptions {
         hehs,
-        processes,
         publish_connections,
         ours,
         ceiling,
+        ..
     } = options;
     // A local cluster lists its nodes; one node lists none.
     let publish_connections = publish_connections.unwrap_or_else(|| {
@@ -144,39 +144,17 @@ pub async fn activations(
     if ceiling {
         if ours {
             note("waiting for the broker to close our fleet's connections …");
-        }
-        let left =
-            bench::wait_until_no_connections(&ready.management, Duration::from_secs(120)).await?;
-        if left > 0 {
-            note(&format!(
-                "{left} connections still open after 120 s; going on"
-            ));
-        }
-        if ours {
+            let left =
+                bench::wait_until_no_connections(&ready.management, Duration::from_secs(120))
+                    .await?;
+            if left > 0 {
+                note(&format!(
+                    "{left} connections still open after 120 s; going on"
+                ));
+            }
             check_room_for_ceiling(ready, hehs).await?;
         }
-        bench::purge_vpp_inbox(&ready.management).await?;
-        note(&format!(
-            "the same through raw amqprs (ceiling): connecting {hehs} raw HEHs …"
-        ));
-        let raw = if processes <= 1 {
-            let placement = bench::FleetPlacement::<std::future::Ready<_>>::InProcess(progress());
-            crate::ceiling::raw_activations(&ready.profile, hehs, publish_connections, placement)
-                .await?
-        } else {
-            let mut fleets =
-                program.fleets(&ready.profile_path, hehs, processes, &ready.node_urls, true)?;
-            let placement = bench::FleetPlacement::External(fleets.ready());
-            let raw = crate::ceiling::raw_activations(
-                &ready.profile,
-                hehs,
-                publish_connections,
-                placement,
-            )
-            .await;
-            fleets.stop().await;
-            raw?
-        };
+        let raw = ceiling_activations(program, ready, options, publish_connections, &note).await?;
         note(&format!("raw amqprs: {raw}"));
         if let Some(report) = &figures.report {
             let ratio = raw.seconds / report.seconds.max(f64::EPSILON);
@@ -254,6 +232,40 @@ async fn ours_activations(
         bench::activations(&ready.profile, hehs, publish_connections, placement, note).await;
     fleets.stop().await;
     Ok(report?)
+}
+
+/// The same burst through raw amqprs (the ceiling), its fleet placed as ours.
+async fn ceiling_activations(
+    program: &Program,
+    ready: &Prepared,
+    options: ActivationOptions,
+    publish_connections: usize,
+    note: &impl Fn(&str),
+) -> Result<ActivationReport, BenchError> {
+    let ActivationOptions {
+        hehs, processes, ..
+    } = options;
+    bench::purge_vpp_inbox(&ready.management).await?;
+    note(&format!(
+        "the same through raw amqprs (ceiling): connecting {hehs} raw HEHs …"
+    ));
+    if processes <= 1 {
+        let placement = bench::FleetPlacement::<std::future::Ready<_>>::InProcess(progress());
+        return Ok(crate::ceiling::raw_activations(
+            &ready.profile,
+            hehs,
+            publish_connections,
+            placement,
+        )
+        .await?);
+    }
+    let mut fleets =
+        program.fleets(&ready.profile_path, hehs, processes, &ready.node_urls, true)?;
+    let placement = bench::FleetPlacement::External(fleets.ready());
+    let raw =
+        crate::ceiling::raw_activations(&ready.profile, hehs, publish_connections, placement).await;
+    fleets.stop().await;
+    Ok(raw?)
 }
 
 /// Progress of a fleet connecting in this process, every thousand HEHs.
