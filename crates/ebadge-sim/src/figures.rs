@@ -137,7 +137,15 @@ pub async fn activations(
         ratio_to_ceiling: None,
     };
     if ours {
-        let report = ours_activations(program, ready, options, publish_connections, &note).await?;
+        let report = fleet_burst(
+            program,
+            ready,
+            options,
+            publish_connections,
+            Subject::Ours,
+            &note,
+        )
+        .await?;
         note(&report.to_string());
         figures.report = Some(report);
     }
@@ -154,7 +162,15 @@ pub async fn activations(
             }
             check_room_for_ceiling(ready, hehs).await?;
         }
-        let raw = ceiling_activations(program, ready, options, publish_connections, &note).await?;
+        let raw = fleet_burst(
+            program,
+            ready,
+            options,
+            publish_connections,
+            Subject::Raw,
+            &note,
+        )
+        .await?;
         note(&format!("raw amqprs: {raw}"));
         if let Some(report) = &figures.report {
             let ratio = raw.seconds / report.seconds.max(f64::EPSILON);
@@ -199,73 +215,69 @@ async fn check_room_for_ceiling(ready: &Prepared, hehs: usize) -> Result<(), Ben
     .into())
 }
 
-/// The burst through our client, its fleet here or in `options.processes` processes.
-async fn ours_activations(
+/// Which client a burst runs through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subject {
+    /// Ours: the VPP and the HEHs on `ebadge_bus`.
+    Ours,
+    /// Raw amqprs: the ceiling ([`crate::ceiling`]).
+    Raw,
+}
+
+/// One burst through `subject`, its fleet here or in `options.processes` fleet processes.
+async fn fleet_burst(
     program: &Program,
     ready: &Prepared,
     options: ActivationOptions,
     publish_connections: usize,
+    subject: Subject,
     note: &impl Fn(&str),
 ) -> Result<ActivationReport, BenchError> {
     let ActivationOptions {
         hehs, processes, ..
     } = options;
     bench::purge_vpp_inbox(&ready.management).await?;
-    note(&format!(
-        "connecting {hehs} HEHs, each with its own TLS connection, in {processes} process(es) …"
-    ));
+    note(&match subject {
+        Subject::Ours => format!(
+            "connecting {hehs} HEHs, each with its own TLS connection, in {processes} process(es) …"
+        ),
+        Subject::Raw => {
+            format!("the same through raw amqprs (ceiling): connecting {hehs} raw HEHs …")
+        }
+    });
     if processes <= 1 {
         let placement = bench::FleetPlacement::<std::future::Ready<_>>::InProcess(progress());
-        return Ok(
-            bench::activations(&ready.profile, hehs, publish_connections, placement, note).await?,
-        );
+        return Ok(burst(ready, hehs, publish_connections, placement, subject, note).await?);
     }
-    let mut fleets = program.fleets(
-        &ready.profile_path,
-        hehs,
-        processes,
-        &ready.node_urls,
-        false,
-    )?;
+    let raw = subject == Subject::Raw;
+    let mut fleets = program.fleets(&ready.profile_path, hehs, processes, &ready.node_urls, raw)?;
     let placement = bench::FleetPlacement::External(fleets.ready());
-    let report =
-        bench::activations(&ready.profile, hehs, publish_connections, placement, note).await;
+    let report = burst(ready, hehs, publish_connections, placement, subject, note).await;
     fleets.stop().await;
     Ok(report?)
 }
 
-/// The same burst through raw amqprs (the ceiling), its fleet placed as ours.
-async fn ceiling_activations(
-    program: &Program,
+/// The burst itself, once the fleet is placed.
+async fn burst<F>(
     ready: &Prepared,
-    options: ActivationOptions,
+    hehs: usize,
     publish_connections: usize,
+    placement: bench::FleetPlacement<F>,
+    subject: Subject,
     note: &impl Fn(&str),
-) -> Result<ActivationReport, BenchError> {
-    let ActivationOptions {
-        hehs, processes, ..
-    } = options;
-    bench::purge_vpp_inbox(&ready.management).await?;
-    note(&format!(
-        "the same through raw amqprs (ceiling): connecting {hehs} raw HEHs …"
-    ));
-    if processes <= 1 {
-        let placement = bench::FleetPlacement::<std::future::Ready<_>>::InProcess(progress());
-        return Ok(crate::ceiling::raw_activations(
-            &ready.profile,
-            hehs,
-            publish_connections,
-            placement,
-        )
-        .await?);
+) -> Result<ActivationReport, crate::fleet::FleetError>
+where
+    F: std::future::Future<Output = Result<f64, crate::fleet::FleetError>>,
+{
+    match subject {
+        Subject::Ours => {
+            bench::activations(&ready.profile, hehs, publish_connections, placement, note).await
+        }
+        Subject::Raw => {
+            crate::ceiling::raw_activations(&ready.profile, hehs, publish_connections, placement)
+                .await
+        }
     }
-    let mut fleets =
-        program.fleets(&ready.profile_path, hehs, processes, &ready.node_urls, true)?;
-    let placement = bench::FleetPlacement::External(fleets.ready());
-    let raw =
-        crate::ceiling::raw_activations(&ready.profile, hehs, publish_connections, placement).await;
-    fleets.stop().await;
-    Ok(raw?)
 }
 
 /// Progress of a fleet connecting in this process, every thousand HEHs.
