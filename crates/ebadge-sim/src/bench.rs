@@ -153,9 +153,8 @@ pub async fn purge_vpp_inbox(management: &Management) -> Result<(), BenchError> 
 }
 
 /// Waits, up to `patience`, until the broker (every node of it) holds no client connection,
-/// and returns how many it still held. The ceiling runs after ours: at 20,000 HEHs the nodes
-/// take a while to tear our fleet down, and a fleet connecting into that teardown found a node
-/// that answered two of its HEHs nothing for two minutes (2026-11-27).
+/// and returns how many it still held. The ceiling runs after ours and must not connect while
+/// the nodes still tear our fleet down (whose sockets also count against their file limits).
 pub async fn wait_until_no_connections(
     management: &Management,
     patience: Duration,
