@@ -39,6 +39,18 @@ pub enum SendError {
     /// The client was shut down.
     #[error("not sent: the client is closed")]
     Closed,
+    /// The encoded message is larger than the broker takes.
+    #[error(
+        "not sent: the {msg_type} message is {size} bytes, more than the broker's max_message_size of {max} bytes (split it, or raise the limit on the broker and in the profile's max_message_bytes)"
+    )]
+    TooLarge {
+        /// Its type.
+        msg_type: String,
+        /// Its encoded size.
+        size: usize,
+        /// The limit ([`ClientConfig::max_message_bytes`]).
+        max: usize,
+    },
     /// Messages left the outbox without a confirm: refused by the broker for good, unroutable
     /// for longer than the message TTL, or dropped by the outbox cap. Each names its reason.
     #[error("{} message(s) not delivered; the first: {} to {}: {}", .0.len(), .0[0].msg_type, .0[0].exchange, .0[0].reason)]
@@ -136,6 +148,7 @@ impl Client {
             observed: OnceLock::new(),
             pending: Mutex::new(HashMap::new()),
             connected: watch::channel(false).0,
+            consuming: watch::channel(false).0,
             shutdown: watch::channel(false).0,
             ack_tx,
             inbox_rx: Mutex::new(Some(inbox_rx)),
@@ -157,6 +170,14 @@ impl Client {
     /// the broker confirms it. Returns its message_id at once; the reliability layer does the rest.
     pub fn send(&self, peer: &EntityName, message: &Message) -> Result<String, SendError> {
         let body = message.encode()?;
+        let max = self.shared.config.max_message_bytes;
+        if body.len() > max {
+            return Err(SendError::TooLarge {
+                msg_type: message.type_name().to_owned(),
+                size: body.len(),
+                max,
+            });
+        }
         let key = routing_key(message.type_name(), message.heh_id().map(|h| h.as_str()))?;
         self.enqueue(Outgoing {
             seq: 0,
@@ -239,7 +260,11 @@ impl Client {
         order: &Activate,
         timeout: Duration,
     ) -> Result<ActivationOutcome, RequestError> {
-        let key = PendingKey::Activation(order.id.as_str().to_owned(), order.modification_count);
+        let key = PendingKey::Activation {
+            peer: peer.as_str().to_owned(),
+            id: order.id.as_str().to_owned(),
+            count: order.modification_count,
+        };
         let answer = self
             .request_with(peer, &Message::Activate(order.clone()), key, timeout)
             .await?;
@@ -261,7 +286,10 @@ impl Client {
         let msg_id = message
             .msg_id()
             .ok_or_else(|| RequestError::NoResponseExpected(message.type_name().to_owned()))?;
-        let key = PendingKey::Market(msg_id.as_str().to_owned());
+        let key = PendingKey::Market {
+            peer: peer.as_str().to_owned(),
+            msg_id: msg_id.as_str().to_owned(),
+        };
         Ok(
             match self.request_with(peer, message, key, timeout).await? {
                 Some(Message::Response(r)) => Some(r),
@@ -287,18 +315,23 @@ impl Client {
         key: PendingKey,
         timeout: Duration,
     ) -> Result<Option<Message>, SendError> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
         self.shared.pending.lock().unwrap().insert(key.clone(), tx);
         let sent_at = std::time::Instant::now();
         if let Err(e) = self.send(peer, message) {
             self.shared.pending.lock().unwrap().remove(&key);
             return Err(e);
         }
-        let answer = tokio::time::timeout(timeout, rx)
-            .await
-            .ok()
-            .and_then(Result::ok);
-        self.shared.pending.lock().unwrap().remove(&key);
+        let answer = match tokio::time::timeout(timeout, &mut rx).await {
+            Ok(answer) => answer.ok(),
+            Err(_) => {
+                self.shared.pending.lock().unwrap().remove(&key);
+                // An answer handed over as the wait ended is ours (it was acknowledged for us);
+                // one that comes later goes to the application's inbox.
+                rx.close();
+                rx.try_recv().ok()
+            }
+        };
         if let (Some(observed), Some(_)) = (self.shared.observed.get(), &answer) {
             observed.round_trip(message, sent_at.elapsed());
         }
@@ -329,6 +362,14 @@ impl Client {
         *self.shared.connected.borrow()
     }
 
+    /// Whether the inbox is being consumed now, so that what is sent to us reaches us. Stricter
+    /// than [`is_connected`](Self::is_connected): the connection can be up while the inbox
+    /// cannot be consumed (its classic queue's node is down, or the broker cancelled the
+    /// consumer because the queue was deleted), and then the controller cannot reach us.
+    pub fn is_consuming(&self) -> bool {
+        *self.shared.consuming.borrow()
+    }
+
     /// Waits until a connection is up.
     pub async fn connected(&self) {
         let mut rx = self.shared.connected.subscribe();
@@ -339,9 +380,29 @@ impl Client {
     /// given so far and closes the connection. Also when the link is down or being remade: once
     /// this returns, the client neither reconnects nor consumes (at most 5 s more are given to a
     /// clean close; then the connection is dropped and the broker requeues what it held).
-    pub async fn close(&self, timeout: Duration) {
+    ///
+    /// Says what it left behind: messages still unconfirmed when `timeout` ended are lost with
+    /// an in-memory outbox, and kept for the next start with a durable one (also logged).
+    pub async fn close(&self, timeout: Duration) -> Closed {
         if let Ok(Err(e)) = tokio::time::timeout(timeout, self.flush()).await {
             tracing::error!(error = %e, "closing with undelivered messages");
+        }
+        let unconfirmed = self.shared.outbox.lock().unwrap().len();
+        let closed = Closed {
+            unconfirmed,
+            discarded: unconfirmed > 0 && self.shared.config.durable_outbox.is_none(),
+        };
+        if closed.discarded {
+            tracing::error!(
+                unconfirmed,
+                ?timeout,
+                "closing: messages the broker did not confirm in time are discarded with the in-memory outbox (give close a longer timeout, or use a durable outbox)"
+            );
+        } else if unconfirmed > 0 {
+            tracing::warn!(
+                unconfirmed,
+                "closing: unconfirmed messages stay in the durable outbox and go out at the next start"
+            );
         }
         self.shared.shutdown.send_replace(true);
         self.shared.wake.notify_one();
@@ -359,5 +420,16 @@ impl Client {
                 handle.abort();
             }
         }
+        closed
     }
+}
+
+/// What [`Client::close`] left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed {
+    /// Messages the broker had not confirmed when the timeout ended.
+    pub unconfirmed: usize,
+    /// Whether they are lost: the outbox was in memory. With a durable outbox they stay in
+    /// its file and go out when a client opens it again.
+    pub discarded: bool,
 }

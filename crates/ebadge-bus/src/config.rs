@@ -13,6 +13,11 @@ pub struct ClientConfig {
     pub profile: Profile,
     /// Who we are (the certificate CN).
     pub name: EntityName,
+    /// The groups we are a member of (the registry's `[[group]]`s that list us): messages
+    /// through a group exchange `<sender>-to-<group>` are heard only for these. A message through
+    /// an exchange addressed to anyone else is quarantined (`not_addressed`): another entity
+    /// relayed it to us (see `ebadge audit`). Default: none.
+    pub groups: Vec<EntityName>,
     /// Most messages kept for confirmation in memory (or on disk with `durable_outbox`); the
     /// oldest are dropped past it, and counted. Default 100,000: a 60-s outage at 10 msgs/s
     /// needs 600, a VPP's burst of 5,000 activations fits many times.
@@ -32,6 +37,10 @@ pub struct ClientConfig {
     pub reconnect_max: Duration,
     /// Incoming messages buffered for the application.
     pub inbox_capacity: usize,
+    /// Largest message body `send` accepts: the broker's `max_message_size` (a larger message
+    /// would make the broker close the publishing channel). Default: the profile's
+    /// `max_message_bytes`, else [`MAX_MESSAGE_BYTES`](crate::conventions::MAX_MESSAGE_BYTES).
+    pub max_message_bytes: usize,
     /// Connections of its own to publish on, each with one confirm-mode channel that takes a
     /// share of the outbox by destination (every message for one exchange goes through the
     /// same channel, so each receiver gets them in order). 0, the default: publish on the
@@ -63,8 +72,8 @@ impl ClientConfig {
     /// Defaults for entity `name` with `profile`.
     pub fn new(profile: Profile, name: EntityName) -> Self {
         Self {
-            profile,
             name,
+            groups: Vec::new(),
             outbox_cap: 100_000,
             durable_outbox: None,
             outbox_sync: OutboxSync::default(),
@@ -74,6 +83,10 @@ impl ClientConfig {
             reconnect_max: Duration::from_secs(5),
             inbox_capacity: 10_000,
             publish_connections: 0,
+            max_message_bytes: profile
+                .max_message_bytes
+                .unwrap_or(crate::conventions::MAX_MESSAGE_BYTES),
+            profile,
         }
     }
 }

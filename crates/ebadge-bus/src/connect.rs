@@ -102,15 +102,15 @@ pub async fn connect_patiently(
     backoff: (std::time::Duration, std::time::Duration),
 ) -> Result<Connection, ConnectError> {
     let deadline = tokio::time::Instant::now() + patience;
-    let mut delay = backoff.0;
+    let mut delays = crate::backoff::Backoff::new(backoff.0, backoff.1);
     loop {
+        let wait = delays.next_jittered();
         match connect(profile, name).await {
             Err(e @ ConnectError::Broker { .. })
-                if tokio::time::Instant::now() + delay < deadline =>
+                if tokio::time::Instant::now() + wait < deadline =>
             {
-                tracing::debug!(error = %e, retry_in = ?delay, "connect failed; trying again");
-                tokio::time::sleep(delay.mul_f64(0.5 + fastrand::f64())).await;
-                delay = (delay * 2).min(backoff.1);
+                tracing::debug!(error = %e, retry_in = ?wait, "connect failed; trying again");
+                tokio::time::sleep(wait).await;
             }
             outcome => return outcome,
         }

@@ -1,5 +1,6 @@
 //! The consuming side of a session (see [`Consumer`]).
 
+use crate::backoff::Backoff;
 use crate::conventions::{EntityName, inbox_queue};
 use crate::events::{CONSUMER, Callbacks, Event};
 use amqprs::channel::{BasicConsumeArguments, BasicQosArguments, Channel};
@@ -14,12 +15,22 @@ const CONSUME_RETRY_MAX: Duration = Duration::from_secs(30);
 /// cannot be consumed (its classic queue's node is down, it is being migrated, it is not
 /// provisioned yet), none and the time of the next attempt. The connection stays: publishing
 /// goes on, and a fleet whose inboxes' node is down does not reconnect in a storm.
-#[derive(Default)]
 pub(crate) struct Consumer {
     pub(crate) channel: Option<Channel>,
     pub(crate) deliveries: Option<mpsc::UnboundedReceiver<amqprs::channel::ConsumerMessage>>,
     pub(crate) retry_at: Option<Instant>,
-    pub(crate) backoff: Duration,
+    pub(crate) backoff: Backoff,
+}
+
+impl Default for Consumer {
+    fn default() -> Self {
+        Self {
+            channel: None,
+            deliveries: None,
+            retry_at: None,
+            backoff: Backoff::new(Duration::from_secs(1), CONSUME_RETRY_MAX),
+        }
+    }
 }
 
 impl Consumer {
@@ -49,13 +60,11 @@ impl Consumer {
                 *self = Self {
                     channel: Some(channel),
                     deliveries: Some(deliveries),
-                    retry_at: None,
-                    backoff: Duration::ZERO,
+                    ..Self::default()
                 };
             }
             Err(e) => {
-                self.backoff = (self.backoff * 2).clamp(Duration::from_secs(1), CONSUME_RETRY_MAX);
-                let wait = self.backoff.mul_f64(0.5 + fastrand::f64());
+                let wait = self.backoff.next_jittered();
                 tracing::warn!(error = %e, retry_in = ?wait, "cannot consume the inbox (its node down, or being migrated?); publishing goes on");
                 self.retry_at = Some(Instant::now() + wait);
             }

@@ -37,6 +37,12 @@ pub const MESSAGE_TTL_MS: u64 = 900_000;
 /// oldest silently.
 pub const DEFAULT_MAX_LENGTH: u64 = 1_000_000;
 
+/// Largest message body the bus takes, in bytes: the brokers are configured with it
+/// (`max_message_size`), and a client refuses a larger message in `send` rather than have the
+/// broker close its channel over it. eBADGE messages are a few kilobytes; the bound limits
+/// what one peer can make a node hold. RabbitMQ's own default is 128 MiB (3.x) or 16 MiB (4.x).
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
 /// Name of the policy that applies the TTL and length bound to every queue.
 pub const QUEUE_POLICY: &str = "ebadge-queues";
 
@@ -176,6 +182,25 @@ pub fn parse_pair_exchange(exchange: &str) -> Option<(EntityName, EntityName)> {
         EntityName::new(sender).ok()?,
         EntityName::new(receiver).ok()?,
     ))
+}
+
+/// Whether a binding into the exchange `destination` is a relay: `destination` is outside every
+/// private namespace and named `<writer>-to-…`, so it is a pair or group exchange (the only
+/// non-private exchanges an entity may write, and so bind into). No binding the conventions
+/// imply goes into one. Such a binding copies what was published to its source into
+/// `destination`, and its receivers get it with the source's name as the exchange, which names
+/// another receiver (`ts-to-vpp` reaching `mkt`): provisioning removes these, the audit reports
+/// them, and receivers quarantine what comes through them.
+///
+/// ```
+/// use ebadge_bus::conventions::is_relay_destination;
+/// assert!(is_relay_destination("vpp-to-mkt"));
+/// assert!(!is_relay_destination("private-mkt-in"));
+/// assert!(!is_relay_destination("private-vpp-to-mkt"));
+/// assert!(!is_relay_destination("amq.topic"));
+/// ```
+pub fn is_relay_destination(destination: &str) -> bool {
+    !destination.starts_with("private-") && destination.contains("-to-")
 }
 
 /// The exchange a sender publishes to for one receiver (or one group): `<sender>-to-<receiver>`.

@@ -19,6 +19,7 @@ pub struct Counters {
     pub(crate) received: AtomicU64,
     pub(crate) duplicates: AtomicU64,
     pub(crate) quarantined: AtomicU64,
+    pub(crate) quarantine_dropped: AtomicU64,
     pub(crate) unhandled: AtomicU64,
 }
 
@@ -52,6 +53,9 @@ pub struct CounterSnapshot {
     pub duplicates: u64,
     /// Invalid incoming messages moved to the quarantine queue.
     pub quarantined: u64,
+    /// Invalid incoming messages the quarantine kept refusing (full, or deleted), dropped after
+    /// a few tries with backoff, each logged with its reason.
+    pub quarantine_dropped: u64,
     /// Messages a handler did not handle.
     pub unhandled: u64,
     /// Valid messages that came without an AMQP message_id (clients of other stacks): nothing to
@@ -80,6 +84,7 @@ impl Counters {
             received: self.received.load(Relaxed),
             duplicates: self.duplicates.load(Relaxed),
             quarantined: self.quarantined.load(Relaxed),
+            quarantine_dropped: self.quarantine_dropped.load(Relaxed),
             unhandled: self.unhandled.load(Relaxed),
         }
     }
@@ -102,6 +107,7 @@ impl std::ops::AddAssign for CounterSnapshot {
             received,
             duplicates,
             quarantined,
+            quarantine_dropped,
             unhandled,
             without_message_id,
         } = other;
@@ -118,6 +124,7 @@ impl std::ops::AddAssign for CounterSnapshot {
         self.received += received;
         self.duplicates += duplicates;
         self.quarantined += quarantined;
+        self.quarantine_dropped += quarantine_dropped;
         self.unhandled += unhandled;
         self.without_message_id += without_message_id;
     }

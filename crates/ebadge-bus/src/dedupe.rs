@@ -46,4 +46,24 @@ impl DedupeWindow {
         self.order.push_back(key);
         true
     }
+
+    /// Forgets a message, so that its next delivery counts as the first: the application gave
+    /// it back without handling it.
+    ///
+    /// ```
+    /// let mut window = ebadge_bus::dedupe::DedupeWindow::new(10);
+    /// assert!(window.first_time("heh-1", "a"));
+    /// window.forget("heh-1", "a");
+    /// assert!(window.first_time("heh-1", "a"));
+    /// assert!(!window.first_time("heh-1", "a"));
+    /// ```
+    pub fn forget(&mut self, sender: &str, message_id: &str) {
+        let key = (sender.to_owned(), message_id.to_owned());
+        if self.seen.remove(&key)
+            && let Some(at) = self.order.iter().rposition(|k| *k == key)
+        {
+            // Recent messages are at the back: the scan is short for the usual case.
+            self.order.remove(at);
+        }
+    }
 }

@@ -16,13 +16,24 @@ use std::collections::{BTreeSet, HashMap};
 /// Properties are optional, as clients of other stacks publish them: a `user_id`, when present,
 /// must name the same sender.
 ///
+/// The exchange's receiver half must be `me` or one of `groups` (the groups `me` is a member
+/// of, [`ClientConfig::groups`](crate::ClientConfig::groups)). The broker names in a delivery
+/// the exchange the message was *published* to, not the ones it passed through: an entity `r`
+/// that may write `r-to-me` and read `s-to-r` can bind the first to the second (RabbitMQ
+/// allows it), and `s`'s messages to `r` then reach us through `s-to-r`. Taking the sender
+/// from that name alone would credit `s` with messages it never sent us; such a copy is
+/// quarantined ([`RejectClass::NotAddressed`]), naming the exchange and who relayed it.
+///
 /// A message moved by a queue migration (`ebadge provision` changing an inbox's type) arrives
 /// through the default exchange, dead-lettered, with its original exchange in the
 /// `x-first-death-exchange` header. Any publisher can write that header, so it is believed only
 /// together with a `user_id` naming the same sender: the broker checked the `user_id` against
 /// the publisher's login when the message was first published. A moved message without one is
-/// quarantined (its sender cannot be verified), not lost.
+/// quarantined (its sender cannot be verified), not lost. Its original exchange must be
+/// addressed to us too.
 pub(crate) fn verdict(
+    me: &EntityName,
+    groups: &[EntityName],
     exchange: &str,
     user_id: Option<&str>,
     first_death_exchange: Option<&str>,
@@ -34,7 +45,7 @@ pub(crate) fn verdict(
     } else {
         exchange
     };
-    let Some((sender, _)) = parse_pair_exchange(original) else {
+    let Some((sender, receiver)) = parse_pair_exchange(original) else {
         return Err((
             user_id.map(str::to_owned),
             RejectClass::UnknownSender,
@@ -44,6 +55,25 @@ pub(crate) fn verdict(
         ));
     };
     let known = Some(sender.as_str().to_owned());
+    if receiver != *me && !groups.contains(&receiver) {
+        let told = if groups.is_empty() {
+            "it was told of no group".to_owned()
+        } else {
+            let names: Vec<&str> = groups.iter().map(EntityName::as_str).collect();
+            format!("its groups are {}", names.join(", "))
+        };
+        return Err((
+            known,
+            RejectClass::NotAddressed,
+            format!(
+                "arrived through {original:?}, addressed to {receiver}, not to {me} ({told}): \
+                 relayed by {receiver} (or a member of group {receiver}) through a binding into \
+                 one of its pair exchanges, which `ebadge audit` reports and `ebadge provision` \
+                 removes; or {me} is a member of group {receiver} and its client was not told \
+                 (ClientConfig::groups, `--group`)"
+            ),
+        ));
+    }
     if moved && user_id.is_none() {
         return Err((
             known,
@@ -80,25 +110,30 @@ pub enum RejectClass {
     UserIdMismatch,
     /// Its body is not a valid eBADGE message (JSON, type, fields, D3.1.3's rules).
     InvalidMessage,
+    /// It came through a pair exchange addressed to another entity or a group we are not in:
+    /// relayed by a binding into a pair exchange (see [`verdict`]).
+    NotAddressed,
 }
 
 impl RejectClass {
     /// Every class, in a fixed order (the index of [`RejectClass::index`]).
-    pub const ALL: [RejectClass; 4] = [
+    pub const ALL: [RejectClass; 5] = [
         RejectClass::UnknownSender,
         RejectClass::UnverifiedMove,
         RejectClass::UserIdMismatch,
         RejectClass::InvalidMessage,
+        RejectClass::NotAddressed,
     ];
 
     /// The label value: `unknown_sender`, `unverified_move`, `user_id_mismatch`,
-    /// `invalid_message`.
+    /// `invalid_message`, `not_addressed`.
     pub fn as_str(self) -> &'static str {
         match self {
             RejectClass::UnknownSender => "unknown_sender",
             RejectClass::UnverifiedMove => "unverified_move",
             RejectClass::UserIdMismatch => "user_id_mismatch",
             RejectClass::InvalidMessage => "invalid_message",
+            RejectClass::NotAddressed => "not_addressed",
         }
     }
 
@@ -188,18 +223,21 @@ impl Held {
         self.pinned.insert(tag);
     }
 
-    /// The application acknowledged handle `id`: the tag to acknowledge now, if it has one on
-    /// this connection.
-    pub(crate) fn release(&mut self, id: u64) -> Option<u64> {
-        let held = self.by_id.remove(&id)?;
+    /// The application is done with handle `id` (acknowledged or dropped it): its dedupe key,
+    /// and the tag to acknowledge or give back now, if it has one on this connection.
+    pub(crate) fn release(&mut self, id: u64) -> (Option<DedupeKey>, Option<u64>) {
+        let Some(held) = self.by_id.remove(&id) else {
+            return (None, None);
+        };
         if let Some(key) = &held.key
             && self.by_key.get(key) == Some(&id)
         {
             self.by_key.remove(key);
         }
-        let tag = held.tag?;
-        self.pinned.remove(&tag);
-        Some(tag)
+        if let Some(tag) = held.tag {
+            self.pinned.remove(&tag);
+        }
+        (held.key, held.tag)
     }
 
     /// Unpins `tag` (its quarantine copy is confirmed) and returns it.
@@ -236,6 +274,27 @@ mod tests {
         ("heh-1".into(), id.into())
     }
 
+    fn name(s: &str) -> EntityName {
+        EntityName::new(s).unwrap()
+    }
+
+    /// [`verdict`] for receiver `ts`, in no group.
+    fn verdict(
+        exchange: &str,
+        user_id: Option<&str>,
+        first_death_exchange: Option<&str>,
+        body: &[u8],
+    ) -> Result<(EntityName, Message), (Option<String>, RejectClass, String)> {
+        super::verdict(
+            &name("ts"),
+            &[],
+            exchange,
+            user_id,
+            first_death_exchange,
+            body,
+        )
+    }
+
     #[test]
     fn the_sender_comes_from_the_exchange_and_properties_are_optional() {
         let body = br#"{"msg":"get_capabilities"}"#;
@@ -255,6 +314,52 @@ mod tests {
         let (_, class, reason) = verdict("heh-1-to-ts", None, None, b"{").unwrap_err();
         assert_eq!(class, RejectClass::InvalidMessage);
         assert!(!reason.is_empty());
+    }
+
+    #[test]
+    fn a_message_through_an_exchange_addressed_to_another_is_quarantined_as_relayed() {
+        let body = br#"{"msg":"get_capabilities"}"#;
+        let (mkt, groups) = (name("mkt"), [name("bsps")]);
+        let verdict = |exchange: &str, user_id: Option<&str>, moved: Option<&str>| {
+            super::verdict(&mkt, &groups, exchange, user_id, moved, body)
+        };
+        // Addressed to us, or to a group we are in: heard, from the exchange's sender.
+        assert_eq!(
+            verdict("ts-to-mkt", Some("ts"), None).unwrap().0,
+            name("ts")
+        );
+        assert_eq!(verdict("tso-to-bsps", None, None).unwrap().0, name("tso"));
+        // vpp bound vpp-to-mkt to ts-to-vpp: ts's message to vpp reaches us, user_id and all.
+        let (who, class, reason) = verdict("ts-to-vpp", Some("ts"), None).unwrap_err();
+        assert_eq!(class, RejectClass::NotAddressed);
+        assert_eq!(who.as_deref(), Some("ts"));
+        assert!(
+            reason.starts_with(
+                "arrived through \"ts-to-vpp\", addressed to vpp, not to mkt (its groups are bsps): relayed by vpp"
+            ),
+            "{reason}"
+        );
+        // A group we are not in, and the same through a queue migration.
+        let (_, class, _) = verdict("tso-to-brps", None, None).unwrap_err();
+        assert_eq!(class, RejectClass::NotAddressed);
+        let (_, class, _) = verdict("", Some("ts"), Some("ts-to-vpp")).unwrap_err();
+        assert_eq!(class, RejectClass::NotAddressed);
+        assert!(verdict("", Some("ts"), Some("ts-to-mkt")).is_ok());
+        // Without groups, a group message is refused with the hint.
+        let (_, class, reason) =
+            super::verdict(&mkt, &[], "tso-to-bsps", None, None, body).unwrap_err();
+        assert_eq!(class, RejectClass::NotAddressed);
+        assert!(reason.contains("(it was told of no group)"), "{reason}");
+        assert!(reason.contains("ClientConfig::groups"), "{reason}");
+    }
+
+    #[test]
+    fn every_reject_class_has_its_index_and_a_distinct_label() {
+        for (i, class) in RejectClass::ALL.iter().enumerate() {
+            assert_eq!(class.index(), i);
+        }
+        let labels: BTreeSet<&str> = RejectClass::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(labels.len(), RejectClass::ALL.len());
     }
 
     #[test]
@@ -289,7 +394,7 @@ mod tests {
                 single: vec![3, 4, 5]
             }
         );
-        assert_eq!(held.release(a), Some(1));
+        assert_eq!(held.release(a).1, Some(1));
         assert_eq!(
             held.plan(vec![1]),
             AckPlan {
@@ -297,8 +402,8 @@ mod tests {
                 single: vec![]
             }
         );
-        assert_eq!(held.release(b), Some(2));
-        assert_eq!(held.release(b), None, "released once");
+        assert_eq!(held.release(b).1, Some(2));
+        assert_eq!(held.release(b).1, None, "released once");
     }
 
     #[test]
@@ -320,7 +425,7 @@ mod tests {
             "not coalesced past tag 2"
         );
         // The application acks: the new tag goes, never the stale 7.
-        assert_eq!(held.release(a), Some(2));
+        assert_eq!(held.release(a).1, Some(2));
         assert_eq!(held.len(), 0);
     }
 
@@ -329,7 +434,7 @@ mod tests {
         let mut held = Held::default();
         let a = held.hold(Some(key("a")), 7);
         held.new_connection();
-        assert_eq!(held.release(a), None, "no tag on this connection yet");
+        assert_eq!(held.release(a).1, None, "no tag on this connection yet");
         assert!(!held.redelivered(&key("a"), 1), "the duplicate is acked");
     }
 
@@ -350,7 +455,7 @@ mod tests {
         held.new_connection();
         let again = held.hold(None, 1);
         assert_ne!(a, again);
-        assert_eq!(held.release(a), None);
-        assert_eq!(held.release(again), Some(1));
+        assert_eq!(held.release(a).1, None);
+        assert_eq!(held.release(again).1, Some(1));
     }
 }

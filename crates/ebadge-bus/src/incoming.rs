@@ -3,6 +3,7 @@
 
 use crate::conventions::EntityName;
 use ebadge_model::Message;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
 
 /// A message delivered to the application.
@@ -28,14 +29,37 @@ pub struct Incoming {
 pub(crate) struct AckHandle {
     /// The supervisor's handle for this message, valid across reconnects.
     pub(crate) id: u64,
-    pub(crate) tx: mpsc::UnboundedSender<u64>,
+    pub(crate) tx: mpsc::UnboundedSender<Settle>,
+    pub(crate) acked: AtomicBool,
+}
+
+/// What the application did with a message it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settle {
+    /// Done with it: the broker forgets it.
+    Ack(u64),
+    /// Dropped without an ack (an error on the way, say): the broker offers it again.
+    Release(u64),
 }
 
 impl Incoming {
     /// Acknowledges the message: the broker forgets it. Until then the broker keeps it, across
-    /// reconnects too: its redelivery waits, unseen by the application, for this call.
+    /// reconnects too: its redelivery waits, unseen by the application, for this call. A
+    /// message dropped without this call is given back to the broker, which offers it again
+    /// (with [`redelivered`](Self::redelivered) set): an application that fails on the way
+    /// (the device is busy, a handler panics) sees it again.
     pub fn ack(&self) {
-        let _ = self.ack.tx.send(self.ack.id);
+        if !self.ack.acked.swap(true, Ordering::Relaxed) {
+            let _ = self.ack.tx.send(Settle::Ack(self.ack.id));
+        }
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if !self.ack.acked.load(Ordering::Relaxed) {
+            let _ = self.ack.tx.send(Settle::Release(self.ack.id));
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! profiles, and a [`Client`] that sends and receives typed messages with a reliability layer the
 //! caller does not see (reconnects, publisher confirms, outbox, dedupe, quarantine).
 
+mod backoff;
 pub mod client;
 mod config;
 pub mod connect;
@@ -24,7 +25,7 @@ mod shared;
 pub mod tap;
 
 pub use client::{
-    ActivationOutcome, Client, ClientConfig, Inbox, Incoming, RequestError, SendError,
+    ActivationOutcome, Client, ClientConfig, Closed, Inbox, Incoming, RequestError, SendError,
 };
 pub use connect::{ConnectError, connect};
 pub use conventions::EntityName;

@@ -36,6 +36,7 @@
 //! | `ebadge_messages_duplicate_total` | counter: redeliveries dropped by message_id | |
 //! | `ebadge_messages_unhandled_total` | counter: no handler took them | |
 //! | `ebadge_messages_quarantined_total` | counter: invalid, moved to the quarantine | `reason` |
+//! | `ebadge_messages_quarantine_dropped_total` | counter: invalid, dropped after the quarantine kept refusing them | |
 //! | `ebadge_reconnects_total` | counter: connections re-established | |
 //! | `ebadge_channels_reopened_total` | counter: publishing channels replaced | |
 //! | `ebadge_outbox_messages` | gauge: waiting for a confirm | |
@@ -416,7 +417,7 @@ impl Collector for Metrics {
             family(&mut encoder, name, help, MetricType::Gauge, samples)?;
         }
 
-        let counters: [Described<CounterSnapshot, u64>; 11] = [
+        let counters: [Described<CounterSnapshot, u64>; 12] = [
             described(
                 "ebadge_messages_confirmed",
                 "Messages the broker confirmed.",
@@ -471,6 +472,11 @@ impl Collector for Metrics {
                 "ebadge_channels_reopened",
                 "Publishing channels replaced on the same connection.",
                 |c| c.channels_reopened,
+            ),
+            described(
+                "ebadge_messages_quarantine_dropped",
+                "Invalid messages the quarantine kept refusing (full or deleted): dropped, each logged.",
+                |c| c.quarantine_dropped,
             ),
         ];
         for Described {

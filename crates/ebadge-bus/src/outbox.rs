@@ -259,10 +259,14 @@ impl Outbox {
     }
 
     /// Takes the undelivered records of messages up to `seq` (all with `u64::MAX`): each is
-    /// reported once.
+    /// reported once. The records are in the order the messages were given up, which is not
+    /// their send order (a message retried for the TTL is given up after later ones).
     pub fn take_undelivered(&mut self, upto: u64) -> Vec<Undelivered> {
-        let split = self.undelivered.partition_point(|u| u.seq <= upto);
-        self.undelivered.drain(..split).collect()
+        let (taken, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.undelivered)
+            .into_iter()
+            .partition(|u| u.seq <= upto);
+        self.undelivered = kept.into();
+        taken
     }
 
     /// The messages with a sequence number above `after`, in order.
@@ -393,6 +397,29 @@ mod tests {
         assert!(outbox.confirm(3).unwrap());
         assert!(!outbox.confirm(3).unwrap());
         assert_eq!(outbox.after(2).map(|o| o.seq).collect::<Vec<_>>(), [4]);
+    }
+
+    #[test]
+    fn undelivered_records_given_up_out_of_send_order_go_to_the_right_flush() {
+        let mut outbox = Outbox::in_memory(10);
+        for n in 1..=3 {
+            outbox.push(message(n)).unwrap();
+        }
+        // 3 is refused for good at once; 1 is given up later, after its retries.
+        outbox.fail(3, "refused".into()).unwrap();
+        outbox.fail(1, "retried for the TTL".into()).unwrap();
+        let upto_2 = outbox.take_undelivered(2);
+        assert_eq!(
+            upto_2
+                .iter()
+                .map(|u| (u.seq, u.reason.as_str()))
+                .collect::<Vec<_>>(),
+            [(1, "retried for the TTL")],
+            "a flush up to 2 gets message 1's failure, not 3's"
+        );
+        let rest = outbox.take_undelivered(u64::MAX);
+        assert_eq!(rest.iter().map(|u| u.seq).collect::<Vec<_>>(), [3]);
+        assert!(outbox.take_undelivered(u64::MAX).is_empty(), "each once");
     }
 
     #[test]

@@ -42,6 +42,11 @@ pub struct Profile {
     /// with haproxy's `timeout client`/`server` above twice that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_seconds: Option<u16>,
+    /// The broker's `max_message_size`, when it is not the bus's
+    /// [`MAX_MESSAGE_BYTES`](crate::conventions::MAX_MESSAGE_BYTES): clients refuse larger
+    /// messages in `send`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_message_bytes: Option<usize>,
 }
 
 /// A profile that cannot be read or used.

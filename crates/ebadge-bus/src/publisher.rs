@@ -52,7 +52,7 @@ impl Publisher {
                     self.publish(props, copy.body.clone(), &exchange, &copy.routing_key)
                         .await?;
                 }
-                Publish::Outbox { message, again } => {
+                Publish::Outbox { message, again, .. } => {
                     let props = properties(me, &message.message_id, &message.headers);
                     // The outbox keeps its own copy; the settlement needs no body.
                     let body = std::mem::take(&mut message.body);

@@ -4,22 +4,23 @@
 //! application's acknowledgements and check every delivery (quarantine, dedupe, answers to
 //! waiting requests; decisions in [`crate::inbound`]) until the connection is lost or closed.
 
+use crate::backoff::Backoff;
 use crate::connect::{connect, connect_labelled};
 use crate::consumer::Consumer;
 use crate::conventions::{
-    EntityName, QUARANTINE_FROM_HEADER, QUARANTINE_REASON_HEADER, new_message_id, quarantine_queue,
+    EntityName, QUARANTINE_FROM_HEADER, QUARANTINE_REASON_HEADER, quarantine_queue,
 };
 use crate::counters::Counters;
 use crate::dedupe::DedupeWindow;
 use crate::events::{CONSUMER, Callbacks, Event};
 use crate::inbound::{Held, verdict};
-use crate::incoming::{AckHandle, Incoming};
+use crate::incoming::{AckHandle, Incoming, Settle};
 use crate::publisher::Publisher;
 use crate::settlement::{Lane, QuarantineCopy, Settled, Settlement};
 use crate::shared::{PendingKey, Shared};
 use amqprs::channel::{
-    BasicAckArguments, Channel, ConfirmSelectArguments, ExchangeDeclareArguments,
-    QueueBindArguments, QueueDeclareArguments,
+    BasicAckArguments, BasicNackArguments, Channel, ConfirmSelectArguments,
+    ExchangeDeclareArguments, QueueBindArguments, QueueDeclareArguments,
 };
 use amqprs::connection::Connection;
 use ebadge_model::Message;
@@ -61,11 +62,26 @@ const FIRST_DEATH_EXCHANGE: &str = "x-first-death-exchange";
 /// Longest wait between two reopenings of a publishing channel that gets only nacks.
 const REOPEN_MAX: Duration = Duration::from_secs(30);
 
+/// A session that lasted this long was a good one: the next reconnect starts from the shortest
+/// delay again. A session that fails sooner (the broker refuses something at every start, or a
+/// link that drops right after the handshake) keeps backing off, so a deterministic failure
+/// does not cost the broker a TLS handshake ten times a second.
+const SESSION_STABLE: Duration = Duration::from_secs(10);
+
+/// Most invalid deliveries whose originals stay unacknowledged until their quarantine copy is
+/// confirmed: each holds a place of the prefetch window, so a peer flooding invalid messages
+/// while the quarantine is slow cannot take the window from everyone else. Past it, an
+/// original is acknowledged at once and its copy, ours alone then, goes to the quarantine as
+/// usual (only a crash of this process before the copy's confirm loses it).
+fn quarantine_hold_max(prefetch: u16) -> usize {
+    (usize::from(prefetch) / 4).clamp(1, 100)
+}
+
 /// Owns the connection's life: sessions one after another, with backoff between them.
 pub(crate) struct Supervisor {
     shared: Arc<Shared>,
-    /// Handle ids of messages the application acknowledged.
-    ack_rx: mpsc::UnboundedReceiver<u64>,
+    /// What the application did with the messages it was given (by handle id).
+    ack_rx: mpsc::UnboundedReceiver<Settle>,
     inbox_tx: mpsc::Sender<Incoming>,
     dedupe: DedupeWindow,
     held: Held,
@@ -78,6 +94,10 @@ pub(crate) struct Supervisor {
     /// A message for the application that did not fit its inbox yet. It outlives a session: the
     /// dedupe window has seen it, so its redelivery is recognised as held.
     waiting: Option<Incoming>,
+    /// Whether this session made sure the quarantine exists (again after it refused a copy).
+    quarantine_ready: bool,
+    /// The delay before the next connection attempt.
+    reconnect: Backoff,
 }
 
 /// The lane that publishes quarantine copies.
@@ -94,7 +114,7 @@ struct LaneLink<'c> {
 /// When a publishing channel that gets only nacks may be replaced next.
 struct Reopen {
     at: Option<Instant>,
-    backoff: Duration,
+    backoff: Backoff,
     nacked_ticks: u32,
 }
 
@@ -102,7 +122,7 @@ impl Default for Reopen {
     fn default() -> Self {
         Self {
             at: None,
-            backoff: Duration::from_secs(1),
+            backoff: Backoff::new(Duration::from_secs(1), REOPEN_MAX),
             nacked_ticks: 0,
         }
     }
@@ -112,10 +132,11 @@ impl Supervisor {
     /// A supervisor for `shared`'s connection, before its first session.
     pub(crate) fn new(
         shared: Arc<Shared>,
-        ack_rx: mpsc::UnboundedReceiver<u64>,
+        ack_rx: mpsc::UnboundedReceiver<Settle>,
         inbox_tx: mpsc::Sender<Incoming>,
     ) -> Self {
         let dedupe = DedupeWindow::new(shared.config.dedupe_window);
+        let reconnect = Backoff::new(shared.config.reconnect_min, shared.config.reconnect_max);
         // Messages left by an earlier process were published before, maybe: count them as such.
         let published_before = shared.outbox.lock().unwrap().newest_seq().unwrap_or(0);
         let settlements = Lane::all(shared.config.publish_connections)
@@ -132,12 +153,13 @@ impl Supervisor {
             generation: 0,
             sessions: 0,
             waiting: None,
+            quarantine_ready: false,
+            reconnect,
         }
     }
 
     pub(crate) async fn run(mut self, first: Option<Connection>) {
         let mut connection = first;
-        let mut delay = self.shared.config.reconnect_min;
         let mut shutdown = self.shared.shutdown.subscribe();
         loop {
             // A close that came while the link was down or being remade: no new session.
@@ -159,13 +181,12 @@ impl Supervisor {
                         c
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, retry_in = ?delay, "reconnect failed");
-                        let jittered = delay.mul_f64(0.5 + fastrand::f64());
+                        let wait = self.reconnect.next_jittered();
+                        tracing::warn!(error = %e, retry_in = ?wait, "reconnect failed");
                         tokio::select! {
-                            _ = tokio::time::sleep(jittered) => {}
+                            _ = tokio::time::sleep(wait) => {}
                             _ = closed(&mut shutdown) => return,
                         }
-                        delay = (delay * 2).min(self.shared.config.reconnect_max);
                         continue;
                     }
                 },
@@ -173,16 +194,20 @@ impl Supervisor {
             self.sessions += 1;
             // Tags are per channel: held messages wait for their redelivery.
             self.held.new_connection();
+            let began = Instant::now();
             let ended = self.session(conn).await;
             self.shared.connected.send_replace(false);
+            self.shared.consuming.send_replace(false);
             match ended {
                 Ok(()) => return,
                 Err(reason) => {
-                    tracing::warn!(%reason, "connection lost; reconnecting");
-                    delay = self.shared.config.reconnect_min;
-                    let jittered = delay.mul_f64(0.5 + fastrand::f64());
+                    if began.elapsed() >= SESSION_STABLE {
+                        self.reconnect.reset();
+                    }
+                    let wait = self.reconnect.next_jittered();
+                    tracing::warn!(%reason, retry_in = ?wait, "connection lost; reconnecting");
                     tokio::select! {
-                        _ = tokio::time::sleep(jittered) => {}
+                        _ = tokio::time::sleep(wait) => {}
                         _ = closed(&mut shutdown) => return,
                     }
                 }
@@ -311,6 +336,7 @@ impl Supervisor {
         consumer
             .open(conn, &events_tx, &me, self.shared.config.prefetch)
             .await;
+        self.shared.consuming.send_replace(consumer.is_open());
         // Refused messages that were being retried on the lost connection go out again now;
         // quarantine copies of its deliveries are void (their originals come again).
         let now = Instant::now();
@@ -323,13 +349,13 @@ impl Supervisor {
         let mut shutdown = self.shared.shutdown.subscribe();
         let mut retry_timer = tokio::time::interval(Duration::from_secs(1));
         let inbox_tx = self.inbox_tx.clone();
-        let mut quarantine_ready = false;
+        self.quarantine_ready = false;
         loop {
-            if self.settlements[QUARANTINE_LANE].quarantine_waiting() && !quarantine_ready {
+            if self.settlements[QUARANTINE_LANE].quarantine_waiting() && !self.quarantine_ready {
                 ensure_quarantine(lanes[QUARANTINE_LANE].conn, &me)
                     .await
                     .map_err(|e| format!("making the quarantine failed: {e}"))?;
-                quarantine_ready = true;
+                self.quarantine_ready = true;
             }
             for index in 0..lanes.len() {
                 let lane = &lanes[index];
@@ -357,7 +383,11 @@ impl Supervisor {
                     // Acknowledgements the application gave before closing must reach the
                     // broker, or those messages come back to the next run.
                     let tags: Vec<u64> = std::iter::from_fn(|| self.ack_rx.try_recv().ok())
-                        .filter_map(|id| self.held.release(id))
+                        .filter_map(|settle| match settle {
+                            Settle::Ack(id) => self.held.release(id).1,
+                            // The connection's close gives it back anyway.
+                            Settle::Release(_) => None,
+                        })
                         .collect();
                     let _ = self.acknowledge(&consumer, tags).await;
                     // Quarantine copies in flight get a moment to be confirmed, so their
@@ -383,19 +413,19 @@ impl Supervisor {
                 },
                 _ = self.shared.wake.notified() => {}
                 _ = retry_timer.tick() => {
+                    let now = Instant::now();
                     for (index, lane) in lanes.iter_mut().enumerate() {
-                        self.settlements[index].tick();
+                        self.settlements[index].tick(now);
                         self.after_tick(index, lane, &events_tx).await?;
                     }
                     if consumer.due() {
                         consumer.open(conn, &events_tx, &me, self.shared.config.prefetch).await;
+                        self.shared.consuming.send_replace(consumer.is_open());
                     }
                 }
-                ack = self.ack_rx.recv() => {
-                    let tags: Vec<u64> = ack.into_iter().chain(std::iter::from_fn(|| self.ack_rx.try_recv().ok()))
-                        .filter_map(|id| self.held.release(id))
-                        .collect();
-                    self.acknowledge(&consumer, tags).await?;
+                settle = self.ack_rx.recv() => {
+                    let settles: Vec<Settle> = settle.into_iter().chain(std::iter::from_fn(|| self.ack_rx.try_recv().ok())).collect();
+                    self.settle_by_application(&consumer, settles).await?;
                 }
                 // Backpressure without stalling: while the application's inbox is full, one message
                 // waits here and no more are read (the prefetch bound stops the broker), but
@@ -428,7 +458,7 @@ impl Supervisor {
         let reopen = &mut lane.reopen;
         if nacks == 0 {
             reopen.nacked_ticks = 0;
-            reopen.backoff = Duration::from_secs(1);
+            reopen.backoff.reset();
             return Ok(());
         }
         reopen.nacked_ticks += 1;
@@ -438,13 +468,10 @@ impl Supervisor {
                 nacks,
                 "only nacks on a publishing channel: opening a new one"
             );
-            let backoff = reopen.backoff;
             self.reopen(index, lane, events).await?;
-            lane.reopen = Reopen {
-                at: Some(now + backoff),
-                backoff: (backoff * 2).min(REOPEN_MAX),
-                nacked_ticks: 0,
-            };
+            let reopen = &mut lane.reopen;
+            reopen.at = Some(now + reopen.backoff.next_wait());
+            reopen.nacked_ticks = 0;
         }
         Ok(())
     }
@@ -468,12 +495,7 @@ impl Supervisor {
                     let mut outbox = self.shared.outbox.lock().unwrap();
                     self.settlements[index].confirmed(&mut outbox, tag, multiple, Instant::now())
                 };
-                let originals = self.count(settled);
-                if !originals.is_empty() {
-                    Counters::add(&self.shared.counters.quarantined, originals.len() as u64);
-                    let tags = originals.into_iter().map(|t| self.held.unpin(t)).collect();
-                    self.acknowledge(consumer, tags).await?;
-                }
+                self.settled(settled, consumer).await?;
             }
             Event::Nack(g, tag, multiple) => {
                 let Some(index) = lane_of(g) else {
@@ -483,7 +505,7 @@ impl Supervisor {
                     let mut outbox = self.shared.outbox.lock().unwrap();
                     self.settlements[index].nacked(&mut outbox, tag, multiple, Instant::now())
                 };
-                self.count(settled);
+                self.settled(settled, consumer).await?;
             }
             Event::Return(g, message_id, exchange, key) => {
                 if let Some(index) = lane_of(g) {
@@ -508,9 +530,15 @@ impl Supervisor {
                 let quarantine = quarantine_queue(&self.shared.config.name);
                 let settled = {
                     let mut outbox = self.shared.outbox.lock().unwrap();
-                    self.settlements[index].refused_for_good(&mut outbox, &quarantine, code, &text)
+                    self.settlements[index].refused_for_good(
+                        &mut outbox,
+                        &quarantine,
+                        code,
+                        &text,
+                        Instant::now(),
+                    )
                 };
-                self.count(settled);
+                self.settled(settled, consumer).await?;
                 self.reopen(index, &mut lanes[index], events).await?;
             }
             Event::Cancelled => self.consumer_lost(consumer, "the broker cancelled the consumer"),
@@ -519,16 +547,31 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Adds what the broker's answer settled to the counters and wakes whoever waits on
-    /// progress (`flush`, `send_confirmed`); returns the originals whose quarantine copy is safe.
-    fn count(&self, settled: Settled) -> Vec<u64> {
+    /// Adds what the broker's answer settled to the counters, wakes whoever waits on progress
+    /// (`flush`, `send_confirmed`), and acknowledges the originals whose quarantine copy is
+    /// safe or ours now.
+    async fn settled(&mut self, settled: Settled, consumer: &Consumer) -> Result<(), String> {
         let counters = &self.shared.counters;
         Counters::add(&counters.confirmed, settled.confirmed);
         Counters::add(&counters.nacked, settled.nacked);
         Counters::add(&counters.returned, settled.returned);
         Counters::add(&counters.failed, settled.failed);
+        Counters::add(&counters.quarantined, settled.quarantined);
+        Counters::add(&counters.quarantine_dropped, settled.quarantine_dropped);
         self.shared.progress.notify_waiters();
-        settled.originals
+        if settled.quarantine_refused {
+            // It may have been deleted: declare it again before the next copy.
+            self.quarantine_ready = false;
+        }
+        if settled.originals.is_empty() {
+            return Ok(());
+        }
+        let tags = settled
+            .originals
+            .into_iter()
+            .map(|t| self.held.unpin(t))
+            .collect();
+        self.acknowledge(consumer, tags).await
     }
 
     /// The consumer's channel is gone: what it delivered and the application still holds comes
@@ -538,16 +581,65 @@ impl Supervisor {
             return;
         }
         tracing::warn!(%reason, "lost the inbox consumer; consuming again shortly");
+        self.shared.consuming.send_replace(false);
         if let Some(channel) = consumer.channel.take() {
             tokio::spawn(async move {
                 let _ = channel.close().await;
             });
         }
         consumer.deliveries = None;
-        consumer.backoff = Duration::ZERO;
+        consumer.backoff.reset();
         consumer.retry_at = Some(Instant::now() + Duration::from_millis(500));
         self.held.new_connection();
         self.settlements[QUARANTINE_LANE].forget_quarantine();
+    }
+
+    /// Acknowledges what the application acknowledged, and gives back to the broker what it
+    /// dropped without an ack (requeued: offered again at once, as a redelivery that the dedupe
+    /// window lets through).
+    async fn settle_by_application(
+        &mut self,
+        consumer: &Consumer,
+        settles: Vec<Settle>,
+    ) -> Result<(), String> {
+        let mut acks = Vec::new();
+        let mut releases = Vec::new();
+        for settle in settles {
+            match settle {
+                Settle::Ack(id) => acks.extend(self.held.release(id).1),
+                Settle::Release(id) => {
+                    let (key, tag) = self.held.release(id);
+                    let Some(tag) = tag else {
+                        // Its tag died with a channel: the broker offers it again anyway.
+                        if let Some((sender, message_id)) = key {
+                            self.dedupe.forget(&sender, &message_id);
+                        }
+                        continue;
+                    };
+                    if self.inbox_tx.is_closed() {
+                        // Nobody would take it: it stays unacknowledged, kept out of
+                        // coalesced acks, rather than come back again and again.
+                        self.held.pin(tag);
+                        continue;
+                    }
+                    if let Some((sender, message_id)) = key {
+                        self.dedupe.forget(&sender, &message_id);
+                    }
+                    releases.push(tag);
+                }
+            }
+        }
+        self.acknowledge(consumer, acks).await?;
+        let Some(consume) = consumer.channel.as_ref() else {
+            return Ok(());
+        };
+        for tag in releases {
+            consume
+                .basic_nack(BasicNackArguments::new(tag, false, true))
+                .await
+                .map_err(|e| format!("giving a message back failed: {e}"))?;
+        }
+        Ok(())
     }
 
     /// Sends acknowledgements for `tags`, coalesced below the oldest tag still held.
@@ -597,6 +689,8 @@ impl Supervisor {
                 _ => None,
             });
         let (from, message) = match verdict(
+            &self.shared.config.name,
+            &self.shared.config.groups,
             deliver.exchange(),
             props.user_id().map(String::as_str),
             first_death_exchange.as_deref(),
@@ -619,15 +713,21 @@ impl Supervisor {
                 if let Some(id) = message_id {
                     headers.push(("x-ebadge-message-id".into(), id));
                 }
-                // The original stays unacknowledged until its copy is confirmed.
-                self.held.pin(tag);
-                self.settlements[QUARANTINE_LANE].quarantine(QuarantineCopy {
-                    original_tag: tag,
-                    message_id: new_message_id(),
-                    routing_key: deliver.routing_key().clone(),
+                // The original stays unacknowledged until its copy is confirmed, unless many
+                // already do.
+                let quarantine = &mut self.settlements[QUARANTINE_LANE];
+                let hold = quarantine.holding() < quarantine_hold_max(self.shared.config.prefetch);
+                quarantine.quarantine(QuarantineCopy::new(
+                    hold.then_some(tag),
+                    deliver.routing_key().clone(),
                     body,
                     headers,
-                });
+                ));
+                if hold {
+                    self.held.pin(tag);
+                } else {
+                    self.acknowledge(consumer, vec![tag]).await?;
+                }
                 return Ok(None);
             }
         };
@@ -652,22 +752,40 @@ impl Supervisor {
         if let Some(observed) = self.shared.observed.get() {
             observed.received(&message);
         }
-        // An awaited answer goes to its requester, not to the application's handlers.
+        // An awaited answer goes to its requester, not to the application's handlers: when it
+        // comes from the peer the request went to.
+        let peer = from.as_str().to_owned();
         let pending = match &message {
             Message::AcceptActivation(_)
             | Message::RejectActivation(_)
-            | Message::ModifyActivation(_) => message
-                .activation_key()
-                .map(|(id, count)| PendingKey::Activation(id.as_str().to_owned(), count)),
-            Message::Response(r) => Some(PendingKey::Market(r.msg_id.as_str().to_owned())),
+            | Message::ModifyActivation(_) => {
+                message
+                    .activation_key()
+                    .map(|(id, count)| PendingKey::Activation {
+                        peer,
+                        id: id.as_str().to_owned(),
+                        count,
+                    })
+            }
+            Message::Response(r) => Some(PendingKey::Market {
+                peer,
+                msg_id: r.msg_id.as_str().to_owned(),
+            }),
             _ => None,
         };
         let waiter = pending.and_then(|key| self.shared.pending.lock().unwrap().remove(&key));
-        if let Some(waiter) = waiter {
-            let _ = waiter.send(message);
-            self.acknowledge(consumer, vec![tag]).await?;
-            return Ok(None);
-        }
+        let message = match waiter {
+            Some(waiter) => match waiter.send(message) {
+                Ok(()) => {
+                    self.acknowledge(consumer, vec![tag]).await?;
+                    return Ok(None);
+                }
+                // Its requester stopped waiting just now: the application gets it, as any
+                // late answer.
+                Err(message) => message,
+            },
+            None => message,
+        };
         let message_id = key.as_ref().map(|(_, id)| id.clone());
         Ok(Some(Incoming {
             from,
@@ -679,6 +797,7 @@ impl Supervisor {
             ack: AckHandle {
                 id: self.held.hold(key, tag),
                 tx: self.shared.ack_tx.clone(),
+                acked: false.into(),
             },
         }))
     }

@@ -4,29 +4,70 @@
 //! are `mandatory`) defers just that message with backoff; a channel the broker closes over one
 //! publish (exchange not found, access refused) gives up the messages it names, with the reason.
 //! Quarantine copies travel here too, apart from the application's outbox: their original is
-//! acknowledged only when the copy is confirmed.
+//! acknowledged when the copy is confirmed, or when the quarantine refuses the copy (the copy is
+//! then ours to retry with backoff, a few times, and dropped with a log line if it keeps being
+//! refused): a full or refusing quarantine never holds the inbox's prefetch window.
 //!
 //! [`crate::publisher`] publishes what [`Settlement::due`] hands out on an amqprs channel and
 //! feeds the broker's answers back in; the unit tests below feed them directly, in the orders the
 //! broker tests provoke (confirms after a reconnect, multiple confirms, a return before its
 //! confirm, a nack, a channel closed over a refused publish), in milliseconds.
 
-use crate::conventions::MESSAGE_TTL_MS;
+use crate::backoff::Backoff;
+use crate::conventions::{MESSAGE_TTL_MS, QUARANTINE_REASON_HEADER};
 use crate::outbox::{Outbox, Outgoing};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 /// A copy of an invalid incoming message on its way to our quarantine queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct QuarantineCopy {
-    /// The delivery tag of the original, acknowledged when this copy is confirmed.
-    pub(crate) original_tag: u64,
+    /// The delivery tag of the original while the original is held unacknowledged (it is
+    /// acknowledged when this copy is confirmed); `None` once it was acknowledged without
+    /// waiting (the quarantine refused the copy, or too many originals were held already).
+    pub(crate) original_tag: Option<u64>,
     /// The copy's own message_id (the original's is in a header).
     pub(crate) message_id: String,
     pub(crate) routing_key: String,
     pub(crate) body: Vec<u8>,
     pub(crate) headers: Vec<(String, String)>,
+    /// When it goes out again after a refusal.
+    pub(crate) retry: Backoff,
 }
+
+impl QuarantineCopy {
+    /// A copy of a delivery (`original_tag`, when its original waits for it) with a new message id.
+    pub(crate) fn new(
+        original_tag: Option<u64>,
+        routing_key: String,
+        body: Vec<u8>,
+        headers: Vec<(String, String)>,
+    ) -> Self {
+        Self {
+            original_tag,
+            message_id: crate::conventions::new_message_id(),
+            routing_key,
+            body,
+            headers,
+            retry: Backoff::new(RETRY_MIN, RETRY_MAX),
+        }
+    }
+
+    /// Why the original was quarantined (for the log line of a copy that is dropped).
+    fn reason(&self) -> &str {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == QUARANTINE_REASON_HEADER)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// Refusals after which a quarantine copy is dropped (waits of 1, 2, 4, 8 and 16 s between).
+pub(crate) const QUARANTINE_ATTEMPTS: u32 = 6;
+
+/// Most refused quarantine copies waiting for their next try; past it a refused copy is dropped
+/// at once (a peer flooding invalid messages while the quarantine refuses must not fill memory).
+pub(crate) const QUARANTINE_BACKLOG: usize = 1_000;
 
 /// Something to publish, in the order [`Settlement::due`] gives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +75,13 @@ pub(crate) enum Publish {
     /// A quarantine copy, to `private-<me>-quarantine`.
     Quarantine(QuarantineCopy),
     /// An outbox message; `again` when it was published before (by this process or, with a
-    /// durable outbox, by an earlier one).
-    Outbox { message: Outgoing, again: bool },
+    /// durable outbox, by an earlier one). `size` is its body's length (the publisher takes the
+    /// body out of `message`).
+    Outbox {
+        message: Outgoing,
+        again: bool,
+        size: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -44,6 +90,8 @@ enum Inflight {
         seq: u64,
         message_id: String,
         exchange: String,
+        /// Its body's length: a broker that refuses a message as too large names only its size.
+        size: usize,
     },
     Quarantine(QuarantineCopy),
     /// A quarantine copy whose original's tag is void ([`Settlement::forget_quarantine`]): its
@@ -52,13 +100,19 @@ enum Inflight {
 }
 
 /// What one answer of the broker settled: counter increments, and the delivery tags of
-/// originals whose quarantine copy is now safe (to acknowledge).
+/// originals to acknowledge (their quarantine copy is safe, or is ours now).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Settled {
     pub(crate) confirmed: u64,
     pub(crate) nacked: u64,
     pub(crate) returned: u64,
     pub(crate) failed: u64,
+    /// Quarantine copies confirmed: invalid messages safe in the quarantine.
+    pub(crate) quarantined: u64,
+    /// Quarantine copies dropped after being refused too often (each logged with its reason).
+    pub(crate) quarantine_dropped: u64,
+    /// Whether the quarantine refused a copy (it may be gone: declare it again).
+    pub(crate) quarantine_refused: bool,
     pub(crate) originals: Vec<u64>,
 }
 
@@ -84,7 +138,7 @@ struct Retries {
 struct Retry {
     /// `None` while a copy is in flight.
     due: Option<Instant>,
-    attempts: u32,
+    backoff: Backoff,
     first_refused: Instant,
 }
 
@@ -94,7 +148,7 @@ impl Retries {
     fn refused(&mut self, seq: u64, now: Instant) -> Result<Duration, Duration> {
         let entry = self.entries.entry(seq).or_insert(Retry {
             due: None,
-            attempts: 0,
+            backoff: Backoff::new(RETRY_MIN, RETRY_MAX),
             first_refused: now,
         });
         let refused_for = now - entry.first_refused;
@@ -102,10 +156,7 @@ impl Retries {
             self.entries.remove(&seq);
             return Err(refused_for);
         }
-        let wait = RETRY_MIN
-            .saturating_mul(1 << entry.attempts.min(8))
-            .min(RETRY_MAX);
-        entry.attempts += 1;
+        let wait = entry.backoff.next_wait();
         entry.due = Some(now + wait);
         self.next_due = Some(self.next_due.map_or(now + wait, |d| d.min(now + wait)));
         Ok(wait)
@@ -137,6 +188,16 @@ impl Retries {
             }
         }
         due
+    }
+
+    /// One sequence number due now (the lowest), marked in flight.
+    fn take_one_due(&mut self, now: Instant) -> Option<u64> {
+        let (seq, entry) = self
+            .entries
+            .iter_mut()
+            .find(|(_, e)| e.due.is_some_and(|at| at <= now))?;
+        entry.due = None;
+        Some(*seq)
     }
 
     /// Copies in flight on a channel that is gone go out again at once.
@@ -198,8 +259,13 @@ pub(crate) struct Settlement {
     highest_published: u64,
     /// Quarantine copies to publish.
     quarantine: Vec<QuarantineCopy>,
-    /// Quarantine copies refused; they go out at the next retry tick.
-    quarantine_later: Vec<QuarantineCopy>,
+    /// Quarantine copies refused, and when each goes out again (at a retry tick).
+    quarantine_later: Vec<(Instant, QuarantineCopy)>,
+    /// How many originals wait, unacknowledged, for their copy's confirm.
+    holding: usize,
+    /// Messages that were in flight when the broker closed the channel without naming what it
+    /// refused: they go out one at a time until each is confirmed or found to be the culprit.
+    suspects: BTreeSet<u64>,
     /// Negative confirms since the last positive one.
     nacks_since_ack: u64,
     retries: Retries,
@@ -224,6 +290,8 @@ impl Settlement {
             highest_published,
             quarantine: Vec::new(),
             quarantine_later: Vec::new(),
+            holding: 0,
+            suspects: BTreeSet::new(),
             nacks_since_ack: 0,
             retries: Retries::default(),
         }
@@ -238,7 +306,6 @@ impl Settlement {
                 self.quarantine.push(copy);
             }
         }
-        self.quarantine.append(&mut self.quarantine_later);
         self.retries.channel_lost(now);
         self.next_tag = 1;
         self.returned.clear();
@@ -248,22 +315,33 @@ impl Settlement {
 
     /// The consuming channel is gone (or the whole connection): the delivery tags of the
     /// originals whose quarantine copies wait or fly are void, and acknowledging them on a new
-    /// channel would acknowledge other messages. The copies are forgotten; the broker delivers
+    /// channel would acknowledge other messages. Those copies are forgotten; the broker delivers
     /// the unacknowledged originals again and they are quarantined again (an extra copy in the
-    /// quarantine at worst, never a wrong acknowledgement).
+    /// quarantine at worst, never a wrong acknowledgement). Copies whose original was
+    /// acknowledged already are ours alone: they stay.
     pub(crate) fn forget_quarantine(&mut self) {
-        self.quarantine.clear();
-        self.quarantine_later.clear();
+        self.quarantine.retain(|c| c.original_tag.is_none());
         for inflight in self.inflight.values_mut() {
-            if matches!(inflight, Inflight::Quarantine(_)) {
+            if matches!(inflight, Inflight::Quarantine(c) if c.original_tag.is_some()) {
                 *inflight = Inflight::Forgotten;
             }
         }
+        self.holding = 0;
     }
 
     /// Queues a quarantine copy for publishing.
     pub(crate) fn quarantine(&mut self, copy: QuarantineCopy) {
+        if copy.original_tag.is_some() {
+            self.holding += 1;
+        }
         self.quarantine.push(copy);
+    }
+
+    /// How many originals wait unacknowledged for their copy's confirm: each takes a place in
+    /// the inbox's prefetch window, so the session holds only a few (see
+    /// [`crate::session`]'s `QUARANTINE_HOLD_MAX`).
+    pub(crate) fn holding(&self) -> usize {
+        self.holding
     }
 
     /// What to publish now, in order: quarantine copies, refused messages that are due, then
@@ -271,6 +349,13 @@ impl Settlement {
     /// The second value says whether the batch was full (more wait). Each item must be passed
     /// to [`Self::published`] once the channel took it.
     pub(crate) fn due(&mut self, outbox: &Outbox, now: Instant) -> (Vec<Publish>, bool) {
+        if !self.suspects.is_empty() {
+            // Gone meanwhile (dropped by the cap, given up): no longer a suspect.
+            self.suspects.retain(|seq| outbox.get(*seq).is_some());
+            if !self.suspects.is_empty() {
+                return (self.due_alone(outbox, now).into_iter().collect(), false);
+            }
+        }
         let mut due: Vec<Publish> = std::mem::take(&mut self.quarantine)
             .into_iter()
             .map(Publish::Quarantine)
@@ -278,6 +363,7 @@ impl Settlement {
         for seq in self.retries.take_due(now) {
             match outbox.get(seq) {
                 Some(message) => due.push(Publish::Outbox {
+                    size: message.body.len(),
                     message: message.clone(),
                     again: true,
                 }),
@@ -294,6 +380,7 @@ impl Settlement {
             scanned_upto = m.seq;
             if self.lane.takes(&m.exchange) && !self.retries.is_deferred(m.seq) {
                 due.push(Publish::Outbox {
+                    size: m.body.len(),
                     message: m.clone(),
                     again: m.seq <= self.highest_published,
                 });
@@ -307,11 +394,50 @@ impl Settlement {
         (due, taken == PUBLISH_BATCH)
     }
 
+    /// While suspects remain ([`Self::refused_for_good`] with no culprit named): one publish,
+    /// and only when nothing is in flight, so a channel the broker closes next names its
+    /// culprit by being the only one.
+    fn due_alone(&mut self, outbox: &Outbox, now: Instant) -> Option<Publish> {
+        if !self.inflight.is_empty() {
+            return None;
+        }
+        if !self.quarantine.is_empty() {
+            return Some(Publish::Quarantine(self.quarantine.remove(0)));
+        }
+        while let Some(seq) = self.retries.take_one_due(now) {
+            match outbox.get(seq) {
+                Some(message) => {
+                    return Some(Publish::Outbox {
+                        size: message.body.len(),
+                        message: message.clone(),
+                        again: true,
+                    });
+                }
+                None => self.retries.settled(seq),
+            }
+        }
+        let mut scanned_upto = self.sent_upto;
+        let mut next = None;
+        for m in outbox.after(self.sent_upto) {
+            if self.lane.takes(&m.exchange) && !self.retries.is_deferred(m.seq) {
+                next = Some(Publish::Outbox {
+                    size: m.body.len(),
+                    message: m.clone(),
+                    again: m.seq <= self.highest_published,
+                });
+                break;
+            }
+            scanned_upto = m.seq;
+        }
+        self.sent_upto = scanned_upto;
+        next
+    }
+
     /// `publish` went out on the channel: it is in flight under the next delivery tag.
     pub(crate) fn published(&mut self, publish: Publish) {
         let inflight = match publish {
             Publish::Quarantine(copy) => Inflight::Quarantine(copy),
-            Publish::Outbox { message, .. } => {
+            Publish::Outbox { message, size, .. } => {
                 self.highest_published = self.highest_published.max(message.seq);
                 // Refused messages go out again out of order; the in-order position moves only
                 // with messages that were never deferred.
@@ -322,6 +448,7 @@ impl Settlement {
                     seq: message.seq,
                     message_id: message.message_id,
                     exchange: message.exchange,
+                    size,
                 }
             }
         };
@@ -369,9 +496,13 @@ impl Settlement {
                 Inflight::Forgotten => {}
                 Inflight::Quarantine(copy) => {
                     if self.returned.remove(&copy.message_id).is_some() {
-                        self.quarantine_later.push(copy);
+                        self.quarantine_refused(copy, "unroutable", now, &mut settled);
                     } else {
-                        settled.originals.push(copy.original_tag);
+                        settled.quarantined += 1;
+                        if let Some(original) = copy.original_tag {
+                            self.holding -= 1;
+                            settled.originals.push(original);
+                        }
                     }
                 }
                 Inflight::Outbox {
@@ -383,6 +514,7 @@ impl Settlement {
                         continue;
                     }
                     self.retries.settled(seq);
+                    self.suspects.remove(&seq);
                     match outbox.confirm(seq) {
                         Ok(true) => settled.confirmed += 1,
                         Ok(false) => {}
@@ -393,7 +525,7 @@ impl Settlement {
                 }
             }
         }
-        if settled.confirmed > 0 || !settled.originals.is_empty() {
+        if settled.confirmed > 0 || settled.quarantined > 0 {
             self.nacks_since_ack = 0;
         }
         settled
@@ -413,7 +545,9 @@ impl Settlement {
             settled.nacked += 1;
             match inflight {
                 Inflight::Forgotten => {}
-                Inflight::Quarantine(copy) => self.quarantine_later.push(copy),
+                Inflight::Quarantine(copy) => {
+                    self.quarantine_refused(copy, "refused by the broker (nack)", now, &mut settled)
+                }
                 Inflight::Outbox { seq, .. } => {
                     self.refuse(
                         outbox,
@@ -429,49 +563,108 @@ impl Settlement {
         settled
     }
 
+    /// The quarantine refused `copy`: its original, if it still waits, is acknowledged (the
+    /// copy is ours now, so the original no longer holds a place in the inbox's prefetch
+    /// window), and the copy goes out again after its backoff, or is dropped with a log line
+    /// after [`QUARANTINE_ATTEMPTS`] refusals or when [`QUARANTINE_BACKLOG`] copies wait already.
+    fn quarantine_refused(
+        &mut self,
+        mut copy: QuarantineCopy,
+        why: &str,
+        now: Instant,
+        settled: &mut Settled,
+    ) {
+        settled.quarantine_refused = true;
+        if let Some(original) = copy.original_tag.take() {
+            self.holding -= 1;
+            settled.originals.push(original);
+        }
+        let wait = copy.retry.next_wait();
+        if copy.retry.attempts() >= QUARANTINE_ATTEMPTS
+            || self.quarantine_later.len() >= QUARANTINE_BACKLOG
+        {
+            settled.quarantine_dropped += 1;
+            tracing::error!(
+                refused = %why,
+                attempts = copy.retry.attempts(),
+                waiting = self.quarantine_later.len(),
+                reason = %copy.reason(),
+                headers = ?copy.headers,
+                "the quarantine keeps refusing: an invalid message is dropped (ask the operator to look at the quarantine queue: full, or deleted?)"
+            );
+            return;
+        }
+        self.quarantine_later.push((now + wait, copy));
+    }
+
     /// The broker closed the channel over a publish it will never take (`code` 403, 404 or
-    /// 406). The messages for the exchange its reply names (else the oldest in flight) leave
-    /// the outbox as undelivered, with the reason; the rest go out again on the next channel.
-    /// `quarantine` is our quarantine exchange: when it is the one refused, the originals stay
-    /// unacknowledged in the inbox (retrying here would loop).
+    /// 406). The culprit leaves the outbox as undelivered, with the reason: the messages for the
+    /// exchange the reply names, else the message of the size it names (too large), else, when
+    /// the reply names neither, the one message in flight if only one was. Otherwise nothing is
+    /// failed: what was in flight becomes suspect and goes out one at a time, until each is
+    /// confirmed or refused alone. The rest go out again on the next channel. `quarantine` is
+    /// our quarantine exchange: a copy refused there is retried with backoff (and its original
+    /// acknowledged), like a nacked one.
     pub(crate) fn refused_for_good(
         &mut self,
         outbox: &mut Outbox,
         quarantine: &str,
         code: u16,
         text: &str,
+        now: Instant,
     ) -> Settled {
-        let culprit = refused_exchange(text)
-            .map(str::to_owned)
-            .or_else(|| {
-                // The reply names no exchange (a bad property, say): the oldest publish in
-                // flight is the one the broker stopped at.
-                self.inflight.values().find_map(|i| match i {
-                    Inflight::Outbox { exchange, .. } => Some(exchange.clone()),
-                    Inflight::Quarantine(_) | Inflight::Forgotten => None,
-                })
-            })
-            .unwrap_or_else(|| quarantine.to_owned());
         let reason = format!("refused by the broker: {code} {text}");
+        let mut culprit = if let Some(exchange) = refused_exchange(text) {
+            Culprit::Exchange(exchange.to_owned())
+        } else if let Some(size) = refused_size(text) {
+            Culprit::Size(size)
+        } else if self.inflight.len() == 1 {
+            Culprit::Alone
+        } else {
+            Culprit::Unknown
+        };
         let mut settled = Settled::default();
-        self.inflight.retain(|_, inflight| match inflight {
-            Inflight::Quarantine(_) | Inflight::Forgotten if culprit == quarantine => {
-                tracing::error!(%reason, "the quarantine refused a copy; the original stays in the inbox");
-                false
-            }
-            Inflight::Outbox { seq, exchange, .. } if *exchange == culprit => {
-                match outbox.fail(*seq, reason.clone()) {
-                    Ok(Some(_)) => settled.failed += 1,
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "could not record an undelivered message")
+        let mut kept = BTreeMap::new();
+        for (tag, inflight) in std::mem::take(&mut self.inflight) {
+            let guilty = match &inflight {
+                Inflight::Forgotten => false,
+                Inflight::Quarantine(copy) => culprit.is(quarantine, copy.body.len()),
+                Inflight::Outbox { exchange, size, .. } => culprit.is(exchange, *size),
+            };
+            match inflight {
+                Inflight::Forgotten => {}
+                Inflight::Quarantine(copy) if guilty => {
+                    self.quarantine_refused(copy, &reason, now, &mut settled)
+                }
+                Inflight::Outbox { seq, .. } if guilty => {
+                    self.suspects.remove(&seq);
+                    match outbox.fail(seq, reason.clone()) {
+                        Ok(Some(_)) => settled.failed += 1,
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, "could not record an undelivered message")
+                        }
                     }
                 }
-                false
+                Inflight::Outbox { seq, .. } if culprit == Culprit::Unknown => {
+                    self.suspects.insert(seq);
+                    kept.insert(tag, inflight);
+                }
+                other => {
+                    kept.insert(tag, other);
+                }
             }
-            _ => true,
-        });
-        tracing::error!(%reason, exchange = %culprit, messages = settled.failed, "messages given up: see Client::undelivered");
+            if guilty && matches!(culprit, Culprit::Size(_) | Culprit::Alone) {
+                // One message is the culprit of a size, not every message of that size.
+                culprit = Culprit::Found;
+            }
+        }
+        self.inflight = kept;
+        if culprit == Culprit::Unknown {
+            tracing::warn!(%reason, suspects = self.suspects.len(), "the broker refused a publish without naming it: publishing one at a time until it is found");
+        } else {
+            tracing::error!(%reason, messages = settled.failed, "messages given up: see Client::undelivered");
+        }
         settled
     }
 
@@ -492,6 +685,7 @@ impl Settlement {
                     "{reason}, again and again for {} s: given up (older than the message TTL)",
                     refused_for.as_secs()
                 );
+                self.suspects.remove(&seq);
                 match outbox.fail(seq, reason) {
                     Ok(Some(_)) => settled.failed += 1,
                     Ok(None) => {}
@@ -514,20 +708,59 @@ impl Settlement {
         !self.quarantine.is_empty()
     }
 
-    /// Whether quarantine copies wait for their confirm (their originals are not acknowledged).
+    /// Whether quarantine copies whose originals wait unacknowledged are not confirmed yet.
     pub(crate) fn quarantine_pending(&self) -> bool {
-        !self.quarantine.is_empty()
-            || !self.quarantine_later.is_empty()
-            || self
-                .inflight
-                .values()
-                .any(|i| matches!(i, Inflight::Quarantine(_)))
+        self.holding > 0
     }
 
-    /// The retry tick: refused quarantine copies go out again.
-    pub(crate) fn tick(&mut self) {
-        self.quarantine.append(&mut self.quarantine_later);
+    /// The retry tick: refused quarantine copies whose wait is over go out again.
+    pub(crate) fn tick(&mut self, now: Instant) {
+        let (due, later) = std::mem::take(&mut self.quarantine_later)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.quarantine_later = later;
+        self.quarantine.extend(
+            due.into_iter()
+                .map(|(_, copy): (Instant, QuarantineCopy)| copy),
+        );
     }
+}
+
+/// Which publish in flight the broker refused when it closed the channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Culprit {
+    /// Every message for this exchange (the reply names it).
+    Exchange(String),
+    /// The first message of this size (the reply says it is too large).
+    Size(usize),
+    /// The only message in flight.
+    Alone,
+    /// The reply names nothing and several were in flight.
+    Unknown,
+    /// Found already (a size or a lone message): nothing else is guilty.
+    Found,
+}
+
+impl Culprit {
+    fn is(&self, exchange: &str, size: usize) -> bool {
+        match self {
+            Culprit::Exchange(e) => e == exchange,
+            Culprit::Size(s) => *s == size,
+            Culprit::Alone => true,
+            Culprit::Unknown | Culprit::Found => false,
+        }
+    }
+}
+
+/// The size a channel-closing reply says was too large: RabbitMQ says "PRECONDITION_FAILED -
+/// message size 5000000 is larger than configured max size 4194304".
+fn refused_size(text: &str) -> Option<usize> {
+    let start = text.find("message size ")? + "message size ".len();
+    let digits: String = text[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 /// The exchange a channel-closing reply names: RabbitMQ says "NOT_FOUND - no exchange 'x' in
@@ -588,11 +821,13 @@ mod tests {
 
     fn copy(original_tag: u64) -> QuarantineCopy {
         QuarantineCopy {
-            original_tag,
             message_id: format!("q{original_tag}"),
-            routing_key: "report".into(),
-            body: b"not json".to_vec(),
-            headers: Vec::new(),
+            ..QuarantineCopy::new(
+                Some(original_tag),
+                "report".into(),
+                b"not json".to_vec(),
+                Vec::new(),
+            )
         }
     }
 
@@ -694,7 +929,7 @@ mod tests {
         let again: Vec<(u64, bool)> = due
             .iter()
             .map(|p| match p {
-                Publish::Outbox { message, again } => (message.seq, *again),
+                Publish::Outbox { message, again, .. } => (message.seq, *again),
                 Publish::Quarantine(_) => unreachable!(),
             })
             .collect();
@@ -782,6 +1017,7 @@ mod tests {
             QUARANTINE,
             404,
             "NOT_FOUND - no exchange 'a-to-gone' in vhost '/'",
+            now,
         );
         assert_eq!(settled.failed, 1);
         let undelivered = outbox.take_undelivered(u64::MAX);
@@ -793,22 +1029,211 @@ mod tests {
     }
 
     #[test]
-    fn a_quarantine_copy_frees_its_original_only_when_confirmed_and_not_returned() {
+    fn a_refused_quarantine_copy_frees_its_original_at_once_and_goes_out_again_later() {
+        let mut outbox = outbox_with(&[]);
+        let mut s = Settlement::new(0);
+        let t0 = Instant::now();
+        s.quarantine(copy(7));
+        s.quarantine(copy(8));
+        assert_eq!(s.holding(), 2);
+        publish_due(&mut s, &outbox, t0);
+        s.returned(Some("q7".into()), QUARANTINE, "report");
+        let settled = s.confirmed(&mut outbox, 2, true, t0);
+        assert_eq!(
+            (settled.originals, settled.quarantined),
+            (vec![7, 8], 1),
+            "8 is safe; 7's copy is ours now, so 7 need not hold a prefetch place"
+        );
+        assert!(settled.quarantine_refused);
+        assert_eq!(s.holding(), 0);
+        assert!(!s.quarantine_pending());
+        s.tick(t0);
+        assert!(
+            publish_due(&mut s, &outbox, t0).is_empty(),
+            "not before its backoff"
+        );
+        s.tick(t0 + RETRY_MIN);
+        publish_due(&mut s, &outbox, t0 + RETRY_MIN);
+        let settled = s.confirmed(&mut outbox, 3, false, t0 + RETRY_MIN);
+        assert_eq!((settled.originals, settled.quarantined), (vec![], 1));
+    }
+
+    #[test]
+    fn a_quarantine_that_keeps_refusing_drops_the_copy_after_its_attempts() {
+        let mut outbox = outbox_with(&[]);
+        let mut s = Settlement::new(0);
+        let mut now = Instant::now();
+        s.quarantine(copy(1));
+        let mut tag = 0;
+        let mut dropped = 0;
+        let mut nacks = 0;
+        for _ in 0..20 {
+            s.tick(now);
+            if publish_due(&mut s, &outbox, now).is_empty() {
+                now += RETRY_MAX;
+                continue;
+            }
+            tag += 1;
+            nacks += 1;
+            let settled = s.nacked(&mut outbox, tag, false, now);
+            assert_eq!(
+                settled.originals,
+                if nacks == 1 { vec![1] } else { vec![] },
+                "the original is freed at the first refusal"
+            );
+            dropped += settled.quarantine_dropped;
+        }
+        assert_eq!(nacks, QUARANTINE_ATTEMPTS, "tried this often, then dropped");
+        assert_eq!(dropped, 1);
+        assert!(!s.quarantine_pending() && !s.quarantine_waiting());
+    }
+
+    #[test]
+    fn refused_quarantine_copies_past_the_backlog_are_dropped_at_once() {
         let mut outbox = outbox_with(&[]);
         let mut s = Settlement::new(0);
         let now = Instant::now();
-        s.quarantine(copy(7));
-        s.quarantine(copy(8));
-        assert!(s.quarantine_waiting());
+        let n = QUARANTINE_BACKLOG as u64 + 5;
+        for tag in 1..=n {
+            s.quarantine(copy(tag));
+        }
         publish_due(&mut s, &outbox, now);
-        s.returned(Some("q7".into()), QUARANTINE, "report");
-        let settled = s.confirmed(&mut outbox, 2, true, now);
-        assert_eq!(settled.originals, vec![8]);
-        assert!(s.quarantine_pending(), "copy 7 waits for the next tick");
-        s.tick();
+        let settled = s.nacked(&mut outbox, n, true, now);
+        assert_eq!(settled.originals.len() as u64, n, "every original freed");
+        assert_eq!(settled.quarantine_dropped, 5, "memory stays bounded");
+    }
+
+    #[test]
+    fn a_channel_closed_over_the_quarantine_frees_the_originals_and_keeps_the_others() {
+        let (mut outbox, mut s, now) = all_published(&["a-to-b"]);
+        s.quarantine(copy(4));
         publish_due(&mut s, &outbox, now);
-        assert_eq!(s.confirmed(&mut outbox, 3, false, now).originals, vec![7]);
-        assert!(!s.quarantine_pending());
+        let settled = s.refused_for_good(
+            &mut outbox,
+            QUARANTINE,
+            404,
+            &format!("NOT_FOUND - no exchange '{QUARANTINE}' in vhost '/'"),
+            now,
+        );
+        assert_eq!((settled.originals, settled.failed), (vec![4], 0));
+        assert!(settled.quarantine_refused);
+        s.channel_lost(now);
+        assert_eq!(
+            publish_due(&mut s, &outbox, now),
+            vec![1],
+            "the outbox message goes again"
+        );
+        s.tick(now + RETRY_MIN);
+        assert_eq!(
+            publish_due(&mut s, &outbox, now + RETRY_MIN),
+            vec![0],
+            "the copy too, later"
+        );
+    }
+
+    #[test]
+    fn a_lost_consumer_forgets_copies_with_originals_but_keeps_those_that_are_ours() {
+        let mut outbox = outbox_with(&[]);
+        let mut s = Settlement::new(0);
+        let now = Instant::now();
+        let mut detached = copy(9);
+        detached.original_tag = None;
+        s.quarantine(detached);
+        s.quarantine(copy(10));
+        s.forget_quarantine();
+        assert_eq!(s.holding(), 0);
+        assert_eq!(
+            publish_due(&mut s, &outbox, now),
+            vec![0],
+            "the detached copy stays"
+        );
+        let settled = s.confirmed(&mut outbox, 1, false, now);
+        assert_eq!((settled.quarantined, settled.originals), (1, vec![]));
+    }
+
+    #[test]
+    fn a_message_too_large_for_the_broker_fails_alone() {
+        let mut outbox = Outbox::in_memory(10);
+        for (i, size) in [10, 5_000_000, 10].into_iter().enumerate() {
+            outbox
+                .push(Outgoing {
+                    seq: 0,
+                    exchange: "a-to-b".into(),
+                    routing_key: "report".into(),
+                    message_id: format!("m{i}"),
+                    msg_type: "report".into(),
+                    body: vec![b' '; size],
+                    headers: Vec::new(),
+                })
+                .unwrap();
+        }
+        let mut s = Settlement::new(0);
+        let now = Instant::now();
+        publish_due(&mut s, &outbox, now);
+        let settled = s.refused_for_good(
+            &mut outbox,
+            QUARANTINE,
+            406,
+            "PRECONDITION_FAILED - message size 5000000 is larger than configured max size 4194304",
+            now,
+        );
+        assert_eq!(settled.failed, 1);
+        assert_eq!(outbox.take_undelivered(u64::MAX)[0].seq, 2, "the large one");
+        s.channel_lost(now);
+        assert_eq!(
+            publish_due(&mut s, &outbox, now),
+            vec![1, 3],
+            "the others go again"
+        );
+    }
+
+    #[test]
+    fn an_unnamed_refusal_fails_nobody_and_finds_the_culprit_one_at_a_time() {
+        let (mut outbox, mut s, now) = all_published(&["a-to-b", "a-to-b", "a-to-b"]);
+        let unnamed = "PRECONDITION_FAILED - something about one publish";
+        let settled = s.refused_for_good(&mut outbox, QUARANTINE, 406, unnamed, now);
+        assert_eq!(settled.failed, 0, "the oldest is not blamed");
+        s.channel_lost(now);
+        assert_eq!(publish_due(&mut s, &outbox, now), vec![1], "one at a time");
+        assert!(
+            publish_due(&mut s, &outbox, now).is_empty(),
+            "until it is answered"
+        );
+        assert_eq!(s.confirmed(&mut outbox, 1, false, now).confirmed, 1);
+        assert_eq!(publish_due(&mut s, &outbox, now), vec![2]);
+        let settled = s.refused_for_good(&mut outbox, QUARANTINE, 406, unnamed, now);
+        assert_eq!(settled.failed, 1, "alone in flight: the culprit");
+        assert_eq!(outbox.take_undelivered(u64::MAX)[0].seq, 2);
+        s.channel_lost(now);
+        assert_eq!(publish_due(&mut s, &outbox, now), vec![3]);
+        assert_eq!(s.confirmed(&mut outbox, 1, false, now).confirmed, 1);
+        outbox
+            .push(Outgoing {
+                seq: 0,
+                exchange: "a-to-b".into(),
+                routing_key: "report".into(),
+                message_id: "m4".into(),
+                msg_type: "report".into(),
+                body: b"{}".to_vec(),
+                headers: Vec::new(),
+            })
+            .unwrap();
+        outbox
+            .push(Outgoing {
+                seq: 0,
+                exchange: "a-to-b".into(),
+                routing_key: "report".into(),
+                message_id: "m5".into(),
+                msg_type: "report".into(),
+                body: b"{}".to_vec(),
+                headers: Vec::new(),
+            })
+            .unwrap();
+        assert_eq!(
+            publish_due(&mut s, &outbox, now),
+            vec![4, 5],
+            "no suspect left: batches again"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::config::ClientConfig;
 use crate::counters::CounterSnapshot;
 use crate::counters::Counters;
-use crate::incoming::Incoming;
+use crate::incoming::{Incoming, Settle};
 use crate::metrics::Observed;
 use crate::outbox::Outbox;
 use ebadge_model::Message;
@@ -13,12 +13,19 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
-/// What an awaited answer is matched by: an activation (its id and count) or a market request
-/// (its `msg_id`).
+/// What an awaited answer is matched by: the peer it was sent to (only it answers), and the
+/// activation's id and modification count or the market request's `msg_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum PendingKey {
-    Activation(String, u32),
-    Market(String),
+    Activation {
+        peer: String,
+        id: String,
+        count: u32,
+    },
+    Market {
+        peer: String,
+        msg_id: String,
+    },
 }
 
 /// The state behind a [`crate::Client`] and its clones.
@@ -32,8 +39,11 @@ pub(crate) struct Shared {
     pub(crate) observed: OnceLock<Arc<Observed>>,
     pub(crate) pending: Mutex<HashMap<PendingKey, oneshot::Sender<Message>>>,
     pub(crate) connected: watch::Sender<bool>,
+    /// Whether the inbox is being consumed now: a connection can be up while its inbox is not
+    /// (its classic queue's node down, the queue deleted), and then nothing reaches us.
+    pub(crate) consuming: watch::Sender<bool>,
     pub(crate) shutdown: watch::Sender<bool>,
-    pub(crate) ack_tx: mpsc::UnboundedSender<u64>,
+    pub(crate) ack_tx: mpsc::UnboundedSender<Settle>,
     pub(crate) inbox_rx: Mutex<Option<mpsc::Receiver<Incoming>>>,
     pub(crate) supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }

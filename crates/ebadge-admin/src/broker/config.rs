@@ -93,7 +93,9 @@ pub const ENABLED_PLUGINS: &str =
     "[rabbitmq_management,rabbitmq_auth_mechanism_ssl,rabbitmq_prometheus].\n";
 
 /// The rabbitmq.conf settings that make a node conform to D3.2.3 6.1 (TLS only, login by the
-/// certificate's CN, EXTERNAL only); the TLS options themselves are in [`advanced_config`].
+/// certificate's CN, EXTERNAL only), and the largest message it takes
+/// ([`MAX_MESSAGE_BYTES`](ebadge_bus::conventions::MAX_MESSAGE_BYTES)); the TLS options
+/// themselves are in [`advanced_config`].
 /// The local broker writes them; `deploy/rabbitmq/` carries the same, and a test keeps the two
 /// in step.
 pub fn security_settings(amqps_port: u16) -> Vec<(String, String)> {
@@ -102,6 +104,10 @@ pub fn security_settings(amqps_port: u16) -> Vec<(String, String)> {
         ("listeners.ssl.default", amqps_port.to_string()),
         ("auth_mechanisms.1", "EXTERNAL".into()),
         ("ssl_cert_login_from", "common_name".into()),
+        (
+            "max_message_size",
+            ebadge_bus::conventions::MAX_MESSAGE_BYTES.to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -202,6 +202,8 @@ impl LocalBroker {
                 ca: "pki/ca.pem".into(),
                 certs: "pki/clients".into(),
                 heartbeat_seconds: None,
+                // The broker runs with the bus's limit (config::security_settings).
+                max_message_bytes: None,
             },
             management: state.management(),
             ca_key: Some("pki/ca.key".into()),
