@@ -29,8 +29,41 @@ use tokio::sync::OnceCell;
 /// with its HEH for activations, a TSO and a BSP for market
 /// requests, two entities for the command line. Settlement tests: a sender linked to a healthy,
 /// a full and an unroutable receiver, and a stranger it has no link with; pairs for held
-/// messages, quarantine copies and the pika interoperability test.
+/// messages, quarantine copies and the pika interoperability test. The hardening tests: an
+/// operator flooded by its HEH, a sender of too large messages, an operator whose quarantine
+/// cannot be made, a receiver that drops messages, a VPP answered by the wrong HEH. The relay test: `relay-vpp`
+/// linked to `relay-ts` and to `relay-mkt`, and a group of `relay-ts` with `relay-mkt` in it.
 pub const REGISTRY: &str = r#"
+[[entity]]
+name = "flood-op"
+[[heh]]
+name = "flood-heh"
+operator = "flood-op"
+[[entity]]
+name = "big-sender"
+[[entity]]
+name = "big-receiver"
+[[link]]
+between = ["big-sender", "big-receiver"]
+[[entity]]
+name = "loop-op"
+[[heh]]
+name = "loop-heh"
+operator = "loop-op"
+[[entity]]
+name = "rel-sender"
+[[entity]]
+name = "rel-receiver"
+[[link]]
+between = ["rel-sender", "rel-receiver"]
+[[entity]]
+name = "peer-vpp"
+[[heh]]
+name = "peer-heh-a"
+operator = "peer-vpp"
+[[heh]]
+name = "peer-heh-b"
+operator = "peer-vpp"
 [[entity]]
 name = "ts"
 role = "operator"
@@ -276,6 +309,20 @@ members = ["m-bsp1", "m-bsp2"]
 name = "bsps"
 sender = "tso"
 members = ["bsp1", "bsp2"]
+[[entity]]
+name = "relay-ts"
+[[entity]]
+name = "relay-vpp"
+[[entity]]
+name = "relay-mkt"
+[[link]]
+between = ["relay-ts", "relay-vpp"]
+[[link]]
+between = ["relay-vpp", "relay-mkt"]
+[[group]]
+name = "relay-all"
+sender = "relay-ts"
+members = ["relay-mkt"]
 "#;
 
 /// Where the test brokers live: `$EBADGE_TEST_DIR`, else `target/tmp` of the workspace. A run
