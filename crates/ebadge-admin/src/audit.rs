@@ -9,7 +9,8 @@ use crate::state::{Item, Release};
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::{
     HEH_TAG, MESSAGE_TTL_MS, QUARANTINE_MAX_LENGTH, QUARANTINE_TTL_MS, QUORUM_POLICY, inbox_queue,
-    incoming_exchange, is_valid_entity_name, parse_pair_exchange, permissions, receiver_of_binding,
+    incoming_exchange, is_relay_destination, is_valid_entity_name, parse_pair_exchange,
+    permissions, receiver_of_binding,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -21,14 +22,15 @@ pub struct Violation {
     /// Short kind, stable for scripts: `guest`, `password-user`, `plain-listener`, `tls`,
     /// `auth-mechanism`, `permissions`, `queue-ttl`, `queue-length`, `queue-overflow`,
     /// `queue-delivery-limit`, `queue-type`, `queue-replication`, `queue-placement`,
-    /// `file-handles`, `binding`, `exchange-type`, `default-exchange`, `user-name`, `layout`.
+    /// `file-handles`, `binding`, `relay-binding`, `exchange-type`, `default-exchange`,
+    /// `user-name`, `layout`.
     pub kind: &'static str,
     /// What exactly, and what to do.
     pub detail: String,
 }
 
 /// Every [`Violation::kind`], in a fixed order: the metrics name each, with 0 when none.
-pub const KINDS: [&str; 19] = [
+pub const KINDS: [&str; 20] = [
     "guest",
     "password-user",
     "plain-listener",
@@ -44,6 +46,7 @@ pub const KINDS: [&str; 19] = [
     "queue-placement",
     "file-handles",
     "binding",
+    "relay-binding",
     "exchange-type",
     "default-exchange",
     "user-name",
@@ -629,8 +632,9 @@ fn is_quarantine(queue: &str) -> bool {
     queue.starts_with("private-") && queue.ends_with("-quarantine")
 }
 
-/// Bindings the conventions do not imply: into an entity's private namespace, from an exchange
-/// that entity may not read (a pair exchange addressed to someone else, a group it is not in).
+/// Bindings the conventions do not imply: into a pair exchange (a relay, whatever its source,
+/// see [`is_relay_destination`]); into an entity's private namespace, from an exchange that
+/// entity may not read (a pair exchange addressed to someone else, a group it is not in).
 /// Bindings between an entity's own resources and from what it reads (taps) are its business.
 fn audit_bindings(
     live: &crate::state::State,
@@ -642,11 +646,27 @@ fn audit_bindings(
         let Item::Binding {
             source,
             destination,
-            ..
+            destination_type,
+            routing_key,
         } = item
         else {
             continue;
         };
+        if destination_type == "exchange" && is_relay_destination(destination) {
+            let (writer, receiver) = destination.split_once("-to-").unwrap_or_default();
+            let from = if source.is_empty() {
+                "the default exchange"
+            } else {
+                source.as_str()
+            };
+            v(
+                "relay-binding",
+                format!(
+                    "{from} is bound to the pair exchange {destination} [{routing_key}]: what is published to {from} reaches {receiver} as if its sender had sent it there (a relayed sender); only {writer} may write {destination}, so {writer} made it. No binding may go into a pair exchange: run `ebadge provision` (it removes it) and ask why {writer} relays"
+                ),
+            );
+            continue;
+        }
         if source.is_empty() {
             continue; // reported as default-exchange
         }
@@ -697,6 +717,49 @@ mod tests {
             used, named,
             "KINDS lists exactly the kinds the audit reports"
         );
+    }
+
+    #[test]
+    fn a_binding_into_a_pair_exchange_is_a_relay_whatever_its_source() {
+        let binding = |source: &str, destination: &str, destination_type: &str| Item::Binding {
+            source: source.into(),
+            destination: destination.into(),
+            destination_type: destination_type.into(),
+            routing_key: "#".into(),
+        };
+        let user = |name: &str| Item::User {
+            name: name.into(),
+            has_password: false,
+            tags: String::new(),
+        };
+        let items = [
+            user("ts"),
+            user("vpp"),
+            user("mkt"),
+            // What provisioning makes: no violation.
+            binding("ts-to-vpp", "private-vpp-in", "exchange"),
+            binding("vpp-to-mkt", "private-mkt-in", "exchange"),
+            binding("private-mkt-in", "private-mkt-inbox", "queue"),
+            // vpp relays ts's messages, and its own incoming stream, to mkt.
+            binding("ts-to-vpp", "vpp-to-mkt", "exchange"),
+            binding("private-vpp-in", "vpp-to-mkt", "exchange"),
+        ];
+        let live: crate::state::State = items.iter().map(|i| (i.key(), i.clone())).collect();
+        let users: BTreeMap<&str, &Item> =
+            ["ts", "vpp", "mkt"].into_iter().zip(&items[..3]).collect();
+        let mut found = Vec::new();
+        audit_bindings(&live, &users, &BTreeMap::new(), &mut |kind, detail| {
+            found.push((kind, detail))
+        });
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().all(|(kind, _)| *kind == "relay-binding"));
+        assert!(
+            found[1].1.starts_with(
+                "ts-to-vpp is bound to the pair exchange vpp-to-mkt [#]: what is published to ts-to-vpp reaches mkt"
+            ),
+            "{found:?}"
+        );
+        assert!(found[1].1.contains("so vpp made it"), "{found:?}");
     }
 
     #[test]

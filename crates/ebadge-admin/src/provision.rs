@@ -6,7 +6,7 @@ use crate::profile::Management;
 use crate::registry::Registry;
 use crate::state::{Item, State, desired, desired_for, from_definitions, to_definitions};
 use ebadge_bus::EntityName;
-use ebadge_bus::conventions::possible_owners;
+use ebadge_bus::conventions::{is_relay_destination, possible_owners};
 use rabbitmq_http_client::commons::BindingDestinationType;
 use rabbitmq_http_client::requests::BindingDeletionParams;
 use serde::Serialize;
@@ -123,13 +123,21 @@ impl Plan {
 
     /// The same plan, deleting only what belongs to the registry's own entities (managed
     /// resources in their namespaces `private-<name>-`: an incoming exchange, an inbox, the
-    /// bindings into them): for adding a registry to a broker that holds others (the demo, the
-    /// benchmarks). The registry is not the whole truth there, but it is about its entities,
-    /// whose layout may have changed since the broker last saw them.
+    /// bindings into them; and relay bindings into their pair exchanges, see
+    /// [`is_relay_destination`]): for adding a registry to a broker that holds others (the
+    /// demo, the benchmarks). The registry is not the whole truth there, but it is about its
+    /// entities, whose layout may have changed since the broker last saw them.
     pub fn keeping_others(mut self, registry: &Registry) -> Plan {
         let names: HashSet<&str> = registry.entities().map(EntityName::as_str).collect();
         let owned = |item: &Item| match item {
             Item::Exchange { name, .. } | Item::Queue { name, .. } => in_namespace_of(name, &names),
+            Item::Binding {
+                destination,
+                destination_type,
+                ..
+            } if destination_type == "exchange" && is_relay_destination(destination) => destination
+                .split_once("-to-")
+                .is_some_and(|(writer, _)| names.contains(writer)),
             Item::Binding { destination, .. } => in_namespace_of(destination, &names),
             _ => false,
         };
@@ -330,7 +338,8 @@ pub fn export_definitions(registry: &Registry, cluster_nodes: usize) -> serde_js
     to_definitions(desired(registry, cluster_nodes).values())
 }
 
-async fn delete(client: &AdminClient, item: &Item) -> Result<(), ApiError> {
+/// Deletes one item through the management API.
+pub(crate) async fn delete(client: &AdminClient, item: &Item) -> Result<(), ApiError> {
     let context = format!("deleting {item}");
     let result = match item {
         Item::User { name, .. } => client.delete_user(name, true).await,
@@ -338,6 +347,20 @@ async fn delete(client: &AdminClient, item: &Item) -> Result<(), ApiError> {
         Item::Exchange { name, .. } => client.delete_exchange("/", name, true).await,
         Item::Queue { name, .. } => client.delete_queue("/", name, true).await,
         Item::Policy { name, .. } => client.delete_policy("/", name, true).await,
+        Item::Binding {
+            source,
+            destination,
+            destination_type,
+            routing_key,
+        } if destination_type == "exchange" && is_relay_destination(destination) => {
+            let found = client
+                .list_exchange_bindings_with_destination("/", destination)
+                .await
+                .map_err(|e| ApiError::new(&context, e))?;
+            let mut matching = found;
+            matching.retain(|b| b.source == *source && b.routing_key == *routing_key);
+            return delete_bindings(client, &matching).await;
+        }
         Item::Binding {
             source,
             destination,
@@ -366,6 +389,28 @@ async fn delete(client: &AdminClient, item: &Item) -> Result<(), ApiError> {
         }
     };
     result.map_err(|e| ApiError::new(context, e))
+}
+
+/// Deletes `bindings` as the broker listed them, arguments included: a relay binding made with
+/// arguments (which our items do not carry) must not outlive the plan or the revocation that
+/// removes it.
+pub(crate) async fn delete_bindings(
+    client: &AdminClient,
+    bindings: &[rabbitmq_http_client::responses::BindingInfo],
+) -> Result<(), ApiError> {
+    for b in bindings {
+        client
+            .delete_binding(&BindingDeletionParams::from_binding_info(b), true)
+            .await
+            .map_err(|e| {
+                let what = format!(
+                    "binding {} -> {} [{}]",
+                    b.source, b.destination, b.routing_key
+                );
+                ApiError::new(format!("deleting {what}"), e)
+            })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -487,6 +532,49 @@ mod tests {
             Plan::compute(&desired(&registry, 1), &live, "ebadge-admin").keeping_others(&registry);
         assert_eq!(plan.remove, ["exchange private-heh-a-in (topic, durable)"]);
         assert_eq!(plan.to_delete, [exchange("private-heh-a-in")]);
+    }
+
+    #[test]
+    fn a_relay_binding_into_a_pair_exchange_is_removed_whatever_its_key() {
+        let registry = crate::registry::Registry::parse(
+            "[[entity]]\nname = \"ts\"\n[[entity]]\nname = \"vpp\"\n[[entity]]\nname = \"mkt\"\n\
+             [[link]]\nbetween = [\"ts\", \"vpp\"]\n[[link]]\nbetween = [\"vpp\", \"mkt\"]\n",
+        )
+        .unwrap();
+        let want = desired(&registry, 1);
+        let relay = |source: &str, destination: &str, key: &str| Item::Binding {
+            source: source.into(),
+            destination: destination.into(),
+            destination_type: "exchange".into(),
+            routing_key: key.into(),
+        };
+        let relays = [
+            relay("ts-to-vpp", "vpp-to-mkt", "#"),
+            relay("private-vpp-in", "vpp-to-mkt", "report.*"),
+            // Of an entity another registry owns: the whole truth removes it, keeping others not.
+            relay("ts-to-other", "other-to-mkt", "#"),
+        ];
+        let mut live = want.clone();
+        for item in &relays {
+            live.insert(item.key(), item.clone());
+        }
+        // A binding of vpp's own between its private resources stays: its business.
+        let own = Item::Binding {
+            source: "private-vpp-in".into(),
+            destination: "private-vpp-tap-1".into(),
+            destination_type: "queue".into(),
+            routing_key: "#".into(),
+        };
+        live.insert(own.key(), own);
+        let plan = Plan::compute(&want, &live, "ebadge-admin");
+        let mut removed = plan.to_delete.clone();
+        removed.sort();
+        let mut expected = relays.to_vec();
+        expected.sort();
+        assert_eq!(removed, expected, "{:?}", plan.remove);
+        let kept = plan.keeping_others(&registry);
+        assert_eq!(kept.to_delete.len(), 2, "{:?}", kept.remove);
+        assert!(!kept.to_delete.contains(&relays[2]));
     }
 
     #[test]

@@ -368,6 +368,30 @@ impl Registry {
     pub fn groups(&self) -> &[Group] {
         &self.groups
     }
+
+    /// The groups `name` is a member of: what its client's
+    /// [`ClientConfig::groups`](ebadge_bus::ClientConfig::groups) must hold for it to hear them.
+    ///
+    /// ```
+    /// use ebadge_admin::registry::Builder;
+    /// use ebadge_bus::EntityName;
+    /// let registry = Builder::new()
+    ///     .entity("tso", None)
+    ///     .entity("bsp1", None)
+    ///     .group("bsps", "tso", ["bsp1"])
+    ///     .build()?;
+    /// let groups = registry.groups_of(&EntityName::new("bsp1")?);
+    /// assert_eq!(groups, [EntityName::new("bsps")?]);
+    /// assert!(registry.groups_of(&EntityName::new("tso")?).is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn groups_of(&self, name: &EntityName) -> Vec<EntityName> {
+        self.groups
+            .iter()
+            .filter(|g| g.members.contains(name))
+            .map(|g| g.name.clone())
+            .collect()
+    }
 }
 
 /// A registry assembled in code: the same TOML a person would write ([`Builder::to_toml`]), and

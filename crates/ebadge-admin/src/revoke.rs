@@ -1,9 +1,13 @@
 //! Revocation: an entity loses its rights now. D3.2.3 6.1 notes that changed permissions do not
-//! reach connections that are already open, so we also close them; and a deleted user comes back
-//! with the next provisioning of its name, so its certificate is retired too (the CRL).
+//! reach connections that are already open, so we also close them; a deleted user comes back
+//! with the next provisioning of its name, so its certificate is retired too (the CRL); and a
+//! binding it made into one of its pair exchanges would go on relaying after it is gone, so its
+//! relay bindings go with it.
 
 use crate::mgmt::{AdminClient, ApiError};
 use crate::pki::Pki;
+use ebadge_bus::conventions::is_relay_destination;
+use rabbitmq_http_client::commons::BindingDestinationType;
 use serde::Serialize;
 
 /// What `revoke` did.
@@ -13,6 +17,9 @@ pub struct Revoked {
     pub user_deleted: bool,
     /// Open connections closed.
     pub connections_closed: usize,
+    /// Relay bindings it had made into its pair exchanges, deleted (see
+    /// [`is_relay_destination`]): `<source> -> <destination> [<key>]`.
+    pub relay_bindings_removed: Vec<String>,
     /// The serial of the certificate put on the CRL (`None` without the CA at hand, or when the
     /// entity had no certificate in it).
     pub certificate_revoked: Option<String>,
@@ -34,16 +41,19 @@ pub enum RevokeError {
     },
 }
 
-/// Removes the permissions and the user `name`, closes its open connections, and with the CA at
-/// hand (`pki`) puts its certificate on the CRL, so that the old key cannot log in even if the
-/// name is provisioned again. Its inbox and exchanges stay (messages waiting there remain for the
-/// operator to inspect until their TTL); remove the entity from the registry too.
+/// Removes the permissions and the user `name`, closes its open connections, deletes the relay
+/// bindings it made (into its pair exchanges `<name>-to-…`: it alone could write them), and with
+/// the CA at hand (`pki`) puts its certificate on the CRL, so that the old key cannot log in even
+/// if the name is provisioned again. Its inbox and exchanges stay (messages waiting there remain
+/// for the operator to inspect until their TTL); remove the entity from the registry too.
 pub async fn revoke(
     client: &AdminClient,
     pki: Option<&Pki>,
     name: &str,
 ) -> Result<Revoked, RevokeError> {
     let mut revoked = rights(client, name).await?;
+    // After its connections are closed: it can make no new one now.
+    revoked.relay_bindings_removed = relay_bindings(client, name).await?;
     if let Some(pki) = pki {
         revoked.certificate_revoked = pki
             .revoke(name)
@@ -82,4 +92,24 @@ async fn rights(client: &AdminClient, name: &str) -> Result<Revoked, ApiError> {
         }
     }
     Ok(revoked)
+}
+
+/// Deletes every binding into an exchange `<name>-to-…` (see [`is_relay_destination`]), whatever
+/// its key and arguments: the relays `name` made. Returns them.
+async fn relay_bindings(client: &AdminClient, name: &str) -> Result<Vec<String>, ApiError> {
+    let prefix = format!("{name}-to-");
+    let mut relays = client
+        .list_bindings_in("/")
+        .await
+        .map_err(|e| ApiError::new("listing the bindings", e))?;
+    relays.retain(|b| {
+        b.destination_type == BindingDestinationType::Exchange
+            && is_relay_destination(&b.destination)
+            && b.destination.starts_with(&prefix)
+    });
+    crate::provision::delete_bindings(client, &relays).await?;
+    Ok(relays
+        .iter()
+        .map(|b| format!("{} -> {} [{}]", b.source, b.destination, b.routing_key))
+        .collect())
 }

@@ -5,8 +5,8 @@ use crate::registry::{QueueType, Registry};
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::{
     HEH_TAG, QUARANTINE_MAX_LENGTH, QUARANTINE_PATTERN, QUARANTINE_POLICY, QUARANTINE_TTL_MS,
-    QUEUE_POLICY, QUORUM_POLICY, inbox_queue, incoming_exchange, incoming_side, pair_exchange,
-    permissions,
+    QUEUE_POLICY, QUORUM_POLICY, inbox_queue, incoming_exchange, incoming_side,
+    is_relay_destination, pair_exchange, permissions,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -126,6 +126,13 @@ impl Item {
             Item::Permission { user, .. } => user != admin,
             Item::Exchange { name, .. } => managed_exchange(name),
             Item::Queue { name, .. } => private(name, "-inbox"),
+            // A binding into a pair exchange relays (see `is_relay_destination`): never one of
+            // ours, whoever made it and whatever its key, and always provisioning's to remove.
+            Item::Binding {
+                destination,
+                destination_type,
+                ..
+            } if destination_type == "exchange" && is_relay_destination(destination) => true,
             Item::Binding {
                 source,
                 destination,

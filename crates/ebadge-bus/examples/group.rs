@@ -15,7 +15,11 @@ use std::time::Duration;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let profile = Profile::load(&Profile::locate(None))?;
     let connect = |name: &str| {
-        let config = ClientConfig::new(profile.clone(), EntityName::new(name).expect("a name"));
+        let mut config = ClientConfig::new(profile.clone(), EntityName::new(name).expect("a name"));
+        // The BSPs are members of the group bsps: its messages are addressed to them too.
+        if name.starts_with("bsp-") {
+            config.groups = vec![EntityName::new("bsps").expect("a name")];
+        }
         Client::connect(config)
     };
     let tso = connect("north-tso").await?;

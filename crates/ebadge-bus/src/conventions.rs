@@ -378,6 +378,15 @@ pub struct Permissions {
     pub write: String,
     /// What it may consume or bind from: exchanges addressed to it, the group exchanges it is a
     /// member of, and its private namespace.
+    ///
+    /// Together with `write` on its own pair exchanges, this lets an entity bind one of those
+    /// to an exchange addressed to it: a relay ([`is_relay_destination`]), which RabbitMQ's
+    /// permissions cannot tell from a publish (`exchange.bind` needs write on the destination,
+    /// read on the source, as publishing and tapping do). The read right stays: D3.2.3 5.3.2
+    /// prescribes `.*-to-<name>`, and an HEH's taps bind straight to the pair and group
+    /// exchanges addressed to it (it has no incoming exchange). Relays are stopped after the
+    /// fact instead: receivers quarantine what comes through an exchange not addressed to them,
+    /// the audit reports the binding, provisioning and revocation remove it.
     pub read: String,
 }
 

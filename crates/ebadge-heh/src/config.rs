@@ -3,6 +3,7 @@
 //! ```toml
 //! name = "heh-b827ebea02c1"        # the HEH's entity name (its certificate's CN)
 //! controller = "ts"                # who it reports to and takes orders from
+//! groups = ["all-hehs"]            # optional: the registry's groups it is a member of
 //!
 //! [bus]                            # the connection profile (relative paths: from this file)
 //! amqps_url = "amqps://bus.example.org:5671"
@@ -82,6 +83,10 @@ pub struct AgentConfig {
     pub name: EntityName,
     /// Its controlling entity.
     pub controller: EntityName,
+    /// The groups it is a member of: their messages are heard, not quarantined as relayed
+    /// ([`ClientConfig::groups`]).
+    #[serde(default)]
+    pub groups: Vec<EntityName>,
     /// How to reach the bus.
     pub bus: Profile,
     /// The durable outbox, if any.
@@ -126,6 +131,7 @@ impl AgentConfig {
     pub fn client(&self) -> ClientConfig {
         let mut client = ClientConfig::new(self.bus.clone(), self.name.clone());
         client.durable_outbox = self.outbox.as_ref().map(|o| o.path.clone());
+        client.groups = self.groups.clone();
         client
     }
 
@@ -162,6 +168,7 @@ mod tests {
             config.client().durable_outbox.as_deref(),
             Some(Path::new("/var/lib/ebadge-heh/outbox.sqlite"))
         );
+        assert!(config.client().groups.is_empty(), "in no group unless told");
     }
 
     #[test]

@@ -97,10 +97,16 @@ pub enum Progress<'a> {
     },
 }
 
-/// Connects the demo's market actors and starts their handlers.
+/// Connects the demo's market actors and starts their handlers; each is told its groups (the
+/// BSPs hear the TSO's `market_cleared` through the group `bsps`).
 pub async fn market(profile: &Profile) -> Result<Market, ebadge_bus::ConnectError> {
     let name = |s: &str| EntityName::new(s).expect("demo names follow the rule");
-    let connect = |who: &str| Client::connect(ClientConfig::new(profile.clone(), name(who)));
+    let registry = registry(0).build().expect("the demo's registry is valid");
+    let connect = |who: &str| {
+        let mut config = ClientConfig::new(profile.clone(), name(who));
+        config.groups = registry.groups_of(&config.name);
+        Client::connect(config)
+    };
     Ok(Market::serve(
         connect("north-tso").await?,
         vec![

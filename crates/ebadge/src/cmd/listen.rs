@@ -1,4 +1,5 @@
-//! `ebadge listen --as NAME [--json] [--count N]`: print the messages arriving in NAME's inbox.
+//! `ebadge listen --as NAME [--group GROUP]… [--json] [--count N]`: print the messages arriving in
+//! NAME's inbox.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -15,6 +16,11 @@ pub struct ListenArgs {
     /// Whose inbox (certificate CN).
     #[arg(long = "as", value_name = "NAME")]
     pub name: String,
+    /// A group NAME is a member of, once per group: its messages (through SENDER-to-GROUP) are
+    /// heard. A message through an exchange addressed to anyone else is quarantined as
+    /// relayed (reason not_addressed).
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
     /// One line per message: {"from":..,"routing_key":..,"message":{..}}.
     #[arg(long)]
     pub json: bool,
@@ -31,7 +37,9 @@ pub struct ListenArgs {
 /// client quarantines them).
 pub async fn run(args: ListenArgs) -> Result<ExitCode> {
     let profile = args.profile.load()?;
-    let client = Client::connect(ClientConfig::new(profile, EntityName::new(&args.name)?)).await?;
+    let mut config = ClientConfig::new(profile, EntityName::new(&args.name)?);
+    config.groups = super::group_names(&args.groups)?;
+    let client = Client::connect(config).await?;
     let metrics = args.metrics.serve().await?;
     if let Some((metrics, _)) = &metrics {
         metrics.watch(&args.name, std::slice::from_ref(&client));

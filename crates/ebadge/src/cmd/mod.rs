@@ -59,6 +59,14 @@ pub fn raise_open_file_limit() {
     }
 }
 
+/// The names given with `--group`, checked.
+pub fn group_names(groups: &[String]) -> Result<Vec<ebadge_bus::EntityName>> {
+    groups
+        .iter()
+        .map(|g| ebadge_bus::EntityName::new(g).with_context(|| format!("--group {g}")))
+        .collect()
+}
+
 /// Standard input for `None` or "-", else the file.
 pub fn open_input(file: Option<&Path>) -> Result<Box<dyn BufRead>> {
     match file {

@@ -41,6 +41,9 @@ pub async fn run(args: RevokeArgs) -> Result<ExitCode> {
             },
             revoked.connections_closed
         );
+        for relay in &revoked.relay_bindings_removed {
+            println!("relay binding {relay} removed: it made it, and it relayed to another entity");
+        }
         match &revoked.certificate_revoked {
             Some(serial) => {
                 println!("certificate {serial} is on the CRL: the old key is refused from now on")

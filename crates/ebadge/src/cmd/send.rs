@@ -21,6 +21,10 @@ pub struct SendArgs {
     /// The receiving entity or group.
     #[arg(long, value_name = "PEER")]
     pub to: String,
+    /// A group NAME is a member of, once per group: a group message that arrives while `send`
+    /// runs is then left for NAME's application instead of quarantined as not addressed to it.
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
     /// File with one JSON message per line; "-" or nothing for standard input.
     pub file: Option<PathBuf>,
     /// Keep unconfirmed messages in this SQLite file: they survive a restart and are sent by the
@@ -44,6 +48,7 @@ pub async fn run(args: SendArgs) -> Result<ExitCode> {
     let me = EntityName::new(&args.name)?;
     let to = EntityName::new(&args.to)?;
     let mut config = ClientConfig::new(profile, me);
+    config.groups = super::group_names(&args.groups)?;
     config.durable_outbox = args.outbox.clone();
     // With a durable outbox the broker may be away: messages wait on disk until it is back.
     let client = if args.outbox.is_some() {

@@ -9,6 +9,9 @@ type[.heh_id], consume from private-<me>-inbox. Nothing of ours is imported.
                full           every property, user_id = the sender of EXCHANGE (the certificate's CN)
     peer.py consume HOST PORT CA CERT KEY QUEUE COUNT TIMEOUT
         prints one JSON line per message: {"exchange", "routing_key", "user_id", "message_id", "body"}
+    peer.py bind HOST PORT CA CERT KEY DESTINATION SOURCE ROUTING_KEY [ARGUMENTS_JSON]
+        binds the exchange DESTINATION to the exchange SOURCE (exchange.bind), as any AMQP client
+        may where it can write DESTINATION and read SOURCE; prints {"bound": true}
 """
 import json
 import ssl
@@ -88,6 +91,14 @@ def consume(host, port, ca, cert, key, queue, count, timeout):
     connection.close()
 
 
+def bind(host, port, ca, cert, key, destination, source, routing_key, arguments="{}"):
+    connection = connect(host, port, ca, cert, key)
+    channel = connection.channel()
+    channel.exchange_bind(destination, source, routing_key, json.loads(arguments) or None)
+    connection.close()
+    print(json.dumps({"bound": True}))
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
-    {"publish": publish, "consume": consume}[mode](*args)
+    {"publish": publish, "consume": consume, "bind": bind}[mode](*args)
