@@ -65,8 +65,9 @@ pub const QUARANTINE_PATTERN: &str = "^private-.*-quarantine$";
 /// How long a quarantined message is kept: 7 days.
 pub const QUARANTINE_TTL_MS: u64 = 7 * 24 * 3_600_000;
 
-/// Most messages one quarantine holds; past it the broker refuses copies and the client keeps
-/// the originals unacknowledged in the inbox (nothing is dropped).
+/// Most messages one quarantine holds; past it the broker refuses copies: the client acknowledges
+/// their originals (so they do not hold its prefetch window), tries each copy a few more times
+/// with backoff, then drops it with an error log and counts it (`quarantine_dropped`).
 pub const QUARANTINE_MAX_LENGTH: u64 = 100_000;
 
 /// A name that is valid as RabbitMQ user, certificate CN and part of exchange names. In a
