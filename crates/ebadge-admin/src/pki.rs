@@ -4,8 +4,13 @@
 //! Layout of a PKI directory: `ca.pem`, `ca.key`, `server.pem`, `server.key`,
 //! `clients/<NAME>.pem` + `clients/<NAME>.key`, and the revocation state: `revoked.json`,
 //! `crl.pem` and `crl/<issuer hash>.r0` (the directory the broker reads, see [`crate::crl`]).
-//! Keys are ECDSA P-256 and written with mode 0600. Re-issuing a client certificate revokes the
-//! one it replaces.
+//! Keys are ECDSA P-256 and written with mode 0600 (certificates 0644), whether the file is new
+//! or replaced. Re-issuing a client certificate revokes the one it replaces.
+//!
+//! Whatever changes the revocation state or a client certificate (init, issue, revoke) holds an
+//! exclusive lock on `pki.lock` in the directory while it reads and rewrites `revoked.json`:
+//! two processes issuing and revoking at once (`ebadge pki issue` while `ebadge revoke` runs, or
+//! provisioning's `issue_missing`) never drop each other's serials from the CRL.
 
 use crate::crl::{self, Revoked, RevokedList};
 use ebadge_bus::EntityName;
@@ -126,6 +131,10 @@ impl Pki {
         if self.has_ca() {
             return Ok(false);
         }
+        let _lock = self.lock()?;
+        if self.has_ca() {
+            return Ok(false);
+        }
         let key = KeyPair::generate().map_err(|e| self.cert_error(&self.ca_key(), e))?;
         let mut params = CertificateParams::default();
         params.distinguished_name = dn("eBADGE bus CA");
@@ -157,7 +166,10 @@ impl Pki {
     /// Writes the CRL of a PKI that has none yet (one made before revocation existed).
     pub fn ensure_crl(&self) -> Result<(), PkiError> {
         if self.has_ca() && !self.crl_file().exists() {
-            self.write_crl(&self.revoked()?)?;
+            let _lock = self.lock()?;
+            if !self.crl_file().exists() {
+                self.write_crl(&self.revoked()?)?;
+            }
         }
         Ok(())
     }
@@ -166,6 +178,7 @@ impl Pki {
     /// removed. The broker refuses the old key from its next handshake on, even if the name is
     /// provisioned again (a new certificate must then be issued). `None` if `name` has none.
     pub fn revoke(&self, name: &str) -> Result<Option<Revoked>, PkiError> {
+        let _lock = self.lock()?;
         let (pem, key) = self.client(name);
         if !pem.exists() {
             return Ok(None);
@@ -180,6 +193,27 @@ impl Pki {
         Ok(Some(record))
     }
 
+    /// Takes the PKI's lock (`pki.lock`), waiting for another process or thread that holds it;
+    /// released when the returned file is dropped. What reads and rewrites `revoked.json`, or
+    /// replaces a client certificate, runs under it.
+    fn lock(&self) -> Result<std::fs::File, PkiError> {
+        let path = self.dir.join("pki.lock");
+        let io = |source| PkiError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&self.dir).map_err(io)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        file.lock().map_err(io)?;
+        Ok(file)
+    }
+
+    /// Puts the certificate in `pem` on the CRL. The caller holds [`Pki::lock`].
     fn retire(&self, name: &str, pem: &Path, reason: &str) -> Result<Revoked, PkiError> {
         let serial = serial_of(pem)?;
         let mut list = self.revoked()?;
@@ -234,6 +268,7 @@ impl Pki {
     /// certificate it replaces is revoked (superseded): only the newest key logs in.
     pub fn issue(&self, name: &str, days: i64) -> Result<(PathBuf, PathBuf), PkiError> {
         let name = EntityName::new(name)?;
+        let _lock = self.lock()?;
         let (pem, key) = self.client(name.as_str());
         if pem.exists() {
             self.retire(name.as_str(), &pem, "superseded")?;
@@ -256,6 +291,7 @@ impl Pki {
         names: impl IntoIterator<Item = &'a str>,
     ) -> Result<usize, PkiError> {
         let issuer = self.issuer()?;
+        let _lock = self.lock()?;
         let mut issued = 0;
         for name in names {
             let (pem, key) = self.client(name);
@@ -420,10 +456,12 @@ fn write_private(path: &Path, text: &str) -> Result<(), PkiError> {
 }
 
 /// Writes a sibling file and renames it over `path`: a broker or client reading a certificate
-/// while it is re-issued (rotation) sees the old file or the new one, never half of one.
+/// while it is re-issued (rotation) sees the old file or the new one, never half of one. The file
+/// gets exactly `mode`: a sibling left by an interrupted write is replaced, not reused with its
+/// own mode, and the umask does not change it.
 fn write_atomically(path: &Path, text: &str, mode: u32) -> Result<(), PkiError> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let io = |source| PkiError::Io {
         path: path.into(),
         source,
@@ -434,13 +472,99 @@ fn write_atomically(path: &Path, text: &str, mode: u32) -> Result<(), PkiError> 
     let mut partial = path.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
+    match std::fs::remove_file(&partial) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
+    }
     std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(mode)
         .open(&partial)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .and_then(|mut f| {
+            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            f.write_all(text.as_bytes())
+        })
         .and_then(|()| std::fs::rename(&partial, path))
         .map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn keys_are_owner_only_when_replaced_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new(dir.path());
+        pki.init(&["localhost".into()]).unwrap();
+        let (pem, key) = pki.issue("heh-a", 1).unwrap();
+        assert_eq!((mode(&key), mode(&pem)), (0o600, 0o644));
+        // A write interrupted before its rename left a readable sibling, and the key was made
+        // readable by hand: re-issuing makes it owner-only again.
+        let mut partial = key.clone().into_os_string();
+        partial.push(".partial");
+        std::fs::write(&partial, "left over").unwrap();
+        for file in [Path::new(&partial), &key] {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        pki.issue("heh-a", 1).unwrap();
+        assert_eq!(mode(&key), 0o600);
+        let (_, server_key) = pki.server();
+        std::fs::set_permissions(&server_key, std::fs::Permissions::from_mode(0o666)).unwrap();
+        pki.issue_server(&["localhost".into()], 1).unwrap();
+        assert_eq!(mode(&server_key), 0o600);
+    }
+
+    #[test]
+    fn concurrent_issues_and_revokes_keep_every_retired_serial_on_the_crl() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new(dir.path());
+        pki.init(&["localhost".into()]).unwrap();
+        let names: Vec<String> = (0..24).map(|i| format!("heh-{i}")).collect();
+        let mut serials = std::collections::BTreeSet::new();
+        for name in &names {
+            let (pem, _) = pki.issue(name, 1).unwrap();
+            serials.insert(serial_of(&pem).unwrap());
+        }
+        let before = pki.revoked().unwrap().crl_number;
+        // Half are re-issued (their old certificate superseded), half revoked, all at once, each
+        // Pki a separate handle as separate processes would have.
+        std::thread::scope(|scope| {
+            for (i, name) in names.iter().enumerate() {
+                let pki = Pki::new(dir.path());
+                scope.spawn(move || {
+                    if i % 2 == 0 {
+                        pki.issue(name, 1).map(|_| ())
+                    } else {
+                        pki.revoke(name).map(|_| ())
+                    }
+                    .unwrap()
+                });
+            }
+        });
+        let list = pki.revoked().unwrap();
+        let listed: std::collections::BTreeSet<String> =
+            list.revoked.iter().map(|r| r.serial.clone()).collect();
+        assert_eq!(
+            serials.difference(&listed).count(),
+            0,
+            "every retired serial is in revoked.json"
+        );
+        assert_eq!(list.crl_number, before + names.len() as u64, "one CRL each");
+        let text = std::fs::read(pki.crl_file()).unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(&text).unwrap();
+        let (_, crl) = x509_parser::parse_x509_crl(&pem.contents).unwrap();
+        let on_crl: std::collections::BTreeSet<String> = crl
+            .iter_revoked_certificates()
+            .map(|r| crl::hex(r.raw_serial()))
+            .collect();
+        let missing: Vec<&String> = serials.difference(&on_crl).collect();
+        assert!(missing.is_empty(), "not on the CRL: {missing:?}");
+    }
 }

@@ -3,7 +3,10 @@
 //! nothing. Both have a cap: past it the oldest messages are dropped and counted, never silently.
 //! A message that leaves without a confirm (dropped by the cap, refused by the broker for good)
 //! becomes an [`Undelivered`] record with its reason, kept until the application reads it (and,
-//! in the SQLite file, in the table `failed` for an operator).
+//! in the SQLite file, in the table `failed` for an operator). That table is bounded too, so a
+//! device's storage never fills with it: at most [`FAILED_KEPT`] rows, none older than
+//! [`FAILED_KEPT_FOR`] (7 days), the lowest sequence numbers going first; the row with the
+//! highest sequence number always stays, so a reopened outbox never reuses a number.
 
 use prometheus_client::metrics::histogram::Histogram;
 use rusqlite::{Connection, params};
@@ -51,6 +54,40 @@ pub struct Undelivered {
 /// still counted (and, with a durable outbox, still in the table `failed`).
 const UNDELIVERED_KEPT: usize = 10_000;
 
+/// Most rows the table `failed` of a durable outbox keeps: past it the rows of the lowest
+/// sequence numbers are deleted as new ones come. Bodies of a few hundred bytes: a few MB.
+pub const FAILED_KEPT: u64 = 10_000;
+
+/// How long a row stays in the table `failed`: 7 days, as long as a quarantine keeps what it
+/// holds. Older rows are deleted when the outbox opens and, while it runs, at most once every
+/// [`FAILED_AGE_CHECK`] as messages are given up.
+pub const FAILED_KEPT_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How often a running outbox looks for rows of `failed` older than [`FAILED_KEPT_FOR`].
+const FAILED_AGE_CHECK: Duration = Duration::from_secs(3600);
+
+/// The bounds of the table `failed` and what is known of it.
+#[derive(Debug)]
+struct FailedTable {
+    /// Rows in it (counted when the outbox opens and after each deletion by age).
+    rows: u64,
+    kept: u64,
+    kept_for: Duration,
+    /// When rows older than `kept_for` were last deleted.
+    aged_at: Instant,
+}
+
+impl Default for FailedTable {
+    fn default() -> Self {
+        Self {
+            rows: 0,
+            kept: FAILED_KEPT,
+            kept_for: FAILED_KEPT_FOR,
+            aged_at: Instant::now(),
+        }
+    }
+}
+
 /// How hard the durable outbox pushes each send to the disk (SQLite's `synchronous`, WAL mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OutboxSync {
@@ -85,6 +122,7 @@ pub struct Outbox {
     dropped: u64,
     undelivered: VecDeque<Undelivered>,
     store: Option<(Connection, String)>,
+    failed: FailedTable,
 }
 
 /// A message in the outbox, and when it was accepted (for its age and its send→confirm
@@ -105,6 +143,7 @@ impl Outbox {
             dropped: 0,
             undelivered: VecDeque::new(),
             store: None,
+            failed: FailedTable::default(),
         }
     }
 
@@ -171,7 +210,7 @@ impl Outbox {
             .last_key_value()
             .map_or(1, |(seq, _)| seq + 1)
             .max(failed_max as u64 + 1);
-        Ok(Self {
+        let mut outbox = Self {
             confirm_latency: None,
             queue,
             next_seq,
@@ -179,7 +218,47 @@ impl Outbox {
             dropped: 0,
             undelivered: VecDeque::new(),
             store: Some((db, name)),
-        })
+            failed: FailedTable::default(),
+        };
+        outbox.prune_failed(true)?;
+        Ok(outbox)
+    }
+
+    /// Bounds the table `failed`: with `by_age`, deletes the rows older than the bound and
+    /// counts the rest; then deletes the lowest sequence numbers past the bound on rows. The row
+    /// of the highest sequence number stays, whatever its age: a reopened outbox takes its next
+    /// number from it.
+    fn prune_failed(&mut self, by_age: bool) -> Result<(), OutboxError> {
+        let Some((db, name)) = &self.store else {
+            return Ok(());
+        };
+        let err = |source| OutboxError {
+            path: name.clone(),
+            source,
+        };
+        if by_age {
+            db.execute(
+                "DELETE FROM failed WHERE failed_at < datetime('now', ?1) AND seq < (SELECT MAX(seq) FROM failed)",
+                params![format!("-{} seconds", self.failed.kept_for.as_secs())],
+            )
+            .map_err(err)?;
+            let rows: i64 = db
+                .query_row("SELECT COUNT(*) FROM failed", [], |r| r.get(0))
+                .map_err(err)?;
+            self.failed.rows = rows as u64;
+            self.failed.aged_at = Instant::now();
+        }
+        let kept = self.failed.kept.max(1);
+        if self.failed.rows > kept {
+            let deleted = db
+                .execute(
+                    "DELETE FROM failed WHERE seq IN (SELECT seq FROM failed ORDER BY seq LIMIT ?1)",
+                    params![(self.failed.rows - kept) as i64],
+                )
+                .map_err(err)?;
+            self.failed.rows -= deleted as u64;
+        }
+        Ok(())
     }
 
     /// Appends a message, giving it the next sequence number; drops the oldest if the cap is
@@ -241,6 +320,8 @@ impl Outbox {
                 params![message.seq as i64, message.exchange, message.routing_key, message.message_id, message.msg_type, message.body, reason],
             )
             .map_err(|source| OutboxError { path: name.clone(), source })?;
+            self.failed.rows += 1;
+            self.prune_failed(self.failed.aged_at.elapsed() >= FAILED_AGE_CHECK)?;
         }
         self.delete_stored(message.seq)?;
         let record = Undelivered {
@@ -462,6 +543,62 @@ mod tests {
             OutboxSync::Full,
             "power-cut safe by default"
         );
+    }
+
+    /// The rows of the table `failed`: (seq, reason).
+    fn failed_rows(path: &Path) -> Vec<(i64, String)> {
+        let db = Connection::open(path).unwrap();
+        let mut stmt = db
+            .prepare("SELECT seq, reason FROM failed ORDER BY seq")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn the_failed_table_keeps_its_bound_of_rows_and_days_and_never_reuses_a_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite");
+        {
+            let mut outbox = Outbox::durable(&path, 3, OutboxSync::Normal).unwrap();
+            assert_eq!(outbox.failed.kept, FAILED_KEPT, "the default bound");
+            outbox.failed.kept = 5;
+            // 20 sends into a cap of 3: 17 dropped by the cap, then 2 refused, 1 confirmed.
+            for n in 0..20 {
+                outbox.push(message(n)).unwrap();
+            }
+            outbox.fail(19, "refused".into()).unwrap();
+            outbox.fail(18, "refused".into()).unwrap();
+            outbox.confirm(20).unwrap();
+            let rows = failed_rows(&path);
+            assert_eq!(
+                rows.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+                [15, 16, 17, 18, 19],
+                "the 5 highest numbers stay: {rows:?}"
+            );
+        }
+        // Rows given up 8 days ago, the newest among them: on reopening the old ones go, but
+        // the highest number stays, and the next message does not take it again.
+        let db = Connection::open(&path).unwrap();
+        db.execute(
+            "UPDATE failed SET failed_at = datetime('now', '-8 days') WHERE seq IN (15, 16, 19)",
+            [],
+        )
+        .unwrap();
+        drop(db);
+        let mut outbox = Outbox::durable(&path, 3, OutboxSync::Normal).unwrap();
+        assert_eq!(
+            failed_rows(&path)
+                .iter()
+                .map(|(seq, _)| *seq)
+                .collect::<Vec<_>>(),
+            [17, 18, 19]
+        );
+        // 20 was confirmed, so no record holds it; 19 is a failed one's.
+        assert_eq!(outbox.push(message(30)).unwrap().seq, 20);
+        assert_eq!(outbox.failed.rows, 3);
     }
 
     #[test]

@@ -119,6 +119,10 @@ impl Profile {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(path)?;
+        // The mode above applies only to a file `open` creates: a rewritten one is made
+        // owner-only too, before the text goes in.
+        #[cfg(unix)]
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         file.write_all(b"# eBADGE connection profile\n")?;
         file.write_all(text.as_bytes())?;
         file.write_all(more.as_bytes())

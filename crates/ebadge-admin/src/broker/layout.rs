@@ -258,9 +258,11 @@ fn free_port() -> Result<u16, BrokerError> {
         })
 }
 
+/// Writes `text` to `path`; a `private` file is owner-only (0600), also when it existed with
+/// another mode (the mode of `open` applies only to a file it creates).
 pub(super) fn write_file(path: &Path, text: &str, private: bool) -> Result<(), BrokerError> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     if private {
@@ -268,7 +270,13 @@ pub(super) fn write_file(path: &Path, text: &str, private: bool) -> Result<(), B
     }
     options
         .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .and_then(|mut f| {
+            if private {
+                // Before the text goes in: a secret never sits in a readable file.
+                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            }
+            f.write_all(text.as_bytes())
+        })
         .map_err(|source| BrokerError::Io {
             path: path.into(),
             source,
@@ -285,6 +293,33 @@ pub(super) fn create_dir(dir: &Path) -> Result<(), BrokerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_files_and_the_profile_are_owner_only_when_rewritten() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let readable = |path: &Path| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap()
+        };
+        // The Erlang cookie and broker.toml are written this way.
+        let cookie = dir.path().join(".erlang.cookie");
+        write_file(&cookie, "one", true).unwrap();
+        assert_eq!(mode(&cookie), 0o600);
+        readable(&cookie);
+        write_file(&cookie, "two", true).unwrap();
+        assert_eq!(mode(&cookie), 0o600, "rewritten");
+        // The operator profile holds the management password.
+        let broker = LocalBroker::new(dir.path());
+        let options = UpOptions::default();
+        let state = broker.new_state(&options).unwrap();
+        broker.write_profile(&state).unwrap();
+        let profile = broker.profile_path();
+        assert_eq!(mode(&profile), 0o600);
+        readable(&profile);
+        broker.write_profile(&state).unwrap();
+        assert_eq!(mode(&profile), 0o600, "rewritten");
+    }
 
     #[test]
     fn a_port_the_system_offers_twice_is_handed_out_once() {
