@@ -42,22 +42,34 @@ impl Publisher {
             settlement.due(&outbox, Instant::now())
         };
         let me = shared.config.name.as_str();
-        for mut publish in due {
+        let mut due = due.into_iter();
+        while let Some(mut publish) = due.next() {
             match &mut publish {
                 Publish::Quarantine(copy) => {
                     let props = properties(me, &copy.message_id, &copy.headers);
                     let exchange = quarantine_queue(&shared.config.name);
                     // The settlement keeps the copy, body and all: it goes out again if this
                     // channel is lost before the confirm.
-                    self.publish(props, copy.body.clone(), &exchange, &copy.routing_key)
-                        .await?;
+                    let sent = self
+                        .publish(props, copy.body.clone(), &exchange, &copy.routing_key)
+                        .await;
+                    if let Err(e) = sent {
+                        // Nothing else keeps a copy: hand it, and what was not tried, back.
+                        hand_back(settlement, std::iter::once(publish).chain(due));
+                        return Err(e);
+                    }
                 }
                 Publish::Outbox { message, again, .. } => {
                     let props = properties(me, &message.message_id, &message.headers);
                     // The outbox keeps its own copy; the settlement needs no body.
                     let body = std::mem::take(&mut message.body);
-                    self.publish(props, body, &message.exchange, &message.routing_key)
-                        .await?;
+                    if let Err(e) = self
+                        .publish(props, body, &message.exchange, &message.routing_key)
+                        .await
+                    {
+                        hand_back(settlement, due);
+                        return Err(e);
+                    }
                     if *again {
                         Counters::add(&shared.counters.republished, 1);
                     }
@@ -83,6 +95,14 @@ impl Publisher {
         // confirmed and lost.
         args.mandatory(true);
         self.channel.basic_publish(props, body, args).await
+    }
+}
+
+/// Hands what the channel did not take back to `settlement`, in order.
+fn hand_back(settlement: &mut Settlement, items: impl Iterator<Item = Publish>) {
+    let items: Vec<Publish> = items.collect();
+    for item in items.into_iter().rev() {
+        settlement.unpublished(item);
     }
 }
 

@@ -28,26 +28,32 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Makes `private-<me>-quarantine` (exchange, durable queue, binding) unless it exists: on first
-/// use, so that an entity that never receives anything invalid costs the broker no quarantine.
-/// A classic queue: durable on its node (a crash delays the operator's look, loses nothing).
-/// The passive check runs on a channel of its own, which a missing queue closes.
+/// Makes `private-<me>-quarantine` (exchange, durable queue, binding): on first use, so that an
+/// entity that never receives anything invalid costs the broker no quarantine, and again after
+/// the quarantine could not route a copy (an operator deleted a part of it). A classic queue:
+/// durable on its node (a crash delays the operator's look, loses nothing). The queue is
+/// declared only if a passive check, on a channel of its own (a missing queue closes it), does
+/// not find it: an existing one may carry arguments an operator gave it. The exchange and the
+/// binding are declared every time; both are idempotent.
 async fn ensure_quarantine(conn: &Connection, me: &EntityName) -> Result<(), amqprs::error::Error> {
     let quarantine = quarantine_queue(me);
     let check_channel = conn.open_channel(None).await?;
     let mut check = QueueDeclareArguments::new(&quarantine);
     check.passive(true);
-    if check_channel.queue_declare(check).await.is_ok() {
-        let _ = check_channel.close().await;
-        return Ok(());
-    }
-    let channel = conn.open_channel(None).await?;
+    let exists = check_channel.queue_declare(check).await.is_ok();
+    let channel = if exists {
+        check_channel
+    } else {
+        conn.open_channel(None).await?
+    };
     let mut exchange = ExchangeDeclareArguments::new(&quarantine, "topic");
     exchange.durable(true);
     channel.exchange_declare(exchange).await?;
-    let mut queue = QueueDeclareArguments::new(&quarantine);
-    queue.durable(true);
-    channel.queue_declare(queue).await?;
+    if !exists {
+        let mut queue = QueueDeclareArguments::new(&quarantine);
+        queue.durable(true);
+        channel.queue_declare(queue).await?;
+    }
     channel
         .queue_bind(QueueBindArguments::new(&quarantine, &quarantine, "#"))
         .await?;
@@ -94,8 +100,12 @@ pub(crate) struct Supervisor {
     /// A message for the application that did not fit its inbox yet. It outlives a session: the
     /// dedupe window has seen it, so its redelivery is recognised as held.
     waiting: Option<Incoming>,
-    /// Whether this session made sure the quarantine exists (again after it refused a copy).
+    /// Whether this session made sure the quarantine exists (again after it could not route a
+    /// copy).
     quarantine_ready: bool,
+    /// Delivery tags the application gave back, nacked at the next retry tick (kept pinned until
+    /// then): a message that fails at once every time comes back once a second, not in a loop.
+    giving_back: Vec<u64>,
     /// The delay before the next connection attempt.
     reconnect: Backoff,
 }
@@ -154,6 +164,7 @@ impl Supervisor {
             sessions: 0,
             waiting: None,
             quarantine_ready: false,
+            giving_back: Vec::new(),
             reconnect,
         }
     }
@@ -194,6 +205,7 @@ impl Supervisor {
             self.sessions += 1;
             // Tags are per channel: held messages wait for their redelivery.
             self.held.new_connection();
+            self.giving_back.clear();
             let began = Instant::now();
             let ended = self.session(conn).await;
             self.shared.connected.send_replace(false);
@@ -352,10 +364,19 @@ impl Supervisor {
         self.quarantine_ready = false;
         loop {
             if self.settlements[QUARANTINE_LANE].quarantine_waiting() && !self.quarantine_ready {
-                ensure_quarantine(lanes[QUARANTINE_LANE].conn, &me)
-                    .await
-                    .map_err(|e| format!("making the quarantine failed: {e}"))?;
-                self.quarantine_ready = true;
+                match ensure_quarantine(lanes[QUARANTINE_LANE].conn, &me).await {
+                    Ok(()) => self.quarantine_ready = true,
+                    // Its node down, an exchange of another type in the way: the copies are
+                    // refused and tried again after their backoff, never the session ended
+                    // (nothing else could be sent while a copy waits).
+                    Err(e) => {
+                        let why = format!("making the quarantine failed: {e}");
+                        tracing::warn!(%why, "the quarantine is unavailable");
+                        let settled = self.settlements[QUARANTINE_LANE]
+                            .quarantine_unavailable(&why, Instant::now());
+                        self.settled(settled, &consumer).await?;
+                    }
+                }
             }
             for index in 0..lanes.len() {
                 let lane = &lanes[index];
@@ -390,10 +411,18 @@ impl Supervisor {
                         })
                         .collect();
                     let _ = self.acknowledge(&consumer, tags).await;
-                    // Quarantine copies in flight get a moment to be confirmed, so their
-                    // originals are acknowledged rather than quarantined again by the next run.
+                    // Quarantine copies on their way get a moment to be confirmed: those holding
+                    // their originals are acknowledged rather than quarantined again by the next
+                    // run, the others are not lost.
                     let patience = tokio::time::sleep(Duration::from_secs(2));
                     tokio::pin!(patience);
+                    let quarantine = &mut self.settlements[QUARANTINE_LANE];
+                    if self.quarantine_ready && quarantine.quarantine_waiting() {
+                        let _ = lanes[QUARANTINE_LANE]
+                            .publisher
+                            .publish_pending(&self.shared, quarantine)
+                            .await;
+                    }
                     while self.settlements[QUARANTINE_LANE].quarantine_pending() {
                         tokio::select! {
                             _ = &mut patience => break,
@@ -404,6 +433,8 @@ impl Supervisor {
                             }
                         }
                     }
+                    let lost = self.settlements[QUARANTINE_LANE].abandon_quarantine();
+                    Counters::add(&self.shared.counters.quarantine_dropped, lost);
                     let _ = conn.clone().close().await;
                     return Ok(());
                 }
@@ -413,6 +444,7 @@ impl Supervisor {
                 },
                 _ = self.shared.wake.notified() => {}
                 _ = retry_timer.tick() => {
+                    self.give_back(&consumer).await?;
                     let now = Instant::now();
                     for (index, lane) in lanes.iter_mut().enumerate() {
                         self.settlements[index].tick(now);
@@ -559,8 +591,8 @@ impl Supervisor {
         Counters::add(&counters.quarantined, settled.quarantined);
         Counters::add(&counters.quarantine_dropped, settled.quarantine_dropped);
         self.shared.progress.notify_waiters();
-        if settled.quarantine_refused {
-            // It may have been deleted: declare it again before the next copy.
+        if settled.quarantine_gone {
+            // A part of it may have been deleted: declare it again before the next copy.
             self.quarantine_ready = false;
         }
         if settled.originals.is_empty() {
@@ -589,51 +621,52 @@ impl Supervisor {
         }
         consumer.deliveries = None;
         consumer.backoff.reset();
+        self.giving_back.clear();
         consumer.retry_at = Some(Instant::now() + Duration::from_millis(500));
         self.held.new_connection();
         self.settlements[QUARANTINE_LANE].forget_quarantine();
     }
 
-    /// Acknowledges what the application acknowledged, and gives back to the broker what it
-    /// dropped without an ack (requeued: offered again at once, as a redelivery that the dedupe
-    /// window lets through).
+    /// Acknowledges what the application acknowledged, and prepares to give back to the broker
+    /// what it dropped without an ack: its dedupe key is forgotten (its redelivery must count as
+    /// the first) and its tag stays pinned, out of coalesced acks, until [`Self::give_back`].
     async fn settle_by_application(
         &mut self,
         consumer: &Consumer,
         settles: Vec<Settle>,
     ) -> Result<(), String> {
         let mut acks = Vec::new();
-        let mut releases = Vec::new();
         for settle in settles {
             match settle {
                 Settle::Ack(id) => acks.extend(self.held.release(id).1),
                 Settle::Release(id) => {
                     let (key, tag) = self.held.release(id);
-                    let Some(tag) = tag else {
-                        // Its tag died with a channel: the broker offers it again anyway.
-                        if let Some((sender, message_id)) = key {
-                            self.dedupe.forget(&sender, &message_id);
-                        }
-                        continue;
-                    };
-                    if self.inbox_tx.is_closed() {
-                        // Nobody would take it: it stays unacknowledged, kept out of
-                        // coalesced acks, rather than come back again and again.
-                        self.held.pin(tag);
-                        continue;
-                    }
                     if let Some((sender, message_id)) = key {
                         self.dedupe.forget(&sender, &message_id);
                     }
-                    releases.push(tag);
+                    // Without a tag it died with a channel: the broker offers it again anyway.
+                    if let Some(tag) = tag {
+                        self.held.pin(tag);
+                        // Nobody would take it while the inbox is closed: it stays
+                        // unacknowledged rather than come back again and again.
+                        if !self.inbox_tx.is_closed() {
+                            self.giving_back.push(tag);
+                        }
+                    }
                 }
             }
         }
-        self.acknowledge(consumer, acks).await?;
+        self.acknowledge(consumer, acks).await
+    }
+
+    /// Gives back the messages the application dropped (`basic.nack` with requeue): the broker
+    /// offers them again, marked redelivered.
+    async fn give_back(&mut self, consumer: &Consumer) -> Result<(), String> {
         let Some(consume) = consumer.channel.as_ref() else {
             return Ok(());
         };
-        for tag in releases {
+        for tag in std::mem::take(&mut self.giving_back) {
+            self.held.unpin(tag);
             consume
                 .basic_nack(BasicNackArguments::new(tag, false, true))
                 .await
@@ -716,6 +749,15 @@ impl Supervisor {
                 // The original stays unacknowledged until its copy is confirmed, unless many
                 // already do.
                 let quarantine = &mut self.settlements[QUARANTINE_LANE];
+                if !quarantine.quarantine_has_room() {
+                    tracing::error!(
+                        ?headers,
+                        "too many quarantine copies wait to be published: an invalid message is dropped"
+                    );
+                    Counters::add(&self.shared.counters.quarantine_dropped, 1);
+                    self.acknowledge(consumer, vec![tag]).await?;
+                    return Ok(None);
+                }
                 let hold = quarantine.holding() < quarantine_hold_max(self.shared.config.prefetch);
                 quarantine.quarantine(QuarantineCopy::new(
                     hold.then_some(tag),

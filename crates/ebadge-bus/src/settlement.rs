@@ -111,8 +111,9 @@ pub(crate) struct Settled {
     pub(crate) quarantined: u64,
     /// Quarantine copies dropped after being refused too often (each logged with its reason).
     pub(crate) quarantine_dropped: u64,
-    /// Whether the quarantine refused a copy (it may be gone: declare it again).
-    pub(crate) quarantine_refused: bool,
+    /// Whether the quarantine could not route a copy or closed the channel over it (its
+    /// exchange, queue or binding may be gone: declare them again).
+    pub(crate) quarantine_gone: bool,
     pub(crate) originals: Vec<u64>,
 }
 
@@ -347,20 +348,31 @@ impl Settlement {
     /// What to publish now, in order: quarantine copies, refused messages that are due, then
     /// the outbox after what this channel already has, at most [`PUBLISH_BATCH`] of those.
     /// The second value says whether the batch was full (more wait). Each item must be passed
-    /// to [`Self::published`] once the channel took it.
+    /// to [`Self::published`] once the channel took it, or back to [`Self::unpublished`].
+    ///
+    /// While suspects remain ([`Self::refused_for_good`] with no culprit named): one publish,
+    /// and only when nothing is in flight, so that a channel the broker closes next names its
+    /// culprit by being the only one; the application's messages go before quarantine copies,
+    /// which cannot keep the suspects from being sent.
     pub(crate) fn due(&mut self, outbox: &Outbox, now: Instant) -> (Vec<Publish>, bool) {
         if !self.suspects.is_empty() {
             // Gone meanwhile (dropped by the cap, given up): no longer a suspect.
             self.suspects.retain(|seq| outbox.get(*seq).is_some());
-            if !self.suspects.is_empty() {
-                return (self.due_alone(outbox, now).into_iter().collect(), false);
-            }
         }
-        let mut due: Vec<Publish> = std::mem::take(&mut self.quarantine)
-            .into_iter()
-            .map(Publish::Quarantine)
-            .collect();
-        for seq in self.retries.take_due(now) {
+        let alone = !self.suspects.is_empty();
+        if alone && !self.inflight.is_empty() {
+            return (Vec::new(), false);
+        }
+        let mut due: Vec<Publish> = Vec::new();
+        if !alone {
+            due.extend(self.quarantine.drain(..).map(Publish::Quarantine));
+        }
+        let retries = if alone {
+            self.retries.take_one_due(now).into_iter().collect()
+        } else {
+            self.retries.take_due(now)
+        };
+        for seq in retries {
             match outbox.get(seq) {
                 Some(message) => due.push(Publish::Outbox {
                     size: message.body.len(),
@@ -371,10 +383,15 @@ impl Settlement {
                 None => self.retries.settled(seq),
             }
         }
+        let batch = match (alone, due.is_empty()) {
+            (false, _) => PUBLISH_BATCH,
+            (true, true) => 1,
+            (true, false) => 0,
+        };
         let mut taken = 0;
         let mut scanned_upto = self.sent_upto;
         for m in outbox.after(self.sent_upto) {
-            if taken == PUBLISH_BATCH {
+            if taken == batch {
                 break;
             }
             scanned_upto = m.seq;
@@ -391,46 +408,19 @@ impl Settlement {
         // `published`: a channel that fails to take what is handed out is replaced, and
         // `channel_lost` starts the scan again from the beginning.
         self.sent_upto = scanned_upto;
-        (due, taken == PUBLISH_BATCH)
+        if alone && due.is_empty() && !self.quarantine.is_empty() {
+            due.push(Publish::Quarantine(self.quarantine.remove(0)));
+        }
+        (due, !alone && taken == PUBLISH_BATCH)
     }
 
-    /// While suspects remain ([`Self::refused_for_good`] with no culprit named): one publish,
-    /// and only when nothing is in flight, so a channel the broker closes next names its
-    /// culprit by being the only one.
-    fn due_alone(&mut self, outbox: &Outbox, now: Instant) -> Option<Publish> {
-        if !self.inflight.is_empty() {
-            return None;
+    /// `publish` was handed out by [`Self::due`] but the channel did not take it (the
+    /// connection failed): a quarantine copy goes back to the front of the queue, since
+    /// nothing else keeps it; an outbox message is still in the outbox.
+    pub(crate) fn unpublished(&mut self, publish: Publish) {
+        if let Publish::Quarantine(copy) = publish {
+            self.quarantine.insert(0, copy);
         }
-        if !self.quarantine.is_empty() {
-            return Some(Publish::Quarantine(self.quarantine.remove(0)));
-        }
-        while let Some(seq) = self.retries.take_one_due(now) {
-            match outbox.get(seq) {
-                Some(message) => {
-                    return Some(Publish::Outbox {
-                        size: message.body.len(),
-                        message: message.clone(),
-                        again: true,
-                    });
-                }
-                None => self.retries.settled(seq),
-            }
-        }
-        let mut scanned_upto = self.sent_upto;
-        let mut next = None;
-        for m in outbox.after(self.sent_upto) {
-            if self.lane.takes(&m.exchange) && !self.retries.is_deferred(m.seq) {
-                next = Some(Publish::Outbox {
-                    size: m.body.len(),
-                    message: m.clone(),
-                    again: m.seq <= self.highest_published,
-                });
-                break;
-            }
-            scanned_upto = m.seq;
-        }
-        self.sent_upto = scanned_upto;
-        next
     }
 
     /// `publish` went out on the channel: it is in flight under the next delivery tag.
@@ -496,6 +486,7 @@ impl Settlement {
                 Inflight::Forgotten => {}
                 Inflight::Quarantine(copy) => {
                     if self.returned.remove(&copy.message_id).is_some() {
+                        settled.quarantine_gone = true;
                         self.quarantine_refused(copy, "unroutable", now, &mut settled);
                     } else {
                         settled.quarantined += 1;
@@ -532,7 +523,8 @@ impl Settlement {
     }
 
     /// A negative confirm: the broker did not take these messages (a full queue, a queue
-    /// without leader). Each goes out again after its own backoff.
+    /// without leader). Each goes out again after its own backoff. Only the application's
+    /// messages count in [`Settled::nacked`].
     pub(crate) fn nacked(
         &mut self,
         outbox: &mut Outbox,
@@ -542,13 +534,15 @@ impl Settlement {
     ) -> Settled {
         let mut settled = Settled::default();
         for inflight in self.settle(tag, multiple) {
-            settled.nacked += 1;
             match inflight {
                 Inflight::Forgotten => {}
+                // Not counted as nacks: a full quarantine must not make the channel look
+                // refused and get it replaced (which republishes what it has in flight).
                 Inflight::Quarantine(copy) => {
                     self.quarantine_refused(copy, "refused by the broker (nack)", now, &mut settled)
                 }
                 Inflight::Outbox { seq, .. } => {
+                    settled.nacked += 1;
                     self.refuse(
                         outbox,
                         seq,
@@ -574,7 +568,6 @@ impl Settlement {
         now: Instant,
         settled: &mut Settled,
     ) {
-        settled.quarantine_refused = true;
         if let Some(original) = copy.original_tag.take() {
             self.holding -= 1;
             settled.originals.push(original);
@@ -634,6 +627,7 @@ impl Settlement {
             match inflight {
                 Inflight::Forgotten => {}
                 Inflight::Quarantine(copy) if guilty => {
+                    settled.quarantine_gone = true;
                     self.quarantine_refused(copy, &reason, now, &mut settled)
                 }
                 Inflight::Outbox { seq, .. } if guilty => {
@@ -676,6 +670,8 @@ impl Settlement {
         now: Instant,
         settled: &mut Settled,
     ) {
+        // Answered, not the cause of a channel close: no longer a suspect.
+        self.suspects.remove(&seq);
         match self.retries.refused(seq, now) {
             Ok(wait) => {
                 tracing::warn!(seq, %reason, retry_in = ?wait, "message refused; it stays in the outbox")
@@ -685,7 +681,6 @@ impl Settlement {
                     "{reason}, again and again for {} s: given up (older than the message TTL)",
                     refused_for.as_secs()
                 );
-                self.suspects.remove(&seq);
                 match outbox.fail(seq, reason) {
                     Ok(Some(_)) => settled.failed += 1,
                     Ok(None) => {}
@@ -708,9 +703,54 @@ impl Settlement {
         !self.quarantine.is_empty()
     }
 
-    /// Whether quarantine copies whose originals wait unacknowledged are not confirmed yet.
+    /// Whether quarantine copies are on their way: waiting to be published or in flight
+    /// (not those waiting out a backoff).
     pub(crate) fn quarantine_pending(&self) -> bool {
-        self.holding > 0
+        !self.quarantine.is_empty()
+            || self
+                .inflight
+                .values()
+                .any(|i| matches!(i, Inflight::Quarantine(_)))
+    }
+
+    /// Whether another copy may queue up for publishing: not while [`QUARANTINE_BACKLOG`]
+    /// wait already (the channel is slow, or one message at a time goes out).
+    pub(crate) fn quarantine_has_room(&self) -> bool {
+        self.quarantine.len() < QUARANTINE_BACKLOG
+    }
+
+    /// The quarantine could not be declared (`why`): every copy waiting to be published is
+    /// refused, as if the broker had refused it (its original acknowledged, the copy retried
+    /// after its backoff, when the declaration is tried again).
+    pub(crate) fn quarantine_unavailable(&mut self, why: &str, now: Instant) -> Settled {
+        let mut settled = Settled::default();
+        for copy in std::mem::take(&mut self.quarantine) {
+            self.quarantine_refused(copy, why, now, &mut settled);
+        }
+        settled
+    }
+
+    /// The client is closing: the copies whose originals were acknowledged already are lost
+    /// with this process (logged, and counted in the returned number); those still holding
+    /// their originals are not (the broker delivers the originals again to the next run).
+    pub(crate) fn abandon_quarantine(&mut self) -> u64 {
+        let detached = |c: &QuarantineCopy| c.original_tag.is_none();
+        let lost = self.quarantine.iter().filter(|c| detached(c)).count()
+            + self.quarantine_later.len()
+            + self
+                .inflight
+                .values()
+                .filter(|i| matches!(i, Inflight::Quarantine(c) if detached(c)))
+                .count();
+        if lost > 0 {
+            tracing::error!(
+                lost,
+                "closing with quarantine copies not confirmed: those invalid messages are lost (their originals were acknowledged)"
+            );
+        }
+        self.quarantine.clear();
+        self.quarantine_later.clear();
+        lost as u64
     }
 
     /// The retry tick: refused quarantine copies whose wait is over go out again.
@@ -1044,7 +1084,7 @@ mod tests {
             (vec![7, 8], 1),
             "8 is safe; 7's copy is ours now, so 7 need not hold a prefetch place"
         );
-        assert!(settled.quarantine_refused);
+        assert!(settled.quarantine_gone);
         assert_eq!(s.holding(), 0);
         assert!(!s.quarantine_pending());
         s.tick(t0);
@@ -1116,7 +1156,7 @@ mod tests {
             now,
         );
         assert_eq!((settled.originals, settled.failed), (vec![4], 0));
-        assert!(settled.quarantine_refused);
+        assert!(settled.quarantine_gone);
         s.channel_lost(now);
         assert_eq!(
             publish_due(&mut s, &outbox, now),
@@ -1264,6 +1304,88 @@ mod tests {
             publish_due(&mut s, &outbox, now).is_empty(),
             "copy 8 is not published"
         );
+    }
+
+    #[test]
+    fn one_at_a_time_the_applications_messages_go_before_quarantine_copies() {
+        let (mut outbox, mut s, now) = all_published(&["a-to-b", "a-to-b"]);
+        s.refused_for_good(&mut outbox, QUARANTINE, 406, "PRECONDITION_FAILED - ?", now);
+        s.channel_lost(now);
+        s.quarantine(copy(1));
+        assert_eq!(
+            publish_due(&mut s, &outbox, now),
+            vec![1],
+            "a suspect, not the copy"
+        );
+        s.quarantine(copy(2));
+        s.confirmed(&mut outbox, 1, false, now);
+        assert_eq!(publish_due(&mut s, &outbox, now), vec![2]);
+        s.confirmed(&mut outbox, 2, false, now);
+        assert_eq!(
+            publish_due(&mut s, &outbox, now),
+            vec![0, 0],
+            "no suspect left: the copies go"
+        );
+    }
+
+    #[test]
+    fn a_suspect_the_broker_nacks_is_no_longer_a_suspect() {
+        let (mut outbox, mut s, now) = all_published(&["a-to-b", "a-to-b"]);
+        s.refused_for_good(&mut outbox, QUARANTINE, 406, "PRECONDITION_FAILED - ?", now);
+        s.channel_lost(now);
+        assert_eq!(publish_due(&mut s, &outbox, now), vec![1]);
+        s.nacked(&mut outbox, 1, false, now);
+        assert_eq!(publish_due(&mut s, &outbox, now), vec![2]);
+        s.confirmed(&mut outbox, 2, false, now);
+        assert_eq!(
+            publish_due(&mut s, &outbox, now + RETRY_MIN),
+            vec![1],
+            "retried after its backoff"
+        );
+        s.quarantine(copy(3));
+        s.quarantine(copy(4));
+        assert_eq!(
+            publish_due(&mut s, &outbox, now + RETRY_MIN),
+            vec![0, 0],
+            "batches again: the nacked message was answered, so it is no suspect"
+        );
+    }
+
+    #[test]
+    fn nacked_quarantine_copies_do_not_make_the_channel_look_refused() {
+        let mut outbox = outbox_with(&[]);
+        let mut s = Settlement::new(0);
+        let now = Instant::now();
+        s.quarantine(copy(1));
+        publish_due(&mut s, &outbox, now);
+        let settled = s.nacked(&mut outbox, 1, false, now);
+        assert_eq!((settled.nacked, s.nacks_since_ack()), (0, 0));
+        assert!(
+            !settled.quarantine_gone,
+            "a full quarantine is not a missing one"
+        );
+    }
+
+    #[test]
+    fn copies_the_channel_did_not_take_and_an_unavailable_quarantine_lose_nothing() {
+        let mut outbox = outbox_with(&[]);
+        let mut s = Settlement::new(0);
+        let now = Instant::now();
+        s.quarantine(copy(1));
+        let (due, _) = s.due(&outbox, now);
+        for p in due {
+            s.unpublished(p);
+        }
+        assert!(s.quarantine_waiting() && s.quarantine_pending());
+        assert_eq!(s.holding(), 1);
+        let settled = s.quarantine_unavailable("making the quarantine failed", now);
+        assert_eq!(settled.originals, vec![1], "the original is freed");
+        assert!(!s.quarantine_waiting(), "the copy waits out its backoff");
+        s.tick(now + RETRY_MIN);
+        assert_eq!(publish_due(&mut s, &outbox, now + RETRY_MIN), vec![0]);
+        assert_eq!(s.abandon_quarantine(), 1, "closing now would lose it");
+        let settled = s.confirmed(&mut outbox, 1, false, now + RETRY_MIN);
+        assert_eq!(settled.quarantined, 1);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The client against misbehaving peers and a broker that refuses, on the real broker: a peer
 //! flooding invalid messages while the quarantine refuses them does not silence the receiver; a
-//! message too large for the broker fails alone; a session that fails at every start backs off;
+//! message too large for the broker fails alone; a session that fails right after connecting
+//! backs off; a quarantine that cannot be made does not stop the client;
 //! a message the application drops without an ack comes again; an activation's answer counts
 //! only from the peer it was sent to; `close` says what it left behind.
 
@@ -214,30 +215,26 @@ async fn a_message_too_large_for_the_broker_is_refused_in_send_or_fails_alone() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_that_fails_at_every_start_backs_off_instead_of_reconnecting_at_once() {
-    use rabbitmq_http_client::requests::ExchangeParams;
+async fn a_session_that_fails_right_after_connecting_backs_off_instead_of_reconnecting_at_once() {
     let profile = profile().await;
-    let admin = ebadge_testkit::admin().await;
-    let quarantine = "private-loop-op-quarantine";
-    // A quarantine exchange of the wrong type: declaring it fails at every session that has a
-    // copy to make, deterministically. (An earlier run left a good one.)
-    admin.delete_queue("/", quarantine, true).await.unwrap();
-    admin.delete_exchange("/", quarantine, true).await.unwrap();
-    admin
-        .declare_exchange("/", &ExchangeParams::durable_fanout(quarantine, None))
+    let proxy = ebadge_testkit::proxy::Proxy::start(broker_addr(&profile))
         .await
         .unwrap();
-    flood("loop-heh", "loop-heh-to-loop-op", 1).await;
-    let config = ClientConfig::new(profile.clone(), name("loop-op"));
+    let config = ClientConfig::new(via(&profile, proxy.addr), name("loop-op"));
     let (min, max) = (config.reconnect_min, config.reconnect_max);
-    let receiver = Client::connect(config).await.unwrap();
-    let _inbox = receiver.inbox().unwrap();
+    let client = Client::connect(config).await.unwrap();
+    // The link drops every 300 ms: no session lasts long enough to count as a good one.
     let watched = Duration::from_secs(8);
-    tokio::time::sleep(watched).await;
-    let reconnects = receiver.counters().reconnects;
-    // Back-to-back sessions of a few milliseconds with the delay reset to `min` would reconnect
-    // about every 1.5 × min; backing off from min to max allows only a handful.
-    let at_once = (watched.as_secs_f64() / (min.as_secs_f64() * 1.5)) as u64;
+    let deadline = Instant::now() + watched;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.cut();
+        proxy.restore();
+    }
+    let reconnects = client.counters().reconnects;
+    // Reconnecting from `min` after every loss would reconnect after about every cut; backing
+    // off from min to max allows only as many as the shortest waits fit in the time.
+    let cuts = (watched.as_millis() / 300) as u64;
     let backing_off = (0..)
         .scan(Duration::ZERO, |total, k| {
             *total += (min * 2u32.pow(k)).min(max) / 2;
@@ -245,20 +242,68 @@ async fn a_session_that_fails_at_every_start_backs_off_instead_of_reconnecting_a
         })
         .take_while(|total| *total < watched)
         .count() as u64;
-    assert!(reconnects >= 2, "the failure repeats: {reconnects}");
+    assert!(reconnects >= 2, "the losses are repaired: {reconnects}");
     assert!(
         reconnects <= backing_off,
-        "{reconnects} reconnects in {watched:?}: not backing off (at once would be about {at_once}, backing off at most {backing_off})"
+        "{reconnects} reconnects through {cuts} cuts in {watched:?}: not backing off (at most {backing_off})"
     );
-    // Repaired, the next session quarantines the message.
+    client.close(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantine_that_cannot_be_made_does_not_stop_the_client() {
+    use rabbitmq_http_client::requests::ExchangeParams;
+    let profile = profile().await;
+    let admin = ebadge_testkit::admin().await;
+    let quarantine = "private-loop-op-quarantine";
+    // A quarantine exchange of the wrong type: declaring it fails, deterministically, as for a
+    // quarantine whose node is down. (An earlier run left a good one.)
+    admin.delete_queue("/", quarantine, true).await.unwrap();
+    admin.delete_exchange("/", quarantine, true).await.unwrap();
+    admin
+        .declare_exchange("/", &ExchangeParams::durable_fanout(quarantine, None))
+        .await
+        .unwrap();
+    let op = client(&profile, "loop-op").await;
+    let mut inbox = op.inbox().unwrap();
+    drain(&mut inbox).await;
+    flood("loop-heh", "loop-heh-to-loop-op", 1).await;
+    let heh = client(&profile, "loop-heh").await;
+    let mut heh_inbox = heh.inbox().unwrap();
+    drain(&mut heh_inbox).await;
+    heh.send(&name("loop-op"), &numbered_report(1)).unwrap();
+    assert_eq!(
+        next_from(&mut inbox, "loop-heh", Duration::from_secs(10))
+            .await
+            .as_ref()
+            .and_then(number_of),
+        Some(1),
+        "what comes after the invalid message arrives"
+    );
+    op.send(&name("loop-heh"), &numbered_report(2)).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), op.flush())
+        .await
+        .expect("the client publishes with a copy it cannot quarantine yet")
+        .unwrap();
+    assert_eq!(
+        next_from(&mut heh_inbox, "loop-op", Duration::from_secs(10))
+            .await
+            .as_ref()
+            .and_then(number_of),
+        Some(2)
+    );
+    assert_eq!(op.counters().reconnects, 0, "the session goes on");
+    // Repaired, a later try of the copy makes the quarantine and puts it there.
     admin.delete_exchange("/", quarantine, true).await.unwrap();
     wait_for(
-        "the message quarantined after the repair",
-        Duration::from_secs(20),
-        || receiver.counters().quarantined >= 1,
+        "the copy quarantined after the repair",
+        Duration::from_secs(40),
+        || op.counters().quarantined >= 1,
     )
     .await;
-    receiver.close(Duration::from_secs(1)).await;
+    assert_eq!(op.counters().quarantine_dropped, 0);
+    op.close(Duration::from_secs(1)).await;
+    heh.close(Duration::from_secs(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,6 +342,34 @@ async fn a_message_dropped_without_an_ack_is_offered_again() {
             .is_err(),
         "acknowledged, it does not come a third time"
     );
+
+    // Dropped while a later message is acknowledged at once: the acknowledgement of the later
+    // one (coalesced, `multiple`) must not take the dropped one with it.
+    sender
+        .send(&name("rel-receiver"), &numbered_report(43))
+        .unwrap();
+    sender
+        .send(&name("rel-receiver"), &numbered_report(44))
+        .unwrap();
+    let mut two = Vec::new();
+    while two.len() < 2 {
+        let m = tokio::time::timeout(Duration::from_secs(10), inbox.next())
+            .await
+            .unwrap()
+            .unwrap();
+        two.push(m);
+    }
+    let later = two.pop().unwrap();
+    let dropped = two.pop().unwrap();
+    assert_eq!(number_of(&dropped.message), Some(43));
+    drop(dropped);
+    later.ack();
+    let again = tokio::time::timeout(Duration::from_secs(10), inbox.next())
+        .await
+        .expect("the dropped one comes again")
+        .unwrap();
+    assert_eq!(number_of(&again.message), Some(43));
+    again.ack();
     sender.close(Duration::from_secs(1)).await;
     receiver.close(Duration::from_secs(1)).await;
 }
