@@ -9,8 +9,8 @@ use crate::state::{Item, Release};
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::{
     HEH_TAG, MESSAGE_TTL_MS, QUARANTINE_MAX_LENGTH, QUARANTINE_TTL_MS, QUORUM_POLICY, inbox_queue,
-    incoming_exchange, is_relay_destination, is_valid_entity_name, parse_pair_exchange,
-    permissions, receiver_of_binding,
+    incoming_exchange, is_relay_binding, is_valid_entity_name, parse_pair_exchange, permissions,
+    receiver_of_binding,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -652,7 +652,7 @@ fn audit_bindings(
         else {
             continue;
         };
-        if destination_type == "exchange" && is_relay_destination(destination) {
+        if is_relay_binding(destination_type, destination) {
             let (writer, receiver) = destination.split_once("-to-").unwrap_or_default();
             let from = if source.is_empty() {
                 "the default exchange"

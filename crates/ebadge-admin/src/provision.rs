@@ -6,7 +6,7 @@ use crate::profile::Management;
 use crate::registry::Registry;
 use crate::state::{Item, State, desired, desired_for, from_definitions, to_definitions};
 use ebadge_bus::EntityName;
-use ebadge_bus::conventions::{is_relay_destination, possible_owners};
+use ebadge_bus::conventions::{is_relay_binding, possible_owners};
 use rabbitmq_http_client::commons::BindingDestinationType;
 use rabbitmq_http_client::requests::BindingDeletionParams;
 use serde::Serialize;
@@ -135,7 +135,7 @@ impl Plan {
                 destination,
                 destination_type,
                 ..
-            } if destination_type == "exchange" && is_relay_destination(destination) => destination
+            } if is_relay_binding(destination_type, destination) => destination
                 .split_once("-to-")
                 .is_some_and(|(writer, _)| names.contains(writer)),
             Item::Binding { destination, .. } => in_namespace_of(destination, &names),
@@ -352,7 +352,7 @@ pub(crate) async fn delete(client: &AdminClient, item: &Item) -> Result<(), ApiE
             destination,
             destination_type,
             routing_key,
-        } if destination_type == "exchange" && is_relay_destination(destination) => {
+        } if is_relay_binding(destination_type, destination) => {
             let found = client
                 .list_exchange_bindings_with_destination("/", destination)
                 .await

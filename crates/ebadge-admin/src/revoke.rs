@@ -31,6 +31,21 @@ pub enum RevokeError {
     /// The management API refused or failed.
     #[error(transparent)]
     Api(#[from] ApiError),
+    /// The rights are gone and the certificate retired, but its relay bindings could not be
+    /// listed or deleted: run `ebadge revoke` again, or `ebadge provision` (it removes every
+    /// relay binding).
+    #[error(
+        "the rights of {name} are gone{}, but its relay bindings could not be removed: {source}. Run `ebadge revoke {name}` again or `ebadge provision`, which removes every relay binding",
+        certificate_revoked.as_ref().map(|s| format!(" and its certificate (serial {s}) is on the CRL")).unwrap_or_default()
+    )]
+    Relays {
+        /// The entity.
+        name: String,
+        /// The serial put on the CRL, if any.
+        certificate_revoked: Option<String>,
+        /// Why.
+        source: ApiError,
+    },
     /// The certificate could not be retired (the rights are gone already).
     #[error("the rights of {name} are gone, but its certificate could not be retired: {source}")]
     Pki {
@@ -52,8 +67,8 @@ pub async fn revoke(
     name: &str,
 ) -> Result<Revoked, RevokeError> {
     let mut revoked = rights(client, name).await?;
-    // After its connections are closed: it can make no new one now.
-    revoked.relay_bindings_removed = relay_bindings(client, name).await?;
+    // The key is retired before anything else can fail: the relay cleanup below lists every
+    // binding of the broker, which may time out on a large one.
     if let Some(pki) = pki {
         revoked.certificate_revoked = pki
             .revoke(name)
@@ -63,6 +78,15 @@ pub async fn revoke(
             })?
             .map(|r| r.serial);
     }
+    // After its connections are closed: it can make no new one now.
+    revoked.relay_bindings_removed =
+        relay_bindings(client, name)
+            .await
+            .map_err(|source| RevokeError::Relays {
+                name: name.to_owned(),
+                certificate_revoked: revoked.certificate_revoked.clone(),
+                source,
+            })?;
     Ok(revoked)
 }
 

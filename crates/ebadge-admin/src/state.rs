@@ -5,8 +5,8 @@ use crate::registry::{QueueType, Registry};
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::{
     HEH_TAG, QUARANTINE_MAX_LENGTH, QUARANTINE_PATTERN, QUARANTINE_POLICY, QUARANTINE_TTL_MS,
-    QUEUE_POLICY, QUORUM_POLICY, inbox_queue, incoming_exchange, incoming_side,
-    is_relay_destination, pair_exchange, permissions,
+    QUEUE_POLICY, QUORUM_POLICY, inbox_queue, incoming_exchange, incoming_side, is_relay_binding,
+    pair_exchange, permissions,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -132,7 +132,7 @@ impl Item {
                 destination,
                 destination_type,
                 ..
-            } if destination_type == "exchange" && is_relay_destination(destination) => true,
+            } if is_relay_binding(destination_type, destination) => true,
             Item::Binding {
                 source,
                 destination,

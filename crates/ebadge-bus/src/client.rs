@@ -246,9 +246,18 @@ impl Client {
         if *self.shared.shutdown.borrow() {
             return Err(SendError::Closed);
         }
-        let stored = self.shared.outbox.lock().unwrap().push(message)?;
+        let (stored, evicted) = {
+            let mut outbox = self.shared.outbox.lock().unwrap();
+            let dropped = outbox.dropped();
+            let stored = outbox.push(message)?;
+            (stored, outbox.dropped() > dropped)
+        };
         Counters::add(&self.shared.counters.sent, 1);
         self.shared.wake.notify_one();
+        if evicted {
+            // A `flush` may wait for the message the cap just dropped: it is settled now.
+            self.shared.progress.notify_waiters();
+        }
         Ok(stored)
     }
 

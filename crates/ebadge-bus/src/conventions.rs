@@ -194,14 +194,22 @@ pub fn parse_pair_exchange(exchange: &str) -> Option<(EntityName, EntityName)> {
 /// them, and receivers quarantine what comes through them.
 ///
 /// ```
-/// use ebadge_bus::conventions::is_relay_destination;
+/// use ebadge_bus::conventions::{is_relay_binding, is_relay_destination};
 /// assert!(is_relay_destination("vpp-to-mkt"));
 /// assert!(!is_relay_destination("private-mkt-in"));
 /// assert!(!is_relay_destination("private-vpp-to-mkt"));
 /// assert!(!is_relay_destination("amq.topic"));
+/// assert!(is_relay_binding("exchange", "vpp-to-mkt"));
+/// assert!(!is_relay_binding("queue", "vpp-to-mkt"));
 /// ```
 pub fn is_relay_destination(destination: &str) -> bool {
     !destination.starts_with("private-") && destination.contains("-to-")
+}
+
+/// Whether a binding to `destination` of type `destination_type` (RabbitMQ's `exchange` or
+/// `queue`) is a relay: into an exchange that [`is_relay_destination`].
+pub fn is_relay_binding(destination_type: &str, destination: &str) -> bool {
+    destination_type == "exchange" && is_relay_destination(destination)
 }
 
 /// The exchange a sender publishes to for one receiver (or one group): `<sender>-to-<receiver>`.

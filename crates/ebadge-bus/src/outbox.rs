@@ -220,7 +220,9 @@ impl Outbox {
             store: Some((db, name)),
             failed: FailedTable::default(),
         };
-        outbox.prune_failed(true)?;
+        if let Err(e) = outbox.prune_failed(true) {
+            tracing::warn!(error = %e, "could not prune the outbox's table failed");
+        }
         Ok(outbox)
     }
 
@@ -313,29 +315,34 @@ impl Outbox {
         self.give_up(waiting.message, reason).map(Some)
     }
 
+    /// Gives `message` up: its record goes to the application first, whatever the file says
+    /// (so `flush` never reports it delivered), then into the table `failed`.
     fn give_up(&mut self, message: Outgoing, reason: String) -> Result<Undelivered, OutboxError> {
-        if let Some((db, name)) = &self.store {
-            db.execute(
-                "INSERT OR REPLACE INTO failed (seq, exchange, routing_key, message_id, msg_type, body, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![message.seq as i64, message.exchange, message.routing_key, message.message_id, message.msg_type, message.body, reason],
-            )
-            .map_err(|source| OutboxError { path: name.clone(), source })?;
-            self.failed.rows += 1;
-            self.prune_failed(self.failed.aged_at.elapsed() >= FAILED_AGE_CHECK)?;
-        }
-        self.delete_stored(message.seq)?;
         let record = Undelivered {
             seq: message.seq,
-            message_id: message.message_id,
-            exchange: message.exchange,
-            routing_key: message.routing_key,
-            msg_type: message.msg_type,
+            message_id: message.message_id.clone(),
+            exchange: message.exchange.clone(),
+            routing_key: message.routing_key.clone(),
+            msg_type: message.msg_type.clone(),
             reason,
         };
         if self.undelivered.len() >= UNDELIVERED_KEPT {
             self.undelivered.pop_front();
         }
         self.undelivered.push_back(record.clone());
+        if let Some((db, name)) = &self.store {
+            db.execute(
+                "INSERT OR REPLACE INTO failed (seq, exchange, routing_key, message_id, msg_type, body, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![message.seq as i64, message.exchange, message.routing_key, message.message_id, message.msg_type, message.body, record.reason],
+            )
+            .map_err(|source| OutboxError { path: name.clone(), source })?;
+            self.failed.rows += 1;
+            // The bound is housekeeping: a failure to apply it loses nothing.
+            if let Err(e) = self.prune_failed(self.failed.aged_at.elapsed() >= FAILED_AGE_CHECK) {
+                tracing::warn!(error = %e, "could not prune the outbox's table failed");
+            }
+        }
+        self.delete_stored(message.seq)?;
         Ok(record)
     }
 

@@ -81,8 +81,16 @@ pub fn check_pattern(pattern: &str) -> Result<(), TapError> {
 /// One message seen by a tap.
 #[derive(Debug)]
 pub struct Tapped {
-    /// The sender, as the broker stamped it (`user_id`), or `unknown`.
+    /// The sender: the `<sender>` of the pair exchange it was published to, as a receiver
+    /// takes it; else the `user_id` the broker checked; else `unknown`.
     pub from: String,
+    /// The receiver half of that exchange when it is not the tapped entity: a group it is a
+    /// member of, or, when someone relayed the message through a binding into a pair exchange,
+    /// the entity it was really addressed to (the entity's client quarantines such a message
+    /// unless it names one of its groups).
+    pub to: Option<String>,
+    /// The exchange it was published to.
+    pub exchange: String,
     /// The routing key, `type[.heh_id]`.
     pub routing_key: String,
     /// The body as it travelled.
@@ -93,6 +101,7 @@ pub struct Tapped {
 
 /// An open tap.
 pub struct Tap {
+    me: EntityName,
     connection: Connection,
     /// Kept open: amqprs closes a channel when its handle is dropped.
     _channel: Channel,
@@ -205,6 +214,7 @@ impl Tap {
             .await
             .map_err(broker("consuming from the tap queue"))?;
         Ok(Tap {
+            me: me.clone(),
             connection,
             _channel: channel,
             queue,
@@ -234,8 +244,19 @@ impl Tap {
             ) else {
                 continue;
             };
+            let exchange = deliver.exchange().clone();
+            let pair = crate::conventions::parse_pair_exchange(&exchange);
+            let from = match &pair {
+                Some((sender, _)) => sender.as_str().to_owned(),
+                None => props.user_id().cloned().unwrap_or_else(|| "unknown".into()),
+            };
+            let to = pair
+                .filter(|(_, receiver)| *receiver != self.me)
+                .map(|(_, receiver)| receiver.as_str().to_owned());
             return Some(Tapped {
-                from: props.user_id().cloned().unwrap_or_else(|| "unknown".into()),
+                from,
+                to,
+                exchange,
                 routing_key: deliver.routing_key().clone(),
                 message: Message::decode_slice(&body),
                 body,

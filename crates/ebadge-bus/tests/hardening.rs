@@ -470,3 +470,36 @@ async fn close_says_how_many_messages_it_left_and_whether_they_are_lost() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_waiting_for_a_message_the_cap_drops_returns_with_it() {
+    let mut profile = profile().await;
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    profile.amqps_url = format!("amqps://localhost:{}", unused.local_addr().unwrap().port());
+    drop(unused);
+    let mut config = ClientConfig::new(profile, name("rel-sender"));
+    config.outbox_cap = 2;
+    let sender = Client::start(config).unwrap();
+    sender
+        .send(&name("rel-receiver"), &numbered_report(0))
+        .unwrap();
+    let flushing = {
+        let sender = sender.clone();
+        tokio::spawn(async move { sender.flush().await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for n in 1..=2 {
+        sender
+            .send(&name("rel-receiver"), &numbered_report(n))
+            .unwrap();
+    }
+    let flushed = tokio::time::timeout(Duration::from_secs(5), flushing)
+        .await
+        .expect("the flush ends when the message it waits for is dropped")
+        .unwrap();
+    let Err(SendError::Undelivered(lost)) = flushed else {
+        panic!("{flushed:?}");
+    };
+    assert_eq!(lost.iter().map(|u| u.seq).collect::<Vec<_>>(), [1]);
+    sender.close(Duration::ZERO).await;
+}

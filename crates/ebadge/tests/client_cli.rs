@@ -169,6 +169,12 @@ async fn an_hehs_tap_names_its_senders_and_sees_their_pair_and_group_exchanges()
             .iter()
             .all(|l| l["from"] == "tap-op" && l["routing_key"] == "report")
     );
+    // The group's message says whom it was addressed to; the HEH's own does not.
+    let tos: Vec<Option<&str>> = lines.iter().map(|l| l["to"].as_str()).collect();
+    assert!(
+        tos.contains(&None) && tos.contains(&Some("tap-hehs")),
+        "{lines:?}"
+    );
     // The inbox, untouched by the tap, holds both.
     let heard = ebadge_with(
         &path,

@@ -67,7 +67,7 @@ pub async fn run(args: TapArgs) -> Result<ExitCode> {
             tally.received(message);
         }
         if args.json {
-            let line = match &t.message {
+            let mut line = match &t.message {
                 Ok(m) => super::json_line(&t.from, &t.routing_key, "message", &m.to_json()),
                 Err(e) => super::json_line(
                     &t.from,
@@ -76,13 +76,25 @@ pub async fn run(args: TapArgs) -> Result<ExitCode> {
                     &serde_json::to_string(&e.to_string())?,
                 ),
             };
+            if let Some(to) = &t.to {
+                // One more key at the end: the line's other keys keep their order.
+                line.pop();
+                line.push_str(&format!(
+                    ",\"to\":{}}}",
+                    serde_json::Value::from(to.as_str())
+                ));
+            }
             println!("{line}");
         } else {
+            // A group's message, or one relayed from an exchange addressed to another entity.
+            let from = match &t.to {
+                Some(to) => format!("{} (to {to})", t.from),
+                None => t.from.clone(),
+            };
             match &t.message {
-                Ok(m) => println!("{} {} {}", t.from, t.routing_key, m.to_json()),
+                Ok(m) => println!("{from} {} {}", t.routing_key, m.to_json()),
                 Err(e) => println!(
-                    "{} {} INVALID ({e}) {}",
-                    t.from,
+                    "{from} {} INVALID ({e}) {}",
                     t.routing_key,
                     String::from_utf8_lossy(&t.body)
                 ),
