@@ -175,10 +175,12 @@ async fn an_hehs_tap_names_its_senders_and_sees_their_pair_and_group_exchanges()
         tos.contains(&None) && tos.contains(&Some("tap-hehs")),
         "{lines:?}"
     );
-    // The inbox, untouched by the tap, holds both.
+    // The inbox, untouched by the tap, holds both (the group's heard as a member's).
     let heard = ebadge_with(
         &path,
-        &["listen", "--as", "tap-heh", "--json", "--count", "2"],
+        &[
+            "listen", "--as", "tap-heh", "--group", "tap-hehs", "--json", "--count", "2",
+        ],
         "",
     );
     assert_eq!(String::from_utf8_lossy(&heard.stdout).lines().count(), 2);
