@@ -1,6 +1,6 @@
 //! The agent's loop: messages from the controller go to the device (acknowledged once the device
 //! took them), the device's messages go to the controller, and once a second the failsafe looks
-//! at the time and the connection.
+//! at the time and at the bus: whether the agent's inbox is consumed.
 
 use crate::failsafe::{Failsafe, FailsafeConfig, Notices};
 use ebadge_bus::device::Device;
@@ -19,7 +19,7 @@ pub enum AgentError {
     InboxTaken,
 }
 
-/// How often the failsafe looks at the time and the connection.
+/// How often the failsafe looks at the time and the bus.
 pub const TICK: Duration = Duration::from_secs(1);
 
 /// Runs until the device is gone: passes messages between `client`'s inbox, `controller` and
@@ -53,7 +53,9 @@ pub async fn run(
                 }
             }
             _ = tick.tick() => {
-                let notices = failsafe.tick(&Time::now(), client.is_connected());
+                // The inbox consumed, not the connection: a connection can be up while the
+                // controller cannot reach us (the inbox's node down, the inbox deleted).
+                let notices = failsafe.tick(&Time::now(), client.is_consuming());
                 pass_on(client, controller, device, notices).await;
             }
         }

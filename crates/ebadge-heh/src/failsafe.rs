@@ -9,7 +9,9 @@
 //!   activation runs, the device is told to apply the configured [`Behaviour`] (once per outage);
 //! - when the bus is back after such an outage (or any outage longer than `after`), the device
 //!   is told, and the controller gets a `status_report` with the outage's events
-//!   (`network_down`, `failsafe_end` or `failsafe_limit`, `network_up`).
+//!   (`network_down`, `failsafe_end` or `failsafe_limit`, `network_up`);
+//! - "the bus" is the agent's inbox being consumed, not its connection: a connection can be up
+//!   while the controller cannot reach the HEH (its inbox's node down, the inbox deleted).
 
 use ebadge_bus::model::{Activate, Message, Name, StatusEvent, StatusReport, Time};
 use serde_json::{Value, json};
@@ -116,7 +118,7 @@ impl Failsafe {
         self.running.keys().map(String::as_str)
     }
 
-    /// One step at `now`, with the bus `connected` or not.
+    /// One step at `now`, with the bus reachable (`connected`: the agent's inbox consumed) or not.
     pub fn tick(&mut self, now: &Time, connected: bool) -> Notices {
         let mut notices = Notices::default();
         let ended: Vec<String> = self

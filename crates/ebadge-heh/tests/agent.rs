@@ -1,6 +1,7 @@
 //! The HEH agent on the real broker: a device program in a few lines of shell answers an
 //! activation and reports; an activation ends at its `to`; the failsafe applies when the link is
-//! cut or stalled during an activation, and the controller hears of it when the bus is back.
+//! cut or stalled during an activation, and the controller hears of it when the bus is back; a
+//! consumer the broker cancels while the connection stays up counts as the bus gone.
 
 use ebadge_bus::device::{Device, DeviceError};
 use ebadge_bus::model::{Activate, Message, Time};
@@ -140,8 +141,8 @@ async fn next_status_report(inbox: &mut ebadge_bus::Inbox) -> ebadge_bus::model:
             .expect("a status report within 30 s")
             .unwrap();
         incoming.ack();
-        if let Message::StatusReport(report) = incoming.message {
-            return report;
+        if let Message::StatusReport(report) = &incoming.message {
+            return report.clone();
         }
     }
 }
@@ -382,4 +383,80 @@ async fn the_simulated_heh_as_device_announces_itself_answers_its_controller_and
         ended[0].contains(accepted.as_str()) && !ended[0].contains(proposed.as_str()),
         "{ended:?}"
     );
+}
+
+/// The controller and HEH pairs of the tests below, added beside the shared registry (as the
+/// migration tests do) and kept out of the testkit's: an agent test owns its entities.
+const PAIRS: [(&str, &str); 3] = [
+    ("agent-keep-vpp", "agent-keep-heh"),
+    ("agent-mute-vpp", "agent-mute-heh"),
+    ("agent-cancel-vpp", "agent-cancel-heh"),
+];
+
+static PAIRS_READY: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+/// Provisions `pairs` on the shared test broker, leaving everything else as it is.
+async fn provision_pairs(pairs: &[(&str, &str)]) {
+    use ebadge_admin::registry::Builder;
+    let m = ebadge_testkit::management();
+    let admin = ebadge_admin::mgmt::admin_client(&m);
+    let registry = pairs
+        .iter()
+        .fold(Builder::new(), |r, (vpp, heh)| {
+            r.entity(*vpp, None).heh(*heh, *vpp)
+        })
+        .build()
+        .unwrap();
+    ebadge_admin::provision::plan(&admin, &m, &registry)
+        .await
+        .unwrap()
+        .keeping_others(&registry)
+        .apply(&m, |_, _| {})
+        .await
+        .unwrap();
+    ebadge_admin::broker::LocalBroker::new(ebadge_testkit::broker_dir())
+        .pki()
+        .issue_missing(pairs.iter().flat_map(|(vpp, heh)| [*vpp, *heh]))
+        .unwrap();
+}
+
+/// The shared broker's profile, with [`PAIRS`] provisioned.
+async fn pairs_profile() -> Profile {
+    let profile = ebadge_testkit::profile().await;
+    PAIRS_READY.get_or_init(|| provision_pairs(&PAIRS)).await;
+    profile
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_cancelled_by_the_broker_with_the_connection_up_applies_the_failsafe() {
+    let profile = pairs_profile().await;
+    ebadge_testkit::drain_inbox(&profile, "agent-cancel-vpp").await;
+    let vpp = client(&profile, "agent-cancel-vpp").await;
+    let heh = client(&profile, "agent-cancel-heh").await;
+    let watch = heh.clone();
+    let (running, mut seen) = start_agent(heh, "agent-cancel-vpp", Behaviour::End);
+    let order = order_for(600);
+    accepted(&vpp, &name("agent-cancel-heh"), &order).await;
+
+    // The HEH's inbox is deleted: the broker cancels the agent's consumer, the connection stays.
+    let admin = ebadge_testkit::admin().await;
+    admin
+        .delete_queue("/", "private-agent-cancel-heh-inbox", false)
+        .await
+        .unwrap();
+    let failsafe = told(&mut seen, FAILSAFE, Duration::from_secs(15)).await;
+    assert!(
+        failsafe.to_json().contains(order.id.as_str()),
+        "{}",
+        failsafe.to_json()
+    );
+    assert!(watch.is_connected(), "the connection stayed up all along");
+
+    // Provisioned again: the agent consumes again, and the controller hears of the outage.
+    provision_pairs(&[("agent-cancel-vpp", "agent-cancel-heh")]).await;
+    told(&mut seen, BUS_BACK, Duration::from_secs(60)).await;
+    let report = status_report(&vpp).await;
+    let kinds: Vec<&str> = report.events.iter().map(|e| e.r#type.as_str()).collect();
+    assert_eq!(kinds, ["network_down", "failsafe_end", "network_up"]);
+    running.abort();
 }
