@@ -1,12 +1,27 @@
 //! The agent's loop: messages from the controller go to the device (acknowledged once the device
 //! took them), the device's messages go to the controller, and once a second the failsafe looks
-//! at the time and at the bus: whether the agent's inbox is consumed.
+//! at the time and at the bus.
+//!
+//! Two halves run side by side, joined by queues, so that the failsafe's clock never waits on
+//! the device:
+//! - the **bus half** reads the inbox (only while the device's queue has room: a device that
+//!   stops taking messages stops the inbox, and the broker keeps the rest), passes the device's
+//!   messages to the controller, and ticks the failsafe. Nothing in it waits on the device;
+//! - the **device half** delivers to the device, the failsafe's notices first, each delivery
+//!   given at most [`DELIVER_TIMEOUT`], and reads what the device has for the controller.
+//!
+//! A device that blocks (a program that writes reports but no longer reads its input) then
+//! delays only what goes to it: the failsafe still ends activations at their `to` and applies
+//! when the bus goes away, and the controller still hears of it.
 
 use crate::failsafe::{Failsafe, FailsafeConfig, Notices};
 use ebadge_bus::device::Device;
-use ebadge_bus::model::Time;
-use ebadge_bus::{Client, EntityName};
+use ebadge_bus::model::{Message, Time};
+use ebadge_bus::{Client, EntityName, Inbox, Incoming};
+use std::collections::VecDeque;
 use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// Why the agent stopped.
 #[derive(Debug, thiserror::Error)]
@@ -22,61 +37,193 @@ pub enum AgentError {
 /// How often the failsafe looks at the time and the bus.
 pub const TICK: Duration = Duration::from_secs(1);
 
+/// Longest wait for the device to take one message. Past it the message is left
+/// unacknowledged (the broker offers it again) or, for a notice of the agent's own, offered
+/// again a second later; meanwhile the device's own messages wait, but the failsafe does not.
+pub const DELIVER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Messages from the controller waiting for the device, at most. Past it the agent stops
+/// reading its inbox: the rest wait on the broker, within the client's prefetch.
+pub const DEVICE_QUEUE: usize = 16;
+
+/// Wait before a notice the device did not take is offered again.
+const NOTICE_RETRY: Duration = Duration::from_secs(1);
+
 /// Runs until the device is gone: passes messages between `client`'s inbox, `controller` and
-/// `device`, keeping activations failsafe.
+/// `device`, keeping activations failsafe. A `deliver` of `device` that takes longer than
+/// [`DELIVER_TIMEOUT`] is dropped, so it must be cancel-safe (the agent's
+/// [`CommandDevice`](crate::command::CommandDevice) is).
 pub async fn run(
     client: &Client,
     controller: &EntityName,
     device: &mut impl Device,
     failsafe: FailsafeConfig,
 ) -> Result<(), AgentError> {
-    let mut inbox = client.inbox().ok_or(AgentError::InboxTaken)?;
-    let mut failsafe = Failsafe::new(failsafe);
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let inbox = client.inbox().ok_or(AgentError::InboxTaken)?;
+    let (orders_tx, orders_rx) = mpsc::channel(DEVICE_QUEUE);
+    let (notices_tx, notices_rx) = mpsc::unbounded_channel();
+    // The bus half reads this queue at every turn and never waits: a few are plenty.
+    let (up_tx, up_rx) = mpsc::channel(64);
+    let mut bus = BusHalf {
+        client,
+        controller,
+        failsafe: Failsafe::new(failsafe),
+        notices: notices_tx,
+    };
+    tokio::select! {
+        ended = bus.run(inbox, orders_tx, up_rx) => ended,
+        gone = device_half(device, orders_rx, notices_rx, up_tx) => Err(gone),
+    }
+}
+
+/// The half of the agent that never waits on the device.
+struct BusHalf<'a> {
+    client: &'a Client,
+    controller: &'a EntityName,
+    failsafe: Failsafe,
+    notices: mpsc::UnboundedSender<Message>,
+}
+
+impl BusHalf<'_> {
+    async fn run(
+        &mut self,
+        mut inbox: Inbox,
+        orders: mpsc::Sender<Incoming>,
+        mut up: mpsc::Receiver<Message>,
+    ) -> Result<(), AgentError> {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                // A place in the device's queue first: while the device does not take messages,
+                // the broker keeps them (both are cancel-safe: a permit dropped is given back).
+                (permit, incoming) = async {
+                    let permit = orders.reserve().await;
+                    (permit, inbox.next().await)
+                } => {
+                    let (Ok(permit), Some(incoming)) = (permit, incoming) else { return Ok(()) };
+                    self.failsafe.to_device(&incoming.message);
+                    permit.send(incoming);
+                }
+                message = up.recv() => {
+                    let message = message.ok_or(AgentError::DeviceGone)?;
+                    self.failsafe.from_device(&message);
+                    self.send(&message, "a message of the device cannot be sent");
+                }
+                _ = tick.tick() => {
+                    // The inbox consumed, not the connection: a connection can be up while the
+                    // controller cannot reach us (the inbox's node down, the inbox deleted).
+                    let notices = self.failsafe.tick(&Time::now(), self.client.is_consuming());
+                    self.pass_on(notices);
+                    self.report_undelivered();
+                }
+            }
+        }
+    }
+
+    fn pass_on(&self, notices: Notices) {
+        for notice in notices.to_device {
+            tracing::warn!(notice = %notice.to_json(), "telling the device");
+            // Unbounded, and read first by the device half: notices are a few per activation.
+            let _ = self.notices.send(notice);
+        }
+        for message in notices.to_controller {
+            self.send(&message, "a notice for the controller cannot be sent");
+        }
+    }
+
+    fn send(&self, message: &Message, what: &str) {
+        if let Err(e) = self.client.send(self.controller, message) {
+            tracing::error!(error = %e, "{what}");
+        }
+    }
+
+    /// Says what the client gave up (dropped by the outbox's cap in a long outage, refused by
+    /// the broker), and frees the records it keeps of them.
+    fn report_undelivered(&self) {
+        let lost = self.client.undelivered();
+        if let Some(first) = lost.first() {
+            tracing::warn!(
+                count = lost.len(),
+                dropped_in_all = self.client.counters().dropped,
+                first = %first.reason,
+                "messages for the controller were given up"
+            );
+        }
+    }
+}
+
+/// What the device half does next.
+enum Step {
+    /// The device wrote a message (`None`: it is gone).
+    Up(Option<Message>),
+    /// A message from the controller for the device.
+    Order(Incoming),
+    /// The first waiting notice is due.
+    Notice,
+}
+
+/// The half of the agent that waits on the device; returns when the device is gone.
+async fn device_half(
+    device: &mut impl Device,
+    mut orders: mpsc::Receiver<Incoming>,
+    mut notices: mpsc::UnboundedReceiver<Message>,
+    up: mpsc::Sender<Message>,
+) -> AgentError {
+    let mut waiting: VecDeque<Message> = VecDeque::new();
+    let mut next_try = Instant::now();
     loop {
-        tokio::select! {
-            incoming = inbox.next() => {
-                let Some(incoming) = incoming else { return Ok(()) };
-                failsafe.to_device(&incoming.message);
-                match device.deliver(&incoming.message).await {
-                    Ok(()) => incoming.ack(),
-                    // Unacknowledged: the broker offers it again after a reconnect.
-                    Err(e) => tracing::error!(error = %e, from = %incoming.from, "the device refused a message"),
+        let step = tokio::select! {
+            Some(notice) = notices.recv() => {
+                if waiting.is_empty() {
+                    next_try = Instant::now();
+                }
+                waiting.push_back(notice);
+                continue;
+            }
+            _ = tokio::time::sleep_until(next_try), if !waiting.is_empty() => Step::Notice,
+            // Notices go first: an activation's end must not wait behind the controller's chatter.
+            Some(incoming) = orders.recv(), if waiting.is_empty() => Step::Order(incoming),
+            message = device.next() => Step::Up(message),
+        };
+        match step {
+            Step::Up(None) => return AgentError::DeviceGone,
+            Step::Up(Some(message)) => {
+                if up.send(message).await.is_err() {
+                    return AgentError::DeviceGone;
                 }
             }
-            up = device.next() => {
-                let message = up.ok_or(AgentError::DeviceGone)?;
-                failsafe.from_device(&message);
-                if let Err(e) = client.send(controller, &message) {
-                    tracing::error!(error = %e, "a message of the device cannot be sent");
+            Step::Order(incoming) => match deliver(device, &incoming.message).await {
+                Ok(()) => incoming.ack(),
+                // Unacknowledged: the broker offers it again.
+                Err(e) => {
+                    tracing::error!(error = %e, from = %incoming.from, "the device did not take a message")
                 }
-            }
-            _ = tick.tick() => {
-                // The inbox consumed, not the connection: a connection can be up while the
-                // controller cannot reach us (the inbox's node down, the inbox deleted).
-                let notices = failsafe.tick(&Time::now(), client.is_consuming());
-                pass_on(client, controller, device, notices).await;
+            },
+            Step::Notice => {
+                let notice = waiting.front().expect("due only when waiting");
+                match deliver(device, notice).await {
+                    Ok(()) => {
+                        waiting.pop_front();
+                        next_try = Instant::now();
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, notice = %notice.to_json(), "the device did not take the agent's notice; offering it again");
+                        next_try = Instant::now() + NOTICE_RETRY;
+                    }
+                }
             }
         }
     }
 }
 
-async fn pass_on(
-    client: &Client,
-    controller: &EntityName,
-    device: &mut impl Device,
-    notices: Notices,
-) {
-    for notice in notices.to_device {
-        tracing::warn!(notice = %notice.to_json(), "telling the device");
-        if let Err(e) = device.deliver(&notice).await {
-            tracing::error!(error = %e, "the device refused the agent's notice");
-        }
-    }
-    for message in notices.to_controller {
-        if let Err(e) = client.send(controller, &message) {
-            tracing::error!(error = %e, "a status report cannot be sent");
-        }
+async fn deliver(device: &mut impl Device, message: &Message) -> Result<(), String> {
+    match tokio::time::timeout(DELIVER_TIMEOUT, device.deliver(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "the device did not take it within {} s",
+            DELIVER_TIMEOUT.as_secs()
+        )),
     }
 }

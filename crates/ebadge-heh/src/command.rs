@@ -22,15 +22,24 @@
 use ebadge_bus::device::{Device, DeviceError};
 use ebadge_bus::model::Message;
 use std::process::Stdio;
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
+
+/// Lines waiting for the program's standard input, at most (beyond what the pipe holds).
+pub const WRITE_QUEUE: usize = 64;
+
+/// Longest wait for room in the write queue: past it, [`Device::deliver`] fails with the
+/// reason (the program does not read its input) instead of waiting on it.
+pub const WRITE_WAIT: Duration = Duration::from_secs(2);
 
 /// A device program and its pipes.
 #[derive(Debug)]
 pub struct CommandDevice {
     child: Child,
-    stdin: ChildStdin,
+    /// Lines for the writer task, which alone writes to the program's standard input.
+    writer: mpsc::Sender<String>,
     lines: mpsc::Receiver<Message>,
 }
 
@@ -50,10 +59,23 @@ impl CommandDevice {
             .map_err(|e| {
                 std::io::Error::other(format!("starting the device program {program}: {e}"))
             })?;
-        let stdin = child.stdin.take().expect("piped");
+        let mut stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
         let (tx, lines) = mpsc::channel(64);
+        // A writer task: whole lines only (a write given up half-way would garble the next
+        // line), and `deliver` never waits on the pipe itself. A program that writes reports
+        // while the agent writes to it, and reads only once its writes are taken, cannot hold
+        // the agent then: its output goes on being read meanwhile.
+        let (writer, mut queued) = mpsc::channel::<String>(WRITE_QUEUE);
+        tokio::spawn(async move {
+            while let Some(line) = queued.recv().await {
+                if let Err(e) = stdin.write_all(line.as_bytes()).await {
+                    tracing::error!(error = %e, "the device program's input is closed");
+                    return;
+                }
+            }
+        });
         // A reader task keeps `next` cancel-safe: a half-read line is never lost.
         tokio::spawn(async move {
             let mut reader = BufReader::new(stdout).lines();
@@ -81,7 +103,7 @@ impl CommandDevice {
         });
         Ok(Self {
             child,
-            stdin,
+            writer,
             lines,
         })
     }
@@ -97,12 +119,23 @@ impl Device for CommandDevice {
         self.lines.recv().await
     }
 
+    /// Queues the message's line for the program's standard input: done once queued (as it
+    /// was once in the pipe before: a line the program has not read yet is lost with it either
+    /// way). Cancel-safe: a line is queued whole or not at all.
     async fn deliver(&mut self, message: &Message) -> Result<(), DeviceError> {
         let mut line = message.to_json();
         line.push('\n');
-        self.stdin
-            .write_all(line.as_bytes())
+        self.writer
+            .send_timeout(line, WRITE_WAIT)
             .await
-            .map_err(|e| DeviceError(format!("writing to the device program: {e}")))
+            .map_err(|e| match e {
+                mpsc::error::SendTimeoutError::Timeout(_) => DeviceError(format!(
+                    "the device program has not read its input for {} s ({WRITE_QUEUE} lines wait)",
+                    WRITE_WAIT.as_secs()
+                )),
+                mpsc::error::SendTimeoutError::Closed(_) => {
+                    DeviceError("the device program's input is closed".into())
+                }
+            })
     }
 }

@@ -1,7 +1,8 @@
 //! The HEH agent on the real broker: a device program in a few lines of shell answers an
 //! activation and reports; an activation ends at its `to`; the failsafe applies when the link is
 //! cut or stalled during an activation, and the controller hears of it when the bus is back; a
-//! consumer the broker cancels while the connection stays up counts as the bus gone.
+//! device that stops reading its input does not stop the failsafe; a consumer the broker cancels
+//! while the connection stays up counts as the bus gone.
 
 use ebadge_bus::device::{Device, DeviceError};
 use ebadge_bus::model::{Activate, Message, Time};
@@ -425,6 +426,63 @@ async fn pairs_profile() -> Profile {
     let profile = ebadge_testkit::profile().await;
     PAIRS_READY.get_or_init(|| provision_pairs(&PAIRS)).await;
     profile
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_stops_reading_its_input_does_not_stop_the_failsafe() {
+    let profile = pairs_profile().await;
+    ebadge_testkit::drain_inbox(&profile, "agent-mute-vpp").await;
+    let proxy = Proxy::start(broker_addr(&profile)).await.unwrap();
+    let vpp = client(&profile, "agent-mute-vpp").await;
+    let heh_name = name("agent-mute-heh");
+    let heh = client(&via(&profile, &proxy), "agent-mute-heh").await;
+
+    // It accepts the first order, then writes reports and never reads its input again.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("device.sh");
+    std::fs::write(
+        &script,
+        r#"#!/bin/sh
+read -r line
+id=$(printf '%s' "$line" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+n=$(printf '%s' "$line" | sed 's/.*"modification_count":\([0-9]*\).*/\1/')
+printf '{"msg":"accept_activation","id":"%s","modification_count":%s}\n' "$id" "$n"
+while :; do
+  echo '{"msg":"report","from":"2030-01-01T10:00:00Z","to":"2030-01-01T10:01:00Z","resolution":60,"values":{"total.p":[1.5]},"heh_id":null}'
+  sleep 0.2
+done
+"#,
+    )
+    .unwrap();
+    let mut device = CommandDevice::start(&["sh".into(), script.display().to_string()]).unwrap();
+    let controller = name("agent-mute-vpp");
+    let running = tokio::spawn(async move {
+        let failsafe = FailsafeConfig {
+            after: time::Duration::seconds(2),
+            behaviour: Behaviour::End,
+        };
+        agent::run(&heh, &controller, &mut device, failsafe).await
+    });
+    let order = order_for(600);
+    accepted(&vpp, &heh_name, &order).await;
+
+    // The controller goes on sending, more than the pipe to the device holds (64 KiB).
+    for _ in 0..600 {
+        vpp.send(&heh_name, &Message::Activate(order_for(600)))
+            .unwrap();
+    }
+    vpp.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // The link goes: the failsafe applies on time all the same, and the controller hears it.
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.restore();
+    let report = status_report(&vpp).await;
+    let kinds: Vec<&str> = report.events.iter().map(|e| e.r#type.as_str()).collect();
+    assert_eq!(kinds, ["network_down", "failsafe_end", "network_up"]);
+    assert!(!running.is_finished(), "the agent runs on: {running:?}");
+    running.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
