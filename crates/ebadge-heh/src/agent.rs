@@ -14,7 +14,8 @@
 //! delays only what goes to it: the failsafe still ends activations at their `to` and applies
 //! when the bus goes away, and the controller still hears of it.
 
-use crate::failsafe::{Failsafe, FailsafeConfig, Notices};
+use crate::failsafe::{Failsafe, FailsafeConfig, Notices, Remembered};
+use crate::store::Store;
 use ebadge_bus::device::Device;
 use ebadge_bus::model::{Message, Time};
 use ebadge_bus::{Client, EntityName, Inbox, Incoming};
@@ -50,16 +51,46 @@ pub const DEVICE_QUEUE: usize = 16;
 const NOTICE_RETRY: Duration = Duration::from_secs(1);
 
 /// Runs until the device is gone: passes messages between `client`'s inbox, `controller` and
-/// `device`, keeping activations failsafe. A `deliver` of `device` that takes longer than
-/// [`DELIVER_TIMEOUT`] is dropped, so it must be cancel-safe (the agent's
-/// [`CommandDevice`](crate::command::CommandDevice) is).
+/// `device`, keeping activations failsafe. Remembers nothing across restarts: see
+/// [`run_with`].
 pub async fn run(
     client: &Client,
     controller: &EntityName,
     device: &mut impl Device,
     failsafe: FailsafeConfig,
 ) -> Result<(), AgentError> {
+    run_with(client, controller, device, failsafe, None).await
+}
+
+/// [`run`], with the failsafe's memory kept in `store`: what an earlier agent remembered is
+/// applied at start ([`Failsafe::resume`]: an activation whose `to` passed meanwhile ends at
+/// once), and every change is stored before it has consequences (an acceptance is stored before
+/// it goes to the controller).
+///
+/// The client may be started without the broker ([`Client::start`]): the device runs, the
+/// failsafe counts the outage from the start, and messages for the controller wait in the
+/// outbox. A `deliver` of `device` that takes longer than [`DELIVER_TIMEOUT`] is dropped, so it
+/// must be cancel-safe (the agent's [`CommandDevice`](crate::command::CommandDevice) is).
+pub async fn run_with(
+    client: &Client,
+    controller: &EntityName,
+    device: &mut impl Device,
+    failsafe: FailsafeConfig,
+    store: Option<Store>,
+) -> Result<(), AgentError> {
     let inbox = client.inbox().ok_or(AgentError::InboxTaken)?;
+    let remembered = match store.as_ref().map(Store::load).transpose() {
+        Ok(remembered) => remembered.unwrap_or_default(),
+        Err(e) => {
+            // The device must run all the same; what it ran before is lost, and said so.
+            tracing::error!(error = %e, "the failsafe's memory cannot be read: starting without it");
+            Remembered::default()
+        }
+    };
+    if !remembered.running().is_empty() {
+        tracing::warn!(running = ?remembered.running(), "activations remembered from before the restart");
+    }
+    let (failsafe, notices) = Failsafe::resume(failsafe, &remembered, &Time::now());
     let (orders_tx, orders_rx) = mpsc::channel(DEVICE_QUEUE);
     let (notices_tx, notices_rx) = mpsc::unbounded_channel();
     // The bus half reads this queue at every turn and never waits: a few are plenty.
@@ -67,9 +98,12 @@ pub async fn run(
     let mut bus = BusHalf {
         client,
         controller,
-        failsafe: Failsafe::new(failsafe),
+        failsafe,
+        store,
         notices: notices_tx,
     };
+    bus.remember();
+    bus.pass_on(notices);
     tokio::select! {
         ended = bus.run(inbox, orders_tx, up_rx) => ended,
         gone = device_half(device, orders_rx, notices_rx, up_tx) => Err(gone),
@@ -81,6 +115,7 @@ struct BusHalf<'a> {
     client: &'a Client,
     controller: &'a EntityName,
     failsafe: Failsafe,
+    store: Option<Store>,
     notices: mpsc::UnboundedSender<Message>,
 }
 
@@ -108,16 +143,30 @@ impl BusHalf<'_> {
                 message = up.recv() => {
                     let message = message.ok_or(AgentError::DeviceGone)?;
                     self.failsafe.from_device(&message);
+                    // Stored before the acceptance leaves: the controller never believes in an
+                    // activation a restarted agent would not end.
+                    self.remember();
                     self.send(&message, "a message of the device cannot be sent");
                 }
                 _ = tick.tick() => {
                     // The inbox consumed, not the connection: a connection can be up while the
                     // controller cannot reach us (the inbox's node down, the inbox deleted).
                     let notices = self.failsafe.tick(&Time::now(), self.client.is_consuming());
+                    self.remember();
                     self.pass_on(notices);
                     self.report_undelivered();
                 }
             }
+        }
+    }
+
+    /// Stores the failsafe's memory if it changed. A store that cannot be written does not stop
+    /// the failsafe: it goes on from memory, and says so.
+    fn remember(&mut self) {
+        if let (true, Some(store)) = (self.failsafe.take_changed(), &self.store)
+            && let Err(e) = store.save(&self.failsafe.remembered())
+        {
+            tracing::error!(error = %e, "the failsafe's memory cannot be stored: a restart now would forget it");
         }
     }
 

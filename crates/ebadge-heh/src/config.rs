@@ -12,7 +12,7 @@
 //! heartbeat_seconds = 30
 //!
 //! [outbox]                         # optional: kept in memory without it
-//! path = "/var/lib/ebadge-heh/outbox.sqlite"
+//! path = "/var/lib/ebadge-heh/outbox.sqlite"   # also keeps what the failsafe must remember
 //!
 //! [device]                         # the program the agent runs (JSON lines both ways)
 //! command = ["/usr/local/bin/my-device", "--port", "/dev/ttyUSB0"]
@@ -53,7 +53,8 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboxSection {
-    /// The SQLite file of the durable outbox.
+    /// The SQLite file of the durable outbox. The failsafe keeps what it must remember across
+    /// restarts in the same file.
     pub path: PathBuf,
 }
 
@@ -127,10 +128,15 @@ impl AgentConfig {
         Ok(config)
     }
 
+    /// The SQLite file of the durable outbox, where the failsafe's memory is kept too.
+    pub fn outbox_path(&self) -> Option<&Path> {
+        self.outbox.as_ref().map(|o| o.path.as_path())
+    }
+
     /// The client's configuration.
     pub fn client(&self) -> ClientConfig {
         let mut client = ClientConfig::new(self.bus.clone(), self.name.clone());
-        client.durable_outbox = self.outbox.as_ref().map(|o| o.path.clone());
+        client.durable_outbox = self.outbox_path().map(Path::to_path_buf);
         client.groups = self.groups.clone();
         client
     }

@@ -11,9 +11,13 @@
 //!   is told, and the controller gets a `status_report` with the outage's events
 //!   (`network_down`, `failsafe_end` or `failsafe_limit`, `network_up`);
 //! - "the bus" is the agent's inbox being consumed, not its connection: a connection can be up
-//!   while the controller cannot reach the HEH (its inbox's node down, the inbox deleted).
+//!   while the controller cannot reach the HEH (its inbox's node down, the inbox deleted);
+//! - what the rules need survives a restart of the agent ([`Remembered`]): an activation whose
+//!   `to` passed while the agent was not running ends when it starts again, and the controller
+//!   is told so too ([`Failsafe::resume`]).
 
 use ebadge_bus::model::{Activate, Message, Name, StatusEvent, StatusReport, Time};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use time::Duration;
@@ -56,6 +60,10 @@ pub struct Notices {
     pub to_controller: Vec<Message>,
 }
 
+/// The `reason` of an [`ACTIVATION_END`] for an activation whose `to` passed while the agent was
+/// not running: it ends when the agent starts again, late, and the controller is told too.
+pub const ENDED_AT_RESTART: &str = "restart";
+
 /// The failsafe's state.
 #[derive(Debug)]
 pub struct Failsafe {
@@ -68,6 +76,45 @@ pub struct Failsafe {
     down_since: Option<Time>,
     /// When the failsafe was applied in this outage.
     applied: Option<Time>,
+    /// Whether what [`Remembered`] holds changed since the last [`Failsafe::take_changed`].
+    changed: bool,
+}
+
+/// What the failsafe must remember across a restart of the agent (a crash, an update, an
+/// out-of-memory kill): the activations the device runs, the start of an outage and whether the
+/// failsafe was applied in it. Orders the device has not answered are not kept: their answer is
+/// lost with the old device program, and the controller's wait for it times out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Remembered {
+    /// The accepted activations that have not ended, each as its `activate` message.
+    running: Vec<String>,
+    /// Since when the bus is unreachable, if it is.
+    down_since: Option<String>,
+    /// When the failsafe was applied in that outage.
+    applied: Option<String>,
+}
+
+impl Remembered {
+    /// As JSON, for a store.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("strings serialise")
+    }
+
+    /// From what [`to_json`](Self::to_json) wrote.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// The ids of the activations remembered as running.
+    pub fn running(&self) -> Vec<String> {
+        self.running
+            .iter()
+            .filter_map(|json| match Message::decode(json) {
+                Ok(Message::Activate(order)) => Some(order.id.as_str().to_owned()),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 fn extension(msg: &str, fields: Value) -> Message {
@@ -85,7 +132,73 @@ impl Failsafe {
             running: BTreeMap::new(),
             down_since: None,
             applied: None,
+            changed: false,
         }
+    }
+
+    /// Starts again at `now` from what an earlier agent remembered. An activation whose `to`
+    /// passed meanwhile ends at once: the device is told, and so is the controller (the device may
+    /// have run it past its `to`; the message waits in the outbox until the bus is back). An
+    /// outage goes on from its remembered start; a failsafe limit applied in it is told to the
+    /// device again, since a device program started with the agent does not hold it.
+    pub fn resume(config: FailsafeConfig, remembered: &Remembered, now: &Time) -> (Self, Notices) {
+        let mut failsafe = Self::new(config);
+        let mut notices = Notices::default();
+        let time = |text: &Option<String>| text.as_deref().and_then(|t| Time::parse(t).ok());
+        failsafe.down_since = time(&remembered.down_since);
+        failsafe.applied = time(&remembered.applied).filter(|_| failsafe.down_since.is_some());
+        for json in &remembered.running {
+            let order = match Message::decode(json) {
+                Ok(Message::Activate(order)) => order,
+                // Written by this agent: only a damaged store gets here, and an unreadable order
+                // cannot be ended either; said, not hidden.
+                other => {
+                    tracing::error!(remembered = %json, outcome = ?other.map(|m| m.type_name().to_owned()), "a remembered activation cannot be read; skipped");
+                    continue;
+                }
+            };
+            if order.to <= *now {
+                let end = extension(
+                    ACTIVATION_END,
+                    json!({
+                        "id": order.id.as_str(),
+                        "modification_count": order.modification_count,
+                        "reason": ENDED_AT_RESTART,
+                        "to": order.to.to_string(),
+                        "ended_at": now.to_string(),
+                    }),
+                );
+                notices.to_device.push(end.clone());
+                notices.to_controller.push(end);
+                failsafe.changed = true;
+            } else {
+                failsafe.running.insert(order.id.as_str().to_owned(), order);
+            }
+        }
+        if let (Some(_), Behaviour::Limit { .. }) = (failsafe.applied, config.behaviour)
+            && !failsafe.running.is_empty()
+        {
+            notices.to_device.push(failsafe.failsafe_notice());
+        }
+        (failsafe, notices)
+    }
+
+    /// What to remember now (see [`Remembered`]).
+    pub fn remembered(&self) -> Remembered {
+        Remembered {
+            running: self
+                .running
+                .values()
+                .map(|order| Message::Activate(order.clone()).to_json())
+                .collect(),
+            down_since: self.down_since.as_ref().map(Time::to_string),
+            applied: self.applied.as_ref().map(Time::to_string),
+        }
+    }
+
+    /// Whether what is remembered changed since the last call: the agent stores it then.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
     }
 
     /// A message the agent passes to the device: an `activate` waits for the device's answer.
@@ -110,6 +223,7 @@ impl Failsafe {
             && accepted
         {
             self.running.insert(id.to_owned(), order);
+            self.changed = true;
         }
     }
 
@@ -129,13 +243,17 @@ impl Failsafe {
             .collect();
         for id in ended {
             let order = self.running.remove(&id).expect("listed above");
+            self.changed = true;
             notices.to_device.push(extension(
                 ACTIVATION_END,
                 json!({"id": id, "modification_count": order.modification_count, "reason": "to"}),
             ));
         }
         match (connected, &self.down_since) {
-            (false, None) => self.down_since = Some(*now),
+            (false, None) => {
+                self.down_since = Some(*now);
+                self.changed = true;
+            }
             (false, Some(since)) => {
                 let active = self.running.values().any(|o| o.from <= *now);
                 if self.applied.is_none() && active && now.since(since) >= self.config.after {
@@ -150,14 +268,21 @@ impl Failsafe {
 
     fn apply(&mut self, now: &Time) -> Message {
         self.applied = Some(*now);
+        self.changed = true;
+        let notice = self.failsafe_notice();
+        if self.config.behaviour == Behaviour::End {
+            // Ended: `to` has nothing left to end, and the bus's return does not restart them.
+            self.running.clear();
+        }
+        notice
+    }
+
+    /// The [`FAILSAFE`] notice for the running activations.
+    fn failsafe_notice(&self) -> Message {
         let ids: Vec<String> = self.running.keys().cloned().collect();
         let mut fields = json!({"activations": ids, "down_since": self.down_since.as_ref().map(Time::to_string)});
         match self.config.behaviour {
-            Behaviour::End => {
-                fields["action"] = "end".into();
-                // Ended: `to` has nothing left to end, and the bus's return does not restart them.
-                self.running.clear();
-            }
+            Behaviour::End => fields["action"] = "end".into(),
             Behaviour::Limit { limit_kw } => {
                 fields["action"] = "limit".into();
                 fields["limit_kw"] = limit_kw.into();
@@ -169,6 +294,7 @@ impl Failsafe {
     fn bus_back(&mut self, now: &Time, notices: &mut Notices) {
         let since = self.down_since.take().expect("called when down");
         let applied = self.applied.take();
+        self.changed = true;
         if applied.is_none() && now.since(&since) < self.config.after {
             return;
         }
@@ -354,5 +480,113 @@ mod tests {
             Notices::default(),
             "10 s: nothing to say"
         );
+    }
+
+    /// `f`'s memory as the store keeps it, read back by a new agent at `now`.
+    fn restarted(f: &Failsafe, behaviour: Behaviour, now: i64) -> (Failsafe, Notices) {
+        let stored = f.remembered().to_json();
+        let config = FailsafeConfig {
+            after: Duration::seconds(60),
+            behaviour,
+        };
+        Failsafe::resume(config, &Remembered::from_json(&stored).unwrap(), &t(now))
+    }
+
+    #[test]
+    fn an_activation_whose_to_passed_while_the_agent_was_down_ends_at_its_restart_and_both_hear_it()
+    {
+        let mut f = failsafe(Behaviour::End);
+        let (short, long) = (order(0, 300), order(0, 900));
+        run(&mut f, &short);
+        run(&mut f, &long);
+        assert!(f.take_changed(), "accepting is remembered");
+        assert!(!f.take_changed(), "once");
+
+        // Killed at 100 s, started again at 400 s: `short` ended meanwhile, `long` still runs.
+        let (mut again, notices) = restarted(&f, Behaviour::End, 400);
+        assert_eq!(kinds(&notices.to_device), [ACTIVATION_END]);
+        assert_eq!(
+            notices.to_device, notices.to_controller,
+            "the controller hears it too"
+        );
+        let end = notices.to_device[0].to_json();
+        for part in [
+            short.id.as_str(),
+            r#""reason":"restart""#,
+            &format!(r#""to":"{}""#, t(300)),
+            &format!(r#""ended_at":"{}""#, t(400)),
+        ] {
+            assert!(end.contains(part), "{part} in {end}");
+        }
+        assert_eq!(again.running().collect::<Vec<_>>(), [long.id.as_str()]);
+        assert!(
+            again.take_changed(),
+            "the ended one is forgotten in the store"
+        );
+        assert_eq!(
+            kinds(&again.tick(&t(900), true).to_device),
+            [ACTIVATION_END],
+            "the other ends at its to, as before the restart"
+        );
+    }
+
+    #[test]
+    fn an_outage_goes_on_across_a_restart_and_a_limit_applied_in_it_is_told_again() {
+        let mut f = failsafe(Behaviour::Limit { limit_kw: 1.5 });
+        run(&mut f, &order(0, 3600));
+        f.tick(&t(10), false);
+        let (mut again, notices) = restarted(&f, Behaviour::Limit { limit_kw: 1.5 }, 40);
+        assert_eq!(notices, Notices::default(), "nothing applied yet");
+        assert_eq!(
+            kinds(&again.tick(&t(70), false).to_device),
+            [FAILSAFE],
+            "60 s after the outage began, not after the restart"
+        );
+
+        let (mut third, notices) = restarted(&again, Behaviour::Limit { limit_kw: 1.5 }, 80);
+        assert_eq!(
+            kinds(&notices.to_device),
+            [FAILSAFE],
+            "the new device holds the limit too"
+        );
+        assert!(notices.to_controller.is_empty());
+        assert_eq!(
+            third.tick(&t(90), false),
+            Notices::default(),
+            "once per outage"
+        );
+        let back = third.tick(&t(100), true);
+        let Message::StatusReport(report) = &back.to_controller[0] else {
+            panic!("{back:?}")
+        };
+        let events: Vec<(String, &str)> = report
+            .events
+            .iter()
+            .map(|e| (e.time.to_string(), e.r#type.as_str()))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                (t(10).to_string(), "network_down"),
+                (t(70).to_string(), "failsafe_limit"),
+                (t(100).to_string(), "network_up")
+            ],
+            "the report covers the whole outage"
+        );
+    }
+
+    #[test]
+    fn nothing_remembered_starts_like_a_new_agent() {
+        let (mut f, notices) = Failsafe::resume(
+            FailsafeConfig {
+                after: Duration::seconds(60),
+                behaviour: Behaviour::End,
+            },
+            &Remembered::default(),
+            &t(0),
+        );
+        assert_eq!(notices, Notices::default());
+        assert_eq!(f.running().count(), 0);
+        assert!(!f.take_changed());
     }
 }

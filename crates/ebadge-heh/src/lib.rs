@@ -5,9 +5,11 @@
 //! - [`agent`]: passes messages between the bus and a [`Device`](ebadge_bus::device::Device),
 //!   and keeps activations failsafe;
 //! - [`failsafe`]: the failsafe's rules, without I/O;
-//! - [`command`]: the device as an external program speaking JSON lines.
+//! - [`command`]: the device as an external program speaking JSON lines;
+//! - [`store`]: what the failsafe remembers across restarts, beside the outbox.
 
 pub mod agent;
 pub mod command;
 pub mod config;
 pub mod failsafe;
+pub mod store;

@@ -1,10 +1,15 @@
 //! `ebadge-heh --config FILE`: the HEH agent. Connects to the bus with the HEH's certificate,
 //! runs the device program and passes messages between them, keeping activations failsafe.
 //! `--check` reads the configuration and says what it would do.
+//!
+//! It starts without the bus: the device runs at once and the failsafe counts the outage from
+//! the start, while the client connects in the background. Only what no retry can mend (the
+//! configuration, the certificate files, the outbox's file) stops it at start.
 
 use ebadge_heh::agent;
 use ebadge_heh::command::CommandDevice;
 use ebadge_heh::config::AgentConfig;
+use ebadge_heh::store::Store;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -49,15 +54,28 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Checked here, not by a first connection: the agent starts without the broker, and a
+    // certificate that cannot be read would otherwise only show as endless reconnects.
+    if let Err(e) = usable_certificate(&config) {
+        eprintln!("ebadge-heh: {e}");
+        return ExitCode::from(2);
+    }
     if check {
+        let client = config.client();
         println!(
-            "{} → {} via {}; device {:?}; failsafe after {} s: {:?}",
+            "{} → {} via {}; device {:?}; failsafe after {} s: {:?}; outbox {} (at most {} messages)",
             config.name,
             config.controller,
             config.bus.amqps_url,
             config.device.command,
             config.failsafe.after_seconds,
-            config.failsafe.behaviour
+            config.failsafe.behaviour,
+            config
+                .outbox_path()
+                .map_or("in memory: nothing survives a restart".into(), |p| p
+                    .display()
+                    .to_string()),
+            client.outbox_cap,
         );
         return ExitCode::SUCCESS;
     }
@@ -75,10 +93,37 @@ fn main() -> ExitCode {
     }
 }
 
+fn usable_certificate(config: &AgentConfig) -> Result<(), ebadge_bus::ConnectError> {
+    config
+        .bus
+        .host_and_port()
+        .map_err(ebadge_bus::ConnectError::Address)?;
+    let (cert, key) = config.bus.certificate(config.name.as_str());
+    ebadge_bus::connect::tls_config(&config.bus.ca, &cert, &key).map(drop)
+}
+
 async fn run(config: &AgentConfig) -> Result<(), Box<dyn std::error::Error>> {
-    let client = ebadge_bus::Client::connect(config.client()).await?;
+    // Without waiting for the broker: the device and the failsafe must run while the bus is
+    // away, also when it is away as the agent starts (systemd restarting it, an outage at boot).
+    let client = ebadge_bus::Client::start(config.client())?;
+    let store = match config.outbox_path() {
+        Some(path) => Some(Store::open(path)?),
+        None => {
+            tracing::warn!(
+                "no [outbox] path: running activations are forgotten if the agent restarts"
+            );
+            None
+        }
+    };
     let mut device = CommandDevice::start(&config.device.command)?;
-    let result = agent::run(&client, &config.controller, &mut device, config.failsafe()).await;
+    let result = agent::run_with(
+        &client,
+        &config.controller,
+        &mut device,
+        config.failsafe(),
+        store,
+    )
+    .await;
     device.stop().await;
     client.close(std::time::Duration::from_secs(5)).await;
     Ok(result?)

@@ -1,8 +1,9 @@
 //! The HEH agent on the real broker: a device program in a few lines of shell answers an
 //! activation and reports; an activation ends at its `to`; the failsafe applies when the link is
-//! cut or stalled during an activation, and the controller hears of it when the bus is back; a
-//! device that stops reading its input does not stop the failsafe; a consumer the broker cancels
-//! while the connection stays up counts as the bus gone.
+//! cut or stalled during an activation, and the controller hears of it when the bus is back.
+//! Across a restart of the agent (killed during an activation, started again without the bus)
+//! the activation still ends; a device that stops reading its input does not stop the failsafe;
+//! a consumer the broker cancels while the connection stays up counts as the bus gone.
 
 use ebadge_bus::device::{Device, DeviceError};
 use ebadge_bus::model::{Activate, Message, Time};
@@ -426,6 +427,141 @@ async fn pairs_profile() -> Profile {
     let profile = ebadge_testkit::profile().await;
     PAIRS_READY.get_or_init(|| provision_pairs(&PAIRS)).await;
     profile
+}
+
+/// The agent binary run with `config`, its log in `log`; killed when dropped.
+fn agent_process(config: &std::path::Path, log: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_ebadge-heh"))
+        .arg("--config")
+        .arg(config)
+        .env("EBADGE_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (at most `patience`) for a line of `file` that contains every one of `parts`.
+async fn line_with(
+    file: &std::path::Path,
+    parts: &[&str],
+    patience: Duration,
+    log: &std::path::Path,
+) -> String {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
+            return line.to_owned();
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!(
+                "no line with {parts:?} within {patience:?}; the device was told:\n{text}\nthe agent's log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_killed_during_activations_and_started_without_the_bus_ends_them_and_tells_the_controller()
+ {
+    let profile = pairs_profile().await;
+    ebadge_testkit::drain_inbox(&profile, "agent-keep-vpp").await;
+    let proxy = Proxy::start(broker_addr(&profile)).await.unwrap();
+    let vpp = client(&profile, "agent-keep-vpp").await;
+    let mut inbox = vpp.inbox().unwrap();
+    let heh = name("agent-keep-heh");
+
+    // The device writes down every line it is told and accepts every activation; the agent
+    // reaches the broker through the proxy, keeps its outbox in a file, and holds a limit when
+    // the bus is gone (so that only `to` ends an activation here).
+    let dir = tempfile::tempdir().unwrap();
+    let (told, log) = (dir.path().join("told.jsonl"), dir.path().join("agent.log"));
+    let script = dir.path().join("device.sh");
+    std::fs::write(
+        &script,
+        r#"#!/bin/sh
+while read -r line; do
+  printf '%s\n' "$line" >> "$1"
+  case "$line" in
+    *'"msg":"activate"'*)
+      id=$(printf '%s' "$line" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+      n=$(printf '%s' "$line" | sed 's/.*"modification_count":\([0-9]*\).*/\1/')
+      printf '{"msg":"accept_activation","id":"%s","modification_count":%s}\n' "$id" "$n" ;;
+  esac
+done
+"#,
+    )
+    .unwrap();
+    let config = dir.path().join("heh.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"agent-keep-heh\"\ncontroller = \"agent-keep-vpp\"\n[bus]\namqps_url = \"amqps://localhost:{}\"\nca = {:?}\ncerts = {:?}\nheartbeat_seconds = 2\n[outbox]\npath = \"outbox.sqlite\"\n[device]\ncommand = [\"sh\", {:?}, {:?}]\n[failsafe]\nafter_seconds = 2\nbehaviour = \"limit\"\nlimit_kw = 0.5\n",
+            proxy.addr.port(),
+            profile.ca,
+            profile.certs,
+            script,
+            told,
+        ),
+    )
+    .unwrap();
+    let mut first = agent_process(&config, &log);
+    let short = order_for(6);
+    accepted(&vpp, &heh, &short).await;
+    let long = order_for(16);
+    accepted(&vpp, &heh, &long).await;
+
+    // Killed (an out-of-memory kill, a crash), and the bus goes away before it is back.
+    first.kill().await.unwrap();
+    proxy.cut();
+    let to = |order: &Activate| {
+        let left = order.to.since(&Time::now()).whole_milliseconds().max(0) as u64;
+        Duration::from_millis(left)
+    };
+    tokio::time::sleep(to(&short) + Duration::from_secs(1)).await;
+    let _second = agent_process(&config, &log);
+
+    // `short` ended while no agent ran: the new one tells the device at once, bus or no bus.
+    let end = line_with(
+        &told,
+        &[ACTIVATION_END, short.id.as_str(), r#""reason":"restart""#],
+        Duration::from_secs(10),
+        &log,
+    )
+    .await;
+    assert!(end.contains(&short.to.to_string()), "{end}");
+    // `long` was remembered: it ends at its `to`, the bus still away.
+    assert!(Time::now() < long.to, "the test is too slow to tell");
+    line_with(
+        &told,
+        &[ACTIVATION_END, long.id.as_str(), r#""reason":"to""#],
+        to(&long) + Duration::from_secs(10),
+        &log,
+    )
+    .await;
+
+    // The bus is back: the controller hears that `short` ended late, from the HEH.
+    proxy.restore();
+    let heard = loop {
+        let incoming = tokio::time::timeout(Duration::from_secs(30), inbox.next())
+            .await
+            .expect("the end of the activation reaches the controller")
+            .unwrap();
+        incoming.ack();
+        if incoming.message.type_name() == ACTIVATION_END {
+            break incoming;
+        }
+    };
+    assert_eq!(heard.from, heh);
+    let text = heard.message.to_json();
+    assert!(
+        text.contains(short.id.as_str()) && text.contains(r#""reason":"restart""#),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
