@@ -1,6 +1,6 @@
 //! `ebadge-heh --config FILE`: the HEH agent. Connects to the bus with the HEH's certificate,
 //! runs the device program and passes messages between them, keeping activations failsafe.
-//! `--check` reads the configuration and says what it would do.
+//! `--check` reads the configuration and the certificate files, and says what it would do.
 //!
 //! It starts without the bus: the device runs at once and the failsafe counts the outage from
 //! the start, while the client connects in the background. Only what no retry can mend (the
@@ -16,7 +16,8 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: ebadge-heh --config FILE [--check]
 
 The eBADGE HEH agent: connects the HEH's device program to the bus (configuration: see
-docs/heh-guide.md, section 8). --check reads the configuration and prints what it would do.";
+docs/heh-guide.md, section 8). --check reads the configuration and the certificate files and
+prints what it would do.";
 
 fn main() -> ExitCode {
     let mut config = None;
