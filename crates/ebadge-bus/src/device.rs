@@ -42,7 +42,10 @@ pub trait Device: Send {
     /// happens first and calls it again.
     fn next(&mut self) -> impl Future<Output = Option<Message>> + Send;
 
-    /// A message for the device: from the controller, or a notice of the agent's own.
+    /// A message for the device: from the controller, or a notice of the agent's own. Must be
+    /// cancel-safe too: the agent gives up on a delivery that takes longer than a few seconds
+    /// (a device that stops reading must not hold its failsafe), and a message from the
+    /// controller given up so is offered again by the broker.
     fn deliver(
         &mut self,
         message: &Message,

@@ -271,7 +271,11 @@ impl Outbox {
         while self.queue.len() >= self.cap {
             if let Some((_, Waiting { message: old, .. })) = self.queue.pop_first() {
                 self.dropped += 1;
-                tracing::warn!(seq = old.seq, message_id = %old.message_id, "outbox full: dropped the oldest message");
+                // The first few, then one line per thousand: a device through a long outage at
+                // 10 msgs/s would otherwise write a line for each.
+                if self.dropped <= 10 || self.dropped.is_multiple_of(1000) {
+                    tracing::warn!(seq = old.seq, message_id = %old.message_id, dropped = self.dropped, "outbox full: dropped the oldest message (counted in dropped; logged for the first 10, then every 1,000th)");
+                }
                 let reason = format!(
                     "dropped unconfirmed: the outbox holds at most {} messages (raise outbox_cap, or bring the broker back sooner)",
                     self.cap
