@@ -94,7 +94,7 @@ pub async fn run_with(
     let (orders_tx, orders_rx) = mpsc::channel(DEVICE_QUEUE);
     let (notices_tx, notices_rx) = mpsc::unbounded_channel();
     // The bus half reads this queue at every turn and never waits: a few are plenty.
-    let (up_tx, up_rx) = mpsc::channel(64);
+    let (up_tx, mut up_rx) = mpsc::channel(64);
     let mut bus = BusHalf {
         client,
         controller,
@@ -104,10 +104,16 @@ pub async fn run_with(
     };
     bus.remember();
     bus.pass_on(notices);
-    tokio::select! {
-        ended = bus.run(inbox, orders_tx, up_rx) => ended,
+    let ended = tokio::select! {
+        ended = bus.run(inbox, orders_tx, &mut up_rx) => ended,
         gone = device_half(device, orders_rx, notices_rx, up_tx) => Err(gone),
+    };
+    // What the device said before it went still goes to the controller (a device program
+    // that writes its last report and exits).
+    while let Ok(message) = up_rx.try_recv() {
+        bus.device_said(&message);
     }
+    ended
 }
 
 /// The half of the agent that never waits on the device.
@@ -124,7 +130,7 @@ impl BusHalf<'_> {
         &mut self,
         mut inbox: Inbox,
         orders: mpsc::Sender<Incoming>,
-        mut up: mpsc::Receiver<Message>,
+        up: &mut mpsc::Receiver<Message>,
     ) -> Result<(), AgentError> {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -142,11 +148,7 @@ impl BusHalf<'_> {
                 }
                 message = up.recv() => {
                     let message = message.ok_or(AgentError::DeviceGone)?;
-                    self.failsafe.from_device(&message);
-                    // Stored before the acceptance leaves: the controller never believes in an
-                    // activation a restarted agent would not end.
-                    self.remember();
-                    self.send(&message, "a message of the device cannot be sent");
+                    self.device_said(&message);
                 }
                 _ = tick.tick() => {
                     // The inbox consumed, not the connection: a connection can be up while the
@@ -158,6 +160,15 @@ impl BusHalf<'_> {
                 }
             }
         }
+    }
+
+    /// A message of the device, for the controller.
+    fn device_said(&mut self, message: &Message) {
+        self.failsafe.from_device(message);
+        // Stored before the acceptance leaves: the controller never believes in an activation
+        // a restarted agent would not end.
+        self.remember();
+        self.send(message, "a message of the device cannot be sent");
     }
 
     /// Stores the failsafe's memory if it changed. A store that cannot be written does not stop

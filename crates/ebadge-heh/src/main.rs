@@ -126,6 +126,8 @@ async fn run(config: &AgentConfig) -> Result<(), Box<dyn std::error::Error>> {
     )
     .await;
     device.stop().await;
-    client.close(std::time::Duration::from_secs(5)).await;
+    // The agent may have started without the bus: what the device said last gets the time a
+    // first connection takes (long on a slow board) before an in-memory outbox is discarded.
+    client.close(std::time::Duration::from_secs(30)).await;
     Ok(result?)
 }
