@@ -3,37 +3,10 @@
 
 mod common;
 
-use amqprs::channel::BasicPublishArguments;
 use common::*;
-use ebadge_bus::{ActivationOutcome, Client, EntityName, Handled, Handler, Incoming};
+use ebadge_bus::{ActivationOutcome, Client, Handled, Handler, Incoming};
 use ebadge_model::{Activate, BalancingReserveBid, Message, Product, Time};
 use std::time::Duration;
-
-fn name(s: &str) -> EntityName {
-    EntityName::new(s).unwrap()
-}
-
-/// Publishes raw bytes as `sender` to `exchange`, the way a buggy peer would.
-async fn publish_raw(sender: &str, exchange: &str, body: &[u8]) {
-    let profile = profile().await;
-    let connection = ebadge_bus::connect(&profile, sender).await.unwrap();
-    let channel = connection.open_channel(None).await.unwrap();
-    let mut props = amqprs::BasicProperties::default();
-    props
-        .with_message_id(&uuid::Uuid::new_v4().to_string())
-        .with_user_id(sender)
-        .with_persistence(true);
-    channel
-        .basic_publish(
-            props,
-            body.to_vec(),
-            BasicPublishArguments::new(exchange, "report"),
-        )
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    connection.close().await.unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_invalid_messages_are_quarantined_with_a_reason_and_the_consumer_goes_on() {
@@ -47,13 +20,13 @@ async fn malformed_and_invalid_messages_are_quarantined_with_a_reason_and_the_co
     publish_raw(
         "heh-quarantine",
         exchange,
-        b"{\"msg\": \"report\", \"from\": ",
+        [b"{\"msg\": \"report\", \"from\": ".to_vec()],
     )
     .await;
     publish_raw(
         "heh-quarantine",
         exchange,
-        br#"{"msg":"load_price","from":"2013-07-27T23:10:00","to":"2013-07-28T00:30:00Z","price":0.138}"#,
+        [br#"{"msg":"load_price","from":"2013-07-27T23:10:00","to":"2013-07-28T00:30:00Z","price":0.138}"#.to_vec()],
     )
     .await;
     let sender = client(&profile, "heh-quarantine").await;

@@ -8,47 +8,9 @@
 mod common;
 
 use common::*;
-use ebadge_bus::{
-    ActivationOutcome, Client, ClientConfig, EntityName, Inbox, SendError, Undelivered,
-};
+use ebadge_bus::{ActivationOutcome, Client, ClientConfig, Inbox, SendError, Undelivered};
 use ebadge_model::{Activate, Message, Time};
 use std::time::{Duration, Instant};
-
-fn name(s: &str) -> EntityName {
-    EntityName::new(s).unwrap()
-}
-
-async fn wait_for(what: &str, patience: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + patience;
-    while !done() {
-        assert!(Instant::now() < deadline, "waited {patience:?} for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Publishes `count` invalid bodies as `sender` to `exchange`, as fast as the channel takes them.
-async fn flood(sender: &str, exchange: &str, count: usize) {
-    let connection = ebadge_testkit::connect(sender).await;
-    let channel = connection.open_channel(None).await.unwrap();
-    for n in 0..count {
-        let mut props = amqprs::BasicProperties::default();
-        props
-            .with_message_id(&uuid::Uuid::new_v4().to_string())
-            .with_user_id(sender)
-            .with_persistence(true);
-        channel
-            .basic_publish(
-                props,
-                format!("not json {n}").into_bytes(),
-                amqprs::channel::BasicPublishArguments::new(exchange, "report"),
-            )
-            .await
-            .unwrap();
-    }
-    // The broker handles a channel's publishes before its close.
-    channel.close().await.unwrap();
-    connection.close().await.unwrap();
-}
 
 /// The next message of `sender` in `inbox`, acknowledged (others are acknowledged and skipped).
 async fn next_from(inbox: &mut Inbox, sender: &str, patience: Duration) -> Option<Message> {
@@ -89,7 +51,12 @@ async fn a_flood_of_invalid_messages_into_a_refusing_quarantine_does_not_silence
     let exchange = "flood-heh-to-flood-op";
     // The first invalid message makes the quarantine; then it is bounded to what it holds and
     // refuses the rest (as a full one does).
-    flood("flood-heh", exchange, 1).await;
+    publish_raw(
+        "flood-heh",
+        exchange,
+        (0..1).map(|n| format!("not json {n}").into_bytes()),
+    )
+    .await;
     wait_for("the first copy", Duration::from_secs(10), || {
         receiver.counters().quarantined >= 1
     })
@@ -105,7 +72,12 @@ async fn a_flood_of_invalid_messages_into_a_refusing_quarantine_does_not_silence
     let before = receiver.counters();
 
     let invalid = 20 + 100;
-    flood("flood-heh", exchange, invalid).await;
+    publish_raw(
+        "flood-heh",
+        exchange,
+        (0..invalid).map(|n| format!("not json {n}").into_bytes()),
+    )
+    .await;
     let heh = client(&profile, "flood-heh").await;
     heh.send(&name("flood-op"), &numbered_report(1)).unwrap();
     let good = next_from(&mut inbox, "flood-heh", Duration::from_secs(30)).await;
@@ -267,7 +239,12 @@ async fn a_quarantine_that_cannot_be_made_does_not_stop_the_client() {
     let op = client(&profile, "loop-op").await;
     let mut inbox = op.inbox().unwrap();
     drain(&mut inbox).await;
-    flood("loop-heh", "loop-heh-to-loop-op", 1).await;
+    publish_raw(
+        "loop-heh",
+        "loop-heh-to-loop-op",
+        (0..1).map(|n| format!("not json {n}").into_bytes()),
+    )
+    .await;
     let heh = client(&profile, "loop-heh").await;
     let mut heh_inbox = heh.inbox().unwrap();
     drain(&mut heh_inbox).await;

@@ -7,14 +7,10 @@ mod common;
 use amqprs::channel::BasicPublishArguments;
 use common::*;
 use ebadge_bus::metrics::Metrics;
-use ebadge_bus::{ActivationOutcome, Client, EntityName, Handled, Handler, Incoming};
+use ebadge_bus::{ActivationOutcome, Client, Handled, Handler, Incoming};
 use ebadge_model::{Activate, Time};
 use std::collections::HashMap;
 use std::time::Duration;
-
-fn name(s: &str) -> EntityName {
-    EntityName::new(s).unwrap()
-}
 
 /// An HEH that accepts every activation.
 struct Accepting;

@@ -8,24 +8,12 @@
 mod common;
 
 use common::*;
-use ebadge_bus::{Client, ClientConfig, EntityName, SendError};
+use ebadge_bus::{Client, ClientConfig, SendError};
 use ebadge_testkit::proxy::Proxy;
 use std::time::{Duration, Instant};
 
 /// The tests of this file share a sender and its receivers: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn name(s: &str) -> EntityName {
-    EntityName::new(s).unwrap()
-}
-
-async fn wait_for(what: &str, patience: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + patience;
-    while !done() {
-        assert!(Instant::now() < deadline, "waited {patience:?} for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_refused_for_good_leaves_the_outbox_with_its_reason_and_the_others_go_on() {

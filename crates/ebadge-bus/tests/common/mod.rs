@@ -107,3 +107,45 @@ pub async fn drain(inbox: &mut Inbox) {
         incoming.ack();
     }
 }
+
+/// An entity name the test registry has.
+pub fn name(s: &str) -> EntityName {
+    EntityName::new(s).unwrap()
+}
+
+/// Waits until `done`, failing the test after `patience` (naming `what`).
+pub async fn wait_for(what: &str, patience: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + patience;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited {patience:?} for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Publishes raw `bodies` as `sender` to `exchange` (routing key `report`), the way a buggy or
+/// hostile peer would, as fast as the channel takes them.
+pub async fn publish_raw(sender: &str, exchange: &str, bodies: impl IntoIterator<Item = Vec<u8>>) {
+    let connection = ebadge_testkit::connect(sender).await;
+    let channel = connection.open_channel(None).await.unwrap();
+    for body in bodies {
+        let mut props = amqprs::BasicProperties::default();
+        props
+            .with_message_id(&uuid::Uuid::new_v4().to_string())
+            .with_user_id(sender)
+            .with_persistence(true);
+        channel
+            .basic_publish(
+                props,
+                body,
+                amqprs::channel::BasicPublishArguments::new(exchange, "report"),
+            )
+            .await
+            .unwrap();
+    }
+    // The broker handles a channel's publishes before its close.
+    channel.close().await.unwrap();
+    connection.close().await.unwrap();
+}
