@@ -36,7 +36,9 @@ pub struct CounterSnapshot {
     pub dropped: u64,
     /// Publishes repeated after a reconnect or a nack.
     pub republished: u64,
-    /// Negative confirms from the broker (e.g. a full queue refusing publishes).
+    /// Negative confirms from the broker for the application's messages (e.g. a full queue
+    /// refusing publishes); a full quarantine's refusals count in `quarantine_dropped` when
+    /// they end in a drop.
     pub nacked: u64,
     /// Publishes the broker returned because no queue was bound for them (kept and retried).
     pub returned: u64,
