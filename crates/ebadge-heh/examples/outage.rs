@@ -92,24 +92,13 @@ async fn measure(reports: u64, cap: Option<u64>) {
         agent.display()
     );
     let profile = ebadge_testkit::profile().await;
-    let m = ebadge_testkit::management();
-    let admin = ebadge_admin::mgmt::admin_client(&m);
     let registry = ebadge_admin::registry::Builder::new()
         .entity(VPP, None)
         .heh(HEH, VPP)
         .build()
         .unwrap();
-    ebadge_admin::provision::plan(&admin, &m, &registry)
-        .await
-        .unwrap()
-        .keeping_others(&registry)
-        .apply(&m, |_, _| {})
-        .await
-        .unwrap();
-    ebadge_admin::broker::LocalBroker::new(ebadge_testkit::broker_dir())
-        .pki()
-        .issue_missing([VPP, HEH])
-        .unwrap();
+    ebadge_testkit::provision_beside(&registry).await;
+    let admin = ebadge_testkit::admin().await;
     let vpp_inbox = ebadge_bus::conventions::inbox_queue(&EntityName::new(VPP).unwrap());
     admin.purge_queue("/", &vpp_inbox).await.unwrap();
 

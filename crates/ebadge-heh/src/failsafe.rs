@@ -356,6 +356,15 @@ mod tests {
         f.from_device(&Message::AcceptActivation(order.accept()));
     }
 
+    /// A status report's events as (time, type).
+    fn timeline(report: &StatusReport) -> Vec<(String, &str)> {
+        report
+            .events
+            .iter()
+            .map(|e| (e.time.to_string(), e.r#type.as_str()))
+            .collect()
+    }
+
     fn kinds(messages: &[Message]) -> Vec<&str> {
         messages.iter().map(Message::type_name).collect()
     }
@@ -422,11 +431,7 @@ mod tests {
             panic!("{back:?}")
         };
         assert_eq!(report.status, "failsafe");
-        let events: Vec<(String, &str)> = report
-            .events
-            .iter()
-            .map(|e| (e.time.to_string(), e.r#type.as_str()))
-            .collect();
+        let events = timeline(report);
         assert_eq!(
             events,
             [
@@ -559,11 +564,7 @@ mod tests {
         let Message::StatusReport(report) = &back.to_controller[0] else {
             panic!("{back:?}")
         };
-        let events: Vec<(String, &str)> = report
-            .events
-            .iter()
-            .map(|e| (e.time.to_string(), e.r#type.as_str()))
-            .collect();
+        let events = timeline(report);
         assert_eq!(
             events,
             [

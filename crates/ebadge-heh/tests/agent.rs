@@ -399,27 +399,14 @@ static PAIRS_READY: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new
 
 /// Provisions `pairs` on the shared test broker, leaving everything else as it is.
 async fn provision_pairs(pairs: &[(&str, &str)]) {
-    use ebadge_admin::registry::Builder;
-    let m = ebadge_testkit::management();
-    let admin = ebadge_admin::mgmt::admin_client(&m);
     let registry = pairs
         .iter()
-        .fold(Builder::new(), |r, (vpp, heh)| {
+        .fold(ebadge_admin::registry::Builder::new(), |r, (vpp, heh)| {
             r.entity(*vpp, None).heh(*heh, *vpp)
         })
         .build()
         .unwrap();
-    ebadge_admin::provision::plan(&admin, &m, &registry)
-        .await
-        .unwrap()
-        .keeping_others(&registry)
-        .apply(&m, |_, _| {})
-        .await
-        .unwrap();
-    ebadge_admin::broker::LocalBroker::new(ebadge_testkit::broker_dir())
-        .pki()
-        .issue_missing(pairs.iter().flat_map(|(vpp, heh)| [*vpp, *heh]))
-        .unwrap();
+    ebadge_testkit::provision_beside(&registry).await;
 }
 
 /// The shared broker's profile, with [`PAIRS`] provisioned.

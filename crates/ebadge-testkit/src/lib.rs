@@ -419,6 +419,22 @@ async fn provision(broker: &LocalBroker) {
     .await
 }
 
+/// Adds `registry`'s entities to the shared test broker (provisioned, certificates issued),
+/// leaving everything else as it is: for tests and examples that own their entities.
+pub async fn provision_beside(registry: &Registry) {
+    profile().await;
+    let others = ebadge_admin::local::Others::Keep;
+    ebadge_admin::local::provision(
+        &LocalBroker::new(broker_dir()),
+        &Default::default(),
+        registry,
+        others,
+        |_, _| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the entities are added to the test broker: {e}"));
+}
+
 /// Brings `broker` up with `options` and to exactly the registry's state.
 async fn provision_with(
     broker: &LocalBroker,
