@@ -40,12 +40,14 @@
 mod macros;
 
 mod builders;
+pub mod describe;
 mod errata;
 pub mod field;
 pub mod heh;
 pub mod market;
 mod message;
 pub mod names;
+pub mod python;
 pub mod rules;
 pub mod schema;
 mod strict_json;

@@ -131,6 +131,18 @@ macro_rules! json_object {
             /// The JSON names of the core fields, in the order of the spec's field table.
             pub const FIELDS: &'static [&'static str] = &[ $( json_name!($field $($json)?) ),* ];
 
+            /// The field table as data, for code generated in other languages (the Python classes).
+            pub const TABLE: $crate::describe::Table = $crate::describe::Table {
+                name: stringify!($name),
+                doc: stringify!($(#[$meta])*),
+                fields: &[ $( $crate::describe::FieldInfo {
+                    json: json_name!($field $($json)?),
+                    kind: stringify!($kind),
+                    ty: stringify!($ty),
+                    doc: stringify!($(#[$fmeta])*),
+                }, )* ],
+            };
+
             /// Reads the core fields and the extensions from `r`, then checks the type's rules.
             #[allow(unused_mut)] // a type without fields (get_all_prices) reads nothing
             pub(crate) fn read(mut r: $crate::field::ObjectReader) -> Result<Self, $crate::field::FieldError> {
