@@ -21,6 +21,7 @@ pub struct Counters {
     pub(crate) quarantined: AtomicU64,
     pub(crate) quarantine_dropped: AtomicU64,
     pub(crate) unhandled: AtomicU64,
+    pub(crate) rejected: AtomicU64,
 }
 
 /// A snapshot of the counters.
@@ -60,6 +61,9 @@ pub struct CounterSnapshot {
     pub quarantine_dropped: u64,
     /// Messages a handler did not handle.
     pub unhandled: u64,
+    /// Valid messages the application refused ([`Incoming::reject`](crate::Incoming::reject):
+    /// a handler failed on them), moved to the quarantine queue with the reason.
+    pub rejected: u64,
     /// Valid messages that came without an AMQP message_id (clients of other stacks): nothing to
     /// drop duplicates by, so a redelivered copy reaches the application again.
     pub without_message_id: u64,
@@ -88,6 +92,7 @@ impl Counters {
             quarantined: self.quarantined.load(Relaxed),
             quarantine_dropped: self.quarantine_dropped.load(Relaxed),
             unhandled: self.unhandled.load(Relaxed),
+            rejected: self.rejected.load(Relaxed),
         }
     }
 }
@@ -111,6 +116,7 @@ impl std::ops::AddAssign for CounterSnapshot {
             quarantined,
             quarantine_dropped,
             unhandled,
+            rejected,
             without_message_id,
         } = other;
         self.sent += sent;
@@ -128,6 +134,7 @@ impl std::ops::AddAssign for CounterSnapshot {
         self.quarantined += quarantined;
         self.quarantine_dropped += quarantine_dropped;
         self.unhandled += unhandled;
+        self.rejected += rejected;
         self.without_message_id += without_message_id;
     }
 }

@@ -113,20 +113,23 @@ pub enum RejectClass {
     /// It came through a pair exchange addressed to another entity or a group we are not in:
     /// relayed by a binding into a pair exchange (see [`verdict`]).
     NotAddressed,
+    /// Valid, but the application refused it ([`crate::Incoming::reject`]): a handler failed.
+    Rejected,
 }
 
 impl RejectClass {
     /// Every class, in a fixed order (the index of [`RejectClass::index`]).
-    pub const ALL: [RejectClass; 5] = [
+    pub const ALL: [RejectClass; 6] = [
         RejectClass::UnknownSender,
         RejectClass::UnverifiedMove,
         RejectClass::UserIdMismatch,
         RejectClass::InvalidMessage,
         RejectClass::NotAddressed,
+        RejectClass::Rejected,
     ];
 
     /// The label value: `unknown_sender`, `unverified_move`, `user_id_mismatch`,
-    /// `invalid_message`, `not_addressed`.
+    /// `invalid_message`, `not_addressed`, `rejected_by_application`.
     pub fn as_str(self) -> &'static str {
         match self {
             RejectClass::UnknownSender => "unknown_sender",
@@ -134,6 +137,7 @@ impl RejectClass {
             RejectClass::UserIdMismatch => "user_id_mismatch",
             RejectClass::InvalidMessage => "invalid_message",
             RejectClass::NotAddressed => "not_addressed",
+            RejectClass::Rejected => "rejected_by_application",
         }
     }
 

@@ -34,12 +34,23 @@ pub(crate) struct AckHandle {
 }
 
 /// What the application did with a message it was given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Settle {
     /// Done with it: the broker forgets it.
     Ack(u64),
     /// Dropped without an ack (an error on the way, say): the broker offers it again.
     Release(u64),
+    /// Refused by the application: a copy goes to the quarantine with the reason, then the
+    /// broker forgets the original.
+    Reject(u64, Box<Rejected>),
+}
+
+/// What the quarantine copy of a message the application refused is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rejected {
+    pub(crate) routing_key: String,
+    pub(crate) body: Vec<u8>,
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 impl Incoming {
@@ -52,6 +63,49 @@ impl Incoming {
         if !self.ack.acked.swap(true, Ordering::Relaxed) {
             let _ = self.ack.tx.send(Settle::Ack(self.ack.id));
         }
+    }
+
+    /// Refuses the message: the application cannot act on it (a handler failed on it, say). It
+    /// is not offered again: a copy goes to our quarantine queue with `reason` in its
+    /// `x-ebadge-reason` header (as the client does with invalid messages), where an operator
+    /// can look at it, and the broker forgets the original once the copy is confirmed. Counted in
+    /// [`CounterSnapshot::rejected`](crate::CounterSnapshot::rejected). After
+    /// [`ack`](Self::ack), it does nothing.
+    ///
+    /// The copy's body is the message as the client encodes it (the same JSON value as what
+    /// arrived, `ext_` fields included).
+    pub fn reject(&self, reason: &str) {
+        if self.ack.acked.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let mut headers = vec![
+            (
+                crate::conventions::QUARANTINE_REASON_HEADER.to_owned(),
+                format!("rejected by the application: {reason}"),
+            ),
+            (
+                crate::conventions::QUARANTINE_FROM_HEADER.to_owned(),
+                self.from.as_str().to_owned(),
+            ),
+            ("x-ebadge-exchange".to_owned(), self.exchange.clone()),
+        ];
+        if let Some(id) = &self.message_id {
+            headers.push(("x-ebadge-message-id".to_owned(), id.clone()));
+        }
+        let body = self
+            .message
+            .encode()
+            .unwrap_or_else(|e| format!("(not encodable: {e})"))
+            .into_bytes();
+        let rejected = Rejected {
+            routing_key: self.routing_key.clone(),
+            body,
+            headers,
+        };
+        let _ = self
+            .ack
+            .tx
+            .send(Settle::Reject(self.ack.id, Box::new(rejected)));
     }
 }
 

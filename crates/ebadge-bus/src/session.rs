@@ -13,8 +13,8 @@ use crate::conventions::{
 use crate::counters::Counters;
 use crate::dedupe::DedupeWindow;
 use crate::events::{CONSUMER, Callbacks, Event};
-use crate::inbound::{Held, verdict};
-use crate::incoming::{AckHandle, Incoming, Settle};
+use crate::inbound::{Held, RejectClass, verdict};
+use crate::incoming::{AckHandle, Incoming, Rejected, Settle};
 use crate::publisher::Publisher;
 use crate::settlement::{Lane, QuarantineCopy, Settled, Settlement};
 use crate::shared::{PendingKey, Shared};
@@ -406,8 +406,9 @@ impl Supervisor {
                     let tags: Vec<u64> = std::iter::from_fn(|| self.ack_rx.try_recv().ok())
                         .filter_map(|settle| match settle {
                             Settle::Ack(id) => self.held.release(id).1,
-                            // The connection's close gives it back anyway.
-                            Settle::Release(_) => None,
+                            // The connection's close gives it back anyway (a rejected one too:
+                            // the next run meets it again).
+                            Settle::Release(_) | Settle::Reject(..) => None,
                         })
                         .collect();
                     let _ = self.acknowledge(&consumer, tags).await;
@@ -639,6 +640,47 @@ impl Supervisor {
         for settle in settles {
             match settle {
                 Settle::Ack(id) => acks.extend(self.held.release(id).1),
+                Settle::Reject(id, rejected) => {
+                    let (key, tag) = self.held.release(id);
+                    Counters::add(&self.shared.counters.rejected, 1);
+                    if let Some(observed) = self.shared.observed.get() {
+                        observed.quarantined(RejectClass::Rejected);
+                    }
+                    tracing::warn!(headers = ?rejected.headers, "quarantining a message the application rejected");
+                    let Some(tag) = tag else {
+                        // It died with a channel: its redelivery must reach the application (and
+                        // be rejected) again, not be dropped as a duplicate.
+                        if let Some((sender, message_id)) = key {
+                            self.dedupe.forget(&sender, &message_id);
+                        }
+                        continue;
+                    };
+                    let quarantine = &mut self.settlements[QUARANTINE_LANE];
+                    if !quarantine.quarantine_has_room() {
+                        tracing::error!(headers = ?rejected.headers, "too many quarantine copies wait to be published: a rejected message is dropped");
+                        Counters::add(&self.shared.counters.quarantine_dropped, 1);
+                        acks.push(tag);
+                        continue;
+                    }
+                    let hold =
+                        quarantine.holding() < quarantine_hold_max(self.shared.config.prefetch);
+                    let Rejected {
+                        routing_key,
+                        body,
+                        headers,
+                    } = *rejected;
+                    quarantine.quarantine(QuarantineCopy::new(
+                        hold.then_some(tag),
+                        routing_key,
+                        body,
+                        headers,
+                    ));
+                    if hold {
+                        self.held.pin(tag);
+                    } else {
+                        acks.push(tag);
+                    }
+                }
                 Settle::Release(id) => {
                     let (key, tag) = self.held.release(id);
                     if let Some((sender, message_id)) = key {

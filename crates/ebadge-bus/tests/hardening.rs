@@ -2,7 +2,8 @@
 //! flooding invalid messages while the quarantine refuses them does not silence the receiver; a
 //! message too large for the broker fails alone; a session that fails right after connecting
 //! backs off; a quarantine that cannot be made does not stop the client;
-//! a message the application drops without an ack comes again; an activation's answer counts
+//! a message the application drops without an ack comes again, one it rejects goes to the
+//! quarantine with its reason; an activation's answer counts
 //! only from the peer it was sent to; `close` says what it left behind.
 
 mod common;
@@ -349,6 +350,54 @@ async fn a_message_dropped_without_an_ack_is_offered_again() {
     again.ack();
     sender.close(Duration::from_secs(1)).await;
     receiver.close(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_application_rejects_goes_to_the_quarantine_with_its_reason_and_not_again() {
+    let profile = profile().await;
+    ebadge_testkit::quarantined("rej-receiver", 0).await;
+    let receiver = client(&profile, "rej-receiver").await;
+    let mut inbox = receiver.inbox().unwrap();
+    drain(&mut inbox).await;
+    let sender = client(&profile, "rej-sender").await;
+    for n in [7, 8] {
+        sender
+            .send(&name("rej-receiver"), &numbered_report(n))
+            .unwrap();
+    }
+    let first = tokio::time::timeout(Duration::from_secs(10), inbox.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(number_of(&first.message), Some(7));
+    first.reject("ValueError: the device refused it");
+    // An ack after the rejection changes nothing.
+    first.ack();
+    let second = tokio::time::timeout(Duration::from_secs(10), inbox.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(number_of(&second.message), Some(8));
+    second.ack();
+    let held = ebadge_testkit::quarantined("rej-receiver", 1).await;
+    assert_eq!(
+        held,
+        vec![(
+            "rej-sender".to_owned(),
+            "rejected by the application: ValueError: the device refused it".to_owned()
+        )]
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), inbox.next())
+            .await
+            .is_err(),
+        "a rejected message is not offered again"
+    );
+    assert_eq!(receiver.counters().rejected, 1);
+    assert_eq!(receiver.counters().received, 2);
+    sender.close(Duration::from_secs(1)).await;
+    receiver.close(Duration::from_secs(1)).await;
+    assert_eq!(queue_depth("private-rej-receiver-inbox").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,8 +45,13 @@ fn py_type(ty: &str) -> PyType {
             converter: inner.converter.map(|c| format!("seq({c})")),
         };
     }
-    if let Some(inner) = ty.strip_prefix("BTreeMap<").and_then(|t| t.strip_suffix('>')) {
-        let (key, value) = inner.split_once(',').expect("a map has a key and a value type");
+    if let Some(inner) = ty
+        .strip_prefix("BTreeMap<")
+        .and_then(|t| t.strip_suffix('>'))
+    {
+        let (key, value) = inner
+            .split_once(',')
+            .expect("a map has a key and a value type");
         assert_eq!(py_type(key).annotation, "str", "map keys are names");
         let value = py_type(value);
         return PyType {
@@ -69,7 +74,9 @@ fn py_type(ty: &str) -> PyType {
             annotation: other.to_owned(),
             converter: Some(format!("obj({other})")),
         },
-        other => panic!("no Python type for the Rust field type {other}: add it to python::py_type"),
+        other => {
+            panic!("no Python type for the Rust field type {other}: add it to python::py_type")
+        }
     }
 }
 
@@ -79,7 +86,13 @@ fn docstring(text: &str, by: usize) -> String {
     let text = text.replace('\\', "\\\\").replace("\"\"\"", "\\\"\\\"\\\"");
     let body = text
         .lines()
-        .map(|l| if l.is_empty() { String::new() } else { format!("{pad}{l}") })
+        .map(|l| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("{pad}{l}")
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n");
     format!("{pad}\"\"\"{}\"\"\"\n", body.trim_start())
@@ -249,7 +262,12 @@ class Handler:
             table.name
         )
         .unwrap();
-        writeln!(out, "        \"\"\"A `{}` message arrived.\"\"\"", t.as_str()).unwrap();
+        writeln!(
+            out,
+            "        \"\"\"A `{}` message arrived.\"\"\"",
+            t.as_str()
+        )
+        .unwrap();
         out.push_str("        return NOT_HANDLED\n");
     }
     out.push_str(

@@ -31,7 +31,7 @@ use tokio::sync::OnceCell;
 /// a full and an unroutable receiver, and a stranger it has no link with; pairs for held
 /// messages, quarantine copies and the pika interoperability test. The hardening tests: an
 /// operator flooded by its HEH, a sender of too large messages, an operator whose quarantine
-/// cannot be made, a receiver that drops messages, a VPP answered by the wrong HEH. The relay test: `relay-vpp`
+/// cannot be made, a receiver that drops messages, one that rejects them, a VPP answered by the wrong HEH. The relay test: `relay-vpp`
 /// linked to `relay-ts` and to `relay-mkt`, and a group of `relay-ts` with `relay-mkt` in it.
 pub const REGISTRY: &str = r#"
 [[entity]]
@@ -56,6 +56,12 @@ name = "rel-sender"
 name = "rel-receiver"
 [[link]]
 between = ["rel-sender", "rel-receiver"]
+[[entity]]
+name = "rej-sender"
+[[entity]]
+name = "rej-receiver"
+[[link]]
+between = ["rej-sender", "rej-receiver"]
 [[entity]]
 name = "peer-vpp"
 [[heh]]
