@@ -1,0 +1,89 @@
+//! The model's strict codec for Python: a message's text in, its canonical text out (or
+//! `InvalidMessage` with the type and the field), and the JSON Schemas.
+
+use crate::errors::{InvalidMessage, invalid};
+use ebadge_model::{Message, MessageType, schema};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
+
+/// Text or UTF-8 bytes as a string, copied so that the work on it can go without the GIL.
+pub(crate) fn text_of(value: &Bound<'_, PyAny>) -> PyResult<String> {
+    if value.is_instance_of::<PyString>() {
+        return value.extract();
+    }
+    if let Ok(b) = value.cast::<PyBytes>() {
+        return match std::str::from_utf8(b.as_bytes()) {
+            Ok(s) => Ok(s.to_owned()),
+            Err(e) => Err(InvalidMessage::new_err((
+                None::<String>,
+                None::<String>,
+                format!("not UTF-8: {e}"),
+            ))),
+        };
+    }
+    Err(pyo3::exceptions::PyTypeError::new_err(
+        "a message is a str or UTF-8 bytes",
+    ))
+}
+
+/// Decodes strictly and encodes again: `(msg type, canonical JSON text)`.
+pub(crate) fn canonical_of(text: &str) -> Result<(String, String), ebadge_model::InvalidMessage> {
+    let message = Message::decode(text)?;
+    let encoded = message.encode()?;
+    Ok((message.type_name().to_owned(), encoded))
+}
+
+/// `decode(text) -> (msg_type, canonical_text)`: checks a message against every rule of the
+/// model and writes it as the Rust encoder does (the errata repaired, `ext_` fields kept).
+#[pyfunction]
+fn decode(py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<(String, String)> {
+    let text = text_of(text)?;
+    py.detach(|| canonical_of(&text)).map_err(invalid)
+}
+
+/// `canonical(text) -> str`: the canonical text of a valid message.
+#[pyfunction]
+fn canonical(py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<String> {
+    decode(py, text).map(|(_, text)| text)
+}
+
+/// `schema(name=None) -> str`: the JSON Schema of one message type, or of all as one schema.
+#[pyfunction]
+#[pyo3(signature = (name=None))]
+fn schema_of(name: Option<&str>) -> PyResult<String> {
+    let value = match name {
+        None => schema::all_messages_schema(),
+        Some(name) => match MessageType::from_name(name) {
+            Some(t) => schema::message_schema(t),
+            None => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "{name:?} is not a message type of D3.1.3 (ebadge.message_types() lists them)"
+                )));
+            }
+        },
+    };
+    Ok(serde_json::to_string_pretty(&value).expect("a schema is JSON"))
+}
+
+/// `types() -> [(name, level)]`: the 33 message types in the order of D3.1.3.
+#[pyfunction]
+fn types() -> Vec<(&'static str, &'static str)> {
+    MessageType::ALL
+        .iter()
+        .map(|t| {
+            let level = match t.level() {
+                ebadge_model::Level::Heh => "heh",
+                ebadge_model::Level::Market => "market",
+            };
+            (t.as_str(), level)
+        })
+        .collect()
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(decode, m)?)?;
+    m.add_function(wrap_pyfunction!(canonical, m)?)?;
+    m.add("schema", wrap_pyfunction!(schema_of, m)?)?;
+    m.add_function(wrap_pyfunction!(types, m)?)?;
+    Ok(())
+}
