@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: deps demo test test-rabbitmq4 lint cross unit bench fuzz build
+.PHONY: deps demo test test-rabbitmq4 lint cross unit bench fuzz build python python-release
 
 deps:
 	@scripts/install-deps.sh
@@ -10,13 +10,22 @@ deps:
 build: deps
 	$(CARGO) build --release -p ebadge
 
+## The Python package (python/, crates/ebadge-py): a wheel built with maturin and installed in
+## .venv with its test tools and peers; `python-release` optimised (the demo, benchmarks).
+python: deps
+	scripts/python.sh
+
+python-release: deps
+	scripts/python.sh --release
+
 ## The main job: local broker, 100 simulated HEHs and a VPP, the market actors, a summary.
 DEMO_ARGS ?=
-demo: build
+demo: build python-release
 	scripts/demo.sh $(DEMO_ARGS)
 
-## fmt check, clippy with warnings as errors, the cross builds, every test (unit, integration, doc).
-test: deps lint cross unit
+## fmt check, clippy with warnings as errors, the cross builds, the Python package, every test
+## (unit, integration, doc, and the Python package's pytest suite, run by crates/ebadge/tests/python.rs).
+test: deps lint cross python unit
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -41,7 +50,7 @@ unit:
 
 ## The broker tests again on Debian 13's RabbitMQ 4.0 (on Debian 12, in a Debian 13 tree that
 ## scripts/rabbitmq4.sh makes once), with broker directories of their own.
-test-rabbitmq4: deps
+test-rabbitmq4: deps python
 	scripts/rabbitmq4.sh $(MAKE) unit TEST_DIR=target/tmp-rabbitmq4
 
 ## Benchmarks (results go to docs/benchmarks.md by hand, with the machine): the codec, then the

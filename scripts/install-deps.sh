@@ -12,6 +12,9 @@ APT_PACKAGES=(
     "/usr/sbin/ip:iproute2"
     "/usr/lib/python3/dist-packages/pika/__init__.py:python3-pika"
     "/usr/bin/promtool:prometheus"
+    # The Python package's virtual environment (.venv, scripts/python.sh) and its headers.
+    "/usr/share/doc/python3-venv/copyright:python3-venv"
+    "/usr/share/doc/python3-dev/copyright:python3-dev"
     # The HEH agent's cross builds (`make cross`) and the ARM agent's test under qemu-user.
     "/usr/bin/aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu"
     "/usr/bin/arm-linux-gnueabihf-gcc:gcc-arm-linux-gnueabihf"

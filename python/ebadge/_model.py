@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import Any, Callable, ClassVar, Dict, List, NamedTuple, Optional, Tuple, Type, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, NamedTuple, Optional, Tuple, Type, TypeVar, Union
 
 from ebadge import _core
 
@@ -179,13 +179,17 @@ class Object:
                 )
         self.ext = dict(ext)
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("ext_"):
-            try:
-                return self.__dict__["ext"][name]
-            except KeyError:
-                pass
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    if not TYPE_CHECKING:
+        # Hidden from type checkers: a __getattr__ they saw would make every attribute name valid,
+        # a misspelled field included. Typed code reads extensions as ``m.ext["ext_x_y"]``.
+
+        def __getattr__(self, name: str) -> Any:
+            if name.startswith("ext_"):
+                try:
+                    return self.__dict__["ext"][name]
+                except KeyError:
+                    pass
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def to_value(self) -> Dict[str, Any]:
         """The object as JSON values (dicts, lists, strings, numbers), times as eBADGE text."""
@@ -228,6 +232,15 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
+def _canonical(msg_type: Optional[str], text: str) -> str:
+    """The core's canonical text; a str the core cannot take (a lone surrogate, which UTF-8 cannot
+    hold) is refused as InvalidMessage like every other invalid value, not as UnicodeEncodeError."""
+    try:
+        return _core.canonical(text)
+    except UnicodeEncodeError as e:
+        raise InvalidMessage(msg_type, None, f"not UTF-8 text: {e.reason}") from None
+
+
 class Message(Object):
     """A message of one of the 33 types of D3.1.3."""
 
@@ -255,11 +268,11 @@ class Message(Object):
 
     def validate(self) -> None:
         """Checks the message against every rule of the model; raises InvalidMessage."""
-        _core.canonical(self._text())
+        _canonical(self.msg, self._text())
 
     def to_json(self) -> str:
         """The message as eBADGE JSON, checked and written as the Rust encoder writes it."""
-        return _core.canonical(self._text())
+        return _canonical(self.msg, self._text())
 
 
 class ExtensionMessage:
@@ -286,7 +299,7 @@ class ExtensionMessage:
             text = _dumps(self.to_value())
         except (TypeError, ValueError) as e:
             raise InvalidMessage(self.msg, None, f"a value is not JSON: {e}") from None
-        return _core.canonical(text)
+        return _canonical(self.msg, text)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ExtensionMessage) and (self.msg, self.fields) == (other.msg, other.fields)
@@ -320,7 +333,10 @@ def message_from(msg_type: str, canonical: str) -> AnyMessage:
 def decode(text: Union[str, bytes]) -> AnyMessage:
     """Decodes a message strictly (every rule of D3.1.3) into its class; raises InvalidMessage
     naming the type and the field."""
-    msg_type, canonical = _core.decode(text)
+    try:
+        msg_type, canonical = _core.decode(text)
+    except UnicodeEncodeError as e:
+        raise InvalidMessage(None, None, f"not UTF-8 text: {e.reason}") from None
     return message_from(msg_type, canonical)
 
 

@@ -242,6 +242,12 @@ class _Common:
         or NotSent (closed, too large, the durable outbox failed)."""
         return str(self._core.send(to, _text(message)))
 
+    def respond_ok(self, received: Received) -> Optional[str]:
+        """Answers a market message that carries ``msg_id`` with ``200 OK`` (D3.1.3 6.1.2);
+        returns the response's message_id, or None if the message needs no response."""
+        message_id: Optional[str] = self._core.respond_ok(received._incoming)
+        return message_id
+
     def undelivered(self) -> List[Undelivered]:
         """The messages given up since the last call (or flush), each with its reason."""
         return [Undelivered(**r) for r in self._core.undelivered()]

@@ -35,7 +35,7 @@
 //! | `ebadge_messages_dropped_total` | counter: dropped by the outbox cap | |
 //! | `ebadge_messages_duplicate_total` | counter: redeliveries dropped by message_id | |
 //! | `ebadge_messages_unhandled_total` | counter: no handler took them | |
-//! | `ebadge_messages_quarantined_total` | counter: invalid, moved to the quarantine | `reason` |
+//! | `ebadge_messages_quarantined_total` | counter: invalid (or rejected by the application), moved to the quarantine | `reason` |
 //! | `ebadge_messages_quarantine_dropped_total` | counter: invalid, dropped after the quarantine kept refusing them | |
 //! | `ebadge_reconnects_total` | counter: connections re-established | |
 //! | `ebadge_channels_reopened_total` | counter: publishing channels replaced | |

@@ -703,3 +703,28 @@ fn invalid_utf8_is_refused() {
     assert!(err.to_string().contains("not valid JSON"), "{err}");
     assert_eq!(err.field().as_deref(), Some("ext_x"));
 }
+
+/// The corpus as data, `tests/vectors/invalid.jsonl` (one JSON object a line: `text`,
+/// `msg_type`, `field`, `reason`), for the decoders of other languages (the Python package's
+/// tests check that it refuses every case for the same type and field). `EBADGE_BLESS=1` writes
+/// it; without, the committed file must be current.
+#[test]
+fn the_corpus_file_for_other_languages_is_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/invalid.jsonl");
+    let lines: String = corpus()
+        .iter()
+        .map(|c| {
+            serde_json::json!({"text": c.text, "msg_type": c.msg_type, "field": c.field, "reason": c.reason})
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    if std::env::var_os("EBADGE_BLESS").is_some() {
+        std::fs::write(path, &lines).unwrap();
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == lines,
+        "{path} is not the corpus: run `EBADGE_BLESS=1 cargo test -p ebadge-model --test invalid` and commit it"
+    );
+}

@@ -108,7 +108,10 @@ impl Client {
 
 /// Waits for the next delivery, at most `timeout`; `None` on timeout or once the client is
 /// closed.
-async fn next(inbox: Arc<AsyncMutex<Option<Inbox>>>, timeout: Option<Duration>) -> Option<Incoming> {
+async fn next(
+    inbox: Arc<AsyncMutex<Option<Inbox>>>,
+    timeout: Option<Duration>,
+) -> Option<Incoming> {
     let mut guard = inbox.lock().await;
     let inbox = guard.as_mut()?;
     let incoming = match timeout {

@@ -9,31 +9,31 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 pyo3::create_exception!(
-    _core,
+    ebadge,
     InvalidMessage,
     pyo3::exceptions::PyValueError,
     "Not a valid eBADGE message: args are (msg_type or None, field path or None, reason)."
 );
 pyo3::create_exception!(
-    _core,
+    ebadge,
     BusError,
     pyo3::exceptions::PyException,
     "A failure of the bus: the message says what happened and what to do."
 );
 pyo3::create_exception!(
-    _core,
+    ebadge,
     ConnectFailed,
     BusError,
     "The first connection failed: a missing certificate, a bad address, a broker that is down or refuses us."
 );
 pyo3::create_exception!(
-    _core,
+    ebadge,
     NotSent,
     BusError,
     "A send was not accepted: the client is closed, the message is too large, or the durable outbox failed."
 );
 pyo3::create_exception!(
-    _core,
+    ebadge,
     UndeliveredError,
     BusError,
     "Messages left the outbox without a confirm: args are (text, list of undelivered records)."
@@ -59,7 +59,10 @@ pub(crate) fn connect_failed(e: ConnectError) -> PyErr {
 }
 
 /// One undelivered record as a dict (what `ebadge.Undelivered` is built from).
-pub(crate) fn undelivered_dict<'py>(py: Python<'py>, u: &Undelivered) -> PyResult<Bound<'py, PyDict>> {
+pub(crate) fn undelivered_dict<'py>(
+    py: Python<'py>,
+    u: &Undelivered,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("seq", u.seq)?;
     d.set_item("message_id", &u.message_id)?;

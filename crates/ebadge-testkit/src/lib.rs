@@ -33,6 +33,9 @@ use tokio::sync::OnceCell;
 /// operator flooded by its HEH, a sender of too large messages, an operator whose quarantine
 /// cannot be made, a receiver that drops messages, one that rejects them, a VPP answered by the wrong HEH. The relay test: `relay-vpp`
 /// linked to `relay-ts` and to `relay-mkt`, and a group of `relay-ts` with `relay-mkt` in it.
+/// The Python package's tests (`py-*`): an operator with its HEH, pairs for the command line and
+/// pika, handler failures, asyncio beside threads and the broker restart, an entity for Ctrl-C,
+/// and a VPP with five HEHs of the simulator's names (`ebadge sim heh --first 2304 --count 5`).
 pub const REGISTRY: &str = r#"
 [[entity]]
 name = "flood-op"
@@ -323,6 +326,54 @@ name = "relay-vpp"
 name = "relay-mkt"
 [[link]]
 between = ["relay-ts", "relay-vpp"]
+[[entity]]
+name = "py-op"
+[[heh]]
+name = "py-heh"
+operator = "py-op"
+[[entity]]
+name = "py-a"
+[[entity]]
+name = "py-b"
+[[link]]
+between = ["py-a", "py-b"]
+[[entity]]
+name = "py-hand"
+[[entity]]
+name = "py-feeder"
+[[link]]
+between = ["py-feeder", "py-hand"]
+[[entity]]
+name = "py-async"
+[[entity]]
+name = "py-thread"
+[[link]]
+between = ["py-async", "py-thread"]
+[[entity]]
+name = "py-sig"
+[[entity]]
+name = "py-rs-sender"
+[[entity]]
+name = "py-rs-receiver"
+[[link]]
+between = ["py-rs-sender", "py-rs-receiver"]
+[[entity]]
+name = "py-vpp"
+[[heh]]
+name = "heh-020000000900"
+operator = "py-vpp"
+[[heh]]
+name = "heh-020000000901"
+operator = "py-vpp"
+[[heh]]
+name = "heh-020000000902"
+operator = "py-vpp"
+[[heh]]
+name = "heh-020000000903"
+operator = "py-vpp"
+[[heh]]
+name = "heh-020000000904"
+operator = "py-vpp"
 [[link]]
 between = ["relay-vpp", "relay-mkt"]
 [[group]]
