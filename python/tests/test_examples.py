@@ -103,3 +103,27 @@ def test_every_example_explains_itself() -> None:
     for script in sorted(Path(EXAMPLES).glob("*.py")):
         helped = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=30)
         assert helped.returncode == 0 and "--as" in helped.stdout, script
+
+
+def python_blocks(markdown: Path) -> List[str]:
+    blocks, block, inside = [], [], False
+    for line in markdown.read_text().splitlines():
+        if line.strip() == "```python":
+            inside, block = True, []
+        elif inside and line.strip() == "```":
+            inside = False
+            blocks.append("\n".join(block))
+        elif inside:
+            block.append(line)
+    return blocks
+
+
+def test_the_guides_message_examples_run_as_written() -> None:
+    """The guide's examples that need no broker (its message section) run, in order, in one
+    namespace; the ones that connect are the examples' scripts, run above."""
+    blocks = [b for b in python_blocks(REPO / "docs" / "python-guide.md") if "connect(" not in b]
+    assert len(blocks) >= 2
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "docs/python-guide.md", "exec"), namespace)
+    assert isinstance(namespace["again"], ebadge.LoadPrice)
