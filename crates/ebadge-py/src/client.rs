@@ -106,6 +106,19 @@ impl Client {
     }
 }
 
+impl Drop for Client {
+    /// A client the program forgot to close stops consuming and closes in the background (its
+    /// outbox gets the usual 30 s), rather than hold its connection until the process ends.
+    fn drop(&mut self) {
+        if !self.closed.swap(true, Ordering::Relaxed) {
+            let client = self.inner.clone();
+            pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+                client.close(Duration::from_secs(30)).await;
+            });
+        }
+    }
+}
+
 /// Waits for the next delivery, at most `timeout`; `None` on timeout or once the client is
 /// closed.
 async fn next(
