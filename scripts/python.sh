@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-/usr/bin/python3}
-VENV=${VENV:-.venv}
+VENV=$(realpath -m "${VENV:-.venv}")
+WHEELS=$(realpath -m "${WHEELS:-target/wheels}")
 profile=()
 [ "${1:-}" = "--release" ] && profile=(--release)
 
@@ -27,7 +28,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     echo "$wanted" >"$stamp"
 fi
 
-rm -rf target/wheels
-(cd python && "../$VENV/bin/maturin" build -q "${profile[@]}" -o ../target/wheels --interpreter "../$VENV/bin/python")
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps target/wheels/ebadge-*.whl
+rm -rf "$WHEELS"
+(cd python && "$VENV/bin/maturin" build -q "${profile[@]}" -o "$WHEELS" --interpreter "$VENV/bin/python")
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$WHEELS"/ebadge-*.whl
 echo "python: $("$VENV/bin/python" -c 'import ebadge; print("ebadge", ebadge.__version__, "in", ebadge.__file__)')" >&2

@@ -168,16 +168,10 @@ class Object:
     ext: Dict[str, Any]
     """Extension fields (``ext_<domain>_<name>``, D3.1.3 4.2.5): kept and written back untouched."""
 
-    def _init(self, values: Tuple[Any, ...], ext: Dict[str, Any]) -> None:
+    def _init(self, values: Tuple[Any, ...], ext: Optional[Dict[str, Any]]) -> None:
         for field, value in zip(self._fields, values):
             object.__setattr__(self, field.attr, value)
-        for name in ext:
-            if not name.startswith("ext_"):
-                raise TypeError(
-                    f"{type(self).__name__}() got an unexpected keyword argument {name!r} "
-                    "(extension fields are named ext_<domain>_<name>)"
-                )
-        self.ext = dict(ext)
+        self.ext = dict(ext or {})
 
     if not TYPE_CHECKING:
         # Hidden from type checkers: a __getattr__ they saw would make every attribute name valid,
@@ -249,9 +243,13 @@ class Message(Object):
     level: ClassVar[str]
     """``heh`` (D3.1.3 section 5) or ``market`` (section 6)."""
 
-    def _init(self, values: Tuple[Any, ...], ext: Dict[str, Any]) -> None:
+    def _init(self, values: Tuple[Any, ...], ext: Optional[Dict[str, Any]]) -> None:
         super()._init(values, ext)
-        self.validate()
+        # Checked by the core, then read back from what the core wrote: the attributes hold what
+        # a peer decoding the message gets (an ISO time string becomes a datetime, a number given
+        # as text a number, the errata's forms their corrected ones).
+        canonical = _canonical(self.msg, self._text())
+        self.__dict__.update(type(self)._from_value(json.loads(canonical)).__dict__)
 
     def to_value(self) -> Dict[str, Any]:
         out = {"msg": self.msg}

@@ -2,8 +2,9 @@
 # `EBADGE_BLESS=1 cargo test -p ebadge-model --test python_classes`: do not edit.
 """Every eBADGE message type of D3.1.3 as a Python class, and the handler base class.
 
-Build a message with keyword arguments (``from_`` for the field ``from``), read its fields as
-attributes, write it with ``to_json()``; ``ebadge.decode(text)`` gives the typed object back.
+Build a message with keyword arguments (``from_`` for the field ``from``; ``ext={"ext_x_y": ...}``
+for extension fields), read its fields as attributes, write it with ``to_json()``;
+``ebadge.decode(text)`` gives the typed object back.
 Times are ``datetime`` values with a tzinfo; a naive one is refused, as the Rust decoder refuses
 a time without an offset.
 """
@@ -83,7 +84,7 @@ class EnergyEvent(Object):
     """One event of an `energy_events` message (the spec's table is shifted by a row, erratum 3:
     this follows the field names).
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back."""
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back."""
     _fields: ClassVar[Fields] = (
         F("severity", "severity", "req", None),
         F("type", "type", "req", None),
@@ -106,14 +107,14 @@ class EnergyEvent(Object):
         type: str,
         start_time: datetime.datetime,
         end_time: Optional[datetime.datetime] = None,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((severity, type, start_time, end_time), ext)
 
 class StatusEvent(Object):
     """One event of a `status_report`.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back."""
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back."""
     _fields: ClassVar[Fields] = (
         F("time", "time", "req", TIME),
         F("severity", "severity", "req", None),
@@ -132,14 +133,14 @@ class StatusEvent(Object):
         time: datetime.datetime,
         severity: int,
         type: str,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((time, severity, type), ext)
 
 class SignalInfo(Object):
     """A signal a device can measure (`device_capabilities.signals`).
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back."""
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back."""
     _fields: ClassVar[Fields] = (
         F("name", "name", "req", None),
         F("desc", "desc", "req", None),
@@ -162,14 +163,14 @@ class SignalInfo(Object):
         desc: str,
         unit: str,
         range: Optional[List[float]] = None,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((name, desc, unit, range), ext)
 
 class Product(Object):
     """A balancing product: direction and period ("one true product, one merit list").
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back."""
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back."""
     _fields: ClassVar[Fields] = (
         F("positive", "positive", "req", None),
         F("start", "start", "req", TIME),
@@ -188,14 +189,14 @@ class Product(Object):
         positive: bool,
         start: datetime.datetime,
         end: datetime.datetime,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((positive, start, end), ext)
 
 class GetReport(Message):
     """`get_report` (D3.1.3 5.2.1): request for an individual measurement. Controlling entity → HEH.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "get_report"
     level: ClassVar[str] = "heh"
@@ -225,7 +226,7 @@ class GetReport(Message):
         resolution: float,
         signals: List[str],
         heh_id: Optional[str] = None,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((from_, to, resolution, signals, heh_id), ext)
 
@@ -233,7 +234,7 @@ class GetPeriodicReport(Message):
     """`get_periodic_report` (D3.1.3 5.2.2): request for periodic reports; overrides the previous
     one. Controlling entity → HEH.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "get_periodic_report"
     level: ClassVar[str] = "heh"
@@ -267,7 +268,7 @@ class GetPeriodicReport(Message):
         signals: List[str],
         heh_id: Optional[str] = None,
         request_id: Optional[str] = None,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((interval, first_from, resolution, signals, heh_id, request_id), ext)
 
@@ -275,7 +276,7 @@ class Report(Message):
     """`report` (D3.1.3 5.2.3): measured values of signals, on request or periodically. HEH →
     controlling entity.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "report"
     level: ClassVar[str] = "heh"
@@ -305,7 +306,7 @@ class Report(Message):
         resolution: float,
         values: Dict[str, List[float]],
         heh_id: Optional[str] = None,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((from_, to, resolution, values, heh_id), ext)
 
@@ -313,7 +314,7 @@ class GetEnergyEvents(Message):
     """`get_energy_events` (D3.1.3 5.2.4): request for energy-related anomalous events in a period.
     Controlling entity → HEH.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "get_energy_events"
     level: ClassVar[str] = "heh"
@@ -335,7 +336,7 @@ class GetEnergyEvents(Message):
         from_: datetime.datetime,
         to: datetime.datetime,
         severity: int,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((from_, to, severity), ext)
 
@@ -343,7 +344,7 @@ class GetEnergyEventsRealtime(Message):
     """`get_energy_events_realtime` (D3.1.3 5.2.5): report events as they happen. Controlling
     entity → HEH.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "get_energy_events_realtime"
     level: ClassVar[str] = "heh"
@@ -357,7 +358,7 @@ class GetEnergyEventsRealtime(Message):
         self,
         *,
         severity: int,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((severity,), ext)
 
@@ -365,7 +366,7 @@ class EnergyEvents(Message):
     """`energy_events` (D3.1.3 5.2.6): energy-related events, on severe events or on request. HEH →
     controlling entity.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "energy_events"
     level: ClassVar[str] = "heh"
@@ -379,7 +380,7 @@ class EnergyEvents(Message):
         self,
         *,
         events: List[EnergyEvent],
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((events,), ext)
 
@@ -387,7 +388,7 @@ class Activate(Message):
     """`activate` (D3.1.3 5.3.1): an activation order. Controlling entity → HEH. `id` and
     `modification_count` together identify it; a higher count modifies an accepted activation.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "activate"
     level: ClassVar[str] = "heh"
@@ -425,14 +426,14 @@ class Activate(Message):
         quantity: float,
         device: Optional[str] = None,
         heh_id: Optional[str] = None,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((id, modification_count, from_, to, quantity, device, heh_id), ext)
 
 class AcceptActivation(Message):
     """`accept_activation` (D3.1.3 5.3.2): activation accepted. HEH → controlling entity.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "accept_activation"
     level: ClassVar[str] = "heh"
@@ -450,7 +451,7 @@ class AcceptActivation(Message):
         *,
         id: str,
         modification_count: int,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((id, modification_count), ext)
 
@@ -458,7 +459,7 @@ class RejectActivation(Message):
     """`reject_activation` (D3.1.3 5.3.3): activation rejected; rejecting a modification keeps the
     previously accepted version. HEH → controlling entity.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "reject_activation"
     level: ClassVar[str] = "heh"
@@ -476,7 +477,7 @@ class RejectActivation(Message):
         *,
         id: str,
         modification_count: int,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((id, modification_count), ext)
 
@@ -484,7 +485,7 @@ class ModifyActivation(Message):
     """`modify_activation` (D3.1.3 5.3.4): a counter-proposal; implies rejection of the original.
     HEH → controlling entity. All fields are present, changed or not.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "modify_activation"
     level: ClassVar[str] = "heh"
@@ -518,7 +519,7 @@ class ModifyActivation(Message):
         to: datetime.datetime,
         quantity: float,
         device: Optional[str] = None,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((id, modification_count, from_, to, quantity, device), ext)
 
@@ -526,7 +527,7 @@ class GetActivationCapacity(Message):
     """`get_activation_capacity` (D3.1.3 5.3.5): request for the capacity available now.
     Controlling entity → HEH.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "get_activation_capacity"
     level: ClassVar[str] = "heh"
@@ -544,7 +545,7 @@ class GetActivationCapacity(Message):
         *,
         device: Optional[str] = None,
         heh_id: Optional[str] = None,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((device, heh_id), ext)
 
@@ -552,7 +553,7 @@ class ActivationCapacity(Message):
     """`activation_capacity` (D3.1.3 5.3.6): answer to `get_activation_capacity`. HEH →
     controlling entity.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "activation_capacity"
     level: ClassVar[str] = "heh"
@@ -578,7 +579,7 @@ class ActivationCapacity(Message):
         pos_capacity: float,
         neg_capacity: float,
         heh_id: Optional[str] = None,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((device, pos_capacity, neg_capacity, heh_id), ext)
 
@@ -586,7 +587,7 @@ class ContingencyActivate(Message):
     """`contingency_activate` (D3.1.3 5.3.7): activate as much as possible up to `max_quantity`;
     not acknowledged. Controlling entity → HEH.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "contingency_activate"
     level: ClassVar[str] = "heh"
@@ -617,7 +618,7 @@ class ContingencyActivate(Message):
         to: datetime.datetime,
         max_quantity: Optional[float] = None,
         heh_id: Optional[str] = None,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((id, from_, to, max_quantity, heh_id), ext)
 
@@ -625,7 +626,7 @@ class ContingencyEnd(Message):
     """`contingency_end` (D3.1.3 5.3.8): when a contingency activation ends. Controlling entity →
     HEH.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "contingency_end"
     level: ClassVar[str] = "heh"
@@ -647,7 +648,7 @@ class ContingencyEnd(Message):
         id: str,
         end: datetime.datetime,
         heh_id: Optional[str] = None,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((id, end, heh_id), ext)
 
@@ -655,7 +656,7 @@ class LoadPrice(Message):
     """`load_price` (D3.1.3 5.3.9): the price at which the end user buys energy. Controlling
     entity → HEH.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "load_price"
     level: ClassVar[str] = "heh"
@@ -677,7 +678,7 @@ class LoadPrice(Message):
         from_: datetime.datetime,
         to: datetime.datetime,
         price: float,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((from_, to, price), ext)
 
@@ -685,7 +686,7 @@ class GenerationPrice(Message):
     """`generation_price` (D3.1.3 5.3.10): the price at which the end user sells energy from a
     generator. Controlling entity → HEH.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "generation_price"
     level: ClassVar[str] = "heh"
@@ -711,7 +712,7 @@ class GenerationPrice(Message):
         to: datetime.datetime,
         price: float,
         device: str,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((from_, to, price, device), ext)
 
@@ -719,7 +720,7 @@ class GetAllPrices(Message):
     """`get_all_prices` (D3.1.3 5.3.11): request for all pricing information, sent by an HEH on
     first boot. HEH → controlling entity.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "get_all_prices"
     level: ClassVar[str] = "heh"
@@ -728,7 +729,7 @@ class GetAllPrices(Message):
 
     def __init__(
         self,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((), ext)
 
@@ -736,7 +737,7 @@ class GetStatusReport(Message):
     """`get_status_report` (D3.1.3 5.4.1): request for the current status and the events of a
     period. Controlling entity → HEH.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "get_status_report"
     level: ClassVar[str] = "heh"
@@ -758,7 +759,7 @@ class GetStatusReport(Message):
         from_: datetime.datetime,
         to: datetime.datetime,
         severity_threshold: int,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((from_, to, severity_threshold), ext)
 
@@ -766,7 +767,7 @@ class StatusReport(Message):
     """`status_report` (D3.1.3 5.4.2): status, on request or on the most severe events. HEH →
     controlling entity.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "status_report"
     level: ClassVar[str] = "heh"
@@ -788,14 +789,14 @@ class StatusReport(Message):
         status: str,
         clock: datetime.datetime,
         events: List[StatusEvent],
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((status, clock, events), ext)
 
 class SetClock(Message):
     """`set_clock` (D3.1.3 5.4.3): correct the HEH's clock. Controlling entity → HEH.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "set_clock"
     level: ClassVar[str] = "heh"
@@ -809,7 +810,7 @@ class SetClock(Message):
         self,
         *,
         offset: Optional[float] = None,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((offset,), ext)
 
@@ -817,7 +818,7 @@ class SetSmartMode(Message):
     """`set_smart_mode` (D3.1.3 5.4.4): switch the HEH between smart and non-smart operation.
     Controlling entity → HEH.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "set_smart_mode"
     level: ClassVar[str] = "heh"
@@ -835,7 +836,7 @@ class SetSmartMode(Message):
         *,
         mode: SmartMode,
         reset: bool,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((mode, reset), ext)
 
@@ -843,7 +844,7 @@ class GetCapabilities(Message):
     """`get_capabilities` (D3.1.3 5.4.5): request for the HEH's or a device's capabilities.
     Controlling entity → HEH.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "get_capabilities"
     level: ClassVar[str] = "heh"
@@ -857,7 +858,7 @@ class GetCapabilities(Message):
         self,
         *,
         device: Optional[str] = None,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((device,), ext)
 
@@ -865,7 +866,7 @@ class Capabilities(Message):
     """`capabilities` (D3.1.3 5.4.6): the HEH's capabilities; sent on every boot, which tells the
     VPP the HEH is online (D3.1.3 7.1). HEH → controlling entity.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "capabilities"
     level: ClassVar[str] = "heh"
@@ -899,7 +900,7 @@ class Capabilities(Message):
         device_ip: Optional[str] = None,
         device_mac: Optional[str] = None,
         devices: List[str],
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((device_name, device_version, device_sn, device_ip, device_mac, devices), ext)
 
@@ -907,7 +908,7 @@ class DeviceCapabilities(Message):
     """`device_capabilities` (D3.1.3 5.4.7): a device's capabilities and signals. HEH →
     controlling entity.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "device_capabilities"
     level: ClassVar[str] = "heh"
@@ -949,14 +950,14 @@ class DeviceCapabilities(Message):
         signals: List[SignalInfo],
         can_predict_profile: bool,
         can_predict_curtailment_capacity: bool,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((device, classes, type, device_name, version, signals, can_predict_profile, can_predict_curtailment_capacity), ext)
 
 class BalancingReserveBid(Message):
     """`balancing_reserve_bid` (D3.1.3 6.1.1). BSP → TSO of its balancing zone.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "balancing_reserve_bid"
     level: ClassVar[str] = "market"
@@ -994,7 +995,7 @@ class BalancingReserveBid(Message):
         divisible: Optional[bool] = None,
         reserve_price: float,
         energy_price: float,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((msg_id, bid_id, product, quantity, divisible, reserve_price, energy_price), ext)
 
@@ -1002,7 +1003,7 @@ class Response(Message):
     """`response` (D3.1.3 6.1.2): acknowledgement or rejection of a message with `msg_id`. Receiver
     of the original → its sender.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "response"
     level: ClassVar[str] = "market"
@@ -1028,14 +1029,14 @@ class Response(Message):
         response_code: int,
         response_subcode: Optional[int] = None,
         response_desc: str,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((msg_id, response_code, response_subcode, response_desc), ext)
 
 class BidAccepted(Message):
     """`bid_accepted` (D3.1.3 6.1.3): the BSP must confirm and reserve the capacity. TSO → BSP.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "bid_accepted"
     level: ClassVar[str] = "market"
@@ -1057,14 +1058,14 @@ class BidAccepted(Message):
         msg_id: str,
         bid_id: str,
         quantity: float,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((msg_id, bid_id, quantity), ext)
 
 class MarketCleared(Message):
     """`market_cleared` (D3.1.3 6.1.4): bids not yet accepted never will be. TSO → BSPs.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "market_cleared"
     level: ClassVar[str] = "market"
@@ -1078,14 +1079,14 @@ class MarketCleared(Message):
         self,
         *,
         product: Product,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((product,), ext)
 
 class BalancingEnergyBid(Message):
     """`balancing_energy_bid` (D3.1.3 6.2.1). BSP → TSO, and TSO → super-TSO when forwarded.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "balancing_energy_bid"
     level: ClassVar[str] = "market"
@@ -1119,7 +1120,7 @@ class BalancingEnergyBid(Message):
         quantity: float,
         divisible: Optional[bool] = None,
         energy_price: float,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((msg_id, bid_id, product, quantity, divisible, energy_price), ext)
 
@@ -1127,7 +1128,7 @@ class ActivateBid(Message):
     """`activate_bid` (D3.1.3 6.2.2): the BSP must confirm and activate. TSO → BSP (or super-TSO →
     originating TSO).
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "activate_bid"
     level: ClassVar[str] = "market"
@@ -1157,7 +1158,7 @@ class ActivateBid(Message):
         quantity: float,
         from_: Optional[datetime.datetime] = None,
         to: Optional[datetime.datetime] = None,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((msg_id, bid_id, quantity, from_, to), ext)
 
@@ -1165,7 +1166,7 @@ class RequestBalancing(Message):
     """`request_balancing` (D3.1.3 6.3.1): report an imbalance and ask for balancing energy.
     TSO → super-TSO.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "request_balancing"
     level: ClassVar[str] = "market"
@@ -1191,7 +1192,7 @@ class RequestBalancing(Message):
         quantity: float,
         from_: Optional[datetime.datetime] = None,
         to: Optional[datetime.datetime] = None,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((msg_id, quantity, from_, to), ext)
 
@@ -1200,7 +1201,7 @@ class BalancingActivated(Message):
     acknowledged. Super-TSO → requesting TSO. (The spec's table is shifted by a row, erratum 3:
     this follows the field names.)
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "balancing_activated"
     level: ClassVar[str] = "market"
@@ -1230,7 +1231,7 @@ class BalancingActivated(Message):
         to: datetime.datetime,
         originating_tso: str,
         bid_id: Optional[str] = None,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((quantity, from_, to, originating_tso, bid_id), ext)
 
@@ -1238,7 +1239,7 @@ class BalancingUnachievable(Message):
     """`balancing_unachievable` (D3.1.3 6.3.3): a balancing request cannot be (fully) met.
     Super-TSO → requesting TSO.
 
-    Keyword arguments only; `ext_...` keywords are extension fields, kept and written back.
+    Keyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.
     Raises InvalidMessage (with the type and the field) when the values break the model."""
     msg: ClassVar[str] = "balancing_unachievable"
     level: ClassVar[str] = "market"
@@ -1256,7 +1257,7 @@ class BalancingUnachievable(Message):
         *,
         msg_id: str,
         request_id: str,
-        **ext: Any,
+        ext: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._init((msg_id, request_id), ext)
 

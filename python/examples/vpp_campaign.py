@@ -17,7 +17,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import ebadge
 
@@ -36,7 +36,7 @@ async def collect(vpp: ebadge.AsyncClient, expect: int, patience: float) -> List
     return fleet
 
 
-async def campaign(args: argparse.Namespace) -> dict:
+async def campaign(args: argparse.Namespace) -> Dict[str, Any]:
     async with await ebadge.AsyncClient.connect(args.name, args.profile, publish_connections=args.publish_connections) as vpp:
         fleet = args.hehs.split(",") if args.hehs else await collect(vpp, args.collect, args.patience)
         start = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) + datetime.timedelta(minutes=1)

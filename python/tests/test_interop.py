@@ -25,7 +25,7 @@ def a() -> Iterator[ebadge.Client]:
 
 
 def price(n: float) -> ebadge.LoadPrice:
-    return ebadge.LoadPrice(from_=T0, to=T0 + datetime.timedelta(hours=1), price=n, ext_test_run="interop")
+    return ebadge.LoadPrice(from_=T0, to=T0 + datetime.timedelta(hours=1), price=n, ext={"ext_test_run": "interop"})
 
 
 def test_python_to_the_command_line(a: ebadge.Client) -> None:
@@ -48,7 +48,7 @@ def test_the_command_line_to_python(a: ebadge.Client) -> None:
     received = a.receive(10)
     assert received is not None
     assert received.sender == "py-b" and received.message == price(0.22)
-    assert received.message.ext_test_run == "interop"  # type: ignore[attr-defined]
+    assert received.message.ext["ext_test_run"] == "interop"
     received.ack()
 
 

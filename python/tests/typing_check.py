@@ -21,7 +21,7 @@ def report(start: datetime.datetime) -> ebadge.Report:
         to=start + datetime.timedelta(minutes=2),
         resolution=60,
         values={"total.p": [1.73, 1.68]},
-        ext_com_example_note="typed",
+        ext={"ext_com_example_note": "typed"},
     )
 
 

@@ -103,7 +103,7 @@ fn class(out: &mut String, table: &Table, msg: Option<(MessageType, Level)>) {
     writeln!(out, "\nclass {}({base}):", table.name).unwrap();
     let mut doc = doc_text(table.doc);
     doc.push_str(
-        "\n\nKeyword arguments only; `ext_...` keywords are extension fields, kept and written back.",
+        "\n\nKeyword arguments only; `ext` holds the extension fields (`ext_<domain>_<name>`), kept and written back.",
     );
     if msg.is_some() {
         doc.push_str(
@@ -156,7 +156,7 @@ fn class(out: &mut String, table: &Table, msg: Option<(MessageType, Level)>) {
             format!("{attr}: Optional[{}] = None", ty.annotation)
         });
     }
-    params.push("**ext: Any".into());
+    params.push("ext: Optional[Dict[str, Any]] = None".into());
     writeln!(out, "\n    def __init__(").unwrap();
     for p in &params {
         writeln!(out, "        {p},").unwrap();
@@ -178,8 +178,9 @@ pub fn module() -> String {
 # `EBADGE_BLESS=1 cargo test -p ebadge-model --test python_classes`: do not edit.
 """Every eBADGE message type of D3.1.3 as a Python class, and the handler base class.
 
-Build a message with keyword arguments (``from_`` for the field ``from``), read its fields as
-attributes, write it with ``to_json()``; ``ebadge.decode(text)`` gives the typed object back.
+Build a message with keyword arguments (``from_`` for the field ``from``; ``ext={"ext_x_y": ...}``
+for extension fields), read its fields as attributes, write it with ``to_json()``;
+``ebadge.decode(text)`` gives the typed object back.
 Times are ``datetime`` values with a tzinfo; a naive one is refused, as the Rust decoder refuses
 a time without an offset.
 """

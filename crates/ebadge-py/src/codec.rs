@@ -1,25 +1,19 @@
 //! The model's strict codec for Python: a message's text in, its canonical text out (or
 //! `InvalidMessage` with the type and the field), and the JSON Schemas.
 
-use crate::errors::{InvalidMessage, invalid};
+use crate::errors::invalid;
 use ebadge_model::{Message, MessageType, schema};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
-/// Text or UTF-8 bytes as a string, copied so that the work on it can go without the GIL.
-pub(crate) fn text_of(value: &Bound<'_, PyAny>) -> PyResult<String> {
+/// Text or bytes, copied so that the work on them can go without the GIL (invalid UTF-8 is the
+/// decoder's to refuse: it names the type and the field).
+pub(crate) fn bytes_of(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     if value.is_instance_of::<PyString>() {
-        return value.extract();
+        return Ok(value.extract::<String>()?.into_bytes());
     }
     if let Ok(b) = value.cast::<PyBytes>() {
-        return match std::str::from_utf8(b.as_bytes()) {
-            Ok(s) => Ok(s.to_owned()),
-            Err(e) => Err(InvalidMessage::new_err((
-                None::<String>,
-                None::<String>,
-                format!("not UTF-8: {e}"),
-            ))),
-        };
+        return Ok(b.as_bytes().to_vec());
     }
     Err(pyo3::exceptions::PyTypeError::new_err(
         "a message is a str or UTF-8 bytes",
@@ -27,8 +21,8 @@ pub(crate) fn text_of(value: &Bound<'_, PyAny>) -> PyResult<String> {
 }
 
 /// Decodes strictly and encodes again: `(msg type, canonical JSON text)`.
-pub(crate) fn canonical_of(text: &str) -> Result<(String, String), ebadge_model::InvalidMessage> {
-    let message = Message::decode(text)?;
+pub(crate) fn canonical_of(text: &[u8]) -> Result<(String, String), ebadge_model::InvalidMessage> {
+    let message = Message::decode_slice(text)?;
     let encoded = message.encode()?;
     Ok((message.type_name().to_owned(), encoded))
 }
@@ -37,7 +31,7 @@ pub(crate) fn canonical_of(text: &str) -> Result<(String, String), ebadge_model:
 /// model and writes it as the Rust encoder does (the errata repaired, `ext_` fields kept).
 #[pyfunction]
 fn decode(py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<(String, String)> {
-    let text = text_of(text)?;
+    let text = bytes_of(text)?;
     py.detach(|| canonical_of(&text)).map_err(invalid)
 }
 
