@@ -394,12 +394,10 @@ impl Client {
         let metrics = self.closing();
         let timeout = seconds(Some(timeout))?.unwrap_or_default();
         let client = self.inner.clone();
-        let inbox = self.inbox.clone();
+        // A receive waiting meanwhile ends: the inbox's sender goes with the session.
         let job = async move {
             let closed = client.close(timeout).await;
             drop(metrics);
-            // A receive waiting on the inbox ends (the inbox's sender went with the session).
-            drop(inbox);
             Ok((closed.unconfirmed, closed.discarded))
         };
         if blocking {
