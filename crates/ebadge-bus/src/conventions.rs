@@ -322,6 +322,33 @@ pub const QUARANTINE_REASON_HEADER: &str = "x-ebadge-reason";
 /// Header naming who sent a quarantined message (its user_id, or `unknown`).
 pub const QUARANTINE_FROM_HEADER: &str = "x-ebadge-from";
 
+/// Longest header value the client writes. A quarantine reason quotes what a peer sent (a
+/// 200-KB field of an invalid message, an application's exception text), and RabbitMQ closes a
+/// connection whose content header is larger than its `frame_max` (128 KiB by default): a long
+/// reason would cut the receiver off, again at every reconnect.
+pub const MAX_HEADER_VALUE_BYTES: usize = 1024;
+
+/// `value` cut to [`MAX_HEADER_VALUE_BYTES`] on a character boundary, saying how much was cut.
+///
+/// ```
+/// use ebadge_bus::conventions::{MAX_HEADER_VALUE_BYTES, bounded_header_value};
+/// assert_eq!(bounded_header_value("short"), "short");
+/// let long = "é".repeat(1000); // 2,000 bytes
+/// let cut = bounded_header_value(&long);
+/// assert!(cut.len() <= MAX_HEADER_VALUE_BYTES && cut.ends_with("… (1008 bytes cut)"));
+/// ```
+pub fn bounded_header_value(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.len() <= MAX_HEADER_VALUE_BYTES {
+        return value.into();
+    }
+    // Room for the note: "… (NNNNNNNNN bytes cut)".
+    let mut end = MAX_HEADER_VALUE_BYTES - 32;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes cut)", &value[..end], value.len() - end).into()
+}
+
 /// A temporary tap queue of the entity (`private-<name>-tap-<id>`): in its private namespace, so
 /// the entity may declare it and bind it to what it reads.
 pub fn tap_queue(name: &EntityName, id: &str) -> String {

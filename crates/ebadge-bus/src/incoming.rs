@@ -81,7 +81,10 @@ impl Incoming {
         let mut headers = vec![
             (
                 crate::conventions::QUARANTINE_REASON_HEADER.to_owned(),
-                format!("rejected by the application: {reason}"),
+                crate::conventions::bounded_header_value(&format!(
+                    "rejected by the application: {reason}"
+                ))
+                .into_owned(),
             ),
             (
                 crate::conventions::QUARANTINE_FROM_HEADER.to_owned(),

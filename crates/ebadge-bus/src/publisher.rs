@@ -2,7 +2,7 @@
 //! `mandatory` and persistent, with the properties every message of ours carries. What the
 //! broker answers is settled in [`crate::settlement`], which does no I/O.
 
-use crate::conventions::quarantine_queue;
+use crate::conventions::{bounded_header_value, quarantine_queue};
 use crate::counters::Counters;
 use crate::settlement::{Publish, Settlement};
 use crate::shared::Shared;
@@ -106,7 +106,8 @@ fn hand_back(settlement: &mut Settlement, items: impl Iterator<Item = Publish>) 
     }
 }
 
-/// Persistent delivery, `message_id`, `user_id` and `headers`: why no more is said at
+/// Persistent delivery, `message_id`, `user_id` and `headers` (each value bounded: see
+/// [`bounded_header_value`]): why no more is said at
 /// [`crate::conventions::new_message_id`].
 fn properties(me: &str, message_id: &str, headers: &[(String, String)]) -> BasicProperties {
     let mut props = BasicProperties::default();
@@ -119,7 +120,7 @@ fn properties(me: &str, message_id: &str, headers: &[(String, String)]) -> Basic
         for (k, v) in headers {
             if let (Ok(k), Ok(v)) = (
                 FieldName::try_from(k.as_str()),
-                LongStr::try_from(v.clone()),
+                LongStr::try_from(bounded_header_value(v).into_owned()),
             ) {
                 table.insert(k, FieldValue::S(v));
             }

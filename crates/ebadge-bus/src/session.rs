@@ -647,23 +647,29 @@ impl Supervisor {
                         observed.quarantined(RejectClass::Rejected);
                     }
                     tracing::warn!(headers = ?rejected.headers, "quarantining a message the application rejected");
-                    let Some(tag) = tag else {
-                        // It died with a channel: its redelivery must reach the application (and
+                    let quarantine = &mut self.settlements[QUARANTINE_LANE];
+                    let room = quarantine.quarantine_has_room();
+                    let hold = tag.is_some()
+                        && room
+                        && quarantine.holding() < quarantine_hold_max(self.shared.config.prefetch);
+                    if tag.is_none() || hold {
+                        // The original stays the broker's until its copy is confirmed: if the
+                        // link drops first (the copy is then forgotten), or the original died
+                        // with a channel already, its redelivery must reach the application (and
                         // be rejected) again, not be dropped as a duplicate.
-                        if let Some((sender, message_id)) = key {
-                            self.dedupe.forget(&sender, &message_id);
+                        if let Some((sender, message_id)) = &key {
+                            self.dedupe.forget(sender, message_id);
                         }
+                    }
+                    let Some(tag) = tag else {
                         continue;
                     };
-                    let quarantine = &mut self.settlements[QUARANTINE_LANE];
-                    if !quarantine.quarantine_has_room() {
+                    if !room {
                         tracing::error!(headers = ?rejected.headers, "too many quarantine copies wait to be published: a rejected message is dropped");
                         Counters::add(&self.shared.counters.quarantine_dropped, 1);
                         acks.push(tag);
                         continue;
                     }
-                    let hold =
-                        quarantine.holding() < quarantine_hold_max(self.shared.config.prefetch);
                     let Rejected {
                         routing_key,
                         body,

@@ -31,7 +31,7 @@ use tokio::sync::OnceCell;
 /// a full and an unroutable receiver, and a stranger it has no link with; pairs for held
 /// messages, quarantine copies and the pika interoperability test. The hardening tests: an
 /// operator flooded by its HEH, a sender of too large messages, an operator whose quarantine
-/// cannot be made, a receiver that drops messages, one that rejects them, a VPP answered by the wrong HEH. The relay test: `relay-vpp`
+/// cannot be made, a receiver that drops messages, one that rejects them, one sent reasons longer than a frame, a VPP answered by the wrong HEH. The relay test: `relay-vpp`
 /// linked to `relay-ts` and to `relay-mkt`, and a group of `relay-ts` with `relay-mkt` in it.
 /// The Python package's tests (`py-*`): an operator with its HEH, pairs for the command line and
 /// pika, handler failures, asyncio beside threads and the broker restart, an entity for Ctrl-C,
@@ -65,6 +65,12 @@ name = "rej-sender"
 name = "rej-receiver"
 [[link]]
 between = ["rej-sender", "rej-receiver"]
+[[entity]]
+name = "frame-sender"
+[[entity]]
+name = "frame-receiver"
+[[link]]
+between = ["frame-sender", "frame-receiver"]
 [[entity]]
 name = "peer-vpp"
 [[heh]]
