@@ -222,8 +222,12 @@ class Object:
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
+# One encoder for every message: json.dumps with these options would build a new one per call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _ENCODE(value)
 
 
 def _canonical(msg_type: Optional[str], text: str) -> str:

@@ -76,6 +76,22 @@ def test_an_asyncio_client_and_a_threaded_client_work_side_by_side() -> None:
             outcomes = await asyncio.gather(*(vpp.activate("py-thread", o, timeout=20) for o in orders))
             assert [o.kind for o in outcomes] == ["accepted"] * ORDERS
             assert sorted(o.answer.id for o in outcomes if o.answer) == sorted(o.id for o in orders)
+            # The same orders as one awaitable, the outcomes in their order.
+            again = [
+                ebadge.Activate(id=f"many-{n}", modification_count=0, from_=T0, to=T0 + HOUR, quantity=1.0)
+                for n in range(ORDERS)
+            ]
+            many = await vpp.activate_many([("py-thread", o) for o in again], timeout=20)
+            assert [o.answer.id for o in many if o.answer] == [f"many-{n}" for n in range(ORDERS)]
+            # An awaitable given up (cancelled by wait_for) before its answer comes is left alone
+            # when the answer does come; the next ones complete.
+            late = ebadge.Activate(id="late", modification_count=0, from_=T0, to=T0 + HOUR, quantity=1.0)
+            try:
+                await asyncio.wait_for(vpp.activate("py-thread", late, timeout=20), 0.0001)
+            except asyncio.TimeoutError:
+                pass
+            await asyncio.sleep(0.3)
+            assert (await vpp.activate("py-thread", orders[0], timeout=20)).accepted
             for _ in range(500):
                 if len(device.prices) == QUERIES:
                     break

@@ -111,6 +111,17 @@ def test_a_handler_class_answers_and_activations_get_their_tracked_answers(conne
     outcome = op.activate("py-heh", big, timeout=10)
     assert outcome.kind == "modified" and isinstance(outcome.answer, ebadge.ModifyActivation)
     assert outcome.answer.quantity == 3.0
+    # A batch: the outcomes in the order of the orders; every order is checked before any goes.
+    batch = [
+        ("py-heh", ebadge.Activate(id=f"py-many-{n}", modification_count=0, from_=T0, to=T0 + 15 * MINUTE, quantity=q))
+        for n, q in enumerate([1.0, 5.0, 2.0])
+    ]
+    outcomes = op.activate_many(batch, timeout=10)
+    assert [o.kind for o in outcomes] == ["accepted", "modified", "accepted"]
+    assert [o.answer.id for o in outcomes if o.answer] == ["py-many-0", "py-many-1", "py-many-2"]
+    with pytest.raises(TypeError, match="activate takes an activate message"):
+        op.activate_many([("py-heh", order), ("py-heh", ebadge.GetAllPrices())], timeout=10)  # type: ignore[list-item]
+    assert op.activate_many([], timeout=1) == []
 
     hub.close(5)
     serving.join(5)

@@ -2,6 +2,7 @@
 //! each wait blocking or as an awaitable) and `Incoming` (a delivery, acknowledged or rejected by
 //! the Python side once its handler has run).
 
+use crate::completions::Completions;
 use crate::errors::{ConnectFailed, connect_failed, invalid, send_error, undelivered_dict};
 use crate::{seconds, wait};
 use ebadge_bus::metrics::{Metrics, MetricsServer};
@@ -61,6 +62,7 @@ impl Options {
             inbox: Arc::new(AsyncMutex::new(inbox)),
             metrics: Mutex::new(metrics),
             closed: AtomicBool::new(false),
+            completions: Completions::default(),
         })
     }
 }
@@ -72,6 +74,8 @@ pub(crate) struct Client {
     inbox: Arc<AsyncMutex<Option<Inbox>>>,
     metrics: Mutex<Option<MetricsServer>>,
     closed: AtomicBool,
+    /// The awaitables of `activate` and `activate_many`, completed in batches.
+    completions: Completions,
 }
 
 /// The answer to an activation: `(kind, json)`, kind one of `accepted`, `rejected`, `modified`,
@@ -87,6 +91,20 @@ fn outcome(o: ActivationOutcome) -> PyResult<Outcome> {
     };
     let text = message.map(|m| m.encode()).transpose().map_err(invalid)?;
     Ok((kind, text))
+}
+
+/// Sends `order` to `peer` and waits (at most `timeout`) for the answer.
+async fn activation(
+    client: BusClient,
+    peer: EntityName,
+    order: ebadge_model::Activate,
+    timeout: Duration,
+) -> PyResult<Outcome> {
+    let answer = client.activate(&peer, &order, timeout).await;
+    outcome(answer.map_err(|e| match e {
+        ebadge_bus::RequestError::Send(e) => send_error(e),
+        other => PyValueError::new_err(other.to_string()),
+    })?)
 }
 
 impl Client {
@@ -310,19 +328,53 @@ impl Client {
         let peer = entity(to)?;
         let order = self.order(text)?;
         let timeout = seconds(Some(timeout))?.unwrap_or_default();
-        let client = self.inner.clone();
-        let job = async move {
-            let answer = client.activate(&peer, &order, timeout).await;
-            outcome(answer.map_err(|e| match e {
-                ebadge_bus::RequestError::Send(e) => send_error(e),
-                other => PyValueError::new_err(other.to_string()),
-            })?)
-        };
+        let job = activation(self.inner.clone(), peer, order, timeout);
         if blocking {
             let answer = wait(py, job)??;
             Ok(answer.into_pyobject(py)?.into_any())
         } else {
-            pyo3_async_runtimes::tokio::future_into_py(py, job)
+            self.completions.spawn(py, job)
+        }
+    }
+
+    /// Sends every order of `orders` (`(to, text)` pairs) at once and waits for all the answers:
+    /// a list of `(kind, json)` in the order of `orders`, one awaitable for them all. Every
+    /// order is checked before any is sent.
+    #[pyo3(signature = (orders, timeout, blocking=true))]
+    fn activate_many<'py>(
+        &self,
+        py: Python<'py>,
+        orders: Vec<(String, String)>,
+        timeout: f64,
+        blocking: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let orders = orders
+            .iter()
+            .map(|(to, text)| Ok((entity(to)?, self.order(text)?)))
+            .collect::<PyResult<Vec<_>>>()?;
+        let timeout = seconds(Some(timeout))?.unwrap_or_default();
+        let client = self.inner.clone();
+        let job = async move {
+            let runtime = tokio::runtime::Handle::current();
+            let tasks: Vec<_> = orders
+                .into_iter()
+                .map(|(peer, order)| {
+                    runtime.spawn(activation(client.clone(), peer, order, timeout))
+                })
+                .collect();
+            let mut answers = Vec::with_capacity(tasks.len());
+            for task in tasks {
+                answers.push(task.await.map_err(|e| {
+                    pyo3::exceptions::PyRuntimeError::new_err(format!("an activation failed: {e}"))
+                })??);
+            }
+            Ok(answers)
+        };
+        if blocking {
+            let answers = wait(py, job)??;
+            Ok(answers.into_pyobject(py)?.into_any())
+        } else {
+            self.completions.spawn(py, job)
         }
     }
 

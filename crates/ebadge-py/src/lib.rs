@@ -11,6 +11,7 @@ use std::time::Duration;
 
 mod client;
 mod codec;
+mod completions;
 mod errors;
 
 /// How often a blocking wait looks at Python's signals (Ctrl-C).
