@@ -534,8 +534,12 @@ pub struct ActivationReport {
     pub confirmed_seconds: Option<f64>,
     /// Resident memory added by the fleet, per HEH connection (KiB).
     pub kib_per_heh: f64,
-    /// The VPP client's counters at the end.
+    /// The VPP client's counters at the end (all zero when an external command was the VPP).
     pub vpp: ebadge_bus::CounterSnapshot,
+    /// With [`VppPlayer::Command`]: the command line and the JSON object the command printed
+    /// (its own figures: `seconds`, `answered`, and whatever else it measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vpp_command: Option<serde_json::Value>,
 }
 
 impl ActivationReport {
@@ -584,19 +588,42 @@ pub enum FleetPlacement<F> {
     External(F),
 }
 
+/// Who sends the activations of the burst.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VppPlayer {
+    /// Our Rust client, in this process.
+    Ours,
+    /// An external program: this command line, run by `sh -c` once the fleet is connected and
+    /// its announcements are read (see [`run_vpp_command`] for what it is told and must print).
+    Command(String),
+}
+
+/// Where the fleet's HEHs and the VPP find the broker.
+#[derive(Debug, Clone, Copy)]
+pub struct BurstProfile<'a> {
+    /// The profile.
+    pub profile: &'a Profile,
+    /// Its file, for an external VPP.
+    pub path: &'a std::path::Path,
+}
+
 /// Starts `hehs` simulated HEHs (here or elsewhere), then the VPP sends each an activation at
 /// once and waits for all answers. The VPP publishes on `publish_connections` connections of
-/// its own (see [`ClientConfig::publish_connections`]).
+/// its own (see [`ClientConfig::publish_connections`]). With [`VppPlayer::Command`] our VPP
+/// only reads the fleet's announcements and leaves; the command then plays the VPP and reports
+/// its own time.
 pub async fn activations<F>(
-    profile: &Profile,
+    at: BurstProfile<'_>,
     hehs: usize,
     publish_connections: usize,
     placement: FleetPlacement<F>,
+    player: &VppPlayer,
     note: &dyn Fn(&str),
 ) -> Result<ActivationReport, crate::fleet::FleetError>
 where
     F: std::future::Future<Output = Result<f64, crate::fleet::FleetError>>,
 {
+    let profile = at.profile;
     let mut config = ClientConfig::new(profile.clone(), bench_vpp());
     config.publish_connections = publish_connections;
     let vpp = Client::connect_patiently(config, crate::fleet::CONNECT_PATIENCE)
@@ -636,7 +663,32 @@ where
         vpp.counters().received,
         wait.elapsed().as_secs_f64()
     ));
-    let (from, to) = crate::vpp::activation_window();
+    if let VppPlayer::Command(command) = player {
+        // Our VPP leaves its inbox empty (every announcement acknowledged) to the command.
+        vpp.close(Duration::from_secs(5)).await;
+        let ran = run_vpp_command(command, at.path, hehs, publish_connections, note).await;
+        if let Some(fleet) = fleet {
+            fleet.close(Duration::from_secs(5)).await;
+        }
+        let printed = ran?;
+        let number = |key: &str| printed.get(key).and_then(serde_json::Value::as_f64);
+        let mut report = ActivationReport::of_burst(
+            hehs,
+            connect_seconds,
+            number("seconds").unwrap_or(0.0),
+            Vec::new(),
+        );
+        report.answered = number("answered").unwrap_or(0.0) as u64;
+        if let Some(trips) = printed
+            .get("round_trip_ms")
+            .and_then(|v| serde_json::from_value::<[f64; 4]>(v.clone()).ok())
+        {
+            report.round_trip_ms = trips;
+        }
+        report.kib_per_heh = kib_per_heh;
+        report.vpp_command = Some(serde_json::json!({ "command": command, "printed": printed }));
+        return Ok(report);
+    }
     let burst = Instant::now();
     let all_confirmed = vpp.counters().confirmed + hehs as u64;
     let mut confirmed_at = {
@@ -648,29 +700,7 @@ where
             burst.elapsed().as_secs_f64()
         })
     };
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..hehs {
-        let vpp = vpp.clone();
-        tasks.spawn(async move {
-            let heh = bench_heh(i);
-            let t = Instant::now();
-            let outcome = vpp
-                .activate(&heh, &Activate::new(from, to, 1.0), Duration::from_secs(60))
-                .await;
-            (outcome, t.elapsed())
-        });
-    }
-    let mut trips = Vec::with_capacity(hehs);
-    while let Some(Ok((outcome, trip))) = tasks.join_next().await {
-        if matches!(
-            outcome,
-            Ok(ActivationOutcome::Accepted(_)
-                | ActivationOutcome::Rejected(_)
-                | ActivationOutcome::Modified(_))
-        ) {
-            trips.push(trip.as_nanos() as u64);
-        }
-    }
+    let trips = activate_each(&vpp, (0..hehs).map(bench_heh), Duration::from_secs(60)).await;
     let seconds = burst.elapsed().as_secs_f64();
     // The last confirms may come after the last answer: a queue delivers before its disk sync.
     let confirmed_seconds =
@@ -692,6 +722,166 @@ where
         confirmed_seconds,
         ..ActivationReport::of_burst(hehs, connect_seconds, seconds, trips)
     })
+}
+
+/// Sends one activation to each of `hehs` at once through `vpp` and waits for the answers (each at
+/// most `timeout`): the round trips (ns) of those answered.
+async fn activate_each(
+    vpp: &Client,
+    hehs: impl Iterator<Item = EntityName>,
+    timeout: Duration,
+) -> Vec<u64> {
+    let (from, to) = crate::vpp::activation_window();
+    let mut tasks = tokio::task::JoinSet::new();
+    for heh in hehs {
+        let vpp = vpp.clone();
+        tasks.spawn(async move {
+            let t = Instant::now();
+            let outcome = vpp
+                .activate(&heh, &Activate::new(from, to, 1.0), timeout)
+                .await;
+            (outcome, t.elapsed())
+        });
+    }
+    let mut trips = Vec::with_capacity(tasks.len());
+    while let Some(Ok((outcome, trip))) = tasks.join_next().await {
+        if matches!(
+            outcome,
+            Ok(ActivationOutcome::Accepted(_)
+                | ActivationOutcome::Rejected(_)
+                | ActivationOutcome::Modified(_))
+        ) {
+            trips.push(trip.as_nanos() as u64);
+        }
+    }
+    trips
+}
+
+/// Our Rust VPP as a command of [`run_vpp_command`] (`ebadge bench vpp-child`, hidden): the
+/// burst of [`activations`] in a process of its own, told what to do by the environment, so that
+/// it is measured as a VPP in another language is (its own CPU included). Returns the JSON
+/// object to print.
+pub async fn vpp_child() -> Result<serde_json::Value, BenchError> {
+    let var = |name: &str| {
+        std::env::var(name)
+            .map_err(|_| crate::fleet::FleetError::Process(format!("${name} is not set")))
+    };
+    let profile = Profile::load(std::path::Path::new(&var("EBADGE_PROFILE")?))
+        .map_err(|e| crate::fleet::FleetError::Process(format!("the profile: {e}")))?;
+    let name = EntityName::new(&var("EBADGE_BENCH_VPP")?)
+        .map_err(|e| crate::fleet::FleetError::Process(e.to_string()))?;
+    let names = std::fs::read_to_string(var("EBADGE_BENCH_HEHS")?)
+        .map_err(|e| crate::fleet::FleetError::Process(format!("the HEHs' names: {e}")))?;
+    let hehs: Vec<EntityName> = names
+        .split_whitespace()
+        .map(EntityName::new)
+        .collect::<Result<_, _>>()
+        .map_err(|e| crate::fleet::FleetError::Process(e.to_string()))?;
+    let timeout = var("EBADGE_BENCH_TIMEOUT")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .map_or(Duration::from_secs(60), Duration::from_secs_f64);
+    let mut config = ClientConfig::new(profile, name.clone());
+    config.publish_connections = var("EBADGE_BENCH_PUBLISH_CONNECTIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let vpp = Client::connect(config)
+        .await
+        .map_err(connect_error(name.as_str()))?;
+    let mut inbox = vpp.inbox().expect("a new client has its inbox");
+    tokio::spawn(async move {
+        while let Some(incoming) = inbox.next().await {
+            incoming.ack();
+        }
+    });
+    let sent = hehs.len();
+    let (cpu0, burst) = (cpu_seconds(), Instant::now());
+    let mut trips = activate_each(&vpp, hehs.into_iter(), timeout).await;
+    let (seconds, cpu) = (burst.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
+    let answered = trips.len();
+    let p = percentiles(&mut trips, &[50.0, 90.0, 99.0, 100.0]);
+    let round_trip_ms = [p[0], p[1], p[2], p[3]].map(|ns| ns as f64 / 1e6);
+    vpp.close(Duration::from_secs(5)).await;
+    Ok(serde_json::json!({
+        "vpp": "ebadge-bus (Rust)",
+        "sent": sent,
+        "answered": answered,
+        "seconds": seconds,
+        "round_trip_ms": round_trip_ms,
+        "burst_cpu_seconds": cpu,
+        "cpu_seconds": cpu_seconds(),
+    }))
+}
+
+/// Runs `command` (by `sh -c`) as the benchmark VPP against a connected fleet of `hehs` HEHs,
+/// and returns the JSON object it printed last on its standard output.
+///
+/// It is told, in its environment: `EBADGE_PROFILE` (the profile's file: the broker's address,
+/// the CA and the certificates' directory), `EBADGE_BENCH_VPP` (the VPP's name, whose
+/// certificate it connects with), `EBADGE_BENCH_HEHS` (a file naming the HEHs, one a line),
+/// `EBADGE_BENCH_TIMEOUT` (seconds to wait for each answer) and
+/// `EBADGE_BENCH_PUBLISH_CONNECTIONS` (what our VPP would publish on). It sends one `activate`
+/// to each HEH at once and awaits the answers (the fleet accepts every order), then prints one
+/// JSON object with at least `seconds` (first activate sent → last answer received) and
+/// `answered`; `round_trip_ms` (p50, p90, p99, max) and `cpu_seconds` if it measured them. Its
+/// standard error passes through.
+pub async fn run_vpp_command(
+    command: &str,
+    profile_path: &std::path::Path,
+    hehs: usize,
+    publish_connections: usize,
+    note: &dyn Fn(&str),
+) -> Result<serde_json::Value, crate::fleet::FleetError> {
+    let failed = |what: String| crate::fleet::FleetError::Process(what);
+    let names = tempfile::NamedTempFile::new()
+        .map_err(|e| failed(format!("a file for the HEHs' names: {e}")))?;
+    let list: String = (0..hehs).map(|i| format!("{}\n", bench_heh(i))).collect();
+    std::fs::write(names.path(), list)
+        .map_err(|e| failed(format!("writing the HEHs' names: {e}")))?;
+    let profile_path = std::path::absolute(profile_path)
+        .map_err(|e| failed(format!("the profile's path: {e}")))?;
+    note(&format!("the VPP is `{command}`"));
+    let started = Instant::now();
+    let output = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("EBADGE_PROFILE", &profile_path)
+        .env("EBADGE_BENCH_VPP", BENCH_VPP)
+        .env("EBADGE_BENCH_HEHS", names.path())
+        .env("EBADGE_BENCH_TIMEOUT", "60")
+        .env(
+            "EBADGE_BENCH_PUBLISH_CONNECTIONS",
+            publish_connections.to_string(),
+        )
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| failed(format!("starting `{command}`: {e}")))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(failed(format!(
+            "the VPP command `{command}` failed ({}); its output: {stdout}",
+            output.status
+        )));
+    }
+    let printed = stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(serde_json::Value::is_object)
+        .ok_or_else(|| {
+            failed(format!(
+                "the VPP command `{command}` printed no JSON object: {stdout:?}"
+            ))
+        })?;
+    note(&format!(
+        "the VPP command ended after {:.1} s (its start and connection included)",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(printed)
 }
 
 /// The cost of one HEH.

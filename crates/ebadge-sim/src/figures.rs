@@ -94,7 +94,7 @@ pub struct ActivationFigures {
 }
 
 /// How `activations` runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ActivationOptions {
     /// HEHs, each its own TLS connection.
     pub hehs: usize,
@@ -109,6 +109,9 @@ pub struct ActivationOptions {
     pub ours: bool,
     /// Then the same burst through raw amqprs, its fleet placed as ours.
     pub ceiling: bool,
+    /// Who sends the activations of "ours": our Rust VPP, or an external command (a VPP in
+    /// another language or library) against the same fleet.
+    pub vpp: bench::VppPlayer,
 }
 
 /// `activations`: a fleet of HEHs, and the VPP activates each at once: first activate → last
@@ -125,7 +128,7 @@ pub async fn activations(
         ours,
         ceiling,
         ..
-    } = options;
+    } = options.clone();
     // A local cluster lists its nodes; one node lists none.
     let publish_connections = publish_connections.unwrap_or_else(|| {
         ebadge_bus::ClientConfig::burst_publish_connections(ready.node_urls.len())
@@ -140,7 +143,7 @@ pub async fn activations(
         let report = fleet_burst(
             program,
             ready,
-            options,
+            &options,
             publish_connections,
             Subject::Ours,
             &note,
@@ -165,7 +168,7 @@ pub async fn activations(
         let raw = fleet_burst(
             program,
             ready,
-            options,
+            &options,
             publish_connections,
             Subject::Raw,
             &note,
@@ -228,12 +231,12 @@ enum Subject {
 async fn fleet_burst(
     program: &Program,
     ready: &Prepared,
-    options: ActivationOptions,
+    options: &ActivationOptions,
     publish_connections: usize,
     subject: Subject,
     note: &impl Fn(&str),
 ) -> Result<ActivationReport, BenchError> {
-    let ActivationOptions {
+    let &ActivationOptions {
         hehs, processes, ..
     } = options;
     bench::purge_vpp_inbox(&ready.management).await?;
@@ -247,12 +250,28 @@ async fn fleet_burst(
     });
     if processes <= 1 {
         let placement = bench::FleetPlacement::<std::future::Ready<_>>::InProcess(progress());
-        return Ok(burst(ready, hehs, publish_connections, placement, subject, note).await?);
+        return Ok(burst(
+            ready,
+            hehs,
+            publish_connections,
+            placement,
+            (subject, &options.vpp),
+            note,
+        )
+        .await?);
     }
     let raw = subject == Subject::Raw;
     let mut fleets = program.fleets(&ready.profile_path, hehs, processes, &ready.node_urls, raw)?;
     let placement = bench::FleetPlacement::External(fleets.ready());
-    let report = burst(ready, hehs, publish_connections, placement, subject, note).await;
+    let report = burst(
+        ready,
+        hehs,
+        publish_connections,
+        placement,
+        (subject, &options.vpp),
+        note,
+    )
+    .await;
     fleets.stop().await;
     Ok(report?)
 }
@@ -263,7 +282,7 @@ async fn burst<F>(
     hehs: usize,
     publish_connections: usize,
     placement: bench::FleetPlacement<F>,
-    subject: Subject,
+    (subject, vpp): (Subject, &bench::VppPlayer),
     note: &impl Fn(&str),
 ) -> Result<ActivationReport, crate::fleet::FleetError>
 where
@@ -271,7 +290,11 @@ where
 {
     match subject {
         Subject::Ours => {
-            bench::activations(&ready.profile, hehs, publish_connections, placement, note).await
+            let at = bench::BurstProfile {
+                profile: &ready.profile,
+                path: &ready.profile_path,
+            };
+            bench::activations(at, hehs, publish_connections, placement, vpp, note).await
         }
         Subject::Raw => {
             crate::ceiling::raw_activations(&ready.profile, hehs, publish_connections, placement)
@@ -322,6 +345,9 @@ pub async fn heh(
             crate::footprint::agent(agent, &program.0, &via, seconds, rate).await?
         }
         HehSubject::Pika(script) => crate::footprint::pika(script, &via, seconds, rate).await?,
+        HehSubject::Command(command) => {
+            crate::footprint::command(command, &via_path, seconds, rate).await?
+        }
     };
     let n = report.messages.max(1) as f64;
     report.wire_up_bytes_per_msg = proxy.bytes_up() as f64 / n;
@@ -376,6 +402,8 @@ pub enum HehSubject {
     Agent(std::path::PathBuf),
     /// pika, through this script (`scripts/heh-pika.py`).
     Pika(std::path::PathBuf),
+    /// This command line, run by `sh -c` ([`crate::footprint::command`]).
+    Command(String),
 }
 
 impl fmt::Display for HehSubject {
@@ -384,6 +412,7 @@ impl fmt::Display for HehSubject {
             HehSubject::Library => write!(f, "the client library"),
             HehSubject::Agent(path) => write!(f, "the agent {}", path.display()),
             HehSubject::Pika(_) => write!(f, "pika"),
+            HehSubject::Command(command) => write!(f, "`{command}`"),
         }
     }
 }

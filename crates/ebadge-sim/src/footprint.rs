@@ -1,7 +1,8 @@
 //! One HEH's footprint with the agent (`ebadge-heh`) or a pika client as the HEH, for
-//! `ebadge bench heh --agent PATH [--pika]`: the agent runs its device program (this program's
-//! hidden `bench device`, which prints stamped reports at the rate), pika runs
-//! `scripts/heh-pika.py`. Each is measured from outside, in its own process: CPU (the
+//! `ebadge bench heh --agent PATH|--heh-command CMD [--pika]`: the agent runs its device program
+//! (this program's hidden `bench device`, which prints stamped reports at the rate), pika runs
+//! `scripts/heh-pika.py`, a command is any other HEH (the Python package's,
+//! `python/bench/heh_ebadge.py`). Each is measured from outside, in its own process: CPU (the
 //! scheduler's run time of its threads), peak resident memory, and bytes on the wire through the
 //! caller's counting proxy.
 
@@ -138,4 +139,29 @@ pub async fn pika(
         ])
         .args(["--rate", &rate.to_string(), "--count", &count.to_string()]);
     measure(command, "the pika HEH", rate, count).await
+}
+
+/// The command line `command` (run by `sh -c 'exec …'`, so that the process measured is the
+/// command's, not a shell's) as the benchmark HEH. It is told, in its environment: the
+/// profile's file (`EBADGE_PROFILE`, whose address is the counting proxy's), the HEH's name
+/// (`EBADGE_BENCH_HEH`) and the VPP's (`EBADGE_BENCH_VPP`), `EBADGE_BENCH_RATE` and
+/// `EBADGE_BENCH_COUNT`. It sends COUNT reports, RATE a second, each confirmed, then idles until
+/// it is stopped.
+pub async fn command(
+    command: &str,
+    profile_path: &Path,
+    seconds: u64,
+    rate: u64,
+) -> Result<HehReport, BenchError> {
+    let count = seconds * rate;
+    let mut child = Command::new("sh");
+    child
+        .arg("-c")
+        .arg(format!("exec {command}"))
+        .env("EBADGE_PROFILE", profile_path)
+        .env("EBADGE_BENCH_HEH", bench_heh(0).as_str())
+        .env("EBADGE_BENCH_VPP", BENCH_VPP)
+        .env("EBADGE_BENCH_RATE", rate.to_string())
+        .env("EBADGE_BENCH_COUNT", count.to_string());
+    measure(child, "the HEH command", rate, count).await
 }

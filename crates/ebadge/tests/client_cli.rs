@@ -354,6 +354,30 @@ fn the_demo_runs_and_its_summary_adds_up_and_a_fleet_spreads_over_processes() {
     assert_eq!(result["raw_amqprs"]["answered"], 30, "{result}");
     assert!(stderr.contains("in 3 process(es)"), "{stderr}");
 
+    // The same burst with an external VPP (`--vpp-command`, how the Python VPPs are measured):
+    // here our Rust VPP in a process of its own, told what to do by its environment.
+    let vpp = format!("{} bench vpp-child", env!("CARGO_BIN_EXE_ebadge"));
+    let (result, stderr) = json_of(ebadge(
+        &[
+            "bench",
+            "activations",
+            "--hehs",
+            "30",
+            "--vpp-command",
+            &vpp,
+            "--json",
+            "--dir",
+            dir,
+        ],
+        "",
+    ));
+    assert_eq!(result["report"]["answered"], 30, "{result}");
+    assert_eq!(
+        result["report"]["vpp_command"]["printed"]["sent"], 30,
+        "{result}"
+    );
+    assert!(stderr.contains("the VPP is `"), "{stderr}");
+
     // The HEH footprint with the agent as the HEH and pika as the peer, same broker.
     let agent =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/ebadge-heh");
@@ -393,6 +417,30 @@ fn the_demo_runs_and_its_summary_adds_up_and_a_fleet_spreads_over_processes() {
             "{who}'s reports crossed the proxy: {result}"
         );
     }
+
+    // An external HEH (`--heh-command`, how the Python HEH is measured), told its name, the
+    // count and the profile; one that exits early (here: if it was told otherwise) fails the run.
+    let (result, _) = json_of(ebadge(
+        &[
+            "bench",
+            "heh",
+            "--seconds",
+            "2",
+            "--rate",
+            "5",
+            "--json",
+            "--heh-command",
+            r#"sh -c 'test "$EBADGE_BENCH_COUNT" = 10 && test "$EBADGE_BENCH_HEH" = heh-0b0000000000 && test -s "$EBADGE_PROFILE" && exec sleep 60'"#,
+            "--dir",
+            dir,
+        ],
+        "",
+    ));
+    assert_eq!(result["report"]["messages"], 10, "{result}");
+    assert!(
+        result["subject"].as_str().unwrap().contains("sleep 60"),
+        "{result}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

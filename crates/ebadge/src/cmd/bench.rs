@@ -64,6 +64,16 @@ pub enum BenchCommand {
         /// ceiling on a fresh cluster of its own
         #[arg(long, conflicts_with = "ceiling")]
         ceiling_only: bool,
+        /// Instead of our Rust VPP, this command (run by `sh -c` once the fleet is connected)
+        /// sends the activations and awaits the answers: a VPP in another language or library,
+        /// against the same fleet. It is told the profile (`EBADGE_PROFILE`), the VPP's name
+        /// (`EBADGE_BENCH_VPP`), a file naming the HEHs (`EBADGE_BENCH_HEHS`),
+        /// `EBADGE_BENCH_TIMEOUT` and `EBADGE_BENCH_PUBLISH_CONNECTIONS`, and prints one JSON
+        /// object with `seconds` (first activate → last answer) and `answered` (kept in the
+        /// result as `report.vpp_command`). Example: --vpp-command ".venv/bin/python
+        /// python/bench/vpp_ebadge.py"
+        #[arg(long, value_name = "COMMAND", conflicts_with_all = ["ceiling", "ceiling_only"])]
+        vpp_command: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -82,6 +92,15 @@ pub enum BenchCommand {
         /// Then the same with pika as the HEH (`scripts/heh-pika.py` by default), the peer.
         #[arg(long, value_name = "SCRIPT", num_args = 0..=1, default_missing_value = "scripts/heh-pika.py")]
         pika: Option<PathBuf>,
+        /// The HEH is this command (run by `sh -c 'exec COMMAND'`, so that the process measured
+        /// is the command's), instead of the client library in a process of this program: an
+        /// HEH in another language or library, measured from outside as the agent and pika are. It is told the profile (`EBADGE_PROFILE`, through the
+        /// counting proxy), its name (`EBADGE_BENCH_HEH`), the VPP's (`EBADGE_BENCH_VPP`),
+        /// `EBADGE_BENCH_RATE` and `EBADGE_BENCH_COUNT`; it sends that many reports at that
+        /// rate, each confirmed, then idles until it is stopped. Example: --heh-command
+        /// ".venv/bin/python python/bench/heh_ebadge.py"
+        #[arg(long, value_name = "COMMAND", conflicts_with = "agent")]
+        heh_command: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -137,6 +156,7 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
             publish_connections,
             ceiling,
             ceiling_only,
+            vpp_command,
             common,
         } => {
             let ready = prepare(&common, hehs).await?;
@@ -146,6 +166,7 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
                 publish_connections,
                 ours: !ceiling_only,
                 ceiling: ceiling || ceiling_only,
+                vpp: vpp_command.map_or(bench::VppPlayer::Ours, bench::VppPlayer::Command),
             };
             let figures = figures::activations(&Program::current()?, &ready, options, note).await?;
             emit(&common, "activations", &figures)?;
@@ -155,11 +176,16 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
             rate,
             agent,
             pika,
+            heh_command,
             common,
         } => {
             let ready = prepare(&common, 1).await?;
             let program = Program::current()?;
-            let subject = agent.map_or(HehSubject::Library, HehSubject::Agent);
+            let subject = match (agent, heh_command) {
+                (Some(agent), _) => HehSubject::Agent(agent),
+                (None, Some(command)) => HehSubject::Command(command),
+                (None, None) => HehSubject::Library,
+            };
             let report = figures::heh(&program, &ready, seconds, rate, &subject, note).await?;
             let peer = match pika {
                 Some(script) => {

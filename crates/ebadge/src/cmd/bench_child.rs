@@ -56,6 +56,10 @@ pub enum ChildRole {
         #[arg(long)]
         count: u64,
     },
+    /// (A VPP for `activations --vpp-command`: our Rust VPP in a process of its own, told what
+    /// to do by the environment; prints its figures as JSON.)
+    #[command(hide = true)]
+    VppChild,
     /// (Used by `ingest`: the VPP's side, in its own process.)
     #[command(hide = true)]
     Consume {
@@ -76,6 +80,7 @@ pub async fn run(role: ChildRole) -> Result<()> {
     match role {
         ChildRole::HehChild { .. } => unreachable!("run on its own small runtime by main"),
         ChildRole::Device { rate, count } => ebadge_sim::footprint::device(rate, count).await,
+        ChildRole::VppChild => println!("{}", bench::vpp_child().await?),
         ChildRole::Consume {
             count,
             raw,
