@@ -10,12 +10,13 @@ invalid incoming messages moved to the quarantine queue with the reason.
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import logging
 import os
 import sys
 import threading
-import traceback
+import weakref
 from typing import (
     Any,
     Callable,
@@ -34,7 +35,15 @@ from typing import (
 
 from ebadge import _core
 from ebadge._model import NOT_HANDLED, AnyMessage, ExtensionMessage, InvalidMessage, Message, message_from
-from ebadge.messages import AcceptActivation, Activate, Handler, ModifyActivation, RejectActivation, Response
+from ebadge.messages import (
+    MESSAGE_TYPES,
+    AcceptActivation,
+    Activate,
+    Handler,
+    ModifyActivation,
+    RejectActivation,
+    Response,
+)
 
 __all__ = [
     "ActivationOutcome",
@@ -72,7 +81,7 @@ class Undelivered(NamedTuple):
 
 
 def _records(self: BaseException) -> List[Undelivered]:
-    return [Undelivered(**r) for r in self.args[1]] if len(self.args) > 1 else []
+    return [Undelivered(*r) for r in self.args[1]] if len(self.args) > 1 else []
 
 
 setattr(UndeliveredError, "records", property(_records, doc="The messages given up, each with its reason."))
@@ -163,11 +172,29 @@ class Received:
         self._incoming.ack()
 
     def reject(self, reason: str) -> None:
-        """Cannot act on it: it goes to our quarantine queue with ``reason``, and is not offered again."""
-        self._incoming.reject(reason)
+        """Cannot act on it: it goes to our quarantine queue with ``reason`` (one line, at most
+        1,000 characters), and is not offered again."""
+        self._incoming.reject(_clean(reason))
 
     def __repr__(self) -> str:
         return f"Received(sender={self.sender!r}, msg_type={self.msg_type!r}, message_id={self.message_id!r})"
+
+
+#: The clients not closed yet: closed at the interpreter's exit, so that what they sent last is
+#: not lost with the process (up to 5 s each for the broker's confirms).
+_OPEN: "weakref.WeakSet[_Common]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    for client in list(_OPEN):
+        if not client.closed:
+            try:
+                unconfirmed, discarded = client._core.close(5.0)
+                if discarded:
+                    log.error("%s closed at exit: %d message(s) the broker had not confirmed are lost", client.name, unconfirmed)
+            except BaseException:  # the interpreter is going: nothing more to do
+                pass
 
 
 H = TypeVar("H", bound=Callable[..., Any])
@@ -210,10 +237,25 @@ def _replies(reply: Any) -> List[Sendable]:
     return list(reply)
 
 
+#: Longest reason written into a quarantined message's header (the core bounds it too).
+MAX_REASON = 1000
+
+
+def _clean(reason: str) -> str:
+    """A reason as one line of valid UTF-8 text, at most MAX_REASON characters."""
+    text = reason.encode("utf-8", "backslashreplace").decode("utf-8")
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
+
+
 def _reason() -> str:
-    """The last line of the current exception's traceback (``ValueError: no such device``)."""
+    """The exception being handled, as its traceback's last line says it (``ValueError: no such
+    device``; ``ebadge.InvalidMessage: ...`` for a type outside the builtins)."""
     kind, value = sys.exc_info()[:2]
-    return traceback.format_exception_only(kind, value)[-1].strip()
+    name = "?" if kind is None else kind.__qualname__
+    if kind is not None and kind.__module__ not in ("builtins", "__main__"):
+        name = f"{kind.__module__}.{name}"
+    return _clean(f"{name}: {value}" if str(value) else name)
 
 
 class _Common:
@@ -222,8 +264,8 @@ class _Common:
     def __init__(self, core: Any) -> None:
         self._core = core
         self._handlers: Dict[str, HandlerFunction] = {}
-        self._unhandled = 0
-        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        _OPEN.add(self)
 
     @property
     def name(self) -> str:
@@ -266,14 +308,18 @@ class _Common:
 
     def undelivered(self) -> List[Undelivered]:
         """The messages given up since the last call (or flush), each with its reason."""
-        return [Undelivered(**r) for r in self._core.undelivered()]
+        return [Undelivered(*r) for r in self._core.undelivered()]
 
     def counters(self) -> Dict[str, int]:
         """The counters now: sent, confirmed, buffered, received, duplicates, quarantined,
         rejected (by a handler that raised), unhandled, reconnects, ..."""
         counters: Dict[str, int] = dict(self._core.counters())
-        counters["unhandled"] = counters.get("unhandled", 0) + self._unhandled
         return counters
+
+    def stop(self) -> None:
+        """Ends ``serve`` after the message in hand is settled (its replies sent, acknowledged):
+        the way to stop from a handler. ``close`` then closes."""
+        self._stop.set()
 
     def on(self, kind: Union[str, Type[Message]]) -> Callable[[H], H]:
         """Registers the decorated function as the handler of one message type (its class or
@@ -285,8 +331,14 @@ class _Common:
         ...     return Report(from_=request.from_, ...)
         """
 
+        name = _msg_name(kind)
+        if name not in MESSAGE_TYPES and not name.startswith("ext_"):
+            raise ValueError(f"{name!r} is not a message type (ebadge.message_types() lists them; extensions start with ext_)")
+
         def register(function: H) -> H:
-            self._handlers[_msg_name(kind)] = function
+            if not self._coroutines and inspect.iscoroutinefunction(function):
+                raise TypeError(f"{function.__name__} is a coroutine function: async handlers need ebadge.AsyncClient")
+            self._handlers[name] = function
             return function
 
         return register
@@ -302,22 +354,36 @@ class _Common:
         method: Optional[HandlerFunction] = getattr(handler, attribute, None)
         return method
 
+    _coroutines = False
+    """Whether handlers may be coroutine functions (AsyncClient)."""
+
     def _settle(self, received: Received, outcome: Any, failed: Optional[str]) -> None:
         """Sends the replies, then acknowledges; or quarantines the message if the handler (or
-        a reply) failed."""
+        a reply) failed: all replies are checked before any is sent, so a peer never gets part
+        of the answer to a message that failed."""
+        if self.closed:
+            # Closed from the handler: nothing can be sent, and the message goes back to the
+            # broker with the connection, for the next run.
+            log.warning("%s from %s: the client was closed while handling it; it will come again", received.msg_type, received.sender)
+            return
         if failed is None:
             try:
-                for reply in _replies(outcome):
-                    self.send(received.sender, reply)
+                if inspect.isawaitable(outcome) and not self._coroutines:
+                    getattr(outcome, "close", lambda: None)()
+                    raise TypeError("the handler returned a coroutine: async handlers need ebadge.AsyncClient")
+                texts = [_text(reply) for reply in _replies(outcome)]
+                for text in texts:
+                    _core.canonical(text)
             except Exception:
                 failed = _reason()
         if failed is not None:
             log.warning("%s from %s: the handler failed (%s); quarantined", received.msg_type, received.sender, failed)
             received.reject(failed)
             return
+        for text in texts:
+            self._core.send(received.sender, text)
         if outcome is NOT_HANDLED:
-            with self._lock:
-                self._unhandled += 1
+            self._core.count_unhandled()
             log.info("no handler for %s from %s", received.msg_type, received.sender)
         received.ack()
 
@@ -408,13 +474,14 @@ class Client(_Common):
 
     def serve(self, handler: Optional[Handler] = None, *, duration: Optional[float] = None) -> None:
         """Runs the handlers on every message that arrives, acknowledging each after its handler
-        returned, until ``close()`` (from a handler or another thread), Ctrl-C, or ``duration``
-        seconds. ``handler``: an object with ``on_<type>`` methods (a :class:`Handler`); the
+        returned, until ``stop()`` (from a handler or another thread), ``close()`` (from another
+        thread), Ctrl-C, or ``duration`` seconds. ``handler``: an object with ``on_<type>`` methods (a :class:`Handler`); the
         functions registered with :meth:`on` come first."""
         import time
 
         deadline = None if duration is None else time.monotonic() + duration
-        while not self.closed:
+        self._stop.clear()
+        while not self.closed and not self._stop.is_set():
             wait = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
             if wait <= 0:
                 return
@@ -450,6 +517,8 @@ def kind_type(kind: str) -> str:
 class AsyncClient(_Common):
     """A connected entity for ``asyncio``: the waits are awaitables; ``send`` does not wait.
     Handlers may be plain functions or coroutines."""
+
+    _coroutines = True
 
     @classmethod
     async def connect(
@@ -525,8 +594,10 @@ class AsyncClient(_Common):
         return None if incoming is None else Received(incoming)
 
     async def serve(self, handler: Optional[Handler] = None) -> None:
-        """Runs the handlers on every message until ``close()`` or the task is cancelled."""
-        while not self.closed:
+        """Runs the handlers on every message until ``stop()``, ``close()`` or the task is
+        cancelled."""
+        self._stop.clear()
+        while not self.closed and not self._stop.is_set():
             received = await self.receive(0.5)
             if received is not None:
                 await self.handle(received, handler)

@@ -246,3 +246,65 @@ def test_the_metrics_endpoint_counts_what_the_client_does(connect: Connect) -> N
     received = b.receive(10)
     assert received is not None
     received.ack()
+
+
+def test_failing_handlers_are_told_apart_and_reported_in_one_clean_line(connect: Connect) -> None:
+    pika_drain("py-hand", "private-py-hand-quarantine", 100, patience=0.5)
+    sender = connect("py-feeder")
+    hand = connect("py-hand")
+
+    @hand.on(ebadge.LoadPrice)
+    def on_price(message: ebadge.LoadPrice, received: ebadge.Received) -> object:
+        if message.price == 21:
+            raise ValueError("two\nlines, a lone surrogate \udcff and a long tail " + "x" * 5000)
+        if message.price == 22:
+            # One good reply and one that cannot be sent: neither goes out.
+            return [price(1.0), "not a message"]
+        if message.price == 23:
+            hand.stop()
+        return price(message.price + 100)
+
+    with pytest.raises(TypeError):
+
+        @hand.on(ebadge.GetAllPrices)
+        async def coroutine(message: ebadge.GetAllPrices, received: ebadge.Received) -> None: ...
+
+    with pytest.raises(ValueError):
+        hand.on("get_prices")
+
+    for n in (21, 22, 23):
+        sender.send("py-hand", price(n))
+    hand.serve(duration=30)  # stop() in the handler of 23 ends it
+    replies = []
+    while (r := sender.receive(2)) is not None:
+        assert isinstance(r.message, ebadge.LoadPrice)
+        replies.append(r.message.price)
+        r.ack()
+    assert replies == [123], "the reply of the stopping handler went out; the partial answer did not"
+    quarantined = pika_drain("py-hand", "private-py-hand-quarantine", 2)
+    reasons = {body_json(q)["price"]: str(q["headers"]["x-ebadge-reason"]) for q in quarantined}
+    assert set(reasons) == {21, 22}
+    long_one = reasons[21]
+    assert long_one.startswith("rejected by the application: ValueError: two lines, a lone surrogate \\udcff and a long tail x")
+    assert "\n" not in long_one and len(long_one) < 1100, len(long_one)
+    assert reasons[22].startswith("rejected by the application: ebadge.InvalidMessage")
+
+
+def test_a_metrics_address_in_use_leaves_no_client_behind(connect: Connect) -> None:
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    address = "127.0.0.1:%d" % taken.getsockname()[1]
+    with pytest.raises(ebadge.ConnectFailed) as failed:
+        ebadge.Client.connect("py-b", profile(), metrics=address)
+    assert address in str(failed.value)
+    taken.close()
+    # Had a client been connected and left running, it would take py-b's messages.
+    a = connect("py-a")
+    b = connect("py-b")
+    a.send("py-b", price(7))
+    received = b.receive(10)
+    assert received is not None and received.message == price(7)
+    received.ack()

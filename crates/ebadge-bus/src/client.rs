@@ -352,8 +352,9 @@ impl Client {
         self.shared.inbox_rx.lock().unwrap().take().map(Inbox::new)
     }
 
-    /// Counts a message no handler method took (see [`crate::Handler`]).
-    pub(crate) fn count_unhandled(&self) {
+    /// Counts a message no handler took (see [`crate::Handler`]): for dispatchers outside this
+    /// crate (the Python package's handlers), so that `unhandled` and its metric count them.
+    pub fn count_unhandled(&self) {
         Counters::add(&self.shared.counters.unhandled, 1);
     }
 

@@ -3,7 +3,7 @@
 //! the Python side once its handler has run).
 
 use crate::completions::Completions;
-use crate::errors::{ConnectFailed, connect_failed, invalid, send_error, undelivered_dict};
+use crate::errors::{ConnectFailed, connect_failed, invalid, send_error, undelivered_record};
 use crate::{seconds, wait};
 use ebadge_bus::metrics::{Metrics, MetricsServer};
 use ebadge_bus::{
@@ -19,6 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Mutex as AsyncMutex;
+
+/// Most publishing connections a Python client may ask for (each is a TLS connection).
+const MAX_PUBLISH_CONNECTIONS: usize = 64;
 
 fn entity(name: &str) -> PyResult<EntityName> {
     EntityName::new(name).map_err(|e| PyValueError::new_err(e.to_string()))
@@ -39,29 +42,31 @@ impl Options {
     /// Opens the client (and its metrics endpoint) as the options say.
     async fn open(self) -> PyResult<Client> {
         let name = self.config.name.as_str().to_owned();
+        // The endpoint first: a client connected and then given up because the address was
+        // taken would go on consuming in the background.
+        let metrics = Metrics::new();
+        let server = match self.metrics {
+            Some(address) => Some(metrics.serve(address).await.map_err(|e| {
+                ConnectFailed::new_err(format!(
+                    "the metrics endpoint cannot listen on {address}: {e} (choose another address, or port 0 for a free one)"
+                ))
+            })?),
+            None => None,
+        };
         let inner = match self.patience {
             Some(patience) => BusClient::connect_patiently(self.config, patience).await,
             None => BusClient::connect(self.config).await,
         }
         .map_err(connect_failed)?;
-        let metrics = match self.metrics {
-            Some(address) => {
-                let metrics = Metrics::new();
-                metrics.watch(&name, std::slice::from_ref(&inner));
-                Some(metrics.serve(address).await.map_err(|e| {
-                    ConnectFailed::new_err(format!(
-                        "the metrics endpoint cannot listen on {address}: {e} (choose another address, or port 0 for a free one)"
-                    ))
-                })?)
-            }
-            None => None,
-        };
+        if server.is_some() {
+            metrics.watch(&name, std::slice::from_ref(&inner));
+        }
         let inbox = inner.inbox();
         Ok(Client {
             inner,
             inbox: Arc::new(AsyncMutex::new(inbox)),
-            metrics: Mutex::new(metrics),
-            closed: AtomicBool::new(false),
+            metrics: Mutex::new(server),
+            closed: Arc::new(AtomicBool::new(false)),
             completions: Completions::default(),
         })
     }
@@ -73,7 +78,9 @@ pub(crate) struct Client {
     inner: BusClient,
     inbox: Arc<AsyncMutex<Option<Inbox>>>,
     metrics: Mutex<Option<MetricsServer>>,
-    closed: AtomicBool,
+    /// Set by `close`: from then on `receive` gives nothing (what the inbox still buffers goes
+    /// back to the broker with the connection).
+    closed: Arc<AtomicBool>,
     /// The awaitables of `activate` and `activate_many`, completed in batches.
     completions: Completions,
 }
@@ -137,19 +144,27 @@ impl Drop for Client {
     }
 }
 
-/// Waits for the next delivery, at most `timeout`; `None` on timeout or once the client is
-/// closed.
+/// Waits for the next delivery, at most `timeout` (the wait for another thread's `receive`
+/// included); `None` on timeout or once the client is closed.
 async fn next(
     inbox: Arc<AsyncMutex<Option<Inbox>>>,
+    closed: Arc<AtomicBool>,
     timeout: Option<Duration>,
 ) -> Option<Incoming> {
-    let mut guard = inbox.lock().await;
-    let inbox = guard.as_mut()?;
-    let incoming = match timeout {
-        Some(t) => tokio::time::timeout(t, inbox.next()).await.ok()??,
-        None => inbox.next().await?,
+    let job = async {
+        let mut guard = inbox.lock().await;
+        let inbox = guard.as_mut()?;
+        let incoming = inbox.next().await?;
+        // Closed meanwhile: dropped, the delivery goes back to the broker.
+        (!closed.load(Ordering::Relaxed)).then(|| Incoming::new(incoming))
     };
-    Some(Incoming::new(incoming))
+    if closed.load(Ordering::Relaxed) {
+        return None;
+    }
+    match timeout {
+        Some(t) => tokio::time::timeout(t, job).await.ok()?,
+        None => job.await,
+    }
 }
 
 async fn flush_within(client: BusClient, timeout: Option<Duration>) -> PyResult<()> {
@@ -214,6 +229,11 @@ impl Client {
             config.dedupe_window = d;
         }
         if let Some(p) = publish_connections {
+            if p > MAX_PUBLISH_CONNECTIONS {
+                return Err(PyValueError::new_err(format!(
+                    "publish_connections is 0 to {MAX_PUBLISH_CONNECTIONS} (4 suits a cluster), not {p}"
+                )));
+            }
             config.publish_connections = p;
         }
         let metrics = metrics
@@ -228,7 +248,8 @@ impl Client {
         let options = Options {
             config,
             metrics,
-            patience: seconds(patience)?,
+            // Beyond a year is "for ever", and keeps the deadline's arithmetic in range.
+            patience: seconds(patience)?.map(|p| p.min(Duration::from_secs(365 * 86_400))),
         };
         if blocking {
             let client = wait(py, options.open())??;
@@ -300,15 +321,15 @@ impl Client {
 
     /// The messages given up since the last call (or flush), as dicts.
     fn undelivered<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let records = self.inner.undelivered();
-        let dicts: PyResult<Vec<_>> = records.iter().map(|u| undelivered_dict(py, u)).collect();
-        PyList::new(py, dicts?)
+        let records = py.detach(|| self.inner.undelivered());
+        PyList::new(py, records.iter().map(undelivered_record))
     }
 
     /// The counters now, as a dict.
     fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        let value = serde_json::to_value(self.inner.counters()).expect("counters are JSON");
+        let counters = py.detach(|| self.inner.counters());
+        let value = serde_json::to_value(counters).expect("counters are JSON");
         for (k, v) in value.as_object().expect("counters are an object") {
             d.set_item(k, v.as_u64().unwrap_or(0))?;
         }
@@ -421,7 +442,7 @@ impl Client {
         timeout: Option<f64>,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let job = next(self.inbox.clone(), seconds(timeout)?);
+        let job = next(self.inbox.clone(), self.closed.clone(), seconds(timeout)?);
         if blocking {
             let incoming = wait(py, job)?;
             Ok(incoming.into_pyobject(py)?.into_any())
@@ -431,8 +452,14 @@ impl Client {
     }
 
     /// Answers a market message that carries msg_id with `200 OK`; returns the message_id sent.
-    fn respond_ok(&self, incoming: &Incoming) -> PyResult<Option<String>> {
-        self.inner.respond_ok(&incoming.inner).map_err(send_error)
+    fn respond_ok(&self, py: Python<'_>, incoming: &Incoming) -> PyResult<Option<String>> {
+        py.detach(|| self.inner.respond_ok(&incoming.inner))
+            .map_err(send_error)
+    }
+
+    /// Counts a message no handler took (`unhandled`, and the metric of the same name).
+    fn count_unhandled(&self) {
+        self.inner.count_unhandled();
     }
 
     /// Waits for the outbox (at most `timeout`), then closes: `(unconfirmed, discarded)`.
@@ -447,14 +474,20 @@ impl Client {
         let timeout = seconds(Some(timeout))?.unwrap_or_default();
         let client = self.inner.clone();
         // A receive waiting meanwhile ends: the inbox's sender goes with the session.
-        let job = async move {
+        // Spawned: a Ctrl-C or a cancelled task ends the wait, not the close.
+        let closing = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
             let closed = client.close(timeout).await;
             drop(metrics);
-            Ok((closed.unconfirmed, closed.discarded))
+            (closed.unconfirmed, closed.discarded)
+        });
+        let job = async move {
+            closing.await.map_err(|e| {
+                pyo3::exceptions::PyRuntimeError::new_err(format!("closing failed: {e}"))
+            })
         };
         if blocking {
-            let closed: PyResult<(usize, bool)> = wait(py, job)?;
-            Ok(closed?.into_pyobject(py)?.into_any())
+            let closed = wait(py, job)??;
+            Ok(closed.into_pyobject(py)?.into_any())
         } else {
             pyo3_async_runtimes::tokio::future_into_py(py, job)
         }

@@ -6,7 +6,6 @@
 use ebadge_bus::{ConnectError, SendError, Undelivered};
 use ebadge_model::InvalidMessage as ModelError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
 pyo3::create_exception!(
     ebadge,
@@ -58,35 +57,30 @@ pub(crate) fn connect_failed(e: ConnectError) -> PyErr {
     ConnectFailed::new_err(e.to_string())
 }
 
-/// One undelivered record as a dict (what `ebadge.Undelivered` is built from).
-pub(crate) fn undelivered_dict<'py>(
-    py: Python<'py>,
-    u: &Undelivered,
-) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("seq", u.seq)?;
-    d.set_item("message_id", &u.message_id)?;
-    d.set_item("exchange", &u.exchange)?;
-    d.set_item("routing_key", &u.routing_key)?;
-    d.set_item("msg_type", &u.msg_type)?;
-    d.set_item("reason", &u.reason)?;
-    Ok(d)
+/// One undelivered record as the fields of `ebadge.Undelivered`, in its order.
+pub(crate) type Record = (u64, String, String, String, String, String);
+
+pub(crate) fn undelivered_record(u: &Undelivered) -> Record {
+    (
+        u.seq,
+        u.message_id.clone(),
+        u.exchange.clone(),
+        u.routing_key.clone(),
+        u.msg_type.clone(),
+        u.reason.clone(),
+    )
 }
 
+/// A send error as its Python exception. Built without the GIL (it may be made on one of the
+/// core's threads): the arguments are plain data, turned into Python objects when raised.
 pub(crate) fn send_error(e: SendError) -> PyErr {
     match e {
         SendError::Invalid(e) => invalid(e),
-        SendError::Undelivered(records) => Python::attach(|py| {
+        SendError::Undelivered(records) => {
             let text = SendError::Undelivered(records.clone()).to_string();
-            let list: PyResult<Vec<_>> = records
-                .iter()
-                .map(|u| undelivered_dict(py, u).map(Bound::unbind))
-                .collect();
-            match list {
-                Ok(list) => UndeliveredError::new_err((text, list)),
-                Err(e) => e,
-            }
-        }),
+            let records: Vec<Record> = records.iter().map(undelivered_record).collect();
+            UndeliveredError::new_err((text, records))
+        }
         other => NotSent::new_err(other.to_string()),
     }
 }
