@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: deps demo test test-rabbitmq4 lint cross unit bench fuzz build python python-release
+.PHONY: deps demo test test-rabbitmq4 lint cross unit bench bench-python fuzz build python python-release
 
 deps:
 	@scripts/install-deps.sh
@@ -55,12 +55,28 @@ test-rabbitmq4: deps python
 
 ## Benchmarks (results go to docs/benchmarks.md by hand, with the machine): the codec, then the
 ## three figures of D3.2.3 2.1 on the local broker in .ebadge/ (started if needed), as JSON lines.
+## The Python package's figures: `make bench-python`.
 bench: build
 	$(CARGO) bench -p ebadge-model --bench codec
 	target/release/ebadge bench heh --seconds 60 --json
 	target/release/ebadge bench activations --hehs 5000 --json
 	target/release/ebadge bench ingest --hehs 1000 --messages 200000 --json
 	target/release/ebadge bench ingest --hehs 1000 --messages 100000 --rate 3333 --json
+
+## The Python package's figures (issue #27, docs/benchmarks.md "Python"), as JSON lines: the codec
+## beside json; an HEH at 10 reports/s through the package, then pika (on .ebadge/); 5,000
+## activations by our Rust VPP, the package's (asyncio.gather of activate, then activate_many) and
+## aio-pika's, each on a fresh broker in target/bench-python against the same simulated fleet.
+BENCH_PYTHON ?= .venv/bin/python
+bench-python: build python-release
+	$(BENCH_PYTHON) python/bench/codec.py
+	target/release/ebadge bench heh --seconds 60 --json --heh-command "$(BENCH_PYTHON) python/bench/heh_ebadge.py" --pika
+	for vpp in "" "$(BENCH_PYTHON) python/bench/vpp_ebadge.py" "$(BENCH_PYTHON) python/bench/vpp_ebadge.py --api many" \
+	    "$(BENCH_PYTHON) python/bench/vpp_aio_pika.py"; do \
+	  dir=target/bench-python; target/release/ebadge broker up --dir $$dir >/dev/null || exit 1; \
+	  target/release/ebadge bench activations --dir $$dir --hehs 5000 --json $${vpp:+--vpp-command "$$vpp"}; status=$$?; \
+	  target/release/ebadge broker down --dir $$dir >/dev/null; rm -rf $$dir; [ $$status = 0 ] || exit $$status; \
+	done
 
 ## Fuzz the message decoder for FUZZ_SECONDS (default 60). Needs cargo-fuzz (installed if missing).
 FUZZ_SECONDS ?= 60
