@@ -10,12 +10,15 @@ invalid incoming messages moved to the quarantine queue with the reason.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import functools
 import inspect
 import logging
 import os
 import sys
 import threading
+import time
 import weakref
 from typing import (
     Any,
@@ -195,6 +198,17 @@ def _close_at_exit() -> None:
                     log.error("%s closed at exit: %d message(s) the broker had not confirmed are lost", client.name, unconfirmed)
             except BaseException:  # the interpreter is going: nothing more to do
                 pass
+
+
+T = TypeVar("T")
+
+
+async def _in_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """A blocking call of the core (it releases the GIL) on a thread of the event loop's executor.
+    The core's own threads then never call into Python: one that did while the interpreter shuts
+    down (an awaitable completed at exit) would crash the process."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, functools.partial(function, *args, **kwargs))
 
 
 H = TypeVar("H", bound=Callable[..., Any])
@@ -477,7 +491,6 @@ class Client(_Common):
         returned, until ``stop()`` (from a handler or another thread), ``close()`` (from another
         thread), Ctrl-C, or ``duration`` seconds. ``handler``: an object with ``on_<type>`` methods (a :class:`Handler`); the
         functions registered with :meth:`on` come first."""
-        import time
 
         deadline = None if duration is None else time.monotonic() + duration
         self._stop.clear()
@@ -537,7 +550,8 @@ class AsyncClient(_Common):
         patience: Optional[float] = None,
     ) -> AsyncClient:
         """Connects as ``name``; the options are those of :meth:`Client.connect`."""
-        core = await _core.Client.connect(
+        core = await _in_thread(
+            _core.Client.connect,
             name,
             None if profile is None else os.fspath(profile),
             durable_outbox=None if durable_outbox is None else os.fspath(durable_outbox),
@@ -549,7 +563,6 @@ class AsyncClient(_Common):
             publish_connections=publish_connections,
             metrics=metrics,
             patience=patience,
-            blocking=False,
         )
         return cls(core)
 
@@ -562,7 +575,7 @@ class AsyncClient(_Common):
 
     async def flush(self, timeout: Optional[float] = None) -> None:
         """Waits until everything sent so far left the outbox (see :meth:`Client.flush`)."""
-        await self._core.flush(timeout, blocking=False)
+        await _in_thread(self._core.flush, timeout)
 
     async def send_confirmed(self, to: str, message: Sendable, timeout: Optional[float] = None) -> str:
         """Sends and waits for the broker's confirm of this message and all before it."""
@@ -585,12 +598,18 @@ class AsyncClient(_Common):
 
     async def request(self, to: str, message: Message, timeout: float = 30.0) -> Optional[Response]:
         """Sends a market message that carries ``msg_id`` and waits for its ``response``."""
-        text = await self._core.request(to, _text(message), timeout, blocking=False)
+        text = await _in_thread(self._core.request, to, _text(message), timeout)
         return None if text is None else message_from("response", text)  # type: ignore[return-value]
 
     async def receive(self, timeout: Optional[float] = None) -> Optional[Received]:
         """The next message, or None after ``timeout`` seconds or once the client is closed."""
-        incoming = await self._core.receive(timeout, blocking=False)
+        # In slices, so that a cancelled task frees its thread within half a second.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = 0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic()))
+            incoming = await _in_thread(self._core.receive, left)
+            if incoming is not None or self.closed or (deadline is not None and time.monotonic() >= deadline):
+                break
         return None if incoming is None else Received(incoming)
 
     async def serve(self, handler: Optional[Handler] = None) -> None:
@@ -619,6 +638,6 @@ class AsyncClient(_Common):
 
     async def close(self, timeout: float = 30.0) -> Closed:
         """Waits for the outbox (at most ``timeout`` seconds), then closes the connection."""
-        unconfirmed, discarded = await self._core.close(timeout, blocking=False)
+        unconfirmed, discarded = await _in_thread(self._core.close, timeout)
         return Closed(unconfirmed, discarded)
 

@@ -107,3 +107,20 @@ def test_an_asyncio_client_and_a_threaded_client_work_side_by_side() -> None:
 
     waited = asyncio.run(main())
     assert waited > 0, "the event loop ran while the Rust core waited"
+
+
+def test_a_program_using_the_asyncio_client_exits_cleanly() -> None:
+    """The core's threads never call into Python: before, an awaitable completed by one of them
+    as the interpreter shut down crashed about one exit in six (SIGSEGV or SIGABRT)."""
+    import subprocess
+    import sys
+
+    program = (
+        "import asyncio, sys, ebadge\n"
+        "async def main():\n"
+        "    async with await ebadge.AsyncClient.connect('py-async', sys.argv[1]) as c:\n"
+        "        await c.receive(0.05)\n"
+        "asyncio.run(main())\n"
+    )
+    codes = [subprocess.run([sys.executable, "-c", program, profile()], capture_output=True, timeout=60).returncode for _ in range(30)]
+    assert codes == [0] * 30, codes
