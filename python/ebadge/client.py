@@ -550,13 +550,13 @@ class AsyncClient(_Common):
         patience: Optional[float] = None,
     ) -> AsyncClient:
         """Connects as ``name``; the options are those of :meth:`Client.connect`."""
-        core = await _in_thread(
-            _core.Client.connect,
+        connected = await _in_thread(
+            Client.connect,
             name,
-            None if profile is None else os.fspath(profile),
-            durable_outbox=None if durable_outbox is None else os.fspath(durable_outbox),
+            profile,
+            durable_outbox=durable_outbox,
             outbox_sync=outbox_sync,
-            groups=list(groups),
+            groups=groups,
             prefetch=prefetch,
             outbox_cap=outbox_cap,
             dedupe_window=dedupe_window,
@@ -564,7 +564,7 @@ class AsyncClient(_Common):
             metrics=metrics,
             patience=patience,
         )
-        return cls(core)
+        return cls(connected._core)
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -1,5 +1,5 @@
 //! The Rust client for Python: `Client` (connect, send, flush, activate, request, receive, close,
-//! each wait blocking or as an awaitable) and `Incoming` (a delivery, acknowledged or rejected by
+//! each wait blocking; activations also as awaitables) and `Incoming` (a delivery, acknowledged or rejected by
 //! the Python side once its handler has run).
 
 use crate::completions::Completions;
@@ -107,11 +107,19 @@ async fn activation(
     order: ebadge_model::Activate,
     timeout: Duration,
 ) -> PyResult<Outcome> {
-    let answer = client.activate(&peer, &order, timeout).await;
-    outcome(answer.map_err(|e| match e {
+    outcome(
+        client
+            .activate(&peer, &order, timeout)
+            .await
+            .map_err(request_error)?,
+    )
+}
+
+fn request_error(e: ebadge_bus::RequestError) -> PyErr {
+    match e {
         ebadge_bus::RequestError::Send(e) => send_error(e),
         other => PyValueError::new_err(other.to_string()),
-    })?)
+    }
 }
 
 impl Client {
@@ -182,9 +190,9 @@ async fn flush_within(client: BusClient, timeout: Option<Duration>) -> PyResult<
 
 #[pymethods]
 impl Client {
-    /// Reads the profile and the options; the wait is the caller's (blocking or async).
+    /// Reads the profile and the options, then connects (the GIL released).
     #[staticmethod]
-    #[pyo3(signature = (name, profile=None, *, durable_outbox=None, outbox_sync="full", groups=Vec::new(), prefetch=None, outbox_cap=None, dedupe_window=None, publish_connections=None, metrics=None, patience=None, blocking=true))]
+    #[pyo3(signature = (name, profile=None, *, durable_outbox=None, outbox_sync="full", groups=Vec::new(), prefetch=None, outbox_cap=None, dedupe_window=None, publish_connections=None, metrics=None, patience=None))]
     #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn connect<'py>(
         py: Python<'py>,
@@ -199,8 +207,7 @@ impl Client {
         publish_connections: Option<usize>,
         metrics: Option<&str>,
         patience: Option<f64>,
-        blocking: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> PyResult<Bound<'py, Client>> {
         let path = Profile::locate(profile.as_deref());
         let profile = Profile::load(&path).map_err(|e| {
             ConnectFailed::new_err(format!(
@@ -251,12 +258,7 @@ impl Client {
             // Beyond a year is "for ever", and keeps the deadline's arithmetic in range.
             patience: seconds(patience)?.map(|p| p.min(Duration::from_secs(365 * 86_400))),
         };
-        if blocking {
-            let client = wait(py, options.open())??;
-            Ok(Bound::new(py, client)?.into_any())
-        } else {
-            pyo3_async_runtimes::tokio::future_into_py(py, options.open())
-        }
+        Bound::new(py, wait(py, options.open())??)
     }
 
     /// Our entity name.
@@ -302,21 +304,10 @@ impl Client {
     }
 
     /// Waits until everything sent so far left the outbox: confirmed, or given up (raises
-    /// UndeliveredError with the records). `blocking=False` returns an awaitable.
-    #[pyo3(signature = (timeout=None, blocking=true))]
-    fn flush<'py>(
-        &self,
-        py: Python<'py>,
-        timeout: Option<f64>,
-        blocking: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let job = flush_within(self.inner.clone(), seconds(timeout)?);
-        if blocking {
-            wait(py, job)??;
-            Ok(py.None().into_bound(py))
-        } else {
-            pyo3_async_runtimes::tokio::future_into_py(py, job)
-        }
+    /// UndeliveredError with the records).
+    #[pyo3(signature = (timeout=None))]
+    fn flush(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        wait(py, flush_within(self.inner.clone(), seconds(timeout)?))?
     }
 
     /// The messages given up since the last call (or flush), as dicts.
@@ -400,15 +391,13 @@ impl Client {
     }
 
     /// Sends a market message that carries msg_id and waits for its response (json or None).
-    #[pyo3(signature = (to, text, timeout, blocking=true))]
-    fn request<'py>(
+    fn request(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         to: &str,
         text: &str,
         timeout: f64,
-        blocking: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> PyResult<Option<String>> {
         let peer = entity(to)?;
         let message = message_of(text)?;
         let timeout = seconds(Some(timeout))?.unwrap_or_default();
@@ -417,38 +406,22 @@ impl Client {
             let answer = client
                 .request(&peer, &message, timeout)
                 .await
-                .map_err(|e| match e {
-                    ebadge_bus::RequestError::Send(e) => send_error(e),
-                    other => PyValueError::new_err(other.to_string()),
-                })?;
+                .map_err(request_error)?;
             answer
                 .map(|r| Message::Response(r).encode())
                 .transpose()
                 .map_err(invalid)
         };
-        if blocking {
-            let answer = wait(py, job)??;
-            Ok(answer.into_pyobject(py)?.into_any())
-        } else {
-            pyo3_async_runtimes::tokio::future_into_py(py, job)
-        }
+        wait(py, job)?
     }
 
     /// The next delivery (an `Incoming`), or `None` after `timeout` seconds or once closed.
-    #[pyo3(signature = (timeout=None, blocking=true))]
-    fn receive<'py>(
-        &self,
-        py: Python<'py>,
-        timeout: Option<f64>,
-        blocking: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let job = next(self.inbox.clone(), self.closed.clone(), seconds(timeout)?);
-        if blocking {
-            let incoming = wait(py, job)?;
-            Ok(incoming.into_pyobject(py)?.into_any())
-        } else {
-            pyo3_async_runtimes::tokio::future_into_py(py, async move { Ok(job.await) })
-        }
+    #[pyo3(signature = (timeout=None))]
+    fn receive(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Incoming>> {
+        wait(
+            py,
+            next(self.inbox.clone(), self.closed.clone(), seconds(timeout)?),
+        )
     }
 
     /// Answers a market message that carries msg_id with `200 OK`; returns the message_id sent.
@@ -463,13 +436,8 @@ impl Client {
     }
 
     /// Waits for the outbox (at most `timeout`), then closes: `(unconfirmed, discarded)`.
-    #[pyo3(signature = (timeout=30.0, blocking=true))]
-    fn close<'py>(
-        &self,
-        py: Python<'py>,
-        timeout: f64,
-        blocking: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (timeout=30.0))]
+    fn close(&self, py: Python<'_>, timeout: f64) -> PyResult<(usize, bool)> {
         let metrics = self.closing();
         let timeout = seconds(Some(timeout))?.unwrap_or_default();
         let client = self.inner.clone();
@@ -485,12 +453,7 @@ impl Client {
                 pyo3::exceptions::PyRuntimeError::new_err(format!("closing failed: {e}"))
             })
         };
-        if blocking {
-            let closed = wait(py, job)??;
-            Ok(closed.into_pyobject(py)?.into_any())
-        } else {
-            pyo3_async_runtimes::tokio::future_into_py(py, job)
-        }
+        wait(py, job)?
     }
 }
 
