@@ -99,9 +99,11 @@ pub fn config(front: &Frontend, backends: &[Backend]) -> String {
          \x20   option redispatch\n\
          \x20   # A node marked down takes its sessions with it: clients reconnect at once\n\
          \x20   # instead of waiting for heartbeats to notice a silent peer. A check is a TLS\n\
-         \x20   # handshake given `inter` to finish; a node is out after three failures in a\n\
-         \x20   # row (6-9 s): a node too busy to answer for a few seconds keeps its sessions.\n\
-         \x20   default-server inter 3s fall 3 rise 2 on-marked-down shutdown-sessions\n",
+         \x20   # handshake given `inter` (5 s) to finish: a node busy with a storm of client\n\
+         \x20   # handshakes answers the check in its turn, seen at 3-5 s, and is not dead. A\n\
+         \x20   # node is out after three failures in a row, the second and third `fastinter`\n\
+         \x20   # apart: a dead node (connection refused) within 9 s, a silent one within 24 s.\n\
+         \x20   default-server inter 5s fastinter 2s fall 3 rise 2 on-marked-down shutdown-sessions\n",
         socket = front.admin_socket.display(),
         max = front.max_connections,
     );

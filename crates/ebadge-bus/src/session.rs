@@ -360,6 +360,9 @@ impl Supervisor {
 
         let mut shutdown = self.shared.shutdown.subscribe();
         let mut retry_timer = tokio::time::interval(Duration::from_secs(1));
+        // Armed only while something waits on it; armed anew, its first tick is a second
+        // away (not at once: a message given back must not come back in a loop).
+        let mut retry_armed = false;
         let inbox_tx = self.inbox_tx.clone();
         self.quarantine_ready = false;
         loop {
@@ -398,6 +401,13 @@ impl Supervisor {
                     return Err(format!("publish failed: {e}"));
                 }
             }
+            let needs_tick = !self.giving_back.is_empty()
+                || consumer.retry_at.is_some()
+                || self.settlements.iter().any(Settlement::needs_tick);
+            if needs_tick && !retry_armed {
+                retry_timer.reset();
+            }
+            retry_armed = needs_tick;
             tokio::select! {
                 _ = &mut io_failure => return Err("network failure".into()),
                 _ = closed(&mut shutdown) => {
@@ -444,7 +454,7 @@ impl Supervisor {
                     None => return Err("callbacks ended".into()),
                 },
                 _ = self.shared.wake.notified() => {}
-                _ = retry_timer.tick() => {
+                _ = retry_timer.tick(), if retry_armed => {
                     self.give_back(&consumer).await?;
                     let now = Instant::now();
                     for (index, lane) in lanes.iter_mut().enumerate() {

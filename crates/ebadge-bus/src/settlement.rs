@@ -692,6 +692,20 @@ impl Settlement {
         }
     }
 
+    /// Whether anything of this lane waits on the session's retry tick: a publish in flight
+    /// (its channel may need replacing if only nacks come), a refused message or quarantine
+    /// copy waiting out its backoff, suspects. An idle lane needs no tick, so an idle client
+    /// does not wake every second (20,000 idle HEHs in four processes woke 20,000 times a
+    /// second for nothing).
+    pub(crate) fn needs_tick(&self) -> bool {
+        !self.inflight.is_empty()
+            || !self.retries.entries.is_empty()
+            || !self.quarantine.is_empty()
+            || !self.quarantine_later.is_empty()
+            || !self.suspects.is_empty()
+            || self.nacks_since_ack > 0
+    }
+
     /// Negative confirms since the last positive one (a channel that gets only these is
     /// replaced).
     pub(crate) fn nacks_since_ack(&self) -> u64 {
@@ -981,6 +995,28 @@ mod tests {
         let settled = s.confirmed(&mut outbox, 2, true, now);
         assert_eq!(settled.confirmed, 2);
         assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn a_lane_wants_the_retry_tick_only_while_something_waits_on_it() {
+        let mut outbox = outbox_with(&["a-to-b"; 2]);
+        let mut s = Settlement::new(0);
+        let t0 = Instant::now();
+        assert!(!s.needs_tick(), "a new lane");
+        publish_due(&mut s, &outbox, t0);
+        assert!(s.needs_tick(), "publishes in flight");
+        s.nacked(&mut outbox, 1, false, t0);
+        s.confirmed(&mut outbox, 2, false, t0);
+        assert!(s.needs_tick(), "a nacked message waits out its backoff");
+        assert_eq!(publish_due(&mut s, &outbox, t0 + RETRY_MIN), vec![1]);
+        s.confirmed(&mut outbox, 3, false, t0 + RETRY_MIN);
+        assert!(outbox.is_empty());
+        assert!(!s.needs_tick(), "all confirmed: idle again");
+        s.quarantine_later.push((t0 + RETRY_MIN, copy(7)));
+        assert!(
+            s.needs_tick(),
+            "a refused quarantine copy waits for its retry"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use crate::fleet::Fleet;
 use crate::heh::{HehSpec, Policy};
-use crate::measure::{cpu_seconds, percentiles, rss_kib, unix_nanos};
+use crate::measure::{CpuWatch, cpu_seconds, percentiles, rss_kib, unix_nanos};
 use amqprs::channel::{
     BasicAckArguments, BasicConsumeArguments, BasicPublishArguments, BasicQosArguments,
 };
@@ -108,6 +108,8 @@ pub struct Prepared {
     /// Each node's own address, on a local cluster (empty on one node): fleet processes
     /// connect straight to them, as haproxy holds fewer connections than a big fleet.
     pub node_urls: Vec<String>,
+    /// The nodes' process ids (for the CPU split of a burst).
+    pub node_pids: Vec<u32>,
 }
 
 /// Brings the local broker in `dir` up and adds the benchmark registry (`hehs` HEHs and
@@ -130,6 +132,7 @@ pub async fn prepare(
     )
     .await?;
     let nodes = broker.status()?.nodes;
+    let node_pids = nodes.iter().filter_map(|n| n.pid).collect();
     Ok(Prepared {
         profile: ready.profile,
         profile_path: broker.profile_path(),
@@ -140,6 +143,7 @@ pub async fn prepare(
         } else {
             Vec::new()
         },
+        node_pids,
     })
 }
 
@@ -521,10 +525,16 @@ pub struct ActivationReport {
     pub connect_seconds: f64,
     /// Activations sent.
     pub sent: u64,
-    /// Answers received.
+    /// Answers received when the wait ended.
     pub answered: u64,
-    /// First activate sent → last answer received, seconds.
+    /// First activate sent → last answer received, seconds; the whole wait when some were not
+    /// answered.
     pub seconds: f64,
+    /// How long the VPP waited for answers from the first activate, seconds (`--wait`).
+    pub wait_seconds: f64,
+    /// First activate sent → the last answer that came, seconds (none answered: none): the
+    /// figure of a run that did not finish.
+    pub last_answer_seconds: Option<f64>,
     /// Per-activation round trip p50, p90, p99, max (ms).
     pub round_trip_ms: [f64; 4],
     /// First activate sent → the broker confirmed the last activation, seconds (sampled every
@@ -534,6 +544,9 @@ pub struct ActivationReport {
     pub confirmed_seconds: Option<f64>,
     /// Resident memory added by the fleet, per HEH connection (KiB).
     pub kib_per_heh: f64,
+    /// Where the CPU went during the burst (first activate → last answer or end of the wait).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<crate::measure::CpuSplit>,
     /// The VPP client's counters at the end (all zero when an external command was the VPP).
     pub vpp: ebadge_bus::CounterSnapshot,
     /// With [`VppPlayer::Command`]: the command line and the JSON object the command printed
@@ -543,9 +556,15 @@ pub struct ActivationReport {
 }
 
 impl ActivationReport {
-    /// The figures of a burst to `hehs` HEHs that took `seconds`, from the round trips (ns) of
-    /// the activations answered.
-    pub fn of_burst(hehs: usize, connect_seconds: f64, seconds: f64, mut trips: Vec<u64>) -> Self {
+    /// The figures of a burst to `hehs` HEHs that took `seconds` of a `wait`, from its answers.
+    pub fn of_burst(
+        hehs: usize,
+        connect_seconds: f64,
+        seconds: f64,
+        answers: Answers,
+        wait: Duration,
+    ) -> Self {
+        let Answers { mut trips, last } = answers;
         let p = percentiles(&mut trips, &[50.0, 90.0, 99.0, 100.0]);
         Self {
             hehs,
@@ -553,14 +572,42 @@ impl ActivationReport {
             sent: hehs as u64,
             answered: trips.len() as u64,
             seconds,
+            wait_seconds: wait.as_secs_f64(),
+            last_answer_seconds: last.map(|d| d.as_secs_f64()),
             round_trip_ms: [p[0], p[1], p[2], p[3]].map(|ns| ns as f64 / 1e6),
             ..Self::default()
         }
     }
 }
 
-/// The HEHs of the activation benchmark `first..first + count`, connected (at most 64 handshakes
-/// at once, spread over `profiles` as [`Fleet::start`] does) and announced. `progress` gets the
+/// The answers to a burst.
+#[derive(Debug, Clone, Default)]
+pub struct Answers {
+    /// Round trips (ns) of the activations answered.
+    pub trips: Vec<u64>,
+    /// First activate sent → the last answer, if any came.
+    pub last: Option<Duration>,
+}
+
+impl Answers {
+    /// With room for `n`.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            trips: Vec::with_capacity(n),
+            last: None,
+        }
+    }
+
+    /// An answer came `at` (from the first activate) after a round trip of `trip`.
+    pub fn answered(&mut self, trip: Duration, at: Duration) {
+        self.trips.push(trip.as_nanos() as u64);
+        self.last = self.last.max(Some(at));
+    }
+}
+
+/// The HEHs of the activation benchmark `first..first + count`, connected (at most
+/// [`crate::fleet::HANDSHAKES_PER_NODE`] handshakes at once with each node, spread over
+/// `profiles` as [`Fleet::start`] does) and announced. `progress` gets the
 /// number connected so far.
 pub async fn activation_fleet(
     profiles: &[Profile],
@@ -576,7 +623,7 @@ pub async fn activation_fleet(
             policy: Policy::Reject,
         })
         .collect();
-    Fleet::start(profiles, specs, 64, progress).await
+    Fleet::start(profiles, specs, crate::fleet::HANDSHAKES_PER_NODE, progress).await
 }
 
 /// Where the activation benchmark's HEHs run.
@@ -617,7 +664,7 @@ pub async fn activations<F>(
     hehs: usize,
     publish_connections: usize,
     placement: FleetPlacement<F>,
-    player: &VppPlayer,
+    (player, watch): (&VppPlayer, &BurstWatch),
     note: &dyn Fn(&str),
 ) -> Result<ActivationReport, crate::fleet::FleetError>
 where
@@ -666,7 +713,17 @@ where
     if let VppPlayer::Command(command) = player {
         // Our VPP leaves its inbox empty (every announcement acknowledged) to the command.
         vpp.close(Duration::from_secs(5)).await;
-        let ran = run_vpp_command(command, at.path, hehs, publish_connections, note).await;
+        let cpu = CpuWatch::start(watch.roles.clone());
+        let ran = run_vpp_command(
+            command,
+            at.path,
+            hehs,
+            publish_connections,
+            watch.wait,
+            note,
+        )
+        .await;
+        let cpu = cpu.split();
         if let Some(fleet) = fleet {
             fleet.close(Duration::from_secs(5)).await;
         }
@@ -676,9 +733,13 @@ where
             hehs,
             connect_seconds,
             number("seconds").unwrap_or(0.0),
-            Vec::new(),
+            Answers::default(),
+            watch.wait,
         );
         report.answered = number("answered").unwrap_or(0.0) as u64;
+        report.last_answer_seconds = number("last_answer_seconds");
+        // The command's start and connection are inside this window.
+        report.cpu = Some(cpu);
         if let Some(trips) = printed
             .get("round_trip_ms")
             .and_then(|v| serde_json::from_value::<[f64; 4]>(v.clone()).ok())
@@ -700,8 +761,10 @@ where
             burst.elapsed().as_secs_f64()
         })
     };
-    let trips = activate_each(&vpp, (0..hehs).map(bench_heh), Duration::from_secs(60)).await;
+    let cpu = CpuWatch::start(watch.roles.clone());
+    let answers = activate_each(&vpp, (0..hehs).map(bench_heh), watch.wait).await;
     let seconds = burst.elapsed().as_secs_f64();
+    let cpu = cpu.split();
     // The last confirms may come after the last answer: a queue delivers before its disk sync.
     let confirmed_seconds =
         match tokio::time::timeout(Duration::from_secs(10), &mut confirmed_at).await {
@@ -720,18 +783,20 @@ where
         vpp: vpp_counters,
         kib_per_heh,
         confirmed_seconds,
-        ..ActivationReport::of_burst(hehs, connect_seconds, seconds, trips)
+        cpu: Some(cpu),
+        ..ActivationReport::of_burst(hehs, connect_seconds, seconds, answers, watch.wait)
     })
 }
 
 /// Sends one activation to each of `hehs` at once through `vpp` and waits for the answers (each at
-/// most `timeout`): the round trips (ns) of those answered.
+/// most `timeout`).
 async fn activate_each(
     vpp: &Client,
     hehs: impl Iterator<Item = EntityName>,
     timeout: Duration,
-) -> Vec<u64> {
+) -> Answers {
     let (from, to) = crate::vpp::activation_window();
+    let burst = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for heh in hehs {
         let vpp = vpp.clone();
@@ -740,22 +805,35 @@ async fn activate_each(
             let outcome = vpp
                 .activate(&heh, &Activate::new(from, to, 1.0), timeout)
                 .await;
-            (outcome, t.elapsed())
+            (outcome, t.elapsed(), burst.elapsed())
         });
     }
-    let mut trips = Vec::with_capacity(tasks.len());
-    while let Some(Ok((outcome, trip))) = tasks.join_next().await {
+    let mut answers = Answers::with_capacity(tasks.len());
+    while let Some(Ok((outcome, trip, at))) = tasks.join_next().await {
         if matches!(
             outcome,
             Ok(ActivationOutcome::Accepted(_)
                 | ActivationOutcome::Rejected(_)
                 | ActivationOutcome::Modified(_))
         ) {
-            trips.push(trip.as_nanos() as u64);
+            answers.answered(trip, at);
         }
     }
-    trips
+    answers
 }
+
+/// What a burst is given besides its fleet: how long the VPP waits for answers, and whose CPU
+/// to account for (see [`crate::measure::CpuWatch`]).
+#[derive(Debug, Clone)]
+pub struct BurstWatch {
+    /// How long the VPP waits for answers, from the first activate.
+    pub wait: Duration,
+    /// The processes whose CPU the burst's report splits.
+    pub roles: crate::measure::Roles,
+}
+
+/// The VPP's default wait for answers: a minute.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 
 /// Our Rust VPP as a command of [`run_vpp_command`] (`ebadge bench vpp-child`, hidden): the
 /// burst of [`activations`] in a process of its own, told what to do by the environment, so that
@@ -797,7 +875,7 @@ pub async fn vpp_child() -> Result<serde_json::Value, BenchError> {
     });
     let sent = hehs.len();
     let (cpu0, burst) = (cpu_seconds(), Instant::now());
-    let mut trips = activate_each(&vpp, hehs.into_iter(), timeout).await;
+    let Answers { mut trips, last } = activate_each(&vpp, hehs.into_iter(), timeout).await;
     let (seconds, cpu) = (burst.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
     let answered = trips.len();
     let p = percentiles(&mut trips, &[50.0, 90.0, 99.0, 100.0]);
@@ -808,6 +886,7 @@ pub async fn vpp_child() -> Result<serde_json::Value, BenchError> {
         "sent": sent,
         "answered": answered,
         "seconds": seconds,
+        "last_answer_seconds": last.map(|d| d.as_secs_f64()),
         "round_trip_ms": round_trip_ms,
         "burst_cpu_seconds": cpu,
         "cpu_seconds": cpu_seconds(),
@@ -824,13 +903,14 @@ pub async fn vpp_child() -> Result<serde_json::Value, BenchError> {
 /// `EBADGE_BENCH_PUBLISH_CONNECTIONS` (what our VPP would publish on). It sends one `activate`
 /// to each HEH at once and awaits the answers (the fleet accepts every order), then prints one
 /// JSON object with at least `seconds` (first activate sent → last answer received) and
-/// `answered`; `round_trip_ms` (p50, p90, p99, max) and `cpu_seconds` if it measured them. Its
+/// `answered`; `last_answer_seconds`, `round_trip_ms` (p50, p90, p99, max) and `cpu_seconds` if it measured them. Its
 /// standard error passes through.
 pub async fn run_vpp_command(
     command: &str,
     profile_path: &std::path::Path,
     hehs: usize,
     publish_connections: usize,
+    wait: Duration,
     note: &dyn Fn(&str),
 ) -> Result<serde_json::Value, crate::fleet::FleetError> {
     let failed = |what: String| crate::fleet::FleetError::Process(what);
@@ -849,7 +929,7 @@ pub async fn run_vpp_command(
         .env("EBADGE_PROFILE", &profile_path)
         .env("EBADGE_BENCH_VPP", BENCH_VPP)
         .env("EBADGE_BENCH_HEHS", names.path())
-        .env("EBADGE_BENCH_TIMEOUT", "60")
+        .env("EBADGE_BENCH_TIMEOUT", wait.as_secs_f64().to_string())
         .env(
             "EBADGE_BENCH_PUBLISH_CONNECTIONS",
             publish_connections.to_string(),

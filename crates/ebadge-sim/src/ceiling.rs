@@ -6,8 +6,11 @@
 //! confirm mode, dealt over as many connections as ours publishes on, and consumes the answers
 //! on another. What is left is the broker's work: the figure ours is compared with.
 
-use crate::bench::{ActivationReport, BENCH_VPP, FleetPlacement, bench_heh, bench_vpp};
+use crate::bench::{
+    ActivationReport, Answers, BENCH_VPP, BurstWatch, FleetPlacement, bench_heh, bench_vpp,
+};
 use crate::fleet::FleetError;
+use crate::measure::CpuWatch;
 use amqprs::BasicProperties;
 use amqprs::channel::{
     BasicAckArguments, BasicConsumeArguments, BasicPublishArguments, BasicQosArguments,
@@ -17,7 +20,6 @@ use amqprs::connection::Connection;
 use ebadge_bus::Profile;
 use ebadge_bus::conventions::{inbox_queue, pair_exchange};
 use ebadge_model::{Activate, Message};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Connects `name` over TLS with its certificate, with the fleet's patience (a node busy with a
@@ -84,8 +86,9 @@ async fn raw_heh(profile: Profile, index: usize) -> Result<Connection, FleetErro
     Ok(connection)
 }
 
-/// Connects raw HEHs `first..first + count` (64 handshakes at once; the `i`th with
-/// `profiles[i % profiles.len()]`, as [`crate::fleet::Fleet::start`] spreads ours), reporting
+/// Connects raw HEHs `first..first + count` (as [`crate::fleet::Fleet::start`] connects ours:
+/// the `i`th with `profiles[i % profiles.len()]`, at most
+/// [`crate::fleet::HANDSHAKES_PER_NODE`] handshakes at once with each), reporting
 /// each one connected to `progress`: a raw fleet, here or in a fleet process of its own.
 pub async fn raw_fleet(
     profiles: &[Profile],
@@ -93,10 +96,10 @@ pub async fn raw_fleet(
     count: usize,
     progress: impl Fn(usize),
 ) -> Result<Vec<Connection>, FleetError> {
-    let gate = Arc::new(tokio::sync::Semaphore::new(64));
+    let gates = crate::fleet::NodeGates::new(profiles.len(), crate::fleet::HANDSHAKES_PER_NODE);
     let mut joins = tokio::task::JoinSet::new();
     for (n, i) in (first..first + count).enumerate() {
-        let (profile, gate) = (profiles[n % profiles.len()].clone(), gate.clone());
+        let (profile, gate) = (profiles[n % profiles.len()].clone(), gates.of(n));
         joins.spawn(async move {
             let _permit = gate.acquire_owned().await.expect("never closed");
             raw_heh(profile, i).await
@@ -112,13 +115,14 @@ pub async fn raw_fleet(
 
 /// Sends each of `hehs` raw HEHs (connected here or in fleet processes: `placement`) an
 /// activation at once from a raw VPP, dealt round robin over `publish_connections` connections
-/// (at least one), and waits (up to 60 s) for every answer. The caller empties the VPP's inbox
-/// first.
+/// (at least one), and waits (up to `watch.wait`) for every answer. The caller empties the VPP's
+/// inbox first.
 pub async fn raw_activations<F>(
     profile: &Profile,
     hehs: usize,
     publish_connections: usize,
     placement: FleetPlacement<F>,
+    watch: &BurstWatch,
 ) -> Result<ActivationReport, FleetError>
 where
     F: std::future::Future<Output = Result<f64, FleetError>>,
@@ -163,6 +167,7 @@ where
         .to_json()
         .into_bytes();
     let vpp = bench_vpp();
+    let cpu = CpuWatch::start(watch.roles.clone());
     let burst = Instant::now();
     let mut sent_at = Vec::with_capacity(hehs);
     for i in 0..hehs {
@@ -181,9 +186,9 @@ where
             .await
             .map_err(fail)?;
     }
-    let mut trips = Vec::with_capacity(hehs);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while trips.len() < hehs {
+    let mut got = Answers::with_capacity(hehs);
+    let deadline = tokio::time::Instant::from_std(burst) + watch.wait;
+    while got.trips.len() < hehs {
         let Ok(Some(delivery)) = tokio::time::timeout_at(deadline, answers.recv()).await else {
             break;
         };
@@ -195,7 +200,8 @@ where
             .and_then(|c| c.parse::<usize>().ok())
             .filter(|i| *i < hehs)
         {
-            trips.push((burst.elapsed() - sent_at[i]).as_nanos() as u64);
+            let at = burst.elapsed();
+            got.answered(at - sent_at[i], at);
         }
         consume
             .basic_ack(BasicAckArguments::new(deliver.delivery_tag(), false))
@@ -203,13 +209,12 @@ where
             .map_err(fail)?;
     }
     let seconds = burst.elapsed().as_secs_f64();
+    let cpu = cpu.split();
     for connection in fleet.into_iter().chain([consuming]).chain(publishing) {
         let _ = connection.close().await;
     }
-    Ok(ActivationReport::of_burst(
-        hehs,
-        connect_seconds,
-        seconds,
-        trips,
-    ))
+    Ok(ActivationReport {
+        cpu: Some(cpu),
+        ..ActivationReport::of_burst(hehs, connect_seconds, seconds, got, watch.wait)
+    })
 }

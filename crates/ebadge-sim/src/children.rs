@@ -164,6 +164,11 @@ impl Fleets {
         Ok(kib.iter().sum::<f64>() / kib.len().max(1) as f64)
     }
 
+    /// Their process ids.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().filter_map(|(c, _)| c.id()).collect()
+    }
+
     /// Closes their standard input (they disconnect and exit) and waits for them.
     pub async fn stop(self) {
         for (mut child, _) in self.children {

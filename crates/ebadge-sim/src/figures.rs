@@ -5,6 +5,7 @@
 
 use crate::bench::{self, ActivationReport, BenchError, ConsumerReport, HehReport, Prepared};
 use crate::children::Program;
+use crate::measure::Roles;
 use serde::Serialize;
 use std::fmt;
 use std::time::Duration;
@@ -112,6 +113,8 @@ pub struct ActivationOptions {
     /// Who sends the activations of "ours": our Rust VPP, or an external command (a VPP in
     /// another language or library) against the same fleet.
     pub vpp: bench::VppPlayer,
+    /// How long the VPP waits for answers, from the first activate.
+    pub wait: Duration,
 }
 
 /// `activations`: a fleet of HEHs, and the VPP activates each at once: first activate → last
@@ -248,6 +251,14 @@ async fn fleet_burst(
             format!("the same through raw amqprs (ceiling): connecting {hehs} raw HEHs …")
         }
     });
+    let mut watch = bench::BurstWatch {
+        wait: options.wait,
+        roles: Roles {
+            broker: ready.node_pids.clone(),
+            fleet: Vec::new(),
+            vpp: vec![std::process::id()],
+        },
+    };
     if processes <= 1 {
         let placement = bench::FleetPlacement::<std::future::Ready<_>>::InProcess(progress());
         return Ok(burst(
@@ -255,20 +266,21 @@ async fn fleet_burst(
             hehs,
             publish_connections,
             placement,
-            (subject, &options.vpp),
+            (subject, &options.vpp, &watch),
             note,
         )
         .await?);
     }
     let raw = subject == Subject::Raw;
     let mut fleets = program.fleets(&ready.profile_path, hehs, processes, &ready.node_urls, raw)?;
+    watch.roles.fleet = fleets.pids();
     let placement = bench::FleetPlacement::External(fleets.ready());
     let report = burst(
         ready,
         hehs,
         publish_connections,
         placement,
-        (subject, &options.vpp),
+        (subject, &options.vpp, &watch),
         note,
     )
     .await;
@@ -282,7 +294,7 @@ async fn burst<F>(
     hehs: usize,
     publish_connections: usize,
     placement: bench::FleetPlacement<F>,
-    (subject, vpp): (Subject, &bench::VppPlayer),
+    (subject, vpp, watch): (Subject, &bench::VppPlayer, &bench::BurstWatch),
     note: &impl Fn(&str),
 ) -> Result<ActivationReport, crate::fleet::FleetError>
 where
@@ -294,11 +306,17 @@ where
                 profile: &ready.profile,
                 path: &ready.profile_path,
             };
-            bench::activations(at, hehs, publish_connections, placement, vpp, note).await
+            bench::activations(at, hehs, publish_connections, placement, (vpp, watch), note).await
         }
         Subject::Raw => {
-            crate::ceiling::raw_activations(&ready.profile, hehs, publish_connections, placement)
-                .await
+            crate::ceiling::raw_activations(
+                &ready.profile,
+                hehs,
+                publish_connections,
+                placement,
+                watch,
+            )
+            .await
         }
     }
 }
@@ -379,9 +397,13 @@ impl fmt::Display for ActivationReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} activations: {} answered, first sent → last answer {:.3} s",
-            self.sent, self.answered, self.seconds,
+            "{} activations: {} answered within {:.0} s",
+            self.sent, self.answered, self.wait_seconds,
         )?;
+        match self.last_answer_seconds {
+            Some(last) => write!(f, ", first sent → last answer {last:.3} s")?,
+            None => write!(f, ", none answered")?,
+        }
         if let Some(confirmed) = self.confirmed_seconds {
             write!(f, " (all taken in by the broker at {confirmed:.3} s)")?;
         }
@@ -389,7 +411,11 @@ impl fmt::Display for ActivationReport {
             f,
             "; round trip p50 {:.1} ms p99 {:.1} ms; {:.0} KiB per HEH connection",
             self.round_trip_ms[0], self.round_trip_ms[2], self.kib_per_heh
-        )
+        )?;
+        if let Some(cpu) = &self.cpu {
+            write!(f, "; {cpu}")?;
+        }
+        Ok(())
     }
 }
 

@@ -74,6 +74,39 @@ pub fn check_capacity(count: usize) -> Result<(), FleetError> {
     Ok(())
 }
 
+/// Handshakes a fleet process has under way with one node at a time.
+///
+/// Per node, not per process: with one gate for the process and the HEHs dealt round robin
+/// over the nodes, a node that answers a little more slowly holds more of the gate's places
+/// (each of its handshakes takes longer), so more handshakes wait on it, so it answers more
+/// slowly still, until its handshakes pass the client's 15-s timeout and are made again. Seen
+/// at 20,000 HEHs over three nodes: one node at 14–16 s a handshake, the others at 0.2–5 s, and
+/// the fleet failed. Eight per node and process keeps each node's queue of handshakes short
+/// (four processes: 32 a node) and the node busy; a short queue also lets haproxy's health
+/// check through in time.
+pub const HANDSHAKES_PER_NODE: usize = 8;
+
+/// One gate of [`HANDSHAKES_PER_NODE`] places per profile (node): HEH `i` connects with
+/// profile `i % n` through gate `i % n`.
+#[derive(Clone)]
+pub struct NodeGates(Vec<Arc<Semaphore>>);
+
+impl NodeGates {
+    /// Gates for `nodes` profiles (at least one), `per_node` places each.
+    pub fn new(nodes: usize, per_node: usize) -> Self {
+        Self(
+            (0..nodes.max(1))
+                .map(|_| Arc::new(Semaphore::new(per_node.max(1))))
+                .collect(),
+        )
+    }
+
+    /// The gate of HEH `index`.
+    pub fn of(&self, index: usize) -> Arc<Semaphore> {
+        self.0[index % self.0.len()].clone()
+    }
+}
+
 /// A running fleet.
 pub struct Fleet {
     /// The HEHs' clients, in the order of their specs.
@@ -81,10 +114,10 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Connects every HEH (at most `parallel` handshakes at once), starts its handler and sends
-    /// its announcements. HEH `i` connects with `profiles[i % profiles.len()]`: one profile, or
-    /// one per node of a local cluster to spread the fleet evenly over them. `progress` is
-    /// called with the number connected so far.
+    /// Connects every HEH (at most `parallel` handshakes at once with each profile's node),
+    /// starts its handler and sends its announcements. HEH `i` connects with
+    /// `profiles[i % profiles.len()]`: one profile, or one per node of a local cluster to spread
+    /// the fleet evenly over them. `progress` is called with the number connected so far.
     pub async fn start(
         profiles: &[Profile],
         specs: Vec<HehSpec>,
@@ -92,13 +125,13 @@ impl Fleet {
         progress: impl Fn(usize) + Send + Sync + 'static,
     ) -> Result<Fleet, FleetError> {
         check_capacity(specs.len())?;
-        let gate = Arc::new(Semaphore::new(parallel.max(1)));
+        let gates = NodeGates::new(profiles.len(), parallel);
         let progress = Arc::new(progress);
         let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut tasks = tokio::task::JoinSet::new();
         for (index, spec) in specs.into_iter().enumerate() {
             let (gate, profile, progress, done) = (
-                gate.clone(),
+                gates.of(index),
                 profiles[index % profiles.len()].clone(),
                 progress.clone(),
                 done.clone(),

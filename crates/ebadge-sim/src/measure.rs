@@ -87,3 +87,150 @@ pub fn unix_nanos() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }
+
+/// Busy CPU seconds of the whole machine so far (every core; user, system, interrupts, steal:
+/// all of /proc/stat's first line but idle and iowait).
+pub fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    let ticks: Vec<f64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user already).
+    let busy: f64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    busy / USER_HZ
+}
+
+/// The processes of a benchmark by role, whose CPU over a window [`CpuWatch`] splits: where a
+/// burst's CPU went (the broker's nodes, the fleet, the VPP) and how much of the machine was left.
+#[derive(Debug, Clone, Default)]
+pub struct Roles {
+    /// The broker's nodes (their `beam.smp` processes).
+    pub broker: Vec<u32>,
+    /// The fleet's processes (none when the fleet runs in the VPP's process).
+    pub fleet: Vec<u32>,
+    /// The VPP's process (this one, unless an external command plays it).
+    pub vpp: Vec<u32>,
+}
+
+/// CPU over a window, by role, in percent of one core (on 2 cores the machine has 200).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CpuSplit {
+    /// Seconds the window lasted.
+    pub seconds: f64,
+    /// The broker's nodes together.
+    pub broker_percent: f64,
+    /// The fleet's processes together (none: the fleet runs in the VPP's process, whose share
+    /// counts both).
+    pub fleet_percent: Option<f64>,
+    /// The VPP's process.
+    pub vpp_percent: f64,
+    /// Everything that ran on the machine (the above and all else).
+    pub machine_percent: f64,
+    /// What the machine could give: 100 per core.
+    pub machine_capacity_percent: f64,
+}
+
+impl std::fmt::Display for CpuSplit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CPU over {:.1} s (% of one core): broker {:.0}, ",
+            self.seconds, self.broker_percent
+        )?;
+        match self.fleet_percent {
+            Some(fleet) => write!(f, "fleet {fleet:.0}, VPP {:.0}", self.vpp_percent)?,
+            None => write!(f, "VPP and fleet {:.0}", self.vpp_percent)?,
+        }
+        write!(
+            f,
+            "; machine {:.0} of {:.0}",
+            self.machine_percent, self.machine_capacity_percent
+        )
+    }
+}
+
+/// A window of CPU accounting over [`Roles`]: started with [`CpuWatch::start`], read with
+/// [`CpuWatch::split`].
+#[derive(Debug, Clone)]
+pub struct CpuWatch {
+    roles: Roles,
+    started: std::time::Instant,
+    at_start: [f64; 4],
+}
+
+impl CpuWatch {
+    /// Starts the window now.
+    pub fn start(roles: Roles) -> Self {
+        let at_start = Self::totals(&roles);
+        Self {
+            roles,
+            started: std::time::Instant::now(),
+            at_start,
+        }
+    }
+
+    fn totals(roles: &Roles) -> [f64; 4] {
+        let sum = |pids: &[u32]| pids.iter().map(|p| cpu_seconds_of(*p)).sum::<f64>();
+        [
+            sum(&roles.broker),
+            sum(&roles.fleet),
+            sum(&roles.vpp),
+            machine_busy_seconds(),
+        ]
+    }
+
+    /// The split from the start to now.
+    pub fn split(&self) -> CpuSplit {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let now = Self::totals(&self.roles);
+        let percent = |i: usize| 100.0 * (now[i] - self.at_start[i]).max(0.0) / seconds.max(1e-9);
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        CpuSplit {
+            seconds,
+            broker_percent: percent(0),
+            fleet_percent: (!self.roles.fleet.is_empty()).then(|| percent(1)),
+            vpp_percent: percent(2),
+            machine_percent: percent(3),
+            machine_capacity_percent: 100.0 * cores as f64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watch_credits_the_cpu_a_role_spent_to_that_role() {
+        let me = std::process::id();
+        let watch = CpuWatch::start(Roles {
+            vpp: vec![me],
+            ..Roles::default()
+        });
+        // Spin until this process has spent 0.2 s of CPU (bounded, on a loaded machine).
+        let (start, began) = (cpu_seconds_of(me), std::time::Instant::now());
+        let mut x = 0u64;
+        while cpu_seconds_of(me) - start < 0.2 && began.elapsed().as_secs() < 20 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let split = watch.split();
+        let vpp_seconds = split.vpp_percent * split.seconds / 100.0;
+        assert!(vpp_seconds >= 0.2, "{split}");
+        assert_eq!((split.broker_percent, split.fleet_percent), (0.0, None));
+        // The machine's figure counts in 10-ms ticks: allow a few.
+        let machine_seconds = split.machine_percent * split.seconds / 100.0;
+        assert!(machine_seconds + 0.05 >= vpp_seconds, "{split}");
+        assert!(split.to_string().contains("VPP and fleet"), "{split}");
+    }
+}

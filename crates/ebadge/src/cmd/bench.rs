@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -74,6 +75,11 @@ pub enum BenchCommand {
         /// python/bench/vpp_ebadge.py"
         #[arg(long, value_name = "COMMAND", conflicts_with_all = ["ceiling", "ceiling_only"])]
         vpp_command: Option<String>,
+        /// Seconds the VPP waits for the answers, from its first activate. A burst that does
+        /// not finish in time still reports how many were answered and when the last came
+        /// (`answered`, `last_answer_seconds`)
+        #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = positive_seconds)]
+        wait: f64,
         #[command(flatten)]
         common: Common,
     },
@@ -111,6 +117,16 @@ pub enum BenchCommand {
 
 fn parse_queue_type(text: &str) -> Result<QueueType, String> {
     text.parse()
+}
+
+/// A number of seconds above zero (fractions allowed).
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 => Ok(s),
+        _ => Err(format!(
+            "`{text}` is not a number of seconds above zero (e.g. 60 or 90.5)"
+        )),
+    }
 }
 
 /// Options of every benchmark.
@@ -157,6 +173,7 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
             ceiling,
             ceiling_only,
             vpp_command,
+            wait,
             common,
         } => {
             let ready = prepare(&common, hehs).await?;
@@ -167,6 +184,7 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
                 ours: !ceiling_only,
                 ceiling: ceiling || ceiling_only,
                 vpp: vpp_command.map_or(bench::VppPlayer::Ours, bench::VppPlayer::Command),
+                wait: Duration::from_secs_f64(wait),
             };
             let figures = figures::activations(&Program::current()?, &ready, options, note).await?;
             emit(&common, "activations", &figures)?;
