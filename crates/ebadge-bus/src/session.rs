@@ -360,6 +360,9 @@ impl Supervisor {
 
         let mut shutdown = self.shared.shutdown.subscribe();
         let mut retry_timer = tokio::time::interval(Duration::from_secs(1));
+        // After a long await in the loop, one tick, not a burst of the missed ones (two
+        // "nacked ticks" milliseconds apart would replace a channel too soon).
+        retry_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Armed only while something waits on it; armed anew, its first tick is a second
         // away (not at once: a message given back must not come back in a loop).
         let mut retry_armed = false;
@@ -401,9 +404,14 @@ impl Supervisor {
                     return Err(format!("publish failed: {e}"));
                 }
             }
+            // A lane that had nacks is ticked once more after they stop, so that its count of
+            // nacked ticks and its reopening backoff start from zero at the next incident.
             let needs_tick = !self.giving_back.is_empty()
                 || consumer.retry_at.is_some()
-                || self.settlements.iter().any(Settlement::needs_tick);
+                || self.settlements.iter().any(Settlement::needs_tick)
+                || lanes
+                    .iter()
+                    .any(|l| l.reopen.nacked_ticks > 0 || l.reopen.backoff.attempts() > 0);
             if needs_tick && !retry_armed {
                 retry_timer.reset();
             }
