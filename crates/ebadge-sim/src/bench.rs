@@ -858,7 +858,7 @@ pub async fn vpp_child() -> Result<serde_json::Value, BenchError> {
     let timeout = var("EBADGE_BENCH_TIMEOUT")
         .ok()
         .and_then(|t| t.parse().ok())
-        .map_or(Duration::from_secs(60), Duration::from_secs_f64);
+        .map_or(DEFAULT_WAIT, Duration::from_secs_f64);
     let mut config = ClientConfig::new(profile, name.clone());
     config.publish_connections = var("EBADGE_BENCH_PUBLISH_CONNECTIONS")
         .ok()

@@ -86,8 +86,8 @@ pub fn check_capacity(count: usize) -> Result<(), FleetError> {
 /// check through in time.
 pub const HANDSHAKES_PER_NODE: usize = 8;
 
-/// One gate of [`HANDSHAKES_PER_NODE`] places per profile (node): HEH `i` connects with
-/// profile `i % n` through gate `i % n`.
+/// One gate per profile (node), [`HANDSHAKES_PER_NODE`] places each for a benchmark fleet: HEH
+/// `i` connects with profile `i % n` through gate `i % n`.
 #[derive(Clone)]
 pub struct NodeGates(Vec<Arc<Semaphore>>);
 

@@ -78,7 +78,7 @@ pub enum BenchCommand {
         /// Seconds the VPP waits for the answers, from its first activate. A burst that does
         /// not finish in time still reports how many were answered and when the last came
         /// (`answered`, `last_answer_seconds`)
-        #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = positive_seconds)]
+        #[arg(long, value_name = "SECONDS", default_value_t = bench::DEFAULT_WAIT.as_secs_f64(), value_parser = positive_seconds)]
         wait: f64,
         #[command(flatten)]
         common: Common,
