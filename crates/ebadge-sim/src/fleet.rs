@@ -184,6 +184,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_node_whose_handshakes_hang_takes_no_place_from_the_other_nodes() {
+        let gates = NodeGates::new(3, 2);
+        // Node 0's handshakes never end: HEHs 0 and 3 hold its places.
+        let held: Vec<_> = [0, 3]
+            .iter()
+            .map(|i| gates.of(*i).try_acquire_owned().unwrap())
+            .collect();
+        assert!(gates.of(6).try_acquire_owned().is_err(), "node 0 is full");
+        for heh in [1, 2, 4, 5] {
+            assert!(
+                gates.of(heh).try_acquire_owned().is_ok(),
+                "HEH {heh} (node {}) still gets a place",
+                heh % 3
+            );
+        }
+        drop(held);
+        assert!(gates.of(6).try_acquire_owned().is_ok());
+    }
+
+    #[test]
     fn a_fleet_over_the_open_file_limit_is_refused_with_the_split_to_use() {
         assert!(check_capacity(10).is_ok());
         let Some((_, hard)) = open_file_limits() else {
