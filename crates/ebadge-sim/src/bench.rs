@@ -4,7 +4,7 @@
 
 use crate::fleet::Fleet;
 use crate::heh::{HehSpec, Policy};
-use crate::measure::{CpuWatch, cpu_seconds, percentiles, rss_kib, unix_nanos};
+use crate::measure::{CpuWatch, cpu_seconds, percentiles, rss_kib, unix_nanos, wait_until_quiet};
 use amqprs::channel::{
     BasicAckArguments, BasicConsumeArguments, BasicPublishArguments, BasicQosArguments,
 };
@@ -544,6 +544,9 @@ pub struct ActivationReport {
     pub confirmed_seconds: Option<f64>,
     /// Resident memory added by the fleet, per HEH connection (KiB).
     pub kib_per_heh: f64,
+    /// Seconds the burst waited, once the fleet was connected, for the broker to be quiet
+    /// ([`crate::measure::wait_until_quiet`]).
+    pub quiet_seconds: f64,
     /// Where the CPU went during the burst (first activate → last answer or end of the wait).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<crate::measure::CpuSplit>,
@@ -710,6 +713,7 @@ where
         vpp.counters().received,
         wait.elapsed().as_secs_f64()
     ));
+    let quiet = wait_until_quiet(&watch.roles.broker, QUIET_AT_MOST, note).await;
     if let VppPlayer::Command(command) = player {
         // Our VPP leaves its inbox empty (every announcement acknowledged) to the command.
         vpp.close(Duration::from_secs(5)).await;
@@ -747,6 +751,7 @@ where
             report.round_trip_ms = trips;
         }
         report.kib_per_heh = kib_per_heh;
+        report.quiet_seconds = quiet.as_secs_f64();
         report.vpp_command = Some(serde_json::json!({ "command": command, "printed": printed }));
         return Ok(report);
     }
@@ -783,6 +788,7 @@ where
         vpp: vpp_counters,
         kib_per_heh,
         confirmed_seconds,
+        quiet_seconds: quiet.as_secs_f64(),
         cpu: Some(cpu),
         ..ActivationReport::of_burst(hehs, connect_seconds, seconds, answers, watch.wait)
     })
@@ -831,6 +837,9 @@ pub struct BurstWatch {
     /// The processes whose CPU the burst's report splits.
     pub roles: crate::measure::Roles,
 }
+
+/// The longest a burst waits for the broker to be quiet once the fleet is connected.
+pub const QUIET_AT_MOST: Duration = Duration::from_secs(120);
 
 /// The VPP's default wait for answers: a minute.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);

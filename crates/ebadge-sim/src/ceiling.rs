@@ -7,10 +7,11 @@
 //! on another. What is left is the broker's work: the figure ours is compared with.
 
 use crate::bench::{
-    ActivationReport, Answers, BENCH_VPP, BurstWatch, FleetPlacement, bench_heh, bench_vpp,
+    ActivationReport, Answers, BENCH_VPP, BurstWatch, FleetPlacement, QUIET_AT_MOST, bench_heh,
+    bench_vpp,
 };
 use crate::fleet::FleetError;
-use crate::measure::CpuWatch;
+use crate::measure::{CpuWatch, wait_until_quiet};
 use amqprs::BasicProperties;
 use amqprs::channel::{
     BasicAckArguments, BasicConsumeArguments, BasicPublishArguments, BasicQosArguments,
@@ -123,6 +124,7 @@ pub async fn raw_activations<F>(
     publish_connections: usize,
     placement: FleetPlacement<F>,
     watch: &BurstWatch,
+    note: &dyn Fn(&str),
 ) -> Result<ActivationReport, FleetError>
 where
     F: std::future::Future<Output = Result<f64, FleetError>>,
@@ -167,6 +169,7 @@ where
         .to_json()
         .into_bytes();
     let vpp = bench_vpp();
+    let quiet = wait_until_quiet(&watch.roles.broker, QUIET_AT_MOST, note).await;
     let cpu = CpuWatch::start(watch.roles.clone());
     let burst = Instant::now();
     let mut sent_at = Vec::with_capacity(hehs);
@@ -215,6 +218,7 @@ where
     }
     Ok(ActivationReport {
         cpu: Some(cpu),
+        quiet_seconds: quiet.as_secs_f64(),
         ..ActivationReport::of_burst(hehs, connect_seconds, seconds, got, watch.wait)
     })
 }

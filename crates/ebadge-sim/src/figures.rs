@@ -315,6 +315,7 @@ where
                 publish_connections,
                 placement,
                 watch,
+                note,
             )
             .await
         }
@@ -415,7 +416,11 @@ impl fmt::Display for ActivationReport {
         if let Some(cpu) = &self.cpu {
             write!(f, "; {cpu}")?;
         }
-        Ok(())
+        write!(
+            f,
+            "; begun {:.0} s after the fleet connected, once the broker was quiet",
+            self.quiet_seconds
+        )
     }
 }
 

@@ -207,9 +207,82 @@ impl CpuWatch {
     }
 }
 
+/// When a broker counts as quiet before a burst: its nodes together below this share of what the
+/// machine's cores can give, in two [`QUIET_WINDOW`]s in a row.
+pub const QUIET_SHARE: f64 = 0.75;
+/// The window over which [`wait_until_quiet`] samples the broker's CPU.
+pub const QUIET_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Windows in a row in which the broker took less than [`QUIET_SHARE`] of the machine.
+#[derive(Debug, Default)]
+struct Quiet(u32);
+
+impl Quiet {
+    /// One more window, in which the broker took `share` of the machine (0 to 1).
+    fn observe(&mut self, share: f64) {
+        self.0 = if share < QUIET_SHARE { self.0 + 1 } else { 0 };
+    }
+
+    /// Two quiet windows in a row: a single one may be a pause between busy ones.
+    fn settled(&self) -> bool {
+        self.0 >= 2
+    }
+}
+
+/// Waits until the processes `pids` (a broker's nodes) together spend less than [`QUIET_SHARE`]
+/// of the machine in two [`QUIET_WINDOW`]s in a row, or `at_most` has passed, and tells `note`
+/// each window's figure. Returns how long it waited.
+///
+/// Why: a fleet that has just connected leaves the broker saturated for a while (the last
+/// handshakes, the queue work of its announcements, statistics of new objects). A burst started
+/// then measures that work too, and more of it for clients that did more while connecting,
+/// which a fleet connected long before an activation never costs. The threshold is a share of
+/// the machine, not an absolute figure: 20,000 idle TLS connections alone keep a slow machine's
+/// nodes at more than a core (heartbeats, statistics).
+pub async fn wait_until_quiet(
+    pids: &[u32],
+    at_most: std::time::Duration,
+    note: &dyn Fn(&str),
+) -> std::time::Duration {
+    let began = std::time::Instant::now();
+    let roles = Roles {
+        broker: pids.to_vec(),
+        ..Roles::default()
+    };
+    let mut quiet = Quiet::default();
+    while !quiet.settled() && began.elapsed() < at_most {
+        let watch = CpuWatch::start(roles.clone());
+        tokio::time::sleep(QUIET_WINDOW).await;
+        let split = watch.split();
+        quiet.observe(split.broker_percent / split.machine_capacity_percent);
+        note(&format!(
+            "  broker at {:.0} % of one core, {:.0} s after the fleet connected",
+            split.broker_percent,
+            began.elapsed().as_secs_f64()
+        ));
+    }
+    began.elapsed()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broker_is_quiet_after_two_quiet_windows_in_a_row_not_two_in_all() {
+        let mut quiet = Quiet::default();
+        for share in [0.9, 0.5, 0.85] {
+            quiet.observe(share);
+            assert!(!quiet.settled(), "after {share}");
+        }
+        quiet.observe(0.6);
+        assert!(!quiet.settled());
+        quiet.observe(QUIET_SHARE);
+        assert!(!quiet.settled(), "the share itself is not below it");
+        quiet.observe(0.3);
+        quiet.observe(0.2);
+        assert!(quiet.settled());
+    }
 
     #[test]
     fn a_watch_credits_the_cpu_a_role_spent_to_that_role() {

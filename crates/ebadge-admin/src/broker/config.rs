@@ -62,7 +62,13 @@ impl LocalBroker {
                 ("log.console.level".into(), "warning".into()),
             ])
             .chain(fleet_settings())
-            .chain(cluster_settings(state));
+            .chain(cluster_settings(state))
+            .chain(state.statistics_interval.map(|seconds| {
+                (
+                    "collect_statistics_interval".to_owned(),
+                    (u64::from(seconds) * 1000).to_string(),
+                )
+            }));
         for (key, value) in settings {
             conf.push_str(&format!("{key} = {value}\n"));
         }
@@ -217,4 +223,47 @@ fn boot_definitions(admin_password: &str) -> serde_json::Value {
         }],
         "permissions": [{"user": ADMIN_USER, "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}]
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{LocalBroker, UpOptions};
+
+    /// The `collect_statistics_interval` line of each node's rabbitmq.conf, for a broker set
+    /// up with `options`.
+    fn statistics_line(options: &UpOptions) -> Option<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = LocalBroker::new(dir.path());
+        broker.pki().init(&["localhost".to_owned()]).unwrap();
+        let state = broker.new_state(options).unwrap();
+        let lines: Vec<Option<String>> = state
+            .nodes
+            .iter()
+            .map(|node| {
+                broker.write_config(&state, node).unwrap();
+                let conf =
+                    std::fs::read_to_string(broker.node_dir(node).join("rabbitmq.conf")).unwrap();
+                conf.lines()
+                    .find(|l| l.starts_with("collect_statistics_interval"))
+                    .map(str::to_owned)
+            })
+            .collect();
+        assert!(lines.windows(2).all(|w| w[0] == w[1]), "{lines:?}");
+        lines[0].clone()
+    }
+
+    #[test]
+    fn a_statistics_interval_reaches_every_node_in_milliseconds_and_none_leaves_rabbitmqs_default()
+    {
+        let asked = UpOptions {
+            nodes: Some(3),
+            statistics_interval: Some(60),
+            ..UpOptions::default()
+        };
+        assert_eq!(
+            statistics_line(&asked).as_deref(),
+            Some("collect_statistics_interval = 60000")
+        );
+        assert_eq!(statistics_line(&UpOptions::default()), None);
+    }
 }

@@ -50,6 +50,10 @@ pub struct BrokerState {
     pub front: Option<FrontState>,
     /// The nodes (one, or a cluster).
     pub nodes: Vec<NodeState>,
+    /// Seconds between management statistics ([`UpOptions::statistics_interval`]); none:
+    /// RabbitMQ's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistics_interval: Option<u32>,
 }
 
 impl BrokerState {
@@ -150,6 +154,7 @@ impl LocalBroker {
             cookie: uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
             front,
             nodes,
+            statistics_interval: options.statistics_interval,
         })
     }
 

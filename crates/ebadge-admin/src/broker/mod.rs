@@ -70,6 +70,17 @@ pub enum BrokerError {
         /// Nodes asked for.
         asked: usize,
     },
+    /// A running broker was asked for another statistics interval.
+    #[error(
+        "{dir} is running with management statistics every {has}; \
+         stop it first (`ebadge broker down --dir {dir}`), then `up` with the new interval"
+    )]
+    StatisticsWhileRunning {
+        /// The broker directory.
+        dir: PathBuf,
+        /// The interval it runs with, in words.
+        has: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -131,6 +142,10 @@ pub struct UpOptions {
     /// Extra host names or IP addresses in the server certificate (besides localhost, 127.0.0.1
     /// and ::1), for clients that reach the broker by another address. Used when the PKI is made.
     pub hosts: Vec<String>,
+    /// Seconds between the management statistics every connection, channel and queue reports
+    /// (RabbitMQ's `collect_statistics_interval`; its default, 5 s, when never given). Kept in
+    /// the directory; a running broker must be stopped to change it.
+    pub statistics_interval: Option<u32>,
 }
 
 /// One node in [`BrokerStatus`].
@@ -328,6 +343,20 @@ impl LocalBroker {
                     asked: options.nodes.unwrap_or(1).max(1),
                 });
             }
+            Some(state)
+                if self.status()?.running
+                    && options
+                        .statistics_interval
+                        .is_some_and(|s| Some(s) != state.statistics_interval) =>
+            {
+                return Err(BrokerError::StatisticsWhileRunning {
+                    dir: self.dir.clone(),
+                    has: state.statistics_interval.map_or_else(
+                        || "5 s (RabbitMQ's default)".to_owned(),
+                        |s| format!("{s} s"),
+                    ),
+                });
+            }
             Some(state) if self.status()?.running => {
                 let repaired = self.with_distinct_ports(state.clone())?;
                 if repaired == state {
@@ -336,7 +365,11 @@ impl LocalBroker {
                 self.stop_clashing(&state, &repaired)?;
                 repaired
             }
-            Some(state) => self.with_distinct_ports(state)?,
+            Some(mut state) => {
+                state.statistics_interval =
+                    options.statistics_interval.or(state.statistics_interval);
+                self.with_distinct_ports(state)?
+            }
             None => self.new_state(options)?,
         };
         let server = program("EBADGE_RABBITMQ_SERVER", RABBITMQ_SERVER);

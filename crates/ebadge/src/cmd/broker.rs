@@ -37,6 +37,12 @@ pub enum BrokerCommand {
         /// when the PKI is made (repeatable).
         #[arg(long = "host")]
         hosts: Vec<String>,
+        /// Seconds between the management statistics of every connection, channel and queue
+        /// (RabbitMQ's `collect_statistics_interval`, default 5). Fleets of 20,000 HEHs and
+        /// more: 60 (docs/operator-guide.md, "Monitoring"); queue depths in the management API
+        /// then lag by as much. Kept in DIR; stop a running broker to change it.
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=3600))]
+        statistics_interval: Option<u32>,
         /// Print the status as JSON.
         #[arg(long)]
         json: bool,
@@ -80,6 +86,7 @@ pub async fn run(command: BrokerCommand) -> Result<ExitCode> {
             port,
             nodes,
             hosts,
+            statistics_interval,
             json,
         } => {
             if nodes == Some(2) {
@@ -91,7 +98,12 @@ pub async fn run(command: BrokerCommand) -> Result<ExitCode> {
             if !json {
                 eprintln!("starting RabbitMQ in {} …", broker.dir().display());
             }
-            let options = UpOptions { port, nodes, hosts };
+            let options = UpOptions {
+                port,
+                nodes,
+                hosts,
+                statistics_interval,
+            };
             let started = std::time::Instant::now();
             let outcome = broker
                 .up_with_progress(&options, |line| {
