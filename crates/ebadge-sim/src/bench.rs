@@ -544,9 +544,11 @@ pub struct ActivationReport {
     pub confirmed_seconds: Option<f64>,
     /// Resident memory added by the fleet, per HEH connection (KiB).
     pub kib_per_heh: f64,
-    /// Seconds the burst waited, once the fleet was connected, for the broker to be quiet
-    /// ([`crate::measure::wait_until_quiet`]).
-    pub quiet_seconds: f64,
+    /// The wait, once the fleet was connected and announced, for a quiet broker before the
+    /// burst ([`crate::measure::wait_until_quiet`]; none: the broker's processes are not on
+    /// this machine).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quiet: Option<crate::measure::QuietWait>,
     /// Where the CPU went during the burst (first activate → last answer or end of the wait).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<crate::measure::CpuSplit>,
@@ -709,11 +711,12 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     note(&format!(
-        "the VPP read {} announcements in {:.1} s; the burst starts",
+        "the VPP read {} announcements in {:.1} s",
         vpp.counters().received,
         wait.elapsed().as_secs_f64()
     ));
     let quiet = wait_until_quiet(&watch.roles.broker, QUIET_AT_MOST, note).await;
+    note("the burst starts");
     if let VppPlayer::Command(command) = player {
         // Our VPP leaves its inbox empty (every announcement acknowledged) to the command.
         vpp.close(Duration::from_secs(5)).await;
@@ -751,7 +754,7 @@ where
             report.round_trip_ms = trips;
         }
         report.kib_per_heh = kib_per_heh;
-        report.quiet_seconds = quiet.as_secs_f64();
+        report.quiet = quiet;
         report.vpp_command = Some(serde_json::json!({ "command": command, "printed": printed }));
         return Ok(report);
     }
@@ -788,7 +791,7 @@ where
         vpp: vpp_counters,
         kib_per_heh,
         confirmed_seconds,
-        quiet_seconds: quiet.as_secs_f64(),
+        quiet,
         cpu: Some(cpu),
         ..ActivationReport::of_burst(hehs, connect_seconds, seconds, answers, watch.wait)
     })

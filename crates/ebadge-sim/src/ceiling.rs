@@ -170,6 +170,7 @@ where
         .into_bytes();
     let vpp = bench_vpp();
     let quiet = wait_until_quiet(&watch.roles.broker, QUIET_AT_MOST, note).await;
+    note("the burst starts");
     let cpu = CpuWatch::start(watch.roles.clone());
     let burst = Instant::now();
     let mut sent_at = Vec::with_capacity(hehs);
@@ -218,7 +219,7 @@ where
     }
     Ok(ActivationReport {
         cpu: Some(cpu),
-        quiet_seconds: quiet.as_secs_f64(),
+        quiet,
         ..ActivationReport::of_burst(hehs, connect_seconds, seconds, got, watch.wait)
     })
 }

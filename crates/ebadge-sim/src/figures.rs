@@ -416,11 +416,10 @@ impl fmt::Display for ActivationReport {
         if let Some(cpu) = &self.cpu {
             write!(f, "; {cpu}")?;
         }
-        write!(
-            f,
-            "; begun {:.0} s after the fleet connected, once the broker was quiet",
-            self.quiet_seconds
-        )
+        if let Some(quiet) = &self.quiet {
+            write!(f, "; {quiet}")?;
+        }
+        Ok(())
     }
 }
 

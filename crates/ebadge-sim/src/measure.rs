@@ -229,9 +229,36 @@ impl Quiet {
     }
 }
 
+/// How a wait for a quiet broker ended ([`wait_until_quiet`]).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QuietWait {
+    /// Seconds waited.
+    pub seconds: f64,
+    /// Whether the broker became quiet (false: the wait gave up).
+    pub settled: bool,
+}
+
+impl std::fmt::Display for QuietWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.settled {
+            write!(
+                f,
+                "begun once the broker was quiet, after {:.0} s",
+                self.seconds
+            )
+        } else {
+            write!(
+                f,
+                "begun with the broker still busy after {:.0} s",
+                self.seconds
+            )
+        }
+    }
+}
+
 /// Waits until the processes `pids` (a broker's nodes) together spend less than [`QUIET_SHARE`]
 /// of the machine in two [`QUIET_WINDOW`]s in a row, or `at_most` has passed, and tells `note`
-/// each window's figure. Returns how long it waited.
+/// each window's figure. None when there is nothing to watch (a broker not on this machine).
 ///
 /// Why: a fleet that has just connected leaves the broker saturated for a while (the last
 /// handshakes, the queue work of its announcements, statistics of new objects). A burst started
@@ -243,7 +270,10 @@ pub async fn wait_until_quiet(
     pids: &[u32],
     at_most: std::time::Duration,
     note: &dyn Fn(&str),
-) -> std::time::Duration {
+) -> Option<QuietWait> {
+    if pids.is_empty() {
+        return None;
+    }
     let began = std::time::Instant::now();
     let roles = Roles {
         broker: pids.to_vec(),
@@ -256,12 +286,15 @@ pub async fn wait_until_quiet(
         let split = watch.split();
         quiet.observe(split.broker_percent / split.machine_capacity_percent);
         note(&format!(
-            "  broker at {:.0} % of one core, {:.0} s after the fleet connected",
+            "  broker at {:.0} % of one core ({:.0} s into the wait for a quiet broker)",
             split.broker_percent,
             began.elapsed().as_secs_f64()
         ));
     }
-    began.elapsed()
+    Some(QuietWait {
+        seconds: began.elapsed().as_secs_f64(),
+        settled: quiet.settled(),
+    })
 }
 
 #[cfg(test)]

@@ -227,7 +227,7 @@ fn boot_definitions(admin_password: &str) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{LocalBroker, UpOptions};
+    use super::super::{LocalBroker, UpOptions, statistics_interval};
 
     /// The `collect_statistics_interval` line of each node's rabbitmq.conf, for a broker set
     /// up with `options`.
@@ -265,5 +265,27 @@ mod tests {
             Some("collect_statistics_interval = 60000")
         );
         assert_eq!(statistics_line(&UpOptions::default()), None);
+    }
+
+    #[test]
+    fn a_directory_keeps_its_statistics_interval_and_refuses_a_change_while_a_node_runs() {
+        // Not asked: what the directory has, running or not.
+        assert_eq!(statistics_interval(Some(60), None, true), Ok(Some(60)));
+        assert_eq!(statistics_interval(None, None, false), Ok(None));
+        // Asked, all nodes stopped: taken.
+        assert_eq!(statistics_interval(Some(60), Some(30), false), Ok(Some(30)));
+        assert_eq!(statistics_interval(None, Some(60), false), Ok(Some(60)));
+        // Asked for what it has, with nodes running: nothing to change.
+        assert_eq!(statistics_interval(Some(60), Some(60), true), Ok(Some(60)));
+        // Asked for another, with a node running (a partly stopped cluster too): refused,
+        // naming what the running nodes use.
+        assert_eq!(
+            statistics_interval(Some(60), Some(30), true),
+            Err("60 s".to_owned())
+        );
+        assert_eq!(
+            statistics_interval(None, Some(60), true),
+            Err("5 s (RabbitMQ's default)".to_owned())
+        );
     }
 }

@@ -72,7 +72,7 @@ pub enum BrokerError {
     },
     /// A running broker was asked for another statistics interval.
     #[error(
-        "{dir} is running with management statistics every {has}; \
+        "{dir} has nodes running with management statistics every {has}; \
          stop it first (`ebadge broker down --dir {dir}`), then `up` with the new interval"
     )]
     StatisticsWhileRunning {
@@ -128,6 +128,24 @@ pub enum BrokerError {
         /// What it printed.
         output: String,
     },
+}
+
+/// The statistics interval a broker directory keeps after `up`: the one `asked` for, else the
+/// one it has. A node that runs keeps the interval it started with, so a change while any node
+/// runs is refused (the error names the interval in use).
+fn statistics_interval(
+    has: Option<u32>,
+    asked: Option<u32>,
+    any_node_up: bool,
+) -> Result<Option<u32>, String> {
+    match asked {
+        Some(asked) if Some(asked) != has && any_node_up => Err(has.map_or_else(
+            || "5 s (RabbitMQ's default)".to_owned(),
+            |s| format!("{s} s"),
+        )),
+        Some(asked) => Ok(Some(asked)),
+        None => Ok(has),
+    }
 }
 
 /// What `up` is asked for.
@@ -343,32 +361,28 @@ impl LocalBroker {
                     asked: options.nodes.unwrap_or(1).max(1),
                 });
             }
-            Some(state)
-                if self.status()?.running
-                    && options
-                        .statistics_interval
-                        .is_some_and(|s| Some(s) != state.statistics_interval) =>
-            {
-                return Err(BrokerError::StatisticsWhileRunning {
-                    dir: self.dir.clone(),
-                    has: state.statistics_interval.map_or_else(
-                        || "5 s (RabbitMQ's default)".to_owned(),
-                        |s| format!("{s} s"),
-                    ),
-                });
-            }
-            Some(state) if self.status()?.running => {
-                let repaired = self.with_distinct_ports(state.clone())?;
-                if repaired == state {
-                    return Ok((self.status()?, true));
-                }
-                self.stop_clashing(&state, &repaired)?;
-                repaired
-            }
             Some(mut state) => {
-                state.statistics_interval =
-                    options.statistics_interval.or(state.statistics_interval);
-                self.with_distinct_ports(state)?
+                let status = self.status()?;
+                let any_node_up = status.nodes.iter().any(|n| n.pid.is_some());
+                state.statistics_interval = statistics_interval(
+                    state.statistics_interval,
+                    options.statistics_interval,
+                    any_node_up,
+                )
+                .map_err(|has| BrokerError::StatisticsWhileRunning {
+                    dir: self.dir.clone(),
+                    has,
+                })?;
+                if status.running {
+                    let repaired = self.with_distinct_ports(state.clone())?;
+                    if repaired == state {
+                        return Ok((status, true));
+                    }
+                    self.stop_clashing(&state, &repaired)?;
+                    repaired
+                } else {
+                    self.with_distinct_ports(state)?
+                }
             }
             None => self.new_state(options)?,
         };
