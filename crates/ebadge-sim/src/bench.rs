@@ -715,7 +715,7 @@ where
         vpp.counters().received,
         wait.elapsed().as_secs_f64()
     ));
-    let quiet = wait_until_quiet(&watch.roles.broker, QUIET_AT_MOST, note).await;
+    let quiet = wait_until_quiet(&watch.roles.broker, watch.quiet_wait, note).await;
     note("the burst starts");
     if let VppPlayer::Command(command) = player {
         // Our VPP leaves its inbox empty (every announcement acknowledged) to the command.
@@ -837,11 +837,14 @@ async fn activate_each(
 pub struct BurstWatch {
     /// How long the VPP waits for answers, from the first activate.
     pub wait: Duration,
+    /// The longest wait for a quiet broker before the burst (zero: none).
+    pub quiet_wait: Duration,
     /// The processes whose CPU the burst's report splits.
     pub roles: crate::measure::Roles,
 }
 
-/// The longest a burst waits for the broker to be quiet once the fleet is connected.
+/// The longest a burst waits for the broker to be quiet once the fleet is connected, unless
+/// told otherwise ([`BurstWatch::quiet_wait`]).
 pub const QUIET_AT_MOST: Duration = Duration::from_secs(120);
 
 /// The VPP's default wait for answers: a minute.

@@ -7,8 +7,7 @@
 //! on another. What is left is the broker's work: the figure ours is compared with.
 
 use crate::bench::{
-    ActivationReport, Answers, BENCH_VPP, BurstWatch, FleetPlacement, QUIET_AT_MOST, bench_heh,
-    bench_vpp,
+    ActivationReport, Answers, BENCH_VPP, BurstWatch, FleetPlacement, bench_heh, bench_vpp,
 };
 use crate::fleet::FleetError;
 use crate::measure::{CpuWatch, wait_until_quiet};
@@ -169,7 +168,7 @@ where
         .to_json()
         .into_bytes();
     let vpp = bench_vpp();
-    let quiet = wait_until_quiet(&watch.roles.broker, QUIET_AT_MOST, note).await;
+    let quiet = wait_until_quiet(&watch.roles.broker, watch.quiet_wait, note).await;
     note("the burst starts");
     let cpu = CpuWatch::start(watch.roles.clone());
     let burst = Instant::now();

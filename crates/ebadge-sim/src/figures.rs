@@ -115,6 +115,9 @@ pub struct ActivationOptions {
     pub vpp: bench::VppPlayer,
     /// How long the VPP waits for answers, from the first activate.
     pub wait: Duration,
+    /// The longest wait for a quiet broker before the burst
+    /// ([`crate::measure::wait_until_quiet`]; zero: none).
+    pub quiet_wait: Duration,
 }
 
 /// `activations`: a fleet of HEHs, and the VPP activates each at once: first activate → last
@@ -253,6 +256,7 @@ async fn fleet_burst(
     });
     let mut watch = bench::BurstWatch {
         wait: options.wait,
+        quiet_wait: options.quiet_wait,
         roles: Roles {
             broker: ready.node_pids.clone(),
             fleet: Vec::new(),

@@ -258,7 +258,8 @@ impl std::fmt::Display for QuietWait {
 
 /// Waits until the processes `pids` (a broker's nodes) together spend less than [`QUIET_SHARE`]
 /// of the machine in two [`QUIET_WINDOW`]s in a row, or `at_most` has passed, and tells `note`
-/// each window's figure. None when there is nothing to watch (a broker not on this machine).
+/// each window's figure. None when there is nothing to watch (a broker not on this machine) or
+/// `at_most` is zero.
 ///
 /// Why: a fleet that has just connected leaves the broker saturated for a while (the last
 /// handshakes, the queue work of its announcements, statistics of new objects). A burst started
@@ -271,7 +272,7 @@ pub async fn wait_until_quiet(
     at_most: std::time::Duration,
     note: &dyn Fn(&str),
 ) -> Option<QuietWait> {
-    if pids.is_empty() {
+    if pids.is_empty() || at_most.is_zero() {
         return None;
     }
     let began = std::time::Instant::now();

@@ -344,6 +344,8 @@ fn the_demo_runs_and_its_summary_adds_up_and_a_fleet_spreads_over_processes() {
             "--processes",
             "3",
             "--ceiling",
+            "--quiet-wait",
+            "20",
             "--json",
             "--dir",
             dir,
@@ -352,6 +354,15 @@ fn the_demo_runs_and_its_summary_adds_up_and_a_fleet_spreads_over_processes() {
     ));
     assert_eq!(result["report"]["answered"], 30, "{result}");
     assert_eq!(result["raw_amqprs"]["answered"], 30, "{result}");
+    // Both bursts waited for a quiet broker (the test broker may stay busy with other tests:
+    // then they began when the 20 s were up), and said so.
+    for arm in ["report", "raw_amqprs"] {
+        let waited = result[arm]["quiet"]["seconds"]
+            .as_f64()
+            .expect("a quiet wait");
+        assert!((2.0..=30.0).contains(&waited), "{arm}: {result}");
+        assert!(result[arm]["quiet"]["settled"].is_boolean(), "{result}");
+    }
     assert!(stderr.contains("in 3 process(es)"), "{stderr}");
 
     // The same burst with an external VPP (`--vpp-command`, how the Python VPPs are measured):
@@ -365,6 +376,8 @@ fn the_demo_runs_and_its_summary_adds_up_and_a_fleet_spreads_over_processes() {
             "30",
             "--vpp-command",
             &vpp,
+            "--quiet-wait",
+            "0",
             "--json",
             "--dir",
             dir,
@@ -377,6 +390,10 @@ fn the_demo_runs_and_its_summary_adds_up_and_a_fleet_spreads_over_processes() {
         "{result}"
     );
     assert!(stderr.contains("the VPP is `"), "{stderr}");
+    assert!(
+        result["report"].get("quiet").is_none(),
+        "no wait asked: {result}"
+    );
 
     // The HEH footprint with the agent as the HEH and pika as the peer, same broker.
     let agent =
