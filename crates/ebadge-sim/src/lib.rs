@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod ceiling;
 pub mod children;
+pub mod conformance;
 pub mod demo;
 pub mod figures;
 pub mod fleet;

@@ -59,6 +59,10 @@ enum Command {
     /// The seed's three performance figures (D3.2.3 2.1): ingest, activations, heh.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
+    /// The conformance kit: run a partner's client (any language) against the bus and check it,
+    /// rule by rule.
+    #[command(subcommand)]
+    Conformance(cmd::conformance::ConformanceCommand),
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -124,6 +128,9 @@ fn main() -> ExitCode {
         Command::Listen(args) => runtime().and_then(|rt| rt.block_on(cmd::listen::run(args))),
         Command::Tap(args) => runtime().and_then(|rt| rt.block_on(cmd::tap::run(args))),
         Command::Sim(command) => runtime().and_then(|rt| rt.block_on(cmd::sim::run(command))),
+        Command::Conformance(command) => {
+            runtime().and_then(|rt| rt.block_on(cmd::conformance::run(command)))
+        }
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(cmd::demo::run(args))),
         Command::Bench(cmd::bench::BenchCommand::Child(
             cmd::bench_child::ChildRole::HehChild {

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod bench;
 pub mod bench_child;
 pub mod broker;
+pub mod conformance;
 pub mod demo;
 pub mod listen;
 pub mod msg;

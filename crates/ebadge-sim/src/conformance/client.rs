@@ -1,0 +1,195 @@
+//! The client under test: the files it is given (its certificate as PEM and as PKCS#12, the
+//! bus CA, a connection profile), the environment that names them, and its process.
+
+use super::KitError;
+use ebadge_bus::{EntityName, Profile};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use tokio::process::{Child, Command};
+
+/// The password of the PKCS#12 file: the file is as secret as the PEM key beside it (0600), so
+/// the password protects nothing; Java's and .NET's key stores just want one.
+pub const PKCS12_PASSWORD: &str = "ebadge";
+
+/// The environment a client under test is started with: every name is `EBADGE_*`, so that a
+/// partner's program reads the same names whatever its language. docs/partners.md lists them.
+#[derive(Debug, Clone)]
+pub struct ClientFiles {
+    /// `amqps://127.0.0.1:PORT`: the kit's link to the broker, which it cuts.
+    pub url: String,
+    /// The bus CA (PEM).
+    pub ca: PathBuf,
+    /// The client's certificate (PEM).
+    pub cert: PathBuf,
+    /// Its key (PEM, PKCS#8).
+    pub key: PathBuf,
+    /// Certificate, key and CA in one PKCS#12 file, for Java and .NET.
+    pub pkcs12: PathBuf,
+    /// A connection profile (`ebadge_bus::Profile`) for clients built on this project.
+    pub profile: PathBuf,
+    /// Its entity name (the certificate's CN).
+    pub name: EntityName,
+    /// The kit's entity: its controller.
+    pub counterpart: EntityName,
+}
+
+impl ClientFiles {
+    /// Writes the files for `name` into `dir`, from `bus` (the broker's profile, which holds the
+    /// certificates) and the link's address.
+    pub fn write(
+        dir: &Path,
+        bus: &Profile,
+        link: std::net::SocketAddr,
+        name: &EntityName,
+        counterpart: &EntityName,
+    ) -> Result<ClientFiles, KitError> {
+        let io = |what: String| move |e: std::io::Error| KitError::Files(format!("{what}: {e}"));
+        let certs = dir.join("certs");
+        std::fs::create_dir_all(&certs).map_err(io(format!("creating {}", certs.display())))?;
+        let (their_cert, their_key) = bus.certificate(name.as_str());
+        let cert = certs.join(format!("{name}.pem"));
+        let key = certs.join(format!("{name}.key"));
+        let ca = dir.join("ca.pem");
+        for (from, to) in [(&their_cert, &cert), (&their_key, &key), (&bus.ca, &ca)] {
+            std::fs::copy(from, to).map_err(io(format!(
+                "copying {} to {}",
+                from.display(),
+                to.display()
+            )))?;
+        }
+        let pkcs12 = dir.join(format!("{name}.p12"));
+        write_pkcs12(&cert, &key, &ca, &pkcs12)?;
+        let url = format!("amqps://{link}");
+        let profile_path = dir.join("profile.toml");
+        let profile = Profile {
+            amqps_url: url.clone(),
+            ca: ca.clone(),
+            certs,
+            heartbeat_seconds: bus.heartbeat_seconds,
+            max_message_bytes: bus.max_message_bytes,
+        };
+        profile
+            .save(&profile_path)
+            .map_err(io(format!("writing {}", profile_path.display())))?;
+        Ok(ClientFiles {
+            url,
+            ca,
+            cert,
+            key,
+            pkcs12,
+            profile: profile_path,
+            name: name.clone(),
+            counterpart: counterpart.clone(),
+        })
+    }
+
+    /// The variables, as (name, value).
+    pub fn environment(&self) -> Vec<(&'static str, String)> {
+        let (host, port) = self
+            .url
+            .trim_start_matches("amqps://")
+            .rsplit_once(':')
+            .map(|(h, p)| (h.to_owned(), p.to_owned()))
+            .unwrap_or_default();
+        let path = |p: &Path| p.display().to_string();
+        vec![
+            ("EBADGE_URL", self.url.clone()),
+            ("EBADGE_HOST", host),
+            ("EBADGE_PORT", port),
+            ("EBADGE_CA", path(&self.ca)),
+            ("EBADGE_CERT", path(&self.cert)),
+            ("EBADGE_KEY", path(&self.key)),
+            ("EBADGE_PKCS12", path(&self.pkcs12)),
+            ("EBADGE_PKCS12_PASSWORD", PKCS12_PASSWORD.to_owned()),
+            ("EBADGE_PROFILE", path(&self.profile)),
+            ("EBADGE_NAME", self.name.to_string()),
+            ("EBADGE_CONTROLLER", self.counterpart.to_string()),
+        ]
+    }
+}
+
+/// Certificate, key and CA chain as PKCS#12, by `openssl pkcs12` (Debian's `openssl`; Java 17
+/// and .NET read what OpenSSL 3 writes).
+fn write_pkcs12(cert: &Path, key: &Path, ca: &Path, out: &Path) -> Result<(), KitError> {
+    let output = std::process::Command::new("openssl")
+        .args(["pkcs12", "-export", "-in"])
+        .arg(cert)
+        .arg("-inkey")
+        .arg(key)
+        .arg("-certfile")
+        .arg(ca)
+        .arg("-out")
+        .arg(out)
+        .args(["-passout", &format!("pass:{PKCS12_PASSWORD}")])
+        .output()
+        .map_err(|e| {
+            KitError::Files(format!(
+                "running openssl for the PKCS#12 file: {e}; install it ('apt-get install -y openssl')"
+            ))
+        })?;
+    if !output.status.success() {
+        return Err(KitError::Files(format!(
+            "openssl pkcs12 -export failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// The running client: its own process group, so that a shell's children stop with it.
+pub struct ClientProcess {
+    child: Child,
+}
+
+impl ClientProcess {
+    /// Runs `command` with `sh -c` (a partner's command line as they would type it), with the
+    /// files' environment, its output into `log`.
+    pub fn start(command: &str, files: &ClientFiles, log: &Path) -> Result<Self, KitError> {
+        let out = std::fs::File::create(log)
+            .map_err(|e| KitError::Files(format!("creating {}: {e}", log.display())))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| KitError::Files(format!("{}: {e}", log.display())))?;
+        let child = Command::new("sh")
+            .args(["-c", command])
+            .envs(files.environment())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| KitError::Start(format!("sh -c {command:?}: {e}")))?;
+        Ok(ClientProcess { child })
+    }
+
+    /// `Some(status)` once it has ended.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// SIGTERM to its group, SIGKILL after `grace`.
+    pub async fn stop(mut self, grace: std::time::Duration) {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &format!("-{pid}")])
+                .status()
+                .await;
+            if tokio::time::timeout(grace, self.child.wait()).await.is_ok() {
+                return;
+            }
+            let _ = Command::new("kill")
+                .args(["-KILL", &format!("-{pid}")])
+                .status()
+                .await;
+        }
+        let _ = self.child.kill().await;
+    }
+}
+
+/// The last `lines` lines of the client's log, for a failure's reason.
+pub fn log_tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

@@ -1,0 +1,733 @@
+//! The HEH role: the kit is the HEH's controller. It asks for a status report, a report and an
+//! activation, asks for periodic reports, cuts the link, restarts the broker, delivers an order
+//! twice, and then reads back everything the HEH sent for the rules every message must keep.
+
+use super::client::{ClientFiles, ClientProcess, log_tail};
+use super::counterpart::{Counterpart, Seen};
+use super::report::{Check, Outcome, Report};
+use super::{KitError, KitOptions};
+use crate::proxy::Proxy;
+use ebadge_admin::broker::LocalBroker;
+use ebadge_admin::local::{Others, provision};
+use ebadge_admin::registry::Builder;
+use ebadge_bus::Profile;
+use ebadge_bus::conventions::{new_message_id, pair_exchange, routing_key};
+use ebadge_model::{
+    Activate, Extensions, GetPeriodicReport, GetReport, GetStatusReport, Message, SignalName, Time,
+};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// The signal the kit asks for: every HEH has the total (D3.1.3 5.2: `device.signal`, the
+/// device `total` being the whole home).
+const SIGNAL: &str = "total.p";
+
+/// Runs the HEH role against the local broker in `broker` (started and provisioned if need
+/// be); `progress` hears what the kit is doing, a line at a time.
+pub async fn run_heh(
+    broker: &LocalBroker,
+    options: &KitOptions,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Report, KitError> {
+    let started = Instant::now();
+    let (name, counterpart) = (&options.name, &options.counterpart);
+    progress(&format!(
+        "provisioning {name} and its controller {counterpart} on {}",
+        broker.dir().display()
+    ));
+    let registry = Builder::new()
+        .entity(counterpart.as_str(), Some("vpp"))
+        .heh(name.as_str(), counterpart.as_str())
+        .build()
+        .map_err(|e| KitError::Broker(e.to_string()))?;
+    let provisioned = provision(
+        broker,
+        &Default::default(),
+        &registry,
+        Others::Keep,
+        |_, _| {},
+    )
+    .await
+    .map_err(|e| KitError::Broker(e.to_string()))?;
+    let profile = provisioned.profile;
+    let proxy = Proxy::start(broker_addr(&profile).await?)
+        .await
+        .map_err(|e| KitError::Bus(format!("starting the kit's link: {e}")))?;
+    std::fs::create_dir_all(&options.work_dir)
+        .map_err(|e| KitError::Files(format!("{}: {e}", options.work_dir.display())))?;
+    let files = ClientFiles::write(&options.work_dir, &profile, proxy.addr, name, counterpart)?;
+    let log = options.work_dir.join("client.log");
+    let kit = Counterpart::start(&profile, counterpart, name).await?;
+    let log_offset = std::fs::metadata(broker.console_log()).map_or(0, |m| m.len());
+
+    progress(&format!("starting {:?}", options.command));
+    let mut process = ClientProcess::start(&options.command, &files, &log)?;
+    let mut run = Run {
+        kit: &kit,
+        options,
+        checks: Vec::new(),
+    };
+    run.scenario(broker, &proxy, &mut process, &log, progress)
+        .await;
+    // Reports asked for are stopped before the client is, so none outlives the run.
+    let _ = kit
+        .send(&Message::GetPeriodicReport(GetPeriodicReport::new(
+            GetPeriodicReport::DISABLE,
+            1.0,
+            vec![signal()],
+        )))
+        .await;
+    process.stop(Duration::from_secs(5)).await;
+    let seen = kit.seen();
+    run.checks
+        .extend(every_message(&seen, name, counterpart, run.consumed()));
+    run.checks.push(refusals(broker, log_offset, name.as_str()));
+    let checks = run.checks;
+    kit.stop().await;
+    Ok(Report {
+        role: "heh",
+        client: name.to_string(),
+        counterpart: counterpart.to_string(),
+        command: options.command.clone(),
+        client_log: log.display().to_string(),
+        seconds: started.elapsed().as_secs_f64(),
+        checks,
+    })
+}
+
+/// The broker's AMQPS address, for the kit's link to point at.
+async fn broker_addr(profile: &Profile) -> Result<SocketAddr, KitError> {
+    let (host, port) = profile.host_and_port().map_err(KitError::Bus)?;
+    tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.find(SocketAddr::is_ipv4))
+        .ok_or_else(|| KitError::Bus(format!("cannot resolve {host}:{port}")))
+}
+
+/// Now, in whole seconds: a partner's code computes report lengths from the times it is sent,
+/// and a fraction of a second invites rounding it would be unfair to fail on.
+fn now() -> Time {
+    let instant = time::OffsetDateTime::now_utc();
+    Time::from_datetime(instant.replace_nanosecond(0).unwrap_or(instant))
+}
+
+fn signal() -> SignalName {
+    SignalName::new(SIGNAL).expect("a valid signal name")
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+/// One run's state: the checks so far.
+struct Run<'a> {
+    kit: &'a Counterpart,
+    options: &'a KitOptions,
+    checks: Vec<Check>,
+}
+
+impl Run<'_> {
+    fn push(
+        &mut self,
+        id: &'static str,
+        section: &'static str,
+        title: &'static str,
+        outcome: Outcome,
+    ) {
+        self.checks.push(Check {
+            id,
+            section,
+            title,
+            outcome,
+        });
+    }
+
+    /// True once the client consumed its inbox (the first check).
+    fn consumed(&self) -> bool {
+        self.checks
+            .first()
+            .is_some_and(|c| c.id == "connects" && c.holds())
+    }
+
+    async fn scenario(
+        &mut self,
+        broker: &LocalBroker,
+        proxy: &Proxy,
+        process: &mut ClientProcess,
+        log: &std::path::Path,
+        progress: &(dyn Fn(&str) + Sync),
+    ) {
+        progress("waiting for the client to consume its inbox");
+        let connects = self.connects(broker, process, log).await;
+        self.push(
+            "connects",
+            "D3.2.3 6.1",
+            "logs in with its certificate only (EXTERNAL over TLS) and consumes its inbox",
+            connects,
+        );
+        if !self.consumed() {
+            let reason = "the client never consumed its inbox (see `connects`)";
+            for (id, section, title) in LATER {
+                self.push(id, section, title, Outcome::Skip(reason.into()));
+            }
+            return;
+        }
+        progress("asking for a status report, a report and an activation");
+        let outcome = self.answers_status_report().await;
+        self.push(LATER[0].0, LATER[0].1, LATER[0].2, outcome);
+        let outcome = self.answers_report().await;
+        self.push(LATER[1].0, LATER[1].1, LATER[1].2, outcome);
+        let outcome = self.answers_activation().await;
+        self.push(LATER[2].0, LATER[2].1, LATER[2].2, outcome);
+        progress("asking for a report every second");
+        let outcome = self.sends_periodic_reports().await;
+        let periodic = matches!(outcome, Outcome::Pass(_));
+        self.push(LATER[3].0, LATER[3].1, LATER[3].2, outcome);
+
+        progress(&format!(
+            "cutting the link for {} s",
+            self.options.outage.as_secs()
+        ));
+        let down = now();
+        proxy.cut();
+        tokio::time::sleep(self.options.outage).await;
+        let back = now();
+        proxy.restore();
+        self.after_outage(&down, &back, periodic, 4).await;
+
+        progress("restarting the broker");
+        let down = now();
+        let restarted = restart(broker).await;
+        let back = now();
+        match restarted {
+            Ok(()) => self.after_outage(&down, &back, periodic, 6).await,
+            Err(e) => {
+                for (id, section, title) in &LATER[6..8] {
+                    self.push(
+                        id,
+                        section,
+                        title,
+                        Outcome::Skip(format!("the broker did not restart: {e}")),
+                    );
+                }
+            }
+        }
+
+        progress("delivering an activation twice");
+        let outcome = self.tolerates_duplicate().await;
+        self.push(LATER[8].0, LATER[8].1, LATER[8].2, outcome);
+    }
+
+    /// Waits for a consumer on the client's inbox, then looks at its connection.
+    async fn connects(
+        &self,
+        broker: &LocalBroker,
+        process: &mut ClientProcess,
+        log: &std::path::Path,
+    ) -> Outcome {
+        let started = Instant::now();
+        let deadline = started + self.options.start_within;
+        loop {
+            if let Some(status) = process.exited() {
+                return Outcome::Fail(format!(
+                    "the client exited ({status}) before it consumed its inbox; its output ends:\n{}",
+                    log_tail(log, 10)
+                ));
+            }
+            if self.kit.client_consumers().await.unwrap_or(0) > 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Outcome::Fail(format!(
+                    "no consumer on its inbox within {}; its output ends:\n{}",
+                    seconds(self.options.start_within),
+                    log_tail(log, 10)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let consuming = started.elapsed();
+        match login(broker, self.options.name.as_str()).await {
+            Ok(how) => Outcome::Pass(format!("consuming after {}; {how}", seconds(consuming))),
+            Err(why) => Outcome::Fail(why),
+        }
+    }
+
+    /// Sends `request` and waits for a message that `answers` it.
+    async fn ask(&self, request: Message, what: &str, answers: impl Fn(&Seen) -> bool) -> Outcome {
+        let sent = Instant::now();
+        if let Err(e) = self.kit.send(&request).await {
+            return Outcome::Skip(e.to_string());
+        }
+        let within = self.options.answer_within;
+        match self.kit.wait_for(sent, sent + within, answers).await {
+            Some(seen) => Outcome::Pass(format!(
+                "{} in {} (limit {})",
+                seen.kind().unwrap_or_default(),
+                seconds(seen.at - sent),
+                seconds(within)
+            )),
+            None => Outcome::Fail(format!(
+                "no {what} within {} of the {}",
+                seconds(within),
+                request.type_name()
+            )),
+        }
+    }
+
+    async fn answers_status_report(&self) -> Outcome {
+        self.ask(status_request(), "status_report", |s| {
+            s.kind().as_deref() == Some("status_report")
+        })
+        .await
+    }
+
+    async fn answers_report(&self) -> Outcome {
+        let to = now();
+        let from = to
+            .checked_add(time::Duration::seconds(-60))
+            .expect("a minute ago is a time");
+        let request = GetReport::new(from, to, 60.0, vec![signal()]);
+        let (want_from, want_to) = (request.from, request.to);
+        self.ask(
+            Message::GetReport(request),
+            "report of the period asked for",
+            |s| is_report(s) && s.time("from") == Some(want_from) && s.time("to") == Some(want_to),
+        )
+        .await
+    }
+
+    async fn answers_activation(&self) -> Outcome {
+        let order = activation(1);
+        let asked = order.clone();
+        self.ask(
+            Message::Activate(order),
+            "accept_activation, reject_activation or modify_activation with its id and modification_count",
+            move |s| answers_order(s, &asked),
+        )
+        .await
+    }
+
+    async fn sends_periodic_reports(&self) -> Outcome {
+        let sent = Instant::now();
+        let request = GetPeriodicReport::new(1.0, 1.0, vec![signal()]);
+        if let Err(e) = self.kit.send(&Message::GetPeriodicReport(request)).await {
+            return Outcome::Skip(e.to_string());
+        }
+        let deadline = sent + self.options.answer_within + Duration::from_secs(3);
+        let mut last = None;
+        for _ in 0..3 {
+            let after = last.unwrap_or(sent);
+            match self
+                .kit
+                .wait_for(after, deadline, |s| is_report(s) && s.at > after)
+                .await
+            {
+                Some(seen) => last = Some(seen.at),
+                None => break,
+            }
+        }
+        let reports = self
+            .kit
+            .seen()
+            .iter()
+            .filter(|s| s.at >= sent && is_report(s))
+            .count();
+        match last {
+            Some(at) if reports >= 3 => Outcome::Pass(format!(
+                "{reports} reports in {} after a request for one a second",
+                seconds(at - sent)
+            )),
+            _ => Outcome::Fail(format!(
+                "{reports} reports within {} of a get_periodic_report asking for one a second (3 wanted)",
+                seconds(deadline - sent)
+            )),
+        }
+    }
+
+    /// The two checks after an outage from `down` to `back`: the client comes back and answers;
+    /// the reports it made meanwhile arrive. `at` is the index of the first in [`LATER`].
+    async fn after_outage(&mut self, down: &Time, back: &Time, periodic: bool, at: usize) {
+        let since = Instant::now();
+        let deadline = since + self.options.start_within;
+        let mut consuming = None;
+        while Instant::now() < deadline {
+            if self.kit.client_consumers().await.unwrap_or(0) > 0 {
+                consuming = Some(since.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let outcome = match consuming {
+            None => Outcome::Fail(format!(
+                "not consuming its inbox again within {} after the outage",
+                seconds(self.options.start_within)
+            )),
+            Some(after) => match self.answers_status_report().await {
+                Outcome::Pass(answer) => Outcome::Pass(format!(
+                    "consuming again {} after the outage; {answer}",
+                    seconds(after)
+                )),
+                other => other,
+            },
+        };
+        self.push(LATER[at].0, LATER[at].1, LATER[at].2, outcome);
+        // Back and answering, a client that kept what it made meanwhile has sent it too.
+        let outcome = if periodic {
+            let deadline = Instant::now() + self.options.answer_within;
+            self.made_during(down, back, deadline).await
+        } else {
+            Outcome::Skip("it sent no periodic reports (see `sends-periodic-reports`)".into())
+        };
+        self.push(LATER[at + 1].0, LATER[at + 1].1, LATER[at + 1].2, outcome);
+    }
+
+    /// Waits until `deadline` for a report whose period ends inside the outage (a second's margin
+    /// each side): one the client made while it could not send.
+    async fn made_during(&self, down: &Time, back: &Time, deadline: Instant) -> Outcome {
+        let margin = time::Duration::seconds(1);
+        let (first, last) = (
+            down.checked_add(margin).expect("a time"),
+            back.checked_add(-margin).expect("a time"),
+        );
+        let inside =
+            |s: &Seen| is_report(s) && s.time("to").is_some_and(|to| to >= first && to <= last);
+        let start = Instant::now() - Duration::from_secs(3600);
+        match self.kit.wait_for(start, deadline, inside).await {
+            Some(_) => {
+                let count = self.kit.seen().iter().filter(|s| inside(s)).count();
+                Outcome::Pass(format!(
+                    "{count} reports made during the {} s outage arrived after it",
+                    back.since(down).whole_seconds()
+                ))
+            }
+            None => Outcome::Fail(format!(
+                "none of the reports due during the outage ({first} to {last}) arrived: what the client sends while the bus is away must be kept and sent when it is back"
+            )),
+        }
+    }
+
+    /// The same activation twice with one message id, as a redelivery after a lost
+    /// acknowledgement brings it; then a fresh request must still be answered.
+    async fn tolerates_duplicate(&self) -> Outcome {
+        let order = activation(2);
+        let id = new_message_id();
+        let sent = Instant::now();
+        for _ in 0..2 {
+            if let Err(e) = self
+                .kit
+                .send_as(&Message::Activate(order.clone()), &id)
+                .await
+            {
+                return Outcome::Skip(e.to_string());
+            }
+        }
+        tokio::time::sleep(self.options.answer_within.min(Duration::from_secs(2))).await;
+        let answers = self
+            .kit
+            .seen()
+            .iter()
+            .filter(|s| s.at >= sent && answers_order(s, &order))
+            .count();
+        match self.answers_status_report().await {
+            Outcome::Pass(next) => Outcome::Pass(format!(
+                "answered the order delivered twice {answers} time(s), and the next request: {next}"
+            )),
+            Outcome::Fail(why) => Outcome::Fail(format!(
+                "after an order delivered twice (answered {answers} time(s)): {why}"
+            )),
+            skip => skip,
+        }
+    }
+}
+
+/// The checks after `connects`, in order: skipped together when it fails.
+const LATER: [(&str, &str, &str); 9] = [
+    (
+        "answers-get_status_report",
+        "D3.1.3 5.4.1-5.4.2",
+        "answers get_status_report with a status_report",
+    ),
+    (
+        "answers-get_report",
+        "D3.1.3 5.2.1, 5.2.3",
+        "answers get_report with a report of the period asked for",
+    ),
+    (
+        "answers-activate",
+        "D3.1.3 5.3.1-5.3.4",
+        "answers activate with accept_activation, reject_activation or modify_activation",
+    ),
+    (
+        "sends-periodic-reports",
+        "D3.1.3 5.2.2",
+        "sends the periodic reports get_periodic_report asks for",
+    ),
+    (
+        "survives-link-cut",
+        "D3.2.3 6.2.3",
+        "comes back by itself after a cut link and answers",
+    ),
+    (
+        "buffers-across-link-cut",
+        "D3.2.3 6.2.3",
+        "what it sent while the link was cut arrives afterwards",
+    ),
+    (
+        "survives-broker-restart",
+        "D3.2.3 6.2.3",
+        "comes back by itself after a broker restart and answers",
+    ),
+    (
+        "buffers-across-broker-restart",
+        "D3.2.3 6.2.3",
+        "what it sent while the broker was down arrives afterwards",
+    ),
+    (
+        "tolerates-duplicate",
+        "D3.2.3 6.2.3",
+        "a message delivered twice does not stop it",
+    ),
+];
+
+fn status_request() -> Message {
+    let to = now();
+    Message::GetStatusReport(GetStatusReport {
+        from: to
+            .checked_add(time::Duration::hours(-1))
+            .expect("an hour ago is a time"),
+        to,
+        severity_threshold: 0,
+        ext: Extensions::new(),
+    })
+}
+
+/// An activation a minute from now for a quarter of an hour, with an id the kit recognises.
+fn activation(n: u32) -> Activate {
+    let from = now()
+        .checked_add(time::Duration::minutes(1))
+        .expect("a time");
+    let to = from
+        .checked_add(time::Duration::minutes(15))
+        .expect("a time");
+    let mut order = Activate::new(from, to, 0.5);
+    order.id = ebadge_model::Id::new(format!("kit-{n}-{}", new_message_id())).expect("a valid id");
+    order
+}
+
+/// An answer to `order`: its type, and the order's `id` and `modification_count`.
+fn answers_order(s: &Seen, order: &Activate) -> bool {
+    let answer = matches!(
+        s.kind().as_deref(),
+        Some("accept_activation" | "reject_activation" | "modify_activation")
+    );
+    answer
+        && s.json().is_some_and(|v| {
+            v["id"] == order.id.as_str() && v["modification_count"] == order.modification_count
+        })
+}
+
+fn is_report(s: &Seen) -> bool {
+    s.kind().as_deref() == Some("report")
+}
+
+/// Stops the broker and starts it again.
+async fn restart(broker: &LocalBroker) -> Result<(), String> {
+    let stopping = broker.clone();
+    tokio::task::spawn_blocking(move || stopping.down())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    broker
+        .up(&Default::default())
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// How the client logged in, from the management API: EXTERNAL over TLS with a certificate
+/// whose CN is its name, or why not.
+async fn login(broker: &LocalBroker, name: &str) -> Result<String, String> {
+    let m = broker.management().map_err(|e| e.to_string())?;
+    let api = ebadge_admin::mgmt::RawApi::new(&m);
+    // The management API lists a connection a moment after it opened.
+    for _ in 0..20 {
+        let list = api
+            .get("connections?columns=user,auth_mechanism,ssl,peer_cert_subject,client_properties")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mine: Vec<&serde_json::Value> = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["user"] == name)
+            .collect();
+        if let Some(bad) = mine
+            .iter()
+            .find(|c| c["auth_mechanism"] != "EXTERNAL" || c["ssl"] != true)
+        {
+            return Err(format!(
+                "a connection as {name} logged in with {} (ssl: {}): the bus takes only EXTERNAL over TLS",
+                bad["auth_mechanism"], bad["ssl"]
+            ));
+        }
+        if let Some(c) = mine.first() {
+            let product = c["client_properties"]["product"].as_str().unwrap_or("?");
+            return Ok(format!(
+                "{} connection(s), EXTERNAL over TLS, certificate {}, client {product}",
+                mine.len(),
+                c["peer_cert_subject"].as_str().unwrap_or("?")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(format!(
+        "the broker lists no connection as {name} although its inbox has a consumer"
+    ))
+}
+
+/// The rules every message keeps, over all the kit read. With nothing read they cannot fail,
+/// so they say so.
+fn every_message(
+    seen: &[Seen],
+    name: &ebadge_bus::EntityName,
+    counterpart: &ebadge_bus::EntityName,
+    consumed: bool,
+) -> Vec<Check> {
+    let exchange = pair_exchange(name, counterpart);
+    let judge = |bad: Vec<String>, what: &str| {
+        if !consumed && seen.is_empty() {
+            Outcome::Skip("the client sent nothing".into())
+        } else if bad.is_empty() {
+            Outcome::Pass(format!("all {} messages {what}", seen.len()))
+        } else {
+            let shown: Vec<&String> = bad.iter().take(3).collect();
+            Outcome::Fail(format!(
+                "{} of {} messages: {}",
+                bad.len(),
+                seen.len(),
+                shown
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))
+        }
+    };
+    let mut keys = Vec::new();
+    let mut invalid = Vec::new();
+    let mut transient = Vec::new();
+    let mut forged = Vec::new();
+    for s in seen {
+        let value: Option<serde_json::Value> = serde_json::from_slice(&s.body).ok();
+        let msg_type = value
+            .as_ref()
+            .and_then(|v| v["msg"].as_str().map(str::to_owned));
+        let heh_id = value
+            .as_ref()
+            .and_then(|v| v["heh_id"].as_str().map(str::to_owned));
+        let expected = msg_type
+            .as_deref()
+            .and_then(|t| routing_key(t, heh_id.as_deref()).ok());
+        if s.exchange != exchange || expected.as_deref() != Some(s.routing_key.as_str()) {
+            keys.push(format!(
+                "{} through {:?} with key {:?}, expected {exchange:?} with {:?}",
+                msg_type.as_deref().unwrap_or("a message without msg"),
+                s.exchange,
+                s.routing_key,
+                expected.as_deref().unwrap_or("type[.heh_id]")
+            ));
+        }
+        if let Err(e) = ebadge_model::Message::decode_slice(&s.body) {
+            invalid.push(e.to_string());
+        }
+        if s.delivery_mode != Some(2) {
+            transient.push(format!(
+                "{} with delivery_mode {:?}",
+                msg_type.as_deref().unwrap_or("?"),
+                s.delivery_mode
+            ));
+        }
+        if let Some(user) = &s.user_id
+            && user != name.as_str()
+        {
+            forged.push(format!("user_id {user:?}"));
+        }
+    }
+    vec![
+        Check {
+            id: "routing-keys",
+            section: "D3.2.3 5.3.1",
+            title: "publishes to its pair exchange with the routing key type[.heh_id]",
+            outcome: judge(keys, "through its pair exchange with the right key"),
+        },
+        Check {
+            id: "valid-messages",
+            section: "D3.1.3 4-6",
+            title: "every message is valid D3.1.3 (times with offsets, no NaN, names, fields)",
+            outcome: judge(invalid, "valid"),
+        },
+        Check {
+            id: "persistent",
+            section: "D3.2.3 6.2.4",
+            title: "every message is persistent (delivery_mode 2)",
+            outcome: judge(transient, "persistent"),
+        },
+        Check {
+            id: "user-id",
+            section: "D3.2.3 5.3.2",
+            title: "a user_id, when set, is its own name",
+            outcome: judge(forged, "without user_id or with its own"),
+        },
+    ]
+}
+
+/// What the broker refused the client, from the broker's log since the run began: a publish to
+/// another's exchange, a forged `user_id`, a declaration outside its namespace.
+fn refusals(broker: &LocalBroker, offset: u64, name: &str) -> Check {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = broker.console_log();
+    let mut text = String::new();
+    let read = std::fs::File::open(&path).and_then(|mut f| {
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_to_string(&mut text)
+    });
+    let marker = format!("user: '{name}'");
+    let outcome = match read {
+        Err(e) => Outcome::Skip(format!(
+            "cannot read the broker's log {}: {e}",
+            path.display()
+        )),
+        Ok(_) => {
+            let lines: Vec<&str> = text.lines().collect();
+            let refused: Vec<String> = lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.contains("Channel error") && l.contains(&marker))
+                .map(|(i, _)| {
+                    lines
+                        .get(i + 1)
+                        .map_or("", |l| l.split("] ").last().unwrap_or(l))
+                        .trim()
+                        .to_owned()
+                })
+                .collect();
+            if refused.is_empty() {
+                Outcome::Pass("the broker refused it nothing".into())
+            } else {
+                Outcome::Fail(format!(
+                    "the broker refused it {} time(s): {}",
+                    refused.len(),
+                    refused[..refused.len().min(3)].join("; ")
+                ))
+            }
+        }
+    };
+    Check {
+        id: "no-refusals",
+        section: "D3.2.3 5.3.2",
+        title: "publishes and declares only what its permissions allow (its own exchanges and namespace)",
+        outcome,
+    }
+}
