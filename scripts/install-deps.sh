@@ -20,6 +20,12 @@ APT_PACKAGES=(
     "/usr/bin/arm-linux-gnueabihf-gcc:gcc-arm-linux-gnueabihf"
     "/usr/bin/x86_64-w64-mingw32-gcc:gcc-mingw-w64-x86-64"
     "/usr/bin/qemu-aarch64:qemu-user"
+    # The conformance kit: PKCS#12 files for Java and .NET, and the tests' Java HEH on the
+    # official RabbitMQ Java client (docs/partners.md).
+    "/usr/bin/openssl:openssl"
+    "/usr/bin/javac:default-jdk-headless"
+    "/usr/share/java/amqp-client.jar:librabbitmq-client-java"
+    "/usr/share/java/jackson-databind.jar:libjackson2-databind-java"
 )
 
 need_cmd() {

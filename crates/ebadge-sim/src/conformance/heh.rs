@@ -117,7 +117,7 @@ fn signal() -> SignalName {
 }
 
 fn seconds(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
+    format!("{:.3} s", d.as_secs_f64())
 }
 
 /// One run's state: the checks so far.
