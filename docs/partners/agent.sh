@@ -7,7 +7,7 @@
 set -eu
 agent=$1 device=$2
 dir=$(dirname "$EBADGE_PROFILE")
-rm -f "$dir/outbox.sqlite"
+rm -f "$dir"/outbox.sqlite*   # with its -wal and -shm: a stale WAL beside a new file is an I/O error
 cat >"$dir/heh.toml" <<TOML
 name = "$EBADGE_NAME"
 controller = "$EBADGE_CONTROLLER"

@@ -168,23 +168,25 @@ impl ClientProcess {
         self.child.try_wait().ok().flatten()
     }
 
-    /// SIGTERM to its group, SIGKILL after `grace`.
+    /// SIGTERM to its group; once the client ended, or after `grace`, SIGKILL to what is left
+    /// of the group (a device program that ignores SIGTERM must not outlive the run).
     pub async fn stop(mut self, grace: std::time::Duration) {
         if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &format!("-{pid}")])
-                .status()
-                .await;
-            if tokio::time::timeout(grace, self.child.wait()).await.is_ok() {
-                return;
-            }
-            let _ = Command::new("kill")
-                .args(["-KILL", &format!("-{pid}")])
-                .status()
-                .await;
+            signal_group("TERM", pid).await;
+            let _ = tokio::time::timeout(grace, self.child.wait()).await;
+            signal_group("KILL", pid).await;
         }
         let _ = self.child.kill().await;
     }
+}
+
+/// `kill -s SIGNAL -- -PGID`. Each part matters: procps' `kill -TERM -12345` reads `-12345` as
+/// an option and signals process group 1, that is every process it may (kill(-1, …)).
+async fn signal_group(signal: &str, pgid: u32) {
+    let _ = Command::new("kill")
+        .args(["-s", signal, "--", &format!("-{pgid}")])
+        .status()
+        .await;
 }
 
 /// The last `lines` lines of the client's log, for a failure's reason.
@@ -192,4 +194,68 @@ pub fn log_tail(log: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alive(pid: &str) -> bool {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    }
+
+    #[tokio::test]
+    async fn stopping_a_client_ends_its_whole_group_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ClientFiles {
+            url: "amqps://127.0.0.1:1".into(),
+            ca: dir.path().join("ca.pem"),
+            cert: dir.path().join("c.pem"),
+            key: dir.path().join("c.key"),
+            pkcs12: dir.path().join("c.p12"),
+            profile: dir.path().join("profile.toml"),
+            name: EntityName::new("heh-1").unwrap(),
+            counterpart: EntityName::new("kit-vpp").unwrap(),
+        };
+        let pids = dir.path().join("pids");
+        // A shell with a child of its own that ignores SIGTERM: the group's SIGKILL ends it.
+        let command = format!(
+            "sh -c 'trap \"\" TERM; echo $$ >> {p}; sleep 300' & echo $$ >> {p}; wait",
+            p = pids.display()
+        );
+        let bystander = std::process::Command::new("sleep")
+            .arg("300")
+            .spawn()
+            .unwrap();
+        let client = ClientProcess::start(&command, &files, &dir.path().join("log")).unwrap();
+        let mut started = Vec::new();
+        for _ in 0..50 {
+            started = std::fs::read_to_string(&pids)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            if started.len() == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(started.len(), 2, "both shells started");
+        client.stop(std::time::Duration::from_millis(500)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        for pid in &started {
+            assert!(!alive(pid), "{pid} of the client's group is gone");
+        }
+        assert!(
+            alive(&bystander.id().to_string()),
+            "a process outside the group lives on"
+        );
+        let mut bystander = bystander;
+        let _ = bystander.kill();
+        let _ = bystander.wait();
+    }
 }
