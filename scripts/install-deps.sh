@@ -27,6 +27,11 @@ APT_PACKAGES=(
     "/usr/share/java/amqp-client.jar:librabbitmq-client-java"
     "/usr/share/java/jackson-databind.jar:libjackson2-databind-java"
 )
+# Installed without their recommendations: wine64 alone runs the agent's Windows build in the
+# tests (crates/ebadge-heh/tests/wine.rs); its recommendations are 80 packages of 32-bit Wine.
+APT_BARE_PACKAGES=(
+    "/usr/lib/wine/wine64:wine64"
+)
 
 need_cmd() {
     command -v "$1" >/dev/null 2>&1
@@ -47,21 +52,29 @@ for component in rustfmt clippy; do
     fi
 done
 
-missing=()
-for entry in "${APT_PACKAGES[@]}"; do
-    need_cmd "${entry%%:*}" || [ -e "${entry%%:*}" ] || missing+=("${entry#*:}")
-done
-if [ ${#missing[@]} -gt 0 ]; then
+# Installs the packages of entries ("file:package") whose file is missing, with apt-get options
+# "$1" (empty, or --no-install-recommends), as root or with sudo.
+install_missing() {
+    local options=$1
+    shift
+    local missing=()
+    for entry in "$@"; do
+        need_cmd "${entry%%:*}" || [ -e "${entry%%:*}" ] || missing+=("${entry#*:}")
+    done
+    [ ${#missing[@]} -gt 0 ] || return 0
     if [ "$(id -u)" -ne 0 ] && ! need_cmd sudo; then
-        echo "install-deps: missing packages ${missing[*]}; run 'apt-get install -y ${missing[*]}' as root." >&2
+        echo "install-deps: missing packages ${missing[*]}; run 'apt-get install -y $options ${missing[*]}' as root." >&2
         exit 1
     fi
-    SUDO=""
+    local SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO=sudo
     echo "install-deps: installing ${missing[*]}" >&2
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
-fi
+    # shellcheck disable=SC2086 # $options is empty or one option
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $options "${missing[@]}"
+}
+install_missing "" "${APT_PACKAGES[@]}"
+install_missing --no-install-recommends "${APT_BARE_PACKAGES[@]}"
 
 # Rust's standard library for the cross targets of `make cross`.
 CROSS_TARGETS=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf x86_64-pc-windows-gnu)
