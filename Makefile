@@ -32,10 +32,12 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## The HEH agent for the boards HEHs run on (Raspberry Pi 2/3 32-bit, 64-bit ARM) and, with the
-## client library, for Windows; the ARM builds are run under qemu-user by crates/ebadge-heh/tests/cross.rs.
+## client library, for Windows (with its example device program, and the `ebadge` command line); the ARM builds are run under qemu-user by
+## crates/ebadge-heh/tests/cross.rs, the Windows build under Wine by crates/ebadge-heh/tests/wine.rs.
 CROSS_TARGETS := aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf x86_64-pc-windows-gnu
 cross: deps
 	for target in $(CROSS_TARGETS); do $(CARGO) build -p ebadge-heh --target $$target || exit 1; done
+	$(CARGO) build -p ebadge -p ebadge-heh --target x86_64-pc-windows-gnu --bins --examples
 
 # The tests boot one shared broker (TEST_DIR/ebadge-test-broker), one they restart, one for
 # the demo, one scraped by a real Prometheus, one the conformance kit restarts and a three-node cluster; all are stopped at the end whether or not the tests pass.

@@ -3,9 +3,17 @@
 # kit's EBADGE_* variables (a fresh durable outbox beside it) and runs the agent with a device
 # program.
 #
-#   ebadge conformance heh --command 'docs/partners/agent.sh target/release/ebadge-heh docs/partners/agent_device.py'
+#   agent.sh AGENT DEVICE-COMMAND...
+#   ebadge conformance heh --command 'docs/partners/agent.sh target/release/ebadge-heh python3 docs/partners/agent_device.py'
 set -eu
-agent=$1 device=$2
+agent=$1
+shift
+# The device's command as a TOML array; an argument that names a file, by its full path.
+device=""
+for part in "$@"; do
+    [ -e "$part" ] && part=$(realpath "$part")
+    device="$device${device:+, }\"$part\""
+done
 dir=$(dirname "$EBADGE_PROFILE")
 rm -f "$dir"/outbox.sqlite*   # with its -wal and -shm: a stale WAL beside a new file is an I/O error
 cat >"$dir/heh.toml" <<TOML
@@ -21,7 +29,7 @@ certs = "$(dirname "$EBADGE_CERT")"
 path = "$dir/outbox.sqlite"
 
 [device]
-command = ["/usr/bin/python3", "$(realpath "$device")"]
+command = [$device]
 
 [failsafe]
 after_seconds = 60

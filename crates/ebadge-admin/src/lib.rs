@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod broker;
 pub mod crl;
+mod files;
 pub mod haproxy;
 pub mod local;
 pub mod mgmt;

@@ -460,8 +460,8 @@ fn write_private(path: &Path, text: &str) -> Result<(), PkiError> {
 /// gets exactly `mode`: a sibling left by an interrupted write is replaced, not reused with its
 /// own mode, and the umask does not change it.
 fn write_atomically(path: &Path, text: &str, mode: u32) -> Result<(), PkiError> {
+    use crate::files::{create_with_mode, set_mode};
     use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let io = |source| PkiError::Io {
         path: path.into(),
         source,
@@ -476,17 +476,17 @@ fn write_atomically(path: &Path, text: &str, mode: u32) -> Result<(), PkiError> 
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
         _ => {}
     }
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&partial)
-        .and_then(|mut f| {
-            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-            f.write_all(text.as_bytes())
-        })
-        .and_then(|()| std::fs::rename(&partial, path))
-        .map_err(io)
+    create_with_mode(
+        std::fs::OpenOptions::new().write(true).create_new(true),
+        mode,
+    )
+    .open(&partial)
+    .and_then(|mut f| {
+        set_mode(&f, mode)?;
+        f.write_all(text.as_bytes())
+    })
+    .and_then(|()| std::fs::rename(&partial, path))
+    .map_err(io)
 }
 
 #[cfg(test)]

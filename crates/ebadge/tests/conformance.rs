@@ -96,7 +96,7 @@ fn our_agent_with_a_device_program_passes() {
     passes(
         "heh-00000000c0d1",
         &cd_workspace(&format!(
-            "docs/partners/agent.sh {} docs/partners/agent_device.py",
+            "docs/partners/agent.sh {} /usr/bin/python3 docs/partners/agent_device.py",
             agent.display()
         )),
     );

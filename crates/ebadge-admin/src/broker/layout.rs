@@ -266,19 +266,19 @@ fn free_port() -> Result<u16, BrokerError> {
 /// Writes `text` to `path`; a `private` file is owner-only (0600), also when it existed with
 /// another mode (the mode of `open` applies only to a file it creates).
 pub(super) fn write_file(path: &Path, text: &str, private: bool) -> Result<(), BrokerError> {
+    use crate::files::{create_with_mode, set_mode};
     use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     if private {
-        options.mode(0o600);
+        create_with_mode(&mut options, 0o600);
     }
     options
         .open(path)
         .and_then(|mut f| {
             if private {
                 // Before the text goes in: a secret never sits in a readable file.
-                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+                set_mode(&f, 0o600)?;
             }
             f.write_all(text.as_bytes())
         })

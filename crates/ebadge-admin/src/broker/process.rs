@@ -108,7 +108,6 @@ pub(super) fn spawn_logged(
     command: &mut Command,
     log_path: &Path,
 ) -> Result<std::process::Child, BrokerError> {
-    use std::os::unix::process::CommandExt;
     let io_error = |source| BrokerError::Io {
         path: log_path.into(),
         source,
@@ -120,16 +119,13 @@ pub(super) fn spawn_logged(
         .open(log_path)
         .map_err(io_error)?;
     let err = log.try_clone().map_err(io_error)?;
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(err)
-        .process_group(0)
-        .spawn()
-        .map_err(|source| BrokerError::Io {
-            path: command.get_program().into(),
-            source,
-        })?;
+    command.stdin(Stdio::null()).stdout(log).stderr(err);
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(command, 0);
+    let child = command.spawn().map_err(|source| BrokerError::Io {
+        path: command.get_program().into(),
+        source,
+    })?;
     Ok(child)
 }
 

@@ -150,13 +150,15 @@ impl ClientProcess {
         let err = out
             .try_clone()
             .map_err(|e| KitError::Files(format!("{}: {e}", log.display())))?;
-        let child = Command::new("sh")
+        let mut command_line = Command::new("sh");
+        #[cfg(unix)]
+        command_line.process_group(0);
+        let child = command_line
             .args(["-c", command])
             .envs(files.environment())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
-            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| KitError::Start(format!("sh -c {command:?}: {e}")))?;

@@ -54,7 +54,9 @@ pub fn provisioning_progress() -> impl FnMut(usize, usize) {
 }
 
 /// Raises this process's soft open-file limit to its hard limit: a fleet holds one socket per HEH.
+/// (Unix: Windows has no such limit on sockets.)
 pub fn raise_open_file_limit() {
+    #[cfg(unix)]
     if let Ok((_, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
         let _ = rlimit::increase_nofile_limit(hard);
     }
