@@ -8,6 +8,9 @@
 //! - the pika HEH with `EBADGE_KIT_BREAK`: a wrong routing key, naive times, no answer to
 //!   `activate`, no buffer across outages.
 //!
+//! And in the VPP role (the kit a fleet of HEHs): a pika VPP (`docs/partners/pika_vpp.py`)
+//! passes, and fails `acknowledges-answers` alone when it never acknowledges.
+//!
 //! The kit restarts its broker, so it has one of its own (`ebadge-conformance-broker`, which
 //! `make test` stops at the end), and the runs take turns.
 
@@ -27,19 +30,24 @@ fn broker_dir() -> PathBuf {
     ebadge_testkit::test_dir().join("ebadge-conformance-broker")
 }
 
-/// Runs the kit as `name` against `command`; returns its exit code and JSON report.
+/// Runs the kit in the HEH role as `name` against `command`; its exit code and JSON report.
 fn kit(name: &str, command: &str, more: &[&str]) -> (i32, serde_json::Value) {
+    let mut all = vec!["--outage", "5"];
+    all.extend(more);
+    kit_as("heh", name, command, &all)
+}
+
+/// Runs the kit in `role` as `name` against `command`; its exit code and JSON report.
+fn kit_as(role: &str, name: &str, command: &str, more: &[&str]) -> (i32, serde_json::Value) {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let dir = broker_dir();
     let mut args = vec![
         "conformance",
-        "heh",
+        role,
         "--dir",
         dir.to_str().unwrap(),
         "--as",
         name,
-        "--outage",
-        "5",
         "--json",
         "--command",
         command,
@@ -70,9 +78,13 @@ fn with_outcome(report: &serde_json::Value, outcome: &str) -> BTreeSet<String> {
 
 /// Every check passed (none skipped), and the exit code says so.
 fn passes(name: &str, command: &str) {
-    let (code, report) = kit(name, command, &[]);
-    let checks = report["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 15, "{report:#}");
+    all_pass(kit(name, command, &[]), 15, command);
+}
+
+fn all_pass((code, report): (i32, serde_json::Value), checks: usize, command: &str) {
+    let checks_run = report["checks"].as_array().unwrap();
+    assert_eq!(checks_run.len(), checks, "{report:#}");
+    let checks = checks_run;
     assert_eq!(
         with_outcome(&report, "pass").len(),
         checks.len(),
@@ -214,4 +226,25 @@ fn a_client_that_exits_at_once_fails_with_its_output_and_the_rest_is_skipped() {
     assert!(detail.contains("exited (exit status: 3)"), "{detail}");
     assert!(detail.contains("cannot find my certificate"), "{detail}");
     assert_eq!(with_outcome(&report, "skip").len(), 13, "{report:#}");
+}
+
+#[test]
+fn a_plain_pika_vpp_passes_and_fails_only_acknowledgement_when_it_never_acknowledges() {
+    let command = cd_workspace("/usr/bin/python3 docs/partners/pika_vpp.py");
+    all_pass(kit_as("vpp", "pika-vpp", &command, &[]), 8, &command);
+
+    let (code, report) = kit_as(
+        "vpp",
+        "pika-vpp",
+        &cd_workspace("EBADGE_KIT_BREAK=no-ack /usr/bin/python3 docs/partners/pika_vpp.py"),
+        &["--answer-within", "2"],
+    );
+    assert_eq!(
+        with_outcome(&report, "fail"),
+        BTreeSet::from(["acknowledges-answers".to_owned()]),
+        "{report:#}"
+    );
+    assert_eq!(code, 1);
+    let detail = report["checks"][2]["detail"].as_str().unwrap();
+    assert!(detail.contains("5 unacknowledged"), "{detail}");
 }

@@ -29,19 +29,22 @@ pub struct ClientFiles {
     pub profile: PathBuf,
     /// Its entity name (the certificate's CN).
     pub name: EntityName,
-    /// The kit's entity: its controller.
-    pub counterpart: EntityName,
+    /// An HEH's controller: the kit.
+    pub controller: Option<EntityName>,
+    /// A VPP's HEHs: the kit's.
+    pub hehs: Vec<EntityName>,
 }
 
 impl ClientFiles {
     /// Writes the files for `name` into `dir`, from `bus` (the broker's profile, which holds the
-    /// certificates) and the link's address.
+    /// certificates) and the link's address; `controller` and `hehs` name the kit's entities.
     pub fn write(
         dir: &Path,
         bus: &Profile,
         link: std::net::SocketAddr,
         name: &EntityName,
-        counterpart: &EntityName,
+        controller: Option<&EntityName>,
+        hehs: &[EntityName],
     ) -> Result<ClientFiles, KitError> {
         let io = |what: String| move |e: std::io::Error| KitError::Files(format!("{what}: {e}"));
         let certs = dir.join("certs");
@@ -79,7 +82,8 @@ impl ClientFiles {
             pkcs12,
             profile: profile_path,
             name: name.clone(),
-            counterpart: counterpart.clone(),
+            controller: controller.cloned(),
+            hehs: hehs.to_vec(),
         })
     }
 
@@ -92,7 +96,7 @@ impl ClientFiles {
             .map(|(h, p)| (h.to_owned(), p.to_owned()))
             .unwrap_or_default();
         let path = |p: &Path| p.display().to_string();
-        vec![
+        let mut all = vec![
             ("EBADGE_URL", self.url.clone()),
             ("EBADGE_HOST", host),
             ("EBADGE_PORT", port),
@@ -103,8 +107,15 @@ impl ClientFiles {
             ("EBADGE_PKCS12_PASSWORD", PKCS12_PASSWORD.to_owned()),
             ("EBADGE_PROFILE", path(&self.profile)),
             ("EBADGE_NAME", self.name.to_string()),
-            ("EBADGE_CONTROLLER", self.counterpart.to_string()),
-        ]
+        ];
+        if let Some(controller) = &self.controller {
+            all.push(("EBADGE_CONTROLLER", controller.to_string()));
+        }
+        if !self.hehs.is_empty() {
+            let names: Vec<&str> = self.hehs.iter().map(EntityName::as_str).collect();
+            all.push(("EBADGE_HEHS", names.join(",")));
+        }
+        all
     }
 }
 
@@ -221,7 +232,8 @@ mod tests {
             pkcs12: dir.path().join("c.p12"),
             profile: dir.path().join("profile.toml"),
             name: EntityName::new("heh-1").unwrap(),
-            counterpart: EntityName::new("kit-vpp").unwrap(),
+            controller: None,
+            hehs: Vec::new(),
         };
         let pids = dir.path().join("pids");
         // A shell with a child of its own that ignores SIGTERM: the group's SIGKILL ends it.

@@ -21,6 +21,8 @@ use tokio::sync::{Notify, mpsc};
 /// One message from the client, as it arrived.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// Whose inbox it reached: one of the kit's entities.
+    pub receiver: EntityName,
     /// When the kit read it.
     pub at: Instant,
     /// The exchange it was published to.
@@ -239,6 +241,7 @@ async fn read(profile: Profile, me: EntityName, inbox: Arc<Inbox>) {
                         continue;
                     };
                     inbox.seen.lock().unwrap().push(Seen {
+                        receiver: me.clone(),
                         at: Instant::now(),
                         exchange: deliver.exchange().clone(),
                         routing_key: deliver.routing_key().clone(),

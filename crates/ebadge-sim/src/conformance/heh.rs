@@ -2,20 +2,19 @@
 //! activation, asks for periodic reports, cuts the link, restarts the broker, delivers an order
 //! twice, and then reads back everything the HEH sent for the rules every message must keep.
 
-use super::client::{ClientFiles, ClientProcess, log_tail};
+use super::client::{ClientProcess, log_tail};
 use super::counterpart::{Counterpart, Seen};
 use super::report::{Check, Outcome, Report};
-use super::{KitError, KitOptions};
+use super::rules::{every_message, login, refusals};
+use super::stage::Stage;
+use super::{KitError, KitOptions, now, seconds};
 use crate::proxy::Proxy;
 use ebadge_admin::broker::LocalBroker;
-use ebadge_admin::local::{Others, provision};
 use ebadge_admin::registry::Builder;
-use ebadge_bus::Profile;
-use ebadge_bus::conventions::{new_message_id, pair_exchange, routing_key};
+use ebadge_bus::conventions::new_message_id;
 use ebadge_model::{
     Activate, Extensions, GetPeriodicReport, GetReport, GetStatusReport, Message, SignalName, Time,
 };
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// The signal the kit asks for: every HEH has the total (D3.1.3 5.2: `device.signal`, the
@@ -40,34 +39,26 @@ pub async fn run_heh(
         .heh(name.as_str(), counterpart.as_str())
         .build()
         .map_err(|e| KitError::Broker(e.to_string()))?;
-    let provisioned = provision(
+    let stage = Stage::prepare(
         broker,
-        &Default::default(),
         &registry,
-        Others::Keep,
-        |_, _| {},
+        &options.work_dir,
+        name,
+        Some(counterpart),
+        &[],
     )
-    .await
-    .map_err(|e| KitError::Broker(e.to_string()))?;
-    let profile = provisioned.profile;
-    let proxy = Proxy::start(broker_addr(&profile).await?)
-        .await
-        .map_err(|e| KitError::Bus(format!("starting the kit's link: {e}")))?;
-    std::fs::create_dir_all(&options.work_dir)
-        .map_err(|e| KitError::Files(format!("{}: {e}", options.work_dir.display())))?;
-    let files = ClientFiles::write(&options.work_dir, &profile, proxy.addr, name, counterpart)?;
-    let log = options.work_dir.join("client.log");
-    let kit = Counterpart::start(&profile, counterpart, name).await?;
-    let log_offset = std::fs::metadata(broker.console_log()).map_or(0, |m| m.len());
+    .await?;
+    let (proxy, log) = (&stage.proxy, &stage.log);
+    let kit = Counterpart::start(&stage.profile, counterpart, name).await?;
 
     progress(&format!("starting {:?}", options.command));
-    let mut process = ClientProcess::start(&options.command, &files, &log)?;
+    let mut process = ClientProcess::start(&options.command, &stage.files, log)?;
     let mut run = Run {
         kit: &kit,
         options,
         checks: Vec::new(),
     };
-    run.scenario(broker, &proxy, &mut process, &log, progress)
+    run.scenario(broker, proxy, &mut process, log, progress)
         .await;
     // Reports asked for are stopped before the client is, so none outlives the run.
     let _ = kit
@@ -80,8 +71,9 @@ pub async fn run_heh(
     process.stop(Duration::from_secs(5)).await;
     let seen = kit.seen();
     run.checks
-        .extend(every_message(&seen, name, counterpart, run.consumed()));
-    run.checks.push(refusals(broker, log_offset, name.as_str()));
+        .extend(every_message(&seen, name, run.consumed()));
+    run.checks
+        .push(refusals(broker, stage.log_offset, name.as_str()));
     let checks = run.checks;
     kit.stop().await;
     Ok(Report {
@@ -95,29 +87,8 @@ pub async fn run_heh(
     })
 }
 
-/// The broker's AMQPS address, for the kit's link to point at.
-async fn broker_addr(profile: &Profile) -> Result<SocketAddr, KitError> {
-    let (host, port) = profile.host_and_port().map_err(KitError::Bus)?;
-    tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .ok()
-        .and_then(|mut addrs| addrs.find(SocketAddr::is_ipv4))
-        .ok_or_else(|| KitError::Bus(format!("cannot resolve {host}:{port}")))
-}
-
-/// Now, in whole seconds: a partner's code computes report lengths from the times it is sent,
-/// and a fraction of a second invites rounding it would be unfair to fail on.
-fn now() -> Time {
-    let instant = time::OffsetDateTime::now_utc();
-    Time::from_datetime(instant.replace_nanosecond(0).unwrap_or(instant))
-}
-
 fn signal() -> SignalName {
     SignalName::new(SIGNAL).expect("a valid signal name")
-}
-
-fn seconds(d: Duration) -> String {
-    format!("{:.3} s", d.as_secs_f64())
 }
 
 /// One run's state: the checks so far.
@@ -544,190 +515,4 @@ async fn restart(broker: &LocalBroker) -> Result<(), String> {
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
-}
-
-/// How the client logged in, from the management API: EXTERNAL over TLS with a certificate
-/// whose CN is its name, or why not.
-async fn login(broker: &LocalBroker, name: &str) -> Result<String, String> {
-    let m = broker.management().map_err(|e| e.to_string())?;
-    let api = ebadge_admin::mgmt::RawApi::new(&m);
-    // The management API lists a connection a moment after it opened.
-    for _ in 0..20 {
-        let list = api
-            .get("connections?columns=user,auth_mechanism,ssl,peer_cert_subject,client_properties")
-            .await
-            .map_err(|e| e.to_string())?;
-        let mine: Vec<&serde_json::Value> = list
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|c| c["user"] == name)
-            .collect();
-        if let Some(bad) = mine
-            .iter()
-            .find(|c| c["auth_mechanism"] != "EXTERNAL" || c["ssl"] != true)
-        {
-            return Err(format!(
-                "a connection as {name} logged in with {} (ssl: {}): the bus takes only EXTERNAL over TLS",
-                bad["auth_mechanism"], bad["ssl"]
-            ));
-        }
-        if let Some(c) = mine.first() {
-            let product = c["client_properties"]["product"].as_str().unwrap_or("?");
-            return Ok(format!(
-                "{} connection(s), EXTERNAL over TLS, certificate {}, client {product}",
-                mine.len(),
-                c["peer_cert_subject"].as_str().unwrap_or("?")
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    Err(format!(
-        "the broker lists no connection as {name} although its inbox has a consumer"
-    ))
-}
-
-/// The rules every message keeps, over all the kit read. With nothing read they cannot fail,
-/// so they say so.
-fn every_message(
-    seen: &[Seen],
-    name: &ebadge_bus::EntityName,
-    counterpart: &ebadge_bus::EntityName,
-    consumed: bool,
-) -> Vec<Check> {
-    let exchange = pair_exchange(name, counterpart);
-    let judge = |bad: Vec<String>, what: &str| {
-        if !consumed && seen.is_empty() {
-            Outcome::Skip("the client sent nothing".into())
-        } else if bad.is_empty() {
-            Outcome::Pass(format!("all {} messages {what}", seen.len()))
-        } else {
-            let shown: Vec<&String> = bad.iter().take(3).collect();
-            Outcome::Fail(format!(
-                "{} of {} messages: {}",
-                bad.len(),
-                seen.len(),
-                shown
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ))
-        }
-    };
-    let mut keys = Vec::new();
-    let mut invalid = Vec::new();
-    let mut transient = Vec::new();
-    let mut forged = Vec::new();
-    for s in seen {
-        let value: Option<serde_json::Value> = serde_json::from_slice(&s.body).ok();
-        let msg_type = value
-            .as_ref()
-            .and_then(|v| v["msg"].as_str().map(str::to_owned));
-        let heh_id = value
-            .as_ref()
-            .and_then(|v| v["heh_id"].as_str().map(str::to_owned));
-        let expected = msg_type
-            .as_deref()
-            .and_then(|t| routing_key(t, heh_id.as_deref()).ok());
-        if s.exchange != exchange || expected.as_deref() != Some(s.routing_key.as_str()) {
-            keys.push(format!(
-                "{} through {:?} with key {:?}, expected {exchange:?} with {:?}",
-                msg_type.as_deref().unwrap_or("a message without msg"),
-                s.exchange,
-                s.routing_key,
-                expected.as_deref().unwrap_or("type[.heh_id]")
-            ));
-        }
-        if let Err(e) = ebadge_model::Message::decode_slice(&s.body) {
-            invalid.push(e.to_string());
-        }
-        if s.delivery_mode != Some(2) {
-            transient.push(format!(
-                "{} with delivery_mode {:?}",
-                msg_type.as_deref().unwrap_or("?"),
-                s.delivery_mode
-            ));
-        }
-        if let Some(user) = &s.user_id
-            && user != name.as_str()
-        {
-            forged.push(format!("user_id {user:?}"));
-        }
-    }
-    vec![
-        Check {
-            id: "routing-keys",
-            section: "D3.2.3 5.3.1",
-            title: "publishes to its pair exchange with the routing key type[.heh_id]",
-            outcome: judge(keys, "through its pair exchange with the right key"),
-        },
-        Check {
-            id: "valid-messages",
-            section: "D3.1.3 4-6",
-            title: "every message is valid D3.1.3 (times with offsets, no NaN, names, fields)",
-            outcome: judge(invalid, "valid"),
-        },
-        Check {
-            id: "persistent",
-            section: "D3.2.3 6.2.4",
-            title: "every message is persistent (delivery_mode 2)",
-            outcome: judge(transient, "persistent"),
-        },
-        Check {
-            id: "user-id",
-            section: "D3.2.3 5.3.2",
-            title: "a user_id, when set, is its own name",
-            outcome: judge(forged, "without user_id or with its own"),
-        },
-    ]
-}
-
-/// What the broker refused the client, from the broker's log since the run began: a publish to
-/// another's exchange, a forged `user_id`, a declaration outside its namespace.
-fn refusals(broker: &LocalBroker, offset: u64, name: &str) -> Check {
-    use std::io::{Read, Seek, SeekFrom};
-    let path = broker.console_log();
-    let mut text = String::new();
-    let read = std::fs::File::open(&path).and_then(|mut f| {
-        f.seek(SeekFrom::Start(offset))?;
-        f.read_to_string(&mut text)
-    });
-    let marker = format!("user: '{name}'");
-    let outcome = match read {
-        Err(e) => Outcome::Skip(format!(
-            "cannot read the broker's log {}: {e}",
-            path.display()
-        )),
-        Ok(_) => {
-            let lines: Vec<&str> = text.lines().collect();
-            let refused: Vec<String> = lines
-                .iter()
-                .enumerate()
-                .filter(|(_, l)| l.contains("Channel error") && l.contains(&marker))
-                .map(|(i, _)| {
-                    lines
-                        .get(i + 1)
-                        .map_or("", |l| l.split("] ").last().unwrap_or(l))
-                        .trim()
-                        .to_owned()
-                })
-                .collect();
-            if refused.is_empty() {
-                Outcome::Pass("the broker refused it nothing".into())
-            } else {
-                Outcome::Fail(format!(
-                    "the broker refused it {} time(s): {}",
-                    refused.len(),
-                    refused[..refused.len().min(3)].join("; ")
-                ))
-            }
-        }
-    };
-    Check {
-        id: "no-refusals",
-        section: "D3.2.3 5.3.2",
-        title: "publishes and declares only what its permissions allow (its own exchanges and namespace)",
-        outcome,
-    }
 }

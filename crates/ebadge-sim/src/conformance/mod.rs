@@ -1,6 +1,9 @@
 //! The conformance kit: runs a partner's client (any language: a command line) against a local
 //! broker, plays its counterpart, and checks, rule by rule, what the client does on the bus.
 //!
+//! For the VPP role ([`run_vpp`]) the kit plays a fleet of HEHs that accept every activation,
+//! and checks that the VPP activates each and acknowledges their answers.
+//!
 //! For the HEH role ([`run_heh`]) the kit provisions the client's entity and its own (the
 //! client's controller), writes the client's files (certificate and key as PEM and PKCS#12,
 //! the bus CA, a connection profile) and starts the command with `EBADGE_*` variables naming
@@ -15,8 +18,12 @@ pub mod client;
 pub mod counterpart;
 mod heh;
 pub mod report;
+mod rules;
+mod stage;
+mod vpp;
 
 pub use heh::run_heh;
+pub use vpp::{fleet, run_vpp};
 
 use ebadge_bus::EntityName;
 use std::path::PathBuf;
@@ -63,7 +70,15 @@ pub struct KitOptions {
     pub outage: Duration,
     /// Where the client's files and its output go.
     pub work_dir: PathBuf,
+    /// How many HEHs the kit plays in the VPP role ([`HEHS`]).
+    pub hehs: usize,
 }
+
+/// The kit's HEHs in the VPP role unless told otherwise.
+pub const HEHS: usize = 5;
+
+/// The VPP's entity in the VPP role unless told otherwise.
+pub const VPP_CLIENT: &str = "vpp-under-test";
 
 /// The default time to answer a request: the seed's VPP must have 5,000 answers within 5 s.
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(5);
@@ -92,6 +107,19 @@ impl KitOptions {
             start_within: START_WITHIN,
             outage: OUTAGE,
             work_dir: work_dir.into(),
+            hehs: HEHS,
         }
     }
+}
+
+/// Now, in whole seconds: a partner's code computes report lengths from the times it is sent,
+/// and a fraction of a second invites rounding it would be unfair to fail on.
+fn now() -> ebadge_model::Time {
+    let instant = time::OffsetDateTime::now_utc();
+    ebadge_model::Time::from_datetime(instant.replace_nanosecond(0).unwrap_or(instant))
+}
+
+/// A duration as a check's detail shows it.
+fn seconds(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
 }

@@ -23,32 +23,33 @@ pub enum ConformanceCommand {
     ///
     /// Example: ebadge conformance heh --command 'python3 my_heh.py' --junit kit.xml
     Heh(HehArgs),
+    /// Check a VPP: the kit is a fleet of HEHs (EBADGE_HEHS, comma-separated, beside the
+    /// variables of `heh`; no EBADGE_CONTROLLER). The VPP must send each an activate; each
+    /// accepts at once; the VPP must consume and acknowledge the answers. Then every message it
+    /// sent is checked.
+    ///
+    /// Exit status: 0 every check held, 1 a check failed, 2 the kit could not run.
+    ///
+    /// Example: ebadge conformance vpp --command 'python3 my_vpp.py' --hehs 20
+    Vpp(VppArgs),
 }
 
-/// `conformance heh`.
+/// What both roles take.
 #[derive(Args)]
-pub struct HehArgs {
+pub struct KitArgs {
     /// The client's command line, run with `sh -c` from the current directory.
     #[arg(long, value_name = "COMMAND")]
     pub command: String,
     /// The local broker's directory (started and provisioned if need be; the kit restarts it).
     #[arg(long, value_name = "DIR", default_value = ".ebadge")]
     pub dir: PathBuf,
-    /// The client's entity name.
-    #[arg(long = "as", value_name = "NAME", default_value = conformance::CLIENT)]
-    pub name: String,
-    /// The kit's entity name: the client's controller.
-    #[arg(long, value_name = "NAME", default_value = conformance::COUNTERPART)]
-    pub controller: String,
     /// Seconds the client has to answer a request.
     #[arg(long, value_name = "SECONDS", default_value_t = conformance::ANSWER_WITHIN.as_secs_f64())]
     pub answer_within: f64,
-    /// Seconds the client has to consume its inbox after it starts, and again after an outage.
+    /// Seconds the client has to consume its inbox after it starts (and, for an HEH, again
+    /// after an outage; for a VPP, to send its activations).
     #[arg(long, value_name = "SECONDS", default_value_t = conformance::START_WITHIN.as_secs_f64())]
     pub start_within: f64,
-    /// Seconds the kit cuts the client's link.
-    #[arg(long, value_name = "SECONDS", default_value_t = conformance::OUTAGE.as_secs_f64())]
-    pub outage: f64,
     /// Where the client's files and its output go (default: DIR/conformance/NAME).
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
@@ -60,46 +61,100 @@ pub struct HehArgs {
     pub junit: Option<PathBuf>,
 }
 
+/// `conformance heh`.
+#[derive(Args)]
+pub struct HehArgs {
+    #[command(flatten)]
+    kit: KitArgs,
+    /// The client's entity name.
+    #[arg(long = "as", value_name = "NAME", default_value = conformance::CLIENT)]
+    pub name: String,
+    /// The kit's entity name: the client's controller.
+    #[arg(long, value_name = "NAME", default_value = conformance::COUNTERPART)]
+    pub controller: String,
+    /// Seconds the kit cuts the client's link.
+    #[arg(long, value_name = "SECONDS", default_value_t = conformance::OUTAGE.as_secs_f64())]
+    pub outage: f64,
+}
+
+/// `conformance vpp`.
+#[derive(Args)]
+pub struct VppArgs {
+    #[command(flatten)]
+    kit: KitArgs,
+    /// The VPP's entity name.
+    #[arg(long = "as", value_name = "NAME", default_value = conformance::VPP_CLIENT)]
+    pub name: String,
+    /// How many HEHs the kit plays.
+    #[arg(long, value_name = "N", default_value_t = conformance::HEHS)]
+    pub hehs: usize,
+}
+
+fn seconds(s: f64, what: &str) -> Result<Duration> {
+    Duration::try_from_secs_f64(s)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| anyhow::anyhow!("{what} takes a number of seconds above 0, not {s}"))
+}
+
+fn entity(name: &str, what: &str) -> Result<EntityName> {
+    EntityName::new(name).map_err(|e| anyhow::anyhow!("{what} {name}: {e}"))
+}
+
 /// Runs a `conformance` subcommand.
 pub async fn run(command: ConformanceCommand) -> Result<ExitCode> {
-    let ConformanceCommand::Heh(args) = command;
-    let seconds = |s: f64, what: &str| {
-        Duration::try_from_secs_f64(s)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| anyhow::anyhow!("{what} takes a number of seconds above 0, not {s}"))
+    let (kit, options, vpp) = match command {
+        ConformanceCommand::Heh(args) => {
+            let options = KitOptions {
+                name: entity(&args.name, "--as")?,
+                counterpart: entity(&args.controller, "--controller")?,
+                outage: seconds(args.outage, "--outage")?,
+                ..KitOptions::new("", "")
+            };
+            (args.kit, options, false)
+        }
+        ConformanceCommand::Vpp(args) => {
+            if args.hehs == 0 || args.hehs > 0xffff {
+                anyhow::bail!("--hehs takes 1 to 65535, not {}", args.hehs);
+            }
+            let options = KitOptions {
+                name: entity(&args.name, "--as")?,
+                hehs: args.hehs,
+                ..KitOptions::new("", "")
+            };
+            (args.kit, options, true)
+        }
     };
-    let name =
-        EntityName::new(&args.name).map_err(|e| anyhow::anyhow!("--as {}: {e}", args.name))?;
-    let counterpart = EntityName::new(&args.controller)
-        .map_err(|e| anyhow::anyhow!("--controller {}: {e}", args.controller))?;
-    let work_dir = args
-        .work_dir
-        .clone()
-        .unwrap_or_else(|| args.dir.join("conformance").join(name.as_str()));
     let options = KitOptions {
-        answer_within: seconds(args.answer_within, "--answer-within")?,
-        start_within: seconds(args.start_within, "--start-within")?,
-        outage: seconds(args.outage, "--outage")?,
-        name,
-        counterpart,
-        ..KitOptions::new(args.command.clone(), work_dir)
+        command: kit.command.clone(),
+        answer_within: seconds(kit.answer_within, "--answer-within")?,
+        start_within: seconds(kit.start_within, "--start-within")?,
+        work_dir: kit
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| kit.dir.join("conformance").join(options.name.as_str())),
+        ..options
     };
-    let broker = ebadge_admin::broker::LocalBroker::new(&args.dir);
+    let broker = ebadge_admin::broker::LocalBroker::new(&kit.dir);
     let started = std::time::Instant::now();
     let progress = |line: &str| eprintln!("kit {:>5.1} s: {line}", started.elapsed().as_secs_f64());
-    let report = match conformance::run_heh(&broker, &options, &progress).await {
+    let report = if vpp {
+        conformance::run_vpp(&broker, &options, &progress).await
+    } else {
+        conformance::run_heh(&broker, &options, &progress).await
+    };
+    let report = match report {
         Ok(report) => report,
         Err(e) => {
             eprintln!("ebadge conformance: {e}");
             return Ok(ExitCode::from(2));
         }
     };
-    if let Some(file) = &args.junit {
+    if let Some(file) = &kit.junit {
         std::fs::write(file, report.to_junit())
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", file.display()))?;
     }
-    if args.json {
+    if kit.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print!("{}", report.to_text());

@@ -1,0 +1,252 @@
+//! The VPP role: the kit is a fleet of HEHs (`EBADGE_HEHS`). The VPP must send each an
+//! activation; each HEH of the kit accepts at once; the VPP must consume and acknowledge the
+//! answers. Then everything it sent is read back for the rules every message keeps.
+
+use super::client::{ClientProcess, log_tail};
+use super::counterpart::Counterpart;
+use super::report::{Check, Outcome, Report};
+use super::rules::{every_message, login, refusals};
+use super::stage::Stage;
+use super::{KitError, KitOptions, seconds};
+use ebadge_admin::broker::LocalBroker;
+use ebadge_admin::registry::Builder;
+use ebadge_bus::EntityName;
+use ebadge_bus::conventions::inbox_queue;
+use ebadge_model::{AcceptActivation, Extensions, Id, Message};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// The kit's HEHs in the VPP role: `heh-0000c0de0000`, `…0001`, …
+pub fn fleet(count: usize) -> Vec<EntityName> {
+    (0..count)
+        .map(|i| EntityName::new(&format!("heh-0000c0de{i:04x}")).expect("a valid name"))
+        .collect()
+}
+
+/// Runs the VPP role against the local broker in `broker` with `options.hehs` HEHs.
+pub async fn run_vpp(
+    broker: &LocalBroker,
+    options: &KitOptions,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Report, KitError> {
+    let started = Instant::now();
+    let name = &options.name;
+    let hehs = fleet(options.hehs);
+    progress(&format!(
+        "provisioning {name} and its {} HEHs on {}",
+        hehs.len(),
+        broker.dir().display()
+    ));
+    let registry = hehs
+        .iter()
+        .fold(
+            Builder::new().entity(name.as_str(), Some("vpp")),
+            |r, heh| r.heh(heh.as_str(), name.as_str()),
+        )
+        .build()
+        .map_err(|e| KitError::Broker(e.to_string()))?;
+    let stage = Stage::prepare(broker, &registry, &options.work_dir, name, None, &hehs).await?;
+    let mut kits = Vec::new();
+    for heh in &hehs {
+        kits.push(Counterpart::start(&stage.profile, heh, name).await?);
+    }
+    progress(&format!("starting {:?}", options.command));
+    let mut process = ClientProcess::start(&options.command, &stage.files, &stage.log)?;
+    let mut checks = Vec::new();
+    let mut push = |id, section, title, outcome| {
+        checks.push(Check {
+            id,
+            section,
+            title,
+            outcome,
+        })
+    };
+
+    progress("waiting for the VPP to consume its inbox");
+    let connects = connects(broker, &kits[0], &mut process, &stage.log, options).await;
+    let consumed = matches!(connects, Outcome::Pass(_));
+    push(
+        "connects",
+        "D3.2.3 6.1",
+        "logs in with its certificate only (EXTERNAL over TLS) and consumes its inbox",
+        connects,
+    );
+    let (activates, acknowledges) = if consumed {
+        progress("waiting for an activation to each HEH, and answering each");
+        let activated = answer_activations(&kits, Instant::now() + options.start_within).await;
+        let activates = if activated.len() == kits.len() {
+            Outcome::Pass(format!("all {} HEHs were sent an activation", kits.len()))
+        } else {
+            Outcome::Fail(format!(
+                "{} of {} HEHs were sent an activation within {} (EBADGE_HEHS names them)",
+                activated.len(),
+                kits.len(),
+                seconds(options.start_within)
+            ))
+        };
+        progress("waiting for the VPP to acknowledge the answers");
+        let acknowledges = if activated.is_empty() {
+            Outcome::Skip("no HEH was sent an activation, so none answered".into())
+        } else {
+            acknowledged(
+                broker,
+                name,
+                options.answer_within + Duration::from_secs(10),
+            )
+            .await
+        };
+        (activates, acknowledges)
+    } else {
+        let skip = || Outcome::Skip("the VPP never consumed its inbox (see `connects`)".into());
+        (skip(), skip())
+    };
+    push(
+        "activates-every-heh",
+        "D3.1.3 5.3.1",
+        "sends an activate to each of its HEHs",
+        activates,
+    );
+    push(
+        "acknowledges-answers",
+        "D3.2.3 6.2.3",
+        "consumes and acknowledges its HEHs' answers (its inbox ends empty, nothing unacknowledged)",
+        acknowledges,
+    );
+    process.stop(Duration::from_secs(5)).await;
+    let seen: Vec<_> = kits.iter().flat_map(|k| k.seen()).collect();
+    checks.extend(every_message(&seen, name, consumed));
+    checks.push(refusals(broker, stage.log_offset, name.as_str()));
+    for kit in kits {
+        kit.stop().await;
+    }
+    Ok(Report {
+        role: "vpp",
+        client: name.to_string(),
+        counterpart: hehs
+            .iter()
+            .map(EntityName::as_str)
+            .collect::<Vec<_>>()
+            .join(","),
+        command: options.command.clone(),
+        client_log: stage.log.display().to_string(),
+        seconds: started.elapsed().as_secs_f64(),
+        checks,
+    })
+}
+
+/// Waits for a consumer on the VPP's inbox (asked as the VPP, through any HEH's counterpart).
+async fn connects(
+    broker: &LocalBroker,
+    kit: &Counterpart,
+    process: &mut ClientProcess,
+    log: &std::path::Path,
+    options: &KitOptions,
+) -> Outcome {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = process.exited() {
+            return Outcome::Fail(format!(
+                "the client exited ({status}) before it consumed its inbox; its output ends:\n{}",
+                log_tail(log, 10)
+            ));
+        }
+        if kit.client_consumers().await.unwrap_or(0) > 0 {
+            break;
+        }
+        if started.elapsed() > options.start_within {
+            return Outcome::Fail(format!(
+                "no consumer on its inbox within {}; its output ends:\n{}",
+                seconds(options.start_within),
+                log_tail(log, 10)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let consuming = started.elapsed();
+    match login(broker, options.name.as_str()).await {
+        Ok(how) => Outcome::Pass(format!("consuming after {}; {how}", seconds(consuming))),
+        Err(why) => Outcome::Fail(why),
+    }
+}
+
+/// Accepts every activation any HEH of the kit gets, until each got one or `deadline`; the
+/// indexes of the HEHs that got one.
+async fn answer_activations(kits: &[Counterpart], deadline: Instant) -> BTreeSet<usize> {
+    let mut answered: BTreeSet<(usize, String, u64)> = BTreeSet::new();
+    let mut activated = BTreeSet::new();
+    while activated.len() < kits.len() && Instant::now() < deadline {
+        for (index, kit) in kits.iter().enumerate() {
+            for seen in kit.seen() {
+                if seen.kind().as_deref() != Some("activate") {
+                    continue;
+                }
+                activated.insert(index);
+                let json = seen.json().unwrap_or_default();
+                let (Some(id), Some(count)) =
+                    (json["id"].as_str(), json["modification_count"].as_u64())
+                else {
+                    continue;
+                };
+                if answered.insert((index, id.to_owned(), count)) {
+                    // An id the model refuses gets no answer; `valid-messages` says why.
+                    if let (Ok(id), Ok(count)) = (Id::new(id), u32::try_from(count)) {
+                        let accept = AcceptActivation {
+                            id,
+                            modification_count: count,
+                            ext: Extensions::new(),
+                        };
+                        let _ = kit.send(&Message::AcceptActivation(accept)).await;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    activated
+}
+
+/// Waits until the VPP's inbox holds nothing ready and nothing unacknowledged, as the broker
+/// says now (`rabbitmqctl list_queues`; the management API's figures lag by seconds).
+async fn acknowledged(broker: &LocalBroker, vpp: &EntityName, within: Duration) -> Outcome {
+    let queue = inbox_queue(vpp);
+    let started = Instant::now();
+    let mut last = String::from("no answer from rabbitmqctl");
+    while started.elapsed() < within {
+        let listed = broker.state().ok().flatten().map(|state| {
+            broker.ctl(
+                &state,
+                &[
+                    "list_queues",
+                    "-q",
+                    "--no-table-headers",
+                    "name",
+                    "messages_ready",
+                    "messages_unacknowledged",
+                ],
+            )
+        });
+        if let Some(Ok(text)) = listed
+            && let Some(line) = text
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(&queue))
+        {
+            let counts: Vec<&str> = line.split_whitespace().skip(1).collect();
+            if counts == ["0", "0"] {
+                return Outcome::Pass(format!(
+                    "its inbox empty and nothing unacknowledged {} after the answers",
+                    seconds(started.elapsed())
+                ));
+            }
+            last = format!(
+                "{} ready and {} unacknowledged",
+                counts.first().unwrap_or(&"?"),
+                counts.get(1).unwrap_or(&"?")
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Outcome::Fail(format!(
+        "{} after the answers its inbox still holds {last}: consume it and acknowledge each message once handled",
+        seconds(within)
+    ))
+}
