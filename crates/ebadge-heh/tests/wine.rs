@@ -116,6 +116,20 @@ async fn next_report(
     }
 }
 
+/// `heh` and its controller `vpp` on the shared test broker, both inboxes empty.
+async fn pair(heh: &str, vpp: &str) -> ebadge_bus::Profile {
+    let registry = ebadge_admin::registry::Builder::new()
+        .entity(vpp, None)
+        .heh(heh, vpp)
+        .build()
+        .unwrap();
+    ebadge_testkit::provision_beside(&registry).await;
+    let profile = ebadge_testkit::profile().await;
+    ebadge_testkit::drain_inbox(&profile, vpp).await;
+    ebadge_testkit::drain_inbox(&profile, heh).await;
+    profile
+}
+
 /// One Wine test at a time: they share the prefix and its wineserver.
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -157,14 +171,7 @@ async fn the_windows_agent_keeps_its_outbox_on_a_windows_path_across_a_kill() {
     let _turn = TURN.lock().await;
     let w = windows();
     let (heh, vpp) = ("heh-00000000e1e1", "wine-vpp");
-    let registry = ebadge_admin::registry::Builder::new()
-        .entity(vpp, None)
-        .heh(heh, vpp)
-        .build()
-        .unwrap();
-    ebadge_testkit::provision_beside(&registry).await;
-    let profile = ebadge_testkit::profile().await;
-    ebadge_testkit::drain_inbox(&profile, vpp).await;
+    let profile = pair(heh, vpp).await;
     let (_, port) = profile.host_and_port().unwrap();
     let proxy = Proxy::start(([127, 0, 0, 1], port).into()).await.unwrap();
 
@@ -291,15 +298,7 @@ async fn the_windows_command_line_sends_and_listens() {
     let exe = w.dir.path().join("ebadge.exe");
     std::fs::copy(windows_build("ebadge.exe"), &exe).unwrap();
     let (heh, vpp) = ("heh-00000000e1e2", "wine-cli-vpp");
-    let registry = ebadge_admin::registry::Builder::new()
-        .entity(vpp, None)
-        .heh(heh, vpp)
-        .build()
-        .unwrap();
-    ebadge_testkit::provision_beside(&registry).await;
-    let profile = ebadge_testkit::profile().await;
-    ebadge_testkit::drain_inbox(&profile, vpp).await;
-    ebadge_testkit::drain_inbox(&profile, heh).await;
+    let profile = pair(heh, vpp).await;
     let profile_path =
         ebadge_admin::broker::LocalBroker::new(ebadge_testkit::broker_dir()).profile_path();
     let profile_arg = profile_path.to_str().unwrap();
