@@ -150,8 +150,9 @@ async fn the_windows_agent_under_wine_passes_the_conformance_kit() {
     let mut options = ebadge_sim::conformance::KitOptions::new(command, w.dir.path().join("kit"));
     options.name = EntityName::new("heh-00000000c0d7").unwrap();
     options.outage = Duration::from_secs(5);
+    let target = ebadge_sim::conformance::Target::Local(broker.clone());
     let report =
-        ebadge_sim::conformance::run_heh(&broker, &options, &|line| eprintln!("kit: {line}"))
+        ebadge_sim::conformance::run_heh(&target, &options, &|line| eprintln!("kit: {line}"))
             .await
             .expect("the kit runs");
     let text = report.to_text();

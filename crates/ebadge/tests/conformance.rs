@@ -37,15 +37,21 @@ fn kit(name: &str, command: &str, more: &[&str]) -> (i32, serde_json::Value) {
     kit_as("heh", name, command, &all)
 }
 
-/// Runs the kit in `role` as `name` against `command`; its exit code and JSON report.
+/// Runs the kit in `role` as `name` against `command` on the kit's broker; its exit code and
+/// JSON report.
 fn kit_as(role: &str, name: &str, command: &str, more: &[&str]) -> (i32, serde_json::Value) {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let dir = broker_dir();
+    let mut all = vec!["--dir", dir.to_str().unwrap()];
+    all.extend(more);
+    kit_on(role, name, command, &all)
+}
+
+/// Runs the kit with `more` naming the broker.
+fn kit_on(role: &str, name: &str, command: &str, more: &[&str]) -> (i32, serde_json::Value) {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let mut args = vec![
         "conformance",
         role,
-        "--dir",
-        dir.to_str().unwrap(),
         "--as",
         name,
         "--json",
@@ -247,4 +253,41 @@ fn a_plain_pika_vpp_passes_and_fails_only_acknowledgement_when_it_never_acknowle
     assert_eq!(code, 1);
     let detail = report["checks"][2]["detail"].as_str().unwrap();
     assert!(detail.contains("5 unacknowledged"), "{detail}");
+}
+
+#[test]
+fn on_a_given_broker_every_check_runs_but_the_restart_and_the_log() {
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(ebadge_testkit::profile());
+    let profile =
+        ebadge_admin::broker::LocalBroker::new(ebadge_testkit::broker_dir()).profile_path();
+    let work = tempfile::tempdir().unwrap();
+    let (code, report) = kit_on(
+        "heh",
+        "heh-00000000c0d8",
+        &cd_workspace("/usr/bin/python3 docs/partners/pika_heh.py"),
+        &[
+            "--profile",
+            profile.to_str().unwrap(),
+            "--work-dir",
+            work.path().to_str().unwrap(),
+            "--outage",
+            "5",
+        ],
+    );
+    assert_eq!(
+        with_outcome(&report, "skip"),
+        BTreeSet::from(
+            [
+                "survives-broker-restart",
+                "buffers-across-broker-restart",
+                "no-refusals"
+            ]
+            .map(String::from)
+        ),
+        "{report:#}"
+    );
+    assert_eq!(with_outcome(&report, "pass").len(), 12, "{report:#}");
+    assert_eq!(code, 0);
 }

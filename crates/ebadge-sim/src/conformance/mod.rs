@@ -123,3 +123,43 @@ fn now() -> ebadge_model::Time {
 fn seconds(d: Duration) -> String {
     format!("{:.3} s", d.as_secs_f64())
 }
+
+/// The broker a kit run uses.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A local broker (`ebadge broker up`), started if need be: the kit restarts it and reads
+    /// its log.
+    Local(ebadge_admin::broker::LocalBroker),
+    /// A broker given by an operator profile (`[management]` with an administrator): the kit
+    /// provisions its entities there and cuts the client's link, but does not restart the broker
+    /// or read its log; those checks are skipped.
+    Given(ebadge_admin::profile::OperatorProfile),
+}
+
+impl Target {
+    /// The local broker, if it is one.
+    fn local(&self) -> Option<&ebadge_admin::broker::LocalBroker> {
+        match self {
+            Target::Local(broker) => Some(broker),
+            Target::Given(_) => None,
+        }
+    }
+
+    /// The management API's account.
+    fn management(&self) -> Result<ebadge_admin::profile::Management, KitError> {
+        match self {
+            Target::Local(broker) => broker
+                .management()
+                .map_err(|e| KitError::Broker(e.to_string())),
+            Target::Given(profile) => Ok(profile.management.clone()),
+        }
+    }
+
+    /// Where it is, for a person.
+    fn describe(&self) -> String {
+        match self {
+            Target::Local(broker) => format!("the local broker in {}", broker.dir().display()),
+            Target::Given(profile) => format!("the broker at {}", profile.client.amqps_url),
+        }
+    }
+}

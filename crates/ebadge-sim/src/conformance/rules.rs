@@ -1,17 +1,17 @@
 //! The rules every client keeps, whatever its role, checked from what the kit saw: how it
 //! logged in, what it sent (exchange, routing key, body, properties), what the broker refused it.
 
+use super::Target;
 use super::counterpart::Seen;
 use super::report::{Check, Outcome};
-use ebadge_admin::broker::LocalBroker;
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::{pair_exchange, routing_key};
 use std::time::Duration;
 
 /// How the client logged in, from the management API: EXTERNAL over TLS with a certificate
 /// whose CN is its name, or why not.
-pub(super) async fn login(broker: &LocalBroker, name: &str) -> Result<String, String> {
-    let m = broker.management().map_err(|e| e.to_string())?;
+pub(super) async fn login(target: &Target, name: &str) -> Result<String, String> {
+    let m = target.management().map_err(|e| e.to_string())?;
     let api = ebadge_admin::mgmt::RawApi::new(&m);
     // The management API lists a connection a moment after it opened.
     for _ in 0..20 {
@@ -143,8 +143,19 @@ pub(super) fn every_message(seen: &[Seen], name: &EntityName, consumed: bool) ->
 
 /// What the broker refused the client, from the broker's log since the run began: a publish to
 /// another's exchange, a forged `user_id`, a declaration outside its namespace.
-pub(super) fn refusals(broker: &LocalBroker, offset: u64, name: &str) -> Check {
+pub(super) fn refusals(target: &Target, offset: u64, name: &str) -> Check {
     use std::io::{Read, Seek, SeekFrom};
+    let Some(broker) = target.local() else {
+        return Check {
+            id: REFUSALS.0,
+            section: REFUSALS.1,
+            title: REFUSALS.2,
+            outcome: Outcome::Skip(
+                "the kit reads refusals from a local broker's log, and this broker is not local"
+                    .into(),
+            ),
+        };
+    };
     let path = broker.console_log();
     let mut text = String::new();
     let read = std::fs::File::open(&path).and_then(|mut f| {
@@ -183,9 +194,15 @@ pub(super) fn refusals(broker: &LocalBroker, offset: u64, name: &str) -> Check {
         }
     };
     Check {
-        id: "no-refusals",
-        section: "D3.2.3 5.3.2",
-        title: "publishes and declares only what its permissions allow (its own exchanges and namespace)",
+        id: REFUSALS.0,
+        section: REFUSALS.1,
+        title: REFUSALS.2,
         outcome,
     }
 }
+
+const REFUSALS: (&str, &str, &str) = (
+    "no-refusals",
+    "D3.2.3 5.3.2",
+    "publishes and declares only what its permissions allow (its own exchanges and namespace)",
+);

@@ -1,11 +1,12 @@
 //! What every kit run sets up before it starts the client: the entities on the broker, the
 //! kit's link, the client's files, where its output goes, and where the broker's log stood.
 
-use super::KitError;
 use super::client::ClientFiles;
+use super::{KitError, Target};
 use crate::proxy::Proxy;
-use ebadge_admin::broker::LocalBroker;
 use ebadge_admin::local::{Others, provision};
+use ebadge_admin::mgmt::admin_client;
+use ebadge_admin::pki::Pki;
 use ebadge_admin::registry::Registry;
 use ebadge_bus::{EntityName, Profile};
 use std::net::SocketAddr;
@@ -26,26 +27,31 @@ pub(super) struct Stage {
 }
 
 impl Stage {
-    /// Provisions `registry` on `broker` (started if need be), starts the link and writes the
-    /// client's files into `work_dir`.
+    /// Provisions `registry` on `target` (a local broker started if need be), starts the link
+    /// and writes the client's files into `work_dir`.
     pub(super) async fn prepare(
-        broker: &LocalBroker,
+        target: &Target,
         registry: &Registry,
         work_dir: &Path,
         name: &EntityName,
         controller: Option<&EntityName>,
         hehs: &[EntityName],
     ) -> Result<Stage, KitError> {
-        let provisioned = provision(
-            broker,
-            &Default::default(),
-            registry,
-            Others::Keep,
-            |_, _| {},
-        )
-        .await
-        .map_err(|e| KitError::Broker(e.to_string()))?;
-        let profile = provisioned.profile;
+        let profile = match target {
+            Target::Local(broker) => {
+                provision(
+                    broker,
+                    &Default::default(),
+                    registry,
+                    Others::Keep,
+                    |_, _| {},
+                )
+                .await
+                .map_err(|e| KitError::Broker(e.to_string()))?
+                .profile
+            }
+            Target::Given(operator) => provision_given(operator, registry).await?,
+        };
         let proxy = Proxy::start(broker_addr(&profile).await?)
             .await
             .map_err(|e| KitError::Bus(format!("starting the kit's link: {e}")))?;
@@ -57,7 +63,10 @@ impl Stage {
             proxy,
             files,
             log: work_dir.join("client.log"),
-            log_offset: std::fs::metadata(broker.console_log()).map_or(0, |m| m.len()),
+            log_offset: target
+                .local()
+                .and_then(|broker| std::fs::metadata(broker.console_log()).ok())
+                .map_or(0, |m| m.len()),
         })
     }
 }
@@ -70,4 +79,36 @@ async fn broker_addr(profile: &Profile) -> Result<SocketAddr, KitError> {
         .ok()
         .and_then(|mut addrs| addrs.find(SocketAddr::is_ipv4))
         .ok_or_else(|| KitError::Bus(format!("cannot resolve {host}:{port}")))
+}
+
+/// Adds `registry` to a given broker (nothing else changes there) and, when the profile holds
+/// the CA's key, issues the missing certificates; else they must be there already.
+async fn provision_given(
+    operator: &ebadge_admin::profile::OperatorProfile,
+    registry: &Registry,
+) -> Result<Profile, KitError> {
+    let m = &operator.management;
+    let failed = |e: ebadge_admin::mgmt::ApiError| KitError::Broker(e.to_string());
+    let plan = ebadge_admin::provision::plan(&admin_client(m), m, registry)
+        .await
+        .map_err(failed)?
+        .keeping_others(registry);
+    plan.apply(m, |_, _| {}).await.map_err(failed)?;
+    let profile = operator.client.clone();
+    if let Some(ca_key) = operator.ca_key.as_ref().filter(|k| k.exists()) {
+        Pki::new(ca_key.parent().unwrap_or(Path::new(".")))
+            .issue_missing(registry.entities().map(EntityName::as_str))
+            .map_err(|e| KitError::Files(e.to_string()))?;
+    }
+    for name in registry.entities() {
+        let (cert, key) = profile.certificate(name.as_str());
+        if !cert.exists() || !key.exists() {
+            return Err(KitError::Files(format!(
+                "{} or {} is missing: the bus operator issues {name}'s certificate (`ebadge pki issue {name}`) into the profile's certs directory",
+                cert.display(),
+                key.display()
+            )));
+        }
+    }
+    Ok(profile)
 }

@@ -7,8 +7,7 @@ use super::counterpart::Counterpart;
 use super::report::{Check, Outcome, Report};
 use super::rules::{every_message, login, refusals};
 use super::stage::Stage;
-use super::{KitError, KitOptions, seconds};
-use ebadge_admin::broker::LocalBroker;
+use super::{KitError, KitOptions, Target, seconds};
 use ebadge_admin::registry::Builder;
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::inbox_queue;
@@ -23,9 +22,9 @@ pub fn fleet(count: usize) -> Vec<EntityName> {
         .collect()
 }
 
-/// Runs the VPP role against the local broker in `broker` with `options.hehs` HEHs.
+/// Runs the VPP role against `target` with `options.hehs` HEHs.
 pub async fn run_vpp(
-    broker: &LocalBroker,
+    broker: &Target,
     options: &KitOptions,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Report, KitError> {
@@ -35,7 +34,7 @@ pub async fn run_vpp(
     progress(&format!(
         "provisioning {name} and its {} HEHs on {}",
         hehs.len(),
-        broker.dir().display()
+        broker.describe()
     ));
     let registry = hehs
         .iter()
@@ -136,7 +135,7 @@ pub async fn run_vpp(
 
 /// Waits for a consumer on the VPP's inbox (asked as the VPP, through any HEH's counterpart).
 async fn connects(
-    broker: &LocalBroker,
+    broker: &Target,
     kit: &Counterpart,
     process: &mut ClientProcess,
     log: &std::path::Path,
@@ -205,32 +204,15 @@ async fn answer_activations(kits: &[Counterpart], deadline: Instant) -> BTreeSet
     activated
 }
 
-/// Waits until the VPP's inbox holds nothing ready and nothing unacknowledged, as the broker
-/// says now (`rabbitmqctl list_queues`; the management API's figures lag by seconds).
-async fn acknowledged(broker: &LocalBroker, vpp: &EntityName, within: Duration) -> Outcome {
+/// Waits until the VPP's inbox holds nothing ready and nothing unacknowledged: as a local
+/// broker says now (`rabbitmqctl list_queues`), or as a given broker's management API says
+/// (its figures are refreshed every few seconds, so the first are not believed).
+async fn acknowledged(broker: &Target, vpp: &EntityName, within: Duration) -> Outcome {
     let queue = inbox_queue(vpp);
     let started = Instant::now();
-    let mut last = String::from("no answer from rabbitmqctl");
+    let mut last = String::from("no answer from the broker");
     while started.elapsed() < within {
-        let listed = broker.state().ok().flatten().map(|state| {
-            broker.ctl(
-                &state,
-                &[
-                    "list_queues",
-                    "-q",
-                    "--no-table-headers",
-                    "name",
-                    "messages_ready",
-                    "messages_unacknowledged",
-                ],
-            )
-        });
-        if let Some(Ok(text)) = listed
-            && let Some(line) = text
-                .lines()
-                .find(|l| l.split_whitespace().next() == Some(&queue))
-        {
-            let counts: Vec<&str> = line.split_whitespace().skip(1).collect();
+        if let Some(counts) = inbox_counts(broker, &queue, started.elapsed()).await {
             if counts == ["0", "0"] {
                 return Outcome::Pass(format!(
                     "its inbox empty and nothing unacknowledged {} after the answers",
@@ -239,8 +221,8 @@ async fn acknowledged(broker: &LocalBroker, vpp: &EntityName, within: Duration) 
             }
             last = format!(
                 "{} ready and {} unacknowledged",
-                counts.first().unwrap_or(&"?"),
-                counts.get(1).unwrap_or(&"?")
+                counts.first().map_or("?", String::as_str),
+                counts.get(1).map_or("?", String::as_str)
             );
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -250,3 +232,46 @@ async fn acknowledged(broker: &LocalBroker, vpp: &EntityName, within: Duration) 
         seconds(within)
     ))
 }
+
+/// (ready, unacknowledged) of `queue`, as text; `None` while they cannot be told (a given
+/// broker's statistics younger than `STATISTICS_LAG`).
+async fn inbox_counts(broker: &Target, queue: &str, waited: Duration) -> Option<Vec<String>> {
+    match broker {
+        Target::Local(local) => {
+            let state = local.state().ok().flatten()?;
+            let text = local
+                .ctl(
+                    &state,
+                    &[
+                        "list_queues",
+                        "-q",
+                        "--no-table-headers",
+                        "name",
+                        "messages_ready",
+                        "messages_unacknowledged",
+                    ],
+                )
+                .ok()?;
+            let line = text
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(queue))?;
+            Some(line.split_whitespace().skip(1).map(str::to_owned).collect())
+        }
+        Target::Given(operator) => {
+            if waited < STATISTICS_LAG {
+                return None;
+            }
+            let api = ebadge_admin::mgmt::RawApi::new(&operator.management);
+            let queue = api.get(&format!("queues/%2F/{queue}")).await.ok()?;
+            let count = |field: &str| queue[field].as_u64().map(|n| n.to_string());
+            Some(vec![
+                count("messages_ready")?,
+                count("messages_unacknowledged")?,
+            ])
+        }
+    }
+}
+
+/// How long a given broker's management figures may be behind (RabbitMQ's default
+/// `collect_statistics_interval` is 5 s).
+const STATISTICS_LAG: Duration = Duration::from_secs(6);

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use ebadge_bus::EntityName;
-use ebadge_sim::conformance::{self, KitOptions};
+use ebadge_sim::conformance::{self, KitOptions, Target};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -43,6 +43,11 @@ pub struct KitArgs {
     /// The local broker's directory (started and provisioned if need be; the kit restarts it).
     #[arg(long, value_name = "DIR", default_value = ".ebadge")]
     pub dir: PathBuf,
+    /// Another broker instead, given by an operator profile (with [management]): the kit adds
+    /// its entities there and cuts the client's link, but neither restarts the broker nor reads
+    /// its log (those checks are skipped). Never the production bus.
+    #[arg(long, value_name = "FILE", conflicts_with = "dir")]
+    pub profile: Option<PathBuf>,
     /// Seconds the client has to answer a request.
     #[arg(long, value_name = "SECONDS", default_value_t = conformance::ANSWER_WITHIN.as_secs_f64())]
     pub answer_within: f64,
@@ -50,7 +55,8 @@ pub struct KitArgs {
     /// after an outage; for a VPP, to send its activations).
     #[arg(long, value_name = "SECONDS", default_value_t = conformance::START_WITHIN.as_secs_f64())]
     pub start_within: f64,
-    /// Where the client's files and its output go (default: DIR/conformance/NAME).
+    /// Where the client's files and its output go (default: DIR/conformance/NAME, with
+    /// --profile ebadge-conformance/NAME).
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
     /// Print the report as one JSON object on standard output.
@@ -129,13 +135,16 @@ pub async fn run(command: ConformanceCommand) -> Result<ExitCode> {
         command: kit.command.clone(),
         answer_within: seconds(kit.answer_within, "--answer-within")?,
         start_within: seconds(kit.start_within, "--start-within")?,
-        work_dir: kit
-            .work_dir
-            .clone()
-            .unwrap_or_else(|| kit.dir.join("conformance").join(options.name.as_str())),
+        work_dir: kit.work_dir.clone().unwrap_or_else(|| match &kit.profile {
+            None => kit.dir.join("conformance").join(options.name.as_str()),
+            Some(_) => PathBuf::from("ebadge-conformance").join(options.name.as_str()),
+        }),
         ..options
     };
-    let broker = ebadge_admin::broker::LocalBroker::new(&kit.dir);
+    let broker = match &kit.profile {
+        None => Target::Local(ebadge_admin::broker::LocalBroker::new(&kit.dir)),
+        Some(file) => Target::Given(ebadge_admin::profile::OperatorProfile::load(file)?),
+    };
     let started = std::time::Instant::now();
     let progress = |line: &str| eprintln!("kit {:>5.1} s: {line}", started.elapsed().as_secs_f64());
     let report = if vpp {
