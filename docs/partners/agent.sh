@@ -6,6 +6,7 @@
 #   agent.sh AGENT DEVICE-COMMAND...
 #   ebadge conformance heh --command 'docs/partners/agent.sh target/release/ebadge-heh python3 docs/partners/agent_device.py'
 set -eu
+: "${EBADGE_KIT:?agent.sh is for the conformance kit: it rewrites heh.toml and removes the outbox beside EBADGE_PROFILE}"
 agent=$1
 shift
 # The device's command as a TOML array; an argument that names a file, by its full path.

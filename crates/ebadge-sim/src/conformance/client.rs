@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::process::{Child, Command};
 
-/// The password of the PKCS#12 file: the file is as secret as the PEM key beside it (0600), so
-/// the password protects nothing; Java's and .NET's key stores just want one.
+/// The password of the PKCS#12 file: the file is as secret as the PEM key beside it (both
+/// 0600, in a 0700 directory), so the password protects nothing; Java's and .NET's key stores
+/// just want one.
 pub const PKCS12_PASSWORD: &str = "ebadge";
 
 /// The environment a client under test is started with: every name is `EBADGE_*`, so that a
@@ -47,6 +48,7 @@ impl ClientFiles {
         hehs: &[EntityName],
     ) -> Result<ClientFiles, KitError> {
         let io = |what: String| move |e: std::io::Error| KitError::Files(format!("{what}: {e}"));
+        claim(dir)?;
         let certs = dir.join("certs");
         std::fs::create_dir_all(&certs).map_err(io(format!("creating {}", certs.display())))?;
         let (their_cert, their_key) = bus.certificate(name.as_str());
@@ -54,6 +56,18 @@ impl ClientFiles {
         let key = certs.join(format!("{name}.key"));
         let ca = dir.join("ca.pem");
         for (from, to) in [(&their_cert, &cert), (&their_key, &key), (&bus.ca, &ca)] {
+            // A copy onto itself would empty it (the broker's own CA, with a work directory
+            // inside the broker's PKI).
+            let same = match (std::fs::canonicalize(from), std::fs::canonicalize(to)) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            };
+            if same {
+                return Err(KitError::Files(format!(
+                    "{} is the broker's own file: choose another --work-dir",
+                    to.display()
+                )));
+            }
             std::fs::copy(from, to).map_err(io(format!(
                 "copying {} to {}",
                 from.display(),
@@ -62,6 +76,7 @@ impl ClientFiles {
         }
         let pkcs12 = dir.join(format!("{name}.p12"));
         write_pkcs12(&cert, &key, &ca, &pkcs12)?;
+        private(&pkcs12, 0o600)?;
         let url = format!("amqps://{link}");
         let profile_path = dir.join("profile.toml");
         let profile = Profile {
@@ -107,6 +122,9 @@ impl ClientFiles {
             ("EBADGE_PKCS12_PASSWORD", PKCS12_PASSWORD.to_owned()),
             ("EBADGE_PROFILE", path(&self.profile)),
             ("EBADGE_NAME", self.name.to_string()),
+            // Tells a wrapper script it runs under the kit (docs/partners/agent.sh rewrites
+            // files beside EBADGE_PROFILE only then).
+            ("EBADGE_KIT", "1".to_owned()),
         ];
         if let Some(controller) = &self.controller {
             all.push(("EBADGE_CONTROLLER", controller.to_string()));
@@ -147,9 +165,13 @@ fn write_pkcs12(cert: &Path, key: &Path, ca: &Path, out: &Path) -> Result<(), Ki
     Ok(())
 }
 
-/// The running client: its own process group, so that a shell's children stop with it.
+/// The running client: its own process group, so that a shell's children stop with it. Dropped
+/// without [`ClientProcess::stop`] (a kit interrupted, a panic), the group is killed.
 pub struct ClientProcess {
     child: Child,
+    /// The group, known from the start: the leader may be reaped before the rest stop.
+    pgid: Option<u32>,
+    stopped: bool,
 }
 
 impl ClientProcess {
@@ -173,7 +195,12 @@ impl ClientProcess {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| KitError::Start(format!("sh -c {command:?}: {e}")))?;
-        Ok(ClientProcess { child })
+        let pgid = child.id();
+        Ok(ClientProcess {
+            child,
+            pgid,
+            stopped: false,
+        })
     }
 
     /// `Some(status)` once it has ended.
@@ -184,22 +211,65 @@ impl ClientProcess {
     /// SIGTERM to its group; once the client ended, or after `grace`, SIGKILL to what is left
     /// of the group (a device program that ignores SIGTERM must not outlive the run).
     pub async fn stop(mut self, grace: std::time::Duration) {
-        if let Some(pid) = self.child.id() {
-            signal_group("TERM", pid).await;
+        if let Some(pgid) = self.pgid {
+            signal_group("TERM", pgid);
             let _ = tokio::time::timeout(grace, self.child.wait()).await;
-            signal_group("KILL", pid).await;
+            signal_group("KILL", pgid);
         }
         let _ = self.child.kill().await;
+        self.stopped = true;
     }
 }
 
-/// `kill -s SIGNAL -- -PGID`. Each part matters: procps' `kill -TERM -12345` reads `-12345` as
-/// an option and signals process group 1, that is every process it may (kill(-1, …)).
-async fn signal_group(signal: &str, pgid: u32) {
-    let _ = Command::new("kill")
-        .args(["-s", signal, "--", &format!("-{pgid}")])
-        .status()
-        .await;
+impl Drop for ClientProcess {
+    fn drop(&mut self) {
+        if !self.stopped
+            && let Some(pgid) = self.pgid
+        {
+            signal_group("KILL", pgid);
+        }
+    }
+}
+
+/// `kill -s SIGNAL -- -PGID` (Unix). Each part matters: procps' `kill -TERM -12345` reads
+/// `-12345` as an option and signals process group 1, that is every process it may
+/// (kill(-1, …)); groups 0 and 1 are never signalled.
+fn signal_group(signal: &str, pgid: u32) {
+    if cfg!(unix) && pgid > 1 {
+        let _ = std::process::Command::new("kill")
+            .args(["-s", signal, "--", &format!("-{pgid}")])
+            .status();
+    }
+}
+
+/// Makes `dir` the kit's: created owner-only (it holds a private key), or an existing one the
+/// kit made before (its mark), or empty. Anything else, a broker's directory for one, is refused.
+fn claim(dir: &Path) -> Result<(), KitError> {
+    const MARK: &str = ".ebadge-conformance";
+    let fail = |e: std::io::Error| KitError::Files(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let empty = std::fs::read_dir(dir).map_err(fail)?.next().is_none();
+    if !empty && !dir.join(MARK).exists() {
+        return Err(KitError::Files(format!(
+            "{} is not empty and not the kit's: choose another --work-dir (or an empty one)",
+            dir.display()
+        )));
+    }
+    std::fs::write(dir.join(MARK), "the conformance kit's work directory\n").map_err(fail)?;
+    private(dir, 0o700)
+}
+
+/// Sets `mode` on `path` (Unix).
+fn private(path: &Path, mode: u32) -> Result<(), KitError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| KitError::Files(format!("{}: {e}", path.display())))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
 }
 
 /// The last `lines` lines of the client's log, for a failure's reason.
@@ -271,5 +341,24 @@ mod tests {
         let mut bystander = bystander;
         let _ = bystander.kill();
         let _ = bystander.wait();
+    }
+
+    #[test]
+    fn a_work_directory_is_the_kits_only_if_new_empty_or_marked() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let new = root.path().join("new");
+        claim(&new).unwrap();
+        let mode = std::fs::metadata(&new).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "owner-only: it holds a key");
+        std::fs::write(new.join("client.log"), "").unwrap();
+        claim(&new).expect("the kit's own, used again");
+
+        let theirs = root.path().join("broker");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::write(theirs.join("profile.toml"), "").unwrap();
+        let refused = claim(&theirs).unwrap_err().to_string();
+        assert!(refused.contains("not the kit's"), "{refused}");
+        assert!(!theirs.join(".ebadge-conformance").exists());
     }
 }

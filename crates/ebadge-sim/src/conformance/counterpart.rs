@@ -87,13 +87,17 @@ impl Counterpart {
         client: &EntityName,
     ) -> Result<Counterpart, KitError> {
         for name in [me, client] {
-            let connection = connect(profile, name.as_str()).await?;
-            let channel = connection.open_channel(None).await.map_err(broker)?;
-            channel
-                .queue_purge(QueuePurgeArguments::new(&inbox_queue(name)))
-                .await
-                .map_err(broker)?;
-            let _ = connection.close().await;
+            within(async {
+                let connection = connect(profile, name.as_str()).await?;
+                let channel = connection.open_channel(None).await.map_err(broker)?;
+                channel
+                    .queue_purge(QueuePurgeArguments::new(&inbox_queue(name)))
+                    .await
+                    .map_err(broker)?;
+                let _ = connection.close().await;
+                Ok(())
+            })
+            .await?;
         }
         let inbox = Arc::new(Inbox::default());
         let reader = tokio::spawn(read(profile.clone(), me.clone(), inbox.clone()));
@@ -192,13 +196,16 @@ impl Counterpart {
 
     /// How many consumers the client's inbox has now (a passive declaration as the client).
     pub async fn client_consumers(&self) -> Result<u32, KitError> {
-        let connection = connect(&self.profile, self.client.as_str()).await?;
-        let channel = connection.open_channel(None).await.map_err(broker)?;
-        let mut declare = QueueDeclareArguments::new(&inbox_queue(&self.client));
-        declare.passive(true);
-        let answer = channel.queue_declare(declare).await.map_err(broker);
-        let _ = connection.close().await;
-        Ok(answer?.map_or(0, |(_, _, consumers)| consumers))
+        within(async {
+            let connection = connect(&self.profile, self.client.as_str()).await?;
+            let channel = connection.open_channel(None).await.map_err(broker)?;
+            let mut declare = QueueDeclareArguments::new(&inbox_queue(&self.client));
+            declare.passive(true);
+            let answer = channel.queue_declare(declare).await.map_err(broker);
+            let _ = connection.close().await;
+            Ok(answer?.map_or(0, |(_, _, consumers)| consumers))
+        })
+        .await
     }
 
     /// Stops reading.
@@ -214,6 +221,20 @@ fn broker(e: amqprs::error::Error) -> KitError {
     KitError::Bus(e.to_string())
 }
 
+/// A short exchange with the broker, given up after 10 s: a broker wedged after its restart
+/// must not hold the kit.
+async fn within<T>(
+    work: impl std::future::Future<Output = Result<T, KitError>>,
+) -> Result<T, KitError> {
+    tokio::time::timeout(Duration::from_secs(10), work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(KitError::Bus(
+                "the broker did not answer within 10 s".into(),
+            ))
+        })
+}
+
 /// Reads the kit's inbox for good: after the link or the broker went away, it connects again.
 async fn read(profile: Profile, me: EntityName, inbox: Arc<Inbox>) {
     loop {
@@ -226,6 +247,8 @@ async fn read(profile: Profile, me: EntityName, inbox: Arc<Inbox>) {
                 let mut alive = tokio::time::interval(Duration::from_secs(1));
                 loop {
                     let delivery = tokio::select! {
+                        // Deliveries first: what arrived before the connection went is kept.
+                        biased;
                         delivery = deliveries.recv() => delivery,
                         // A broker that went away may leave the receiver open.
                         _ = alive.tick() => {

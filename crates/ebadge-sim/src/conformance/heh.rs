@@ -164,7 +164,12 @@ impl Run<'_> {
         tokio::time::sleep(self.options.outage).await;
         let back = now();
         proxy.restore();
-        self.after_outage(&down, &back, periodic, 4).await;
+        let outage = Outage {
+            down,
+            back,
+            restored: Instant::now(),
+        };
+        self.after_outage(&outage, periodic, 4).await;
 
         let Some(local) = broker.local() else {
             for (id, section, title) in &LATER[6..8] {
@@ -177,11 +182,8 @@ impl Run<'_> {
             return;
         };
         progress("restarting the broker");
-        let down = now();
-        let restarted = restart(local).await;
-        let back = now();
-        match restarted {
-            Ok(()) => self.after_outage(&down, &back, periodic, 6).await,
+        match restart(local).await {
+            Ok(outage) => self.after_outage(&outage, periodic, 6).await,
             Err(e) => {
                 for (id, section, title) in &LATER[6..8] {
                     self.push(
@@ -308,27 +310,35 @@ impl Run<'_> {
                 None => break,
             }
         }
-        let reports = self
+        // Three reports of three periods a second or more apart, not one burst.
+        let ends: std::collections::BTreeSet<i128> = self
             .kit
             .seen()
             .iter()
             .filter(|s| s.at >= sent && is_report(s))
-            .count();
+            .filter_map(|s| s.time("to").map(|t| t.unix_nanos()))
+            .collect();
+        let spread = match (ends.first(), ends.last()) {
+            (Some(first), Some(last)) => (last - first) as f64 / 1e9,
+            _ => 0.0,
+        };
         match last {
-            Some(at) if reports >= 3 => Outcome::Pass(format!(
-                "{reports} reports in {} after a request for one a second",
+            Some(at) if ends.len() >= 3 && spread >= 1.5 => Outcome::Pass(format!(
+                "{} reports in {}, their periods ending over {spread:.1} s, after a request for one a second",
+                ends.len(),
                 seconds(at - sent)
             )),
             _ => Outcome::Fail(format!(
-                "{reports} reports within {} of a get_periodic_report asking for one a second (3 wanted)",
+                "{} reports of distinct periods within {} of a get_periodic_report asking for one a second, ending over {spread:.1} s (3 wanted, over 2 s)",
+                ends.len(),
                 seconds(deadline - sent)
             )),
         }
     }
 
-    /// The two checks after an outage from `down` to `back`: the client comes back and answers;
-    /// the reports it made meanwhile arrive. `at` is the index of the first in [`LATER`].
-    async fn after_outage(&mut self, down: &Time, back: &Time, periodic: bool, at: usize) {
+    /// The two checks after `outage`: the client comes back and answers; the reports it made
+    /// meanwhile arrive. `at` is the index of the first in [`LATER`].
+    async fn after_outage(&mut self, outage: &Outage, periodic: bool, at: usize) {
         let since = Instant::now();
         let deadline = since + self.options.start_within;
         let mut consuming = None;
@@ -356,7 +366,7 @@ impl Run<'_> {
         // Back and answering, a client that kept what it made meanwhile has sent it too.
         let outcome = if periodic {
             let deadline = Instant::now() + self.options.answer_within;
-            self.made_during(down, back, deadline).await
+            self.made_during(outage, deadline).await
         } else {
             Outcome::Skip("it sent no periodic reports (see `sends-periodic-reports`)".into())
         };
@@ -364,8 +374,9 @@ impl Run<'_> {
     }
 
     /// Waits until `deadline` for a report whose period ends inside the outage (a second's margin
-    /// each side): one the client made while it could not send.
-    async fn made_during(&self, down: &Time, back: &Time, deadline: Instant) -> Outcome {
+    /// each side), arrived after it: one the client made while it could not send.
+    async fn made_during(&self, outage: &Outage, deadline: Instant) -> Outcome {
+        let (down, back) = (&outage.down, &outage.back);
         let margin = time::Duration::seconds(1);
         let (first, last) = (
             down.checked_add(margin).expect("a time"),
@@ -373,10 +384,14 @@ impl Run<'_> {
         );
         let inside =
             |s: &Seen| is_report(s) && s.time("to").is_some_and(|to| to >= first && to <= last);
-        let start = Instant::now() - Duration::from_secs(3600);
-        match self.kit.wait_for(start, deadline, inside).await {
+        match self.kit.wait_for(outage.restored, deadline, inside).await {
             Some(_) => {
-                let count = self.kit.seen().iter().filter(|s| inside(s)).count();
+                let count = self
+                    .kit
+                    .seen()
+                    .iter()
+                    .filter(|s| s.at >= outage.restored && inside(s))
+                    .count();
                 Outcome::Pass(format!(
                     "{count} reports made during the {} s outage arrived after it",
                     back.since(down).whole_seconds()
@@ -512,16 +527,29 @@ fn is_report(s: &Seen) -> bool {
     s.kind().as_deref() == Some("report")
 }
 
-/// Stops the broker and starts it again.
-async fn restart(broker: &ebadge_admin::broker::LocalBroker) -> Result<(), String> {
+/// An outage: from `down` (nothing the client sends from then on can arrive) to `back`, and
+/// when the kit let the client through again.
+struct Outage {
+    down: Time,
+    back: Time,
+    restored: Instant,
+}
+
+/// Stops the broker and starts it again; the outage runs from the moment it stopped.
+async fn restart(broker: &ebadge_admin::broker::LocalBroker) -> Result<Outage, String> {
     let stopping = broker.clone();
     tokio::task::spawn_blocking(move || stopping.down())
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
+    let down = now();
     broker
         .up(&Default::default())
         .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok(Outage {
+        down,
+        back: now(),
+        restored: Instant::now(),
+    })
 }

@@ -205,8 +205,9 @@ async fn answer_activations(kits: &[Counterpart], deadline: Instant) -> BTreeSet
 }
 
 /// Waits until the VPP's inbox holds nothing ready and nothing unacknowledged: as a local
-/// broker says now (`rabbitmqctl list_queues`), or as a given broker's management API says
-/// (its figures are refreshed every few seconds, so the first are not believed).
+/// broker says (`rabbitmqctl list_queues`: live for a classic inbox, a quorum inbox's a tick
+/// behind), or as a given broker's management API says (its figures are refreshed every few
+/// seconds, so the first are not believed).
 async fn acknowledged(broker: &Target, vpp: &EntityName, within: Duration) -> Outcome {
     let queue = inbox_queue(vpp);
     let started = Instant::now();
@@ -238,20 +239,26 @@ async fn acknowledged(broker: &Target, vpp: &EntityName, within: Duration) -> Ou
 async fn inbox_counts(broker: &Target, queue: &str, waited: Duration) -> Option<Vec<String>> {
     match broker {
         Target::Local(local) => {
-            let state = local.state().ok().flatten()?;
-            let text = local
-                .ctl(
-                    &state,
-                    &[
-                        "list_queues",
-                        "-q",
-                        "--no-table-headers",
-                        "name",
-                        "messages_ready",
-                        "messages_unacknowledged",
-                    ],
-                )
-                .ok()?;
+            let local = local.clone();
+            // rabbitmqctl blocks for a second or two: not on the runtime's workers.
+            let text = tokio::task::spawn_blocking(move || {
+                let state = local.state().ok().flatten()?;
+                local
+                    .ctl(
+                        &state,
+                        &[
+                            "list_queues",
+                            "-q",
+                            "--no-table-headers",
+                            "name",
+                            "messages_ready",
+                            "messages_unacknowledged",
+                        ],
+                    )
+                    .ok()
+            })
+            .await
+            .ok()??;
             let line = text
                 .lines()
                 .find(|l| l.split_whitespace().next() == Some(queue))?;

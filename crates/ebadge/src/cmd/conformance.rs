@@ -147,10 +147,20 @@ pub async fn run(command: ConformanceCommand) -> Result<ExitCode> {
     };
     let started = std::time::Instant::now();
     let progress = |line: &str| eprintln!("kit {:>5.1} s: {line}", started.elapsed().as_secs_f64());
-    let report = if vpp {
-        conformance::run_vpp(&broker, &options, &progress).await
-    } else {
-        conformance::run_heh(&broker, &options, &progress).await
+    let run = async {
+        if vpp {
+            conformance::run_vpp(&broker, &options, &progress).await
+        } else {
+            conformance::run_heh(&broker, &options, &progress).await
+        }
+    };
+    // Ctrl-C drops the run, and with it the client's process group (killed on drop).
+    let report = tokio::select! {
+        report = run => report,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("ebadge conformance: interrupted; the client's processes are stopped");
+            return Ok(ExitCode::from(130));
+        }
     };
     let report = match report {
         Ok(report) => report,
