@@ -2,10 +2,10 @@
 //! activation, asks for periodic reports, cuts the link, restarts the broker, delivers an order
 //! twice, and then reads back everything the HEH sent for the rules every message must keep.
 
-use super::client::{ClientProcess, log_tail};
+use super::client::ClientProcess;
 use super::counterpart::{Counterpart, Seen};
 use super::report::{Check, Outcome, Report};
-use super::rules::{every_message, login, refusals};
+use super::rules::{connects, every_message, refusals};
 use super::stage::Stage;
 use super::{KitError, KitOptions, Target, now, seconds};
 use crate::proxy::Proxy;
@@ -129,7 +129,7 @@ impl Run<'_> {
         progress: &(dyn Fn(&str) + Sync),
     ) {
         progress("waiting for the client to consume its inbox");
-        let connects = self.connects(broker, process, log).await;
+        let connects = connects(broker, self.kit, process, log, self.options).await;
         self.push(
             "connects",
             "D3.2.3 6.1",
@@ -199,41 +199,6 @@ impl Run<'_> {
         progress("delivering an activation twice");
         let outcome = self.tolerates_duplicate().await;
         self.push(LATER[8].0, LATER[8].1, LATER[8].2, outcome);
-    }
-
-    /// Waits for a consumer on the client's inbox, then looks at its connection.
-    async fn connects(
-        &self,
-        broker: &Target,
-        process: &mut ClientProcess,
-        log: &std::path::Path,
-    ) -> Outcome {
-        let started = Instant::now();
-        let deadline = started + self.options.start_within;
-        loop {
-            if let Some(status) = process.exited() {
-                return Outcome::Fail(format!(
-                    "the client exited ({status}) before it consumed its inbox; its output ends:\n{}",
-                    log_tail(log, 10)
-                ));
-            }
-            if self.kit.client_consumers().await.unwrap_or(0) > 0 {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Outcome::Fail(format!(
-                    "no consumer on its inbox within {}; its output ends:\n{}",
-                    seconds(self.options.start_within),
-                    log_tail(log, 10)
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        let consuming = started.elapsed();
-        match login(broker, self.options.name.as_str()).await {
-            Ok(how) => Outcome::Pass(format!("consuming after {}; {how}", seconds(consuming))),
-            Err(why) => Outcome::Fail(why),
-        }
     }
 
     /// Sends `request` and waits for a message that `answers` it.

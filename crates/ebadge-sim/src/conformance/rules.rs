@@ -1,12 +1,14 @@
 //! The rules every client keeps, whatever its role, checked from what the kit saw: how it
 //! logged in, what it sent (exchange, routing key, body, properties), what the broker refused it.
 
-use super::Target;
+use super::client::{ClientProcess, log_tail};
+use super::counterpart::Counterpart;
 use super::counterpart::Seen;
 use super::report::{Check, Outcome};
+use super::{KitOptions, Target, seconds};
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::{pair_exchange, routing_key};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How the client logged in, from the management API: EXTERNAL over TLS with a certificate
 /// whose CN is its name, or why not.
@@ -206,3 +208,40 @@ const REFUSALS: (&str, &str, &str) = (
     "D3.2.3 5.3.2",
     "publishes and declares only what its permissions allow (its own exchanges and namespace)",
 );
+
+/// The first check of either role: a consumer on the client's inbox within `start_within`
+/// (asked as the client, through `kit`), or the end of its output if it exited first; then how
+/// it logged in.
+pub(super) async fn connects(
+    broker: &Target,
+    kit: &Counterpart,
+    process: &mut ClientProcess,
+    log: &std::path::Path,
+    options: &KitOptions,
+) -> Outcome {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = process.exited() {
+            return Outcome::Fail(format!(
+                "the client exited ({status}) before it consumed its inbox; its output ends:\n{}",
+                log_tail(log, 10)
+            ));
+        }
+        if kit.client_consumers().await.unwrap_or(0) > 0 {
+            break;
+        }
+        if started.elapsed() > options.start_within {
+            return Outcome::Fail(format!(
+                "no consumer on its inbox within {}; its output ends:\n{}",
+                seconds(options.start_within),
+                log_tail(log, 10)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let consuming = started.elapsed();
+    match login(broker, options.name.as_str()).await {
+        Ok(how) => Outcome::Pass(format!("consuming after {}; {how}", seconds(consuming))),
+        Err(why) => Outcome::Fail(why),
+    }
+}

@@ -2,10 +2,10 @@
 //! activation; each HEH of the kit accepts at once; the VPP must consume and acknowledge the
 //! answers. Then everything it sent is read back for the rules every message keeps.
 
-use super::client::{ClientProcess, log_tail};
+use super::client::ClientProcess;
 use super::counterpart::Counterpart;
 use super::report::{Check, Outcome, Report};
-use super::rules::{every_message, login, refusals};
+use super::rules::{connects, every_message, refusals};
 use super::stage::Stage;
 use super::{KitError, KitOptions, Target, seconds};
 use ebadge_admin::registry::Builder;
@@ -131,41 +131,6 @@ pub async fn run_vpp(
         seconds: started.elapsed().as_secs_f64(),
         checks,
     })
-}
-
-/// Waits for a consumer on the VPP's inbox (asked as the VPP, through any HEH's counterpart).
-async fn connects(
-    broker: &Target,
-    kit: &Counterpart,
-    process: &mut ClientProcess,
-    log: &std::path::Path,
-    options: &KitOptions,
-) -> Outcome {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = process.exited() {
-            return Outcome::Fail(format!(
-                "the client exited ({status}) before it consumed its inbox; its output ends:\n{}",
-                log_tail(log, 10)
-            ));
-        }
-        if kit.client_consumers().await.unwrap_or(0) > 0 {
-            break;
-        }
-        if started.elapsed() > options.start_within {
-            return Outcome::Fail(format!(
-                "no consumer on its inbox within {}; its output ends:\n{}",
-                seconds(options.start_within),
-                log_tail(log, 10)
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let consuming = started.elapsed();
-    match login(broker, options.name.as_str()).await {
-        Ok(how) => Outcome::Pass(format!("consuming after {}; {how}", seconds(consuming))),
-        Err(why) => Outcome::Fail(why),
-    }
 }
 
 /// Accepts every activation any HEH of the kit gets, until each got one or `deadline`; the
