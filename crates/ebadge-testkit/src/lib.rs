@@ -461,7 +461,7 @@ pub async fn cluster() -> LocalBroker {
                 port: None,
                 nodes: Some(3),
                 hosts: vec![VRRP_VIP.into()],
-                statistics_interval: None,
+                ..Default::default()
             };
             provision_with(&broker, &options, &cluster_registry().build().unwrap()).await;
         })

@@ -22,7 +22,7 @@ impl LocalBroker {
         loop {
             let mut complete = true;
             for node in &state.nodes {
-                let api = RawApi::new(&state.management_at(node.management_port));
+                let api = RawApi::new(&state.node_management(node));
                 match api.nodes().await {
                     Ok(seen) => {
                         let running = seen.iter().filter(|n| n.running).count();
@@ -74,7 +74,7 @@ impl LocalBroker {
             .iter()
             .map(|n| haproxy::Backend {
                 name: n.dir.clone(),
-                host: "127.0.0.1".into(),
+                host: n.host().to_owned(),
                 amqps_port: n.amqps_port,
                 management_port: n.management_port,
             })

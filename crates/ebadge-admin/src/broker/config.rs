@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 impl LocalBroker {
     pub(super) fn env(&self, node: &NodeState) -> Vec<(&'static str, PathBuf)> {
         let dir = self.node_dir(node);
-        vec![
+        let long_names = node.address.is_some().then(|| {
+            // Nodes in namespaces name each other by address.
+            ("RABBITMQ_USE_LONGNAME", PathBuf::from("true"))
+        });
+        let mut env = vec![
             ("HOME", dir.join("home")),
             ("RABBITMQ_NODENAME", node.name.clone().into()),
             ("RABBITMQ_MNESIA_BASE", dir.join("mnesia")),
@@ -19,7 +23,9 @@ impl LocalBroker {
             ("RABBITMQ_CONF_ENV_FILE", dir.join("rabbitmq-env.conf")),
             ("RABBITMQ_PID_FILE", self.pid_path(node)),
             ("RABBITMQ_DIST_PORT", node.dist_port.to_string().into()),
-        ]
+        ];
+        env.extend(long_names);
+        env
     }
 
     pub(super) fn write_config(
@@ -40,8 +46,8 @@ impl LocalBroker {
         let settings = security_settings(node.amqps_port)
             .into_iter()
             .chain([
-                ("management.tcp.ip".into(), "127.0.0.1".into()),
-                ("prometheus.tcp.ip".into(), "127.0.0.1".into()),
+                ("management.tcp.ip".into(), node.host().to_owned()),
+                ("prometheus.tcp.ip".into(), node.host().to_owned()),
                 (
                     "prometheus.tcp.port".into(),
                     node.prometheus_port.to_string(),
@@ -63,6 +69,11 @@ impl LocalBroker {
             ])
             .chain(fleet_settings())
             .chain(cluster_settings(state))
+            .chain(
+                state
+                    .net_ticktime
+                    .map(|seconds| ("net_ticktime".to_owned(), seconds.to_string())),
+            )
             .chain(state.statistics_interval.map(|seconds| {
                 (
                     "collect_statistics_interval".to_owned(),

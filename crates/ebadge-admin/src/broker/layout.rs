@@ -24,6 +24,26 @@ pub struct NodeState {
     /// it existed: chosen at the next start).
     #[serde(default)]
     pub prometheus_port: u16,
+    /// Its address in its own network namespace ([`UpOptions::namespaces`]); none: it listens on
+    /// the host's loopback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Its network namespace, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+impl NodeState {
+    /// The address its listeners are reached at from the host.
+    pub fn host(&self) -> &str {
+        self.address.as_deref().unwrap_or("127.0.0.1")
+    }
+
+    /// The host name its AMQPS address uses (`localhost` on the host's loopback, as in the
+    /// profile).
+    pub fn amqps_host(&self) -> &str {
+        self.address.as_deref().unwrap_or("localhost")
+    }
 }
 
 /// The haproxy in front of a cluster.
@@ -54,6 +74,12 @@ pub struct BrokerState {
     /// RabbitMQ's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statistics_interval: Option<u32>,
+    /// Erlang's `net_ticktime` ([`UpOptions::net_ticktime`]); none: RabbitMQ's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_ticktime: Option<u32>,
+    /// The nodes' namespaces ([`UpOptions::namespaces`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<super::NetworkState>,
 }
 
 impl BrokerState {
@@ -75,8 +101,15 @@ impl BrokerState {
     }
     /// The administrator's account on the management API at `port` (one node's own).
     pub fn management_at(&self, port: u16) -> Management {
+        self.management_on("127.0.0.1", port)
+    }
+    /// The administrator's account on node `node`'s own management API.
+    pub fn node_management(&self, node: &NodeState) -> Management {
+        self.management_on(node.host(), node.management_port)
+    }
+    fn management_on(&self, host: &str, port: u16) -> Management {
         Management {
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{host}:{port}"),
             user: ADMIN_USER.into(),
             password: self.admin_password.clone(),
         }
@@ -130,14 +163,30 @@ impl LocalBroker {
         } else {
             None
         };
+        let network = match (options.namespaces, &front) {
+            (false, _) => None,
+            (true, Some(front)) => Some(super::NetworkState::choose(front.amqps_port)?),
+            (true, None) => {
+                return Err(BrokerError::Network {
+                    command: "--namespaces".into(),
+                    output: "namespaces are for a cluster: add --nodes 3".into(),
+                });
+            }
+        };
         let mut nodes = Vec::new();
         for i in 0..count {
             let amqps_port = match options.port {
                 Some(p) if !clustered => p,
                 _ => ports.next()?,
             };
+            let address = network.as_ref().map(|n| n.node_address(i));
             nodes.push(NodeState {
-                name: format!("ebadge-{amqps_port}@localhost"),
+                name: format!(
+                    "ebadge-{amqps_port}@{}",
+                    address.as_deref().unwrap_or("localhost")
+                ),
+                namespace: network.as_ref().map(|n| n.namespace(i)),
+                address,
                 dir: if clustered {
                     format!("node-{}", i + 1)
                 } else {
@@ -155,6 +204,8 @@ impl LocalBroker {
             front,
             nodes,
             statistics_interval: options.statistics_interval,
+            net_ticktime: options.net_ticktime,
+            network,
         })
     }
 

@@ -13,6 +13,7 @@
 mod cluster;
 mod config;
 mod layout;
+mod network;
 mod process;
 mod tls;
 
@@ -20,6 +21,7 @@ pub use config::{
     ENABLED_PLUGINS, advanced_config, cluster_fleet_settings, fleet_settings, security_settings,
 };
 pub use layout::{BrokerState, FrontState, NodeState};
+pub use network::{End, NetworkState};
 
 use crate::haproxy;
 use crate::pki::Pki;
@@ -117,6 +119,27 @@ pub enum BrokerError {
         /// The node's console log.
         log: PathBuf,
     },
+    /// A link of a cluster that was not set up with namespaces was to be cut.
+    #[error(
+        "the broker in {0} was not set up with --namespaces: its nodes share the host's network, \
+         so no link between them can be cut. Set up one that can: `ebadge broker up --dir NEW \
+         --nodes 3 --namespaces` (as root)"
+    )]
+    NotNamespaced(PathBuf),
+    /// Namespaces were asked for by a user who cannot make them.
+    #[error(
+        "--namespaces makes a network namespace per node and a bridge: run it as root (or in a \
+         container with CAP_NET_ADMIN)"
+    )]
+    NeedsRoot,
+    /// An `ip` command that sets up or cuts the nodes' network failed.
+    #[error("{command} failed: {output}")]
+    Network {
+        /// The command.
+        command: String,
+        /// What it printed.
+        output: String,
+    },
     /// A port is taken.
     #[error("port {0} is in use: choose another port, or stop what listens there")]
     PortInUse(u16),
@@ -128,6 +151,18 @@ pub enum BrokerError {
         /// What it printed.
         output: String,
     },
+}
+
+/// `program`, run in `node`'s network namespace if it has one (where its `epmd` listens).
+fn in_namespace(node: &NodeState, program: &Path) -> Command {
+    match &node.namespace {
+        Some(namespace) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", namespace]).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
 }
 
 /// The statistics interval a broker directory keeps after `up`: the one `asked` for, else the
@@ -164,6 +199,13 @@ pub struct UpOptions {
     /// (RabbitMQ's `collect_statistics_interval`; its default, 5 s, when never given). Kept in
     /// the directory; a running broker must be stopped to change it.
     pub statistics_interval: Option<u32>,
+    /// Each node in a network namespace of its own, for a cluster whose links are to be cut
+    /// ([`LocalBroker::cut`]); needs root. Used when the directory is set up.
+    pub namespaces: bool,
+    /// Seconds of silence after which a node counts a peer as gone (Erlang's `net_ticktime`,
+    /// RabbitMQ's default 60): it bounds how long a partition goes unnoticed. Used when the
+    /// directory is set up.
+    pub net_ticktime: Option<u32>,
 }
 
 /// One node in [`BrokerStatus`].
@@ -326,10 +368,10 @@ impl LocalBroker {
             .map(|n| NodeStatus {
                 name: n.name.clone(),
                 pid: live_pid(&self.pid_path(n), "beam"),
-                amqps_url: format!("amqps://localhost:{}", n.amqps_port),
-                management_url: format!("http://127.0.0.1:{}", n.management_port),
+                amqps_url: format!("amqps://{}:{}", n.amqps_host(), n.amqps_port),
+                management_url: format!("http://{}:{}", n.host(), n.management_port),
                 prometheus_url: (n.prometheus_port != 0)
-                    .then(|| format!("http://127.0.0.1:{}/metrics", n.prometheus_port)),
+                    .then(|| format!("http://{}:{}/metrics", n.host(), n.prometheus_port)),
             })
             .collect();
         let haproxy_pid = self.haproxy_pid();
@@ -398,6 +440,10 @@ impl LocalBroker {
         }
         let mut names = vec!["localhost".to_owned(), "127.0.0.1".into(), "::1".into()];
         names.extend(options.hosts.iter().cloned());
+        names.extend(state.nodes.iter().filter_map(|n| n.address.clone()));
+        if let Some(network) = &state.network {
+            self.network_up(&state, network)?;
+        }
         self.pki().init(&names)?;
         self.write_state(&state)?;
         let starting: Vec<&NodeState> = state
@@ -528,6 +574,9 @@ impl LocalBroker {
         for result in results {
             stopped |= result?;
         }
+        if let Some(network) = &state.network {
+            self.network_down(state, network);
+        }
         Ok(stopped)
     }
 
@@ -602,7 +651,9 @@ impl LocalBroker {
                 self.ctl_node(node, &["eval", "ssl:clear_pem_cache()."])?;
                 attempts += 1;
                 let outcome =
-                    match tls::presented_certificate(node.amqps_port, &pki.ca_cert()).await {
+                    match tls::presented_certificate(node.host(), node.amqps_port, &pki.ca_cert())
+                        .await
+                    {
                         Ok(presented) if presented == wanted => break,
                         Ok(_) => "it still presents another certificate".to_owned(),
                         Err(reason) => reason,
@@ -632,7 +683,7 @@ impl LocalBroker {
 
     fn ctl_node(&self, node: &NodeState, args: &[&str]) -> Result<String, BrokerError> {
         let ctl = program("EBADGE_RABBITMQCTL", RABBITMQCTL);
-        let output = Command::new(&ctl)
+        let output = in_namespace(node, &ctl)
             .args(["-n", &node.name])
             .args(args)
             .envs(self.env(node))

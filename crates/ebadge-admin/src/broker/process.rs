@@ -15,7 +15,7 @@ impl LocalBroker {
     pub(super) fn spawn(&self, server: &Path, node: &NodeState) -> Result<(), BrokerError> {
         let _ = std::fs::remove_file(self.pid_path(node));
         spawn_logged(
-            Command::new(server)
+            super::in_namespace(node, server)
                 .envs(self.env(node))
                 .current_dir(self.node_dir(node)),
             &self.node_log(node),
@@ -28,7 +28,7 @@ impl LocalBroker {
         state: &BrokerState,
         node: &NodeState,
     ) -> Result<(), BrokerError> {
-        let client = crate::mgmt::admin_client(&state.management_at(node.management_port));
+        let client = crate::mgmt::admin_client(&state.node_management(node));
         let ca = self.pki().ca_cert();
         let started = Instant::now();
         let mut saw_pid = false;
@@ -36,7 +36,7 @@ impl LocalBroker {
         let pid_file = self.pid_path(node);
         loop {
             if client.list_vhosts().await.is_ok() {
-                match super::tls::presented_certificate(node.amqps_port, &ca).await {
+                match super::tls::presented_certificate(node.host(), node.amqps_port, &ca).await {
                     Ok(_) => return Ok(()),
                     Err(reason) => {
                         let since = *tls_failing_since.get_or_insert_with(Instant::now);

@@ -10,11 +10,15 @@ use std::time::Duration;
 /// How long one probe may take (a busy node answers within a second).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The certificate (DER) the node listening on `127.0.0.1:port` presents, verified against the
+/// The certificate (DER) the node listening on `host:port` presents, verified against the
 /// CA in `ca` for the name `localhost`; or why the handshake failed. TLS 1.3 only: there the node
 /// proves its certificate before it asks for the client's, so the probe needs none (the node
 /// then refuses the probe, which has already seen what it came for).
-pub(super) async fn presented_certificate(port: u16, ca: &Path) -> Result<Vec<u8>, String> {
+pub(super) async fn presented_certificate(
+    host: &str,
+    port: u16,
+    ca: &Path,
+) -> Result<Vec<u8>, String> {
     use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))? {
@@ -31,7 +35,7 @@ pub(super) async fn presented_certificate(port: u16, ca: &Path) -> Result<Vec<u8
     .with_root_certificates(roots)
     .with_no_client_auth();
     let handshake = async {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let tcp = tokio::net::TcpStream::connect((host, port)).await?;
         let name = ServerName::try_from("localhost").expect("a valid DNS name");
         tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(name, tcp)

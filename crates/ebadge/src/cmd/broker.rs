@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Subcommand;
-use ebadge_admin::broker::{BrokerStatus, LocalBroker, UpOptions};
+use ebadge_admin::broker::{BrokerStatus, End, LocalBroker, UpOptions};
 
 /// Default broker directory (relative to the working directory).
 pub const DEFAULT_DIR: &str = ".ebadge";
@@ -43,9 +43,34 @@ pub enum BrokerCommand {
         /// then lag by as much. Kept in DIR; stop a running broker to change it.
         #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=3600))]
         statistics_interval: Option<u32>,
+        /// With --nodes 3: each node in a network namespace of its own (as root), so that
+        /// `ebadge broker net` can cut and heal the links between nodes and to the host, to
+        /// rehearse a partition (docs/operator-guide.md, "Network partitions"). Fixed when DIR is
+        /// first set up.
+        #[arg(long, requires = "nodes")]
+        namespaces: bool,
+        /// Seconds of silence after which a node counts a peer as gone (Erlang's
+        /// `net_ticktime`; RabbitMQ's default 60 when not given): a partition goes unnoticed
+        /// for up to 1.25 times this. Fixed when DIR is first set up.
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=600))]
+        net_ticktime: Option<u32>,
         /// Print the status as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Cut and heal the links of a cluster set up with --namespaces: a partition on one machine.
+    /// A cut drops packets both ways (nothing is refused: each side finds out by its own
+    /// timeouts). Ends are node numbers (1-based) or `host` (haproxy and the clients).
+    ///
+    /// Examples: ebadge broker net --dir D isolate 1     (node 1 alone: a minority)
+    ///           ebadge broker net --dir D cut 1 3       (a bridge: 1 and 3 apart, both see 2)
+    ///           ebadge broker net --dir D heal          (every link back)
+    Net {
+        /// Broker directory.
+        #[arg(long, default_value = DEFAULT_DIR)]
+        dir: PathBuf,
+        #[command(subcommand)]
+        action: NetAction,
     },
     /// Stop the local broker cleanly (haproxy and every node), or one node of a cluster.
     Down {
@@ -78,6 +103,55 @@ pub enum BrokerCommand {
     },
 }
 
+/// What `ebadge broker net` does.
+#[derive(Subcommand)]
+pub enum NetAction {
+    /// Cut the link between two ends.
+    Cut {
+        /// A node number or `host`.
+        #[arg(value_parser = parse_end)]
+        a: End,
+        /// A node number or `host`.
+        #[arg(value_parser = parse_end)]
+        b: End,
+    },
+    /// Cut a node off from every other node and from the host.
+    Isolate {
+        /// The node (1-based).
+        #[arg(value_parser = parse_node)]
+        node: End,
+    },
+    /// Restore the link between two ends, or every link when none are named.
+    Heal {
+        /// A node number or `host`.
+        #[arg(value_parser = parse_end, requires = "b")]
+        a: Option<End>,
+        /// A node number or `host`.
+        #[arg(value_parser = parse_end)]
+        b: Option<End>,
+    },
+    /// List the links cut now (exit 0 either way).
+    Show {
+        /// As a JSON array of pairs.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_end(text: &str) -> Result<End, String> {
+    if text == "host" {
+        return Ok(End::Host);
+    }
+    parse_node(text)
+}
+
+fn parse_node(text: &str) -> Result<End, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(End::Node(n - 1)),
+        _ => Err(format!("{text:?}: a node number (1, 2, …) or `host`")),
+    }
+}
+
 /// Runs a `broker` subcommand.
 pub async fn run(command: BrokerCommand) -> Result<ExitCode> {
     match command {
@@ -87,6 +161,8 @@ pub async fn run(command: BrokerCommand) -> Result<ExitCode> {
             nodes,
             hosts,
             statistics_interval,
+            namespaces,
+            net_ticktime,
             json,
         } => {
             if nodes == Some(2) {
@@ -103,6 +179,8 @@ pub async fn run(command: BrokerCommand) -> Result<ExitCode> {
                 nodes,
                 hosts,
                 statistics_interval,
+                namespaces,
+                net_ticktime,
             };
             let started = std::time::Instant::now();
             let outcome = broker
@@ -154,6 +232,48 @@ pub async fn run(command: BrokerCommand) -> Result<ExitCode> {
                 eprintln!("the broker in {} is stopped", broker.dir().display());
             } else {
                 eprintln!("no broker was running in {}", broker.dir().display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BrokerCommand::Net { dir, action } => {
+            let broker = LocalBroker::new(&dir);
+            match action {
+                NetAction::Cut { a, b } => {
+                    broker.cut(a, b)?;
+                    eprintln!("cut: {a} – {b}");
+                }
+                NetAction::Isolate { node } => {
+                    let End::Node(index) = node else {
+                        unreachable!("parse_node gives a node")
+                    };
+                    broker.isolate(index)?;
+                    eprintln!("{node} is cut off from every other node and from the host");
+                }
+                NetAction::Heal { a: Some(a), b } => {
+                    let b = b.expect("clap requires b with a");
+                    broker.heal(a, b)?;
+                    eprintln!("healed: {a} – {b}");
+                }
+                NetAction::Heal { a: None, .. } => {
+                    broker.heal_all()?;
+                    eprintln!("every link is back");
+                }
+                NetAction::Show { json } => {
+                    let cuts = broker.cuts()?;
+                    if json {
+                        let pairs: Vec<[String; 2]> = cuts
+                            .iter()
+                            .map(|(a, b)| [a.to_string(), b.to_string()])
+                            .collect();
+                        println!("{}", serde_json::json!(pairs));
+                    } else if cuts.is_empty() {
+                        println!("no link is cut");
+                    } else {
+                        for (a, b) in cuts {
+                            println!("cut  {a} – {b}");
+                        }
+                    }
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,0 +1,307 @@
+//! A cluster whose nodes each run in a network namespace of their own (`ebadge broker up
+//! --nodes 3 --namespaces`), so that the links between nodes, and between a node and the host
+//! (where haproxy and the clients run), can be cut and healed one by one: the partitions
+//! RabbitMQ's own Jepsen suite injects, on one machine.
+//!
+//! Each node `i` (0-based) lives in namespace `BRIDGE-(i+1)` with address `10.78.S.(11+i)` on a
+//! veth whose other end joins the bridge `BRIDGE` (address `10.78.S.1`) in the host's
+//! namespace. Nodes name each other by address (`ebadge-PORT@10.78.S.11`, long names), so no
+//! host file is touched. A cut is a `blackhole` route on both ends: packets are dropped
+//! silently, as when a switch fails, and each side learns of it only by its own timeouts
+//! (Erlang's `net_ticktime`, AMQP heartbeats, haproxy's checks).
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), ebadge_admin::broker::BrokerError> {
+//! use ebadge_admin::broker::{End, LocalBroker, UpOptions};
+//! let broker = LocalBroker::new("target/partitions");
+//! broker.up(&UpOptions { nodes: Some(3), namespaces: true, net_ticktime: Some(10), ..Default::default() }).await?;
+//! broker.isolate(0)?;                    // node 1 sees nobody, nobody sees it
+//! broker.heal_all()?;
+//! broker.cut(End::Node(0), End::Node(2))?; // a bridge: 1 and 3 apart, both still see 2
+//! # Ok(()) }
+//! ```
+
+use super::layout::BrokerState;
+use super::{BrokerError, LocalBroker};
+use serde::{Deserialize, Serialize};
+use std::process::{Command, Stdio};
+
+/// The namespaces of a local cluster, kept in `broker.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkState {
+    /// The bridge in the host's namespace that joins the nodes' links; also the prefix of the
+    /// namespaces' names.
+    pub bridge: String,
+    /// The third octet of the subnet `10.78.S.0/24`.
+    pub subnet: u8,
+}
+
+impl NetworkState {
+    /// A network for the cluster whose haproxy listens on `port`, on a subnet no interface of
+    /// the host uses yet.
+    pub(super) fn choose(port: u16) -> Result<Self, BrokerError> {
+        let addresses = run("ip", &["-o", "-4", "addr", "show"])?;
+        let bridge = format!("ebn{port}");
+        let start = (port % 200) as u8 + 20;
+        (0..200u8)
+            .map(|k| start.wrapping_add(k))
+            .find(|s| !addresses.contains(&format!(" 10.78.{s}.")))
+            .map(|subnet| Self { bridge, subnet })
+            .ok_or_else(|| BrokerError::Network {
+                command: "choose a subnet".into(),
+                output: "every subnet 10.78.*.0/24 is in use on this host".into(),
+            })
+    }
+
+    /// The host's address on the bridge: where the nodes see haproxy and the clients come from.
+    pub fn host_address(&self) -> String {
+        format!("10.78.{}.1", self.subnet)
+    }
+
+    /// Node `index`'s (0-based) address in its namespace.
+    pub fn node_address(&self, index: usize) -> String {
+        format!("10.78.{}.{}", self.subnet, 11 + index)
+    }
+
+    /// Node `index`'s (0-based) namespace.
+    pub fn namespace(&self, index: usize) -> String {
+        format!("{}-{}", self.bridge, index + 1)
+    }
+
+    fn address(&self, end: End) -> String {
+        match end {
+            End::Node(i) => self.node_address(i),
+            End::Host => self.host_address(),
+        }
+    }
+}
+
+/// One end of a link that [`LocalBroker::cut`] cuts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum End {
+    /// Node `i` (0-based).
+    Node(usize),
+    /// The host's namespace: haproxy, the clients, the tools.
+    Host,
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Node(i) => write!(f, "node {}", i + 1),
+            End::Host => f.write_str("host"),
+        }
+    }
+}
+
+impl LocalBroker {
+    /// The namespaced network, or why there is none.
+    fn network(&self) -> Result<(BrokerState, NetworkState), BrokerError> {
+        let state = self.existing_state()?;
+        let network = state
+            .network
+            .clone()
+            .ok_or_else(|| BrokerError::NotNamespaced(self.dir.clone()))?;
+        Ok((state, network))
+    }
+
+    /// Cuts the link between `a` and `b`: from then on neither hears the other (packets are
+    /// dropped, not refused). Cutting a cut link does nothing.
+    pub fn cut(&self, a: End, b: End) -> Result<(), BrokerError> {
+        self.set_link(a, b, "replace")
+    }
+
+    /// Restores the link between `a` and `b` (nothing if it was not cut).
+    pub fn heal(&self, a: End, b: End) -> Result<(), BrokerError> {
+        self.set_link(a, b, "del")
+    }
+
+    /// Cuts node `index` (0-based) off from every other node and from the host.
+    pub fn isolate(&self, index: usize) -> Result<(), BrokerError> {
+        let (state, _) = self.network()?;
+        for other in (0..state.nodes.len()).filter(|&o| o != index) {
+            self.cut(End::Node(index), End::Node(other))?;
+        }
+        self.cut(End::Node(index), End::Host)
+    }
+
+    /// Restores every link.
+    pub fn heal_all(&self) -> Result<(), BrokerError> {
+        let (state, network) = self.network()?;
+        for i in 0..state.nodes.len() {
+            let namespace = network.namespace(i);
+            run(
+                "ip",
+                &["-n", &namespace, "route", "flush", "type", "blackhole"],
+            )?;
+        }
+        self.heal_host_side(&state, &network)
+    }
+
+    /// The links cut now, each once (`a < b`).
+    pub fn cuts(&self) -> Result<Vec<(End, End)>, BrokerError> {
+        let (state, network) = self.network()?;
+        let mut cuts = Vec::new();
+        for i in 0..state.nodes.len() {
+            let routes = run(
+                "ip",
+                &["-n", &network.namespace(i), "route", "show", "type", "blackhole"],
+            )?;
+            for peer in (0..state.nodes.len())
+                .map(End::Node)
+                .chain([End::Host])
+                .filter(|&e| e != End::Node(i))
+            {
+                let cut = routes
+                    .lines()
+                    .any(|l| l.split_whitespace().nth(1) == Some(&network.address(peer)));
+                let pair = (End::Node(i).min(peer), End::Node(i).max(peer));
+                if cut && !cuts.contains(&pair) {
+                    cuts.push(pair);
+                }
+            }
+        }
+        Ok(cuts)
+    }
+
+    fn heal_host_side(&self, state: &BrokerState, network: &NetworkState) -> Result<(), BrokerError> {
+        for i in 0..state.nodes.len() {
+            let _ = run(
+                "ip",
+                &["route", "del", "blackhole", &format!("{}/32", network.node_address(i))],
+            );
+        }
+        Ok(())
+    }
+
+    /// `ip route {replace|del} blackhole` on both ends of the link `a`–`b`.
+    fn set_link(&self, a: End, b: End, verb: &str) -> Result<(), BrokerError> {
+        let (state, network) = self.network()?;
+        for end in [a, b] {
+            if let End::Node(i) = end
+                && i >= state.nodes.len()
+            {
+                return Err(BrokerError::Network {
+                    command: format!("{verb} the link {a}–{b}"),
+                    output: format!("the cluster has {} nodes", state.nodes.len()),
+                });
+            }
+        }
+        if a == b {
+            return Ok(());
+        }
+        for (here, there) in [(a, b), (b, a)] {
+            let target = format!("{}/32", network.address(there));
+            let mut args = Vec::new();
+            let namespace;
+            if let End::Node(i) = here {
+                namespace = network.namespace(i);
+                args.extend(["-n", namespace.as_str()]);
+            }
+            args.extend(["route", verb, "blackhole", target.as_str()]);
+            match run("ip", &args) {
+                Ok(_) => {}
+                // Healing a link that is not cut.
+                Err(_) if verb == "del" => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the bridge and each node's namespace, if they are not there (after `down`, or a
+    /// reboot).
+    pub(super) fn network_up(
+        &self,
+        state: &BrokerState,
+        network: &NetworkState,
+    ) -> Result<(), BrokerError> {
+        if !is_root() {
+            return Err(BrokerError::NeedsRoot);
+        }
+        let bridge = &network.bridge;
+        if run("ip", &["link", "show", bridge]).is_err() {
+            run("ip", &["link", "add", bridge, "type", "bridge"])?;
+            run(
+                "ip",
+                &["addr", "add", &format!("{}/24", network.host_address()), "dev", bridge],
+            )?;
+            run("ip", &["link", "set", bridge, "up"])?;
+        }
+        let namespaces = run("ip", &["netns", "list"])?;
+        for i in 0..state.nodes.len() {
+            let namespace = network.namespace(i);
+            if namespaces
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(namespace.as_str()))
+            {
+                continue;
+            }
+            let outside = format!("{namespace}h");
+            let _ = run("ip", &["link", "del", &outside]);
+            run("ip", &["netns", "add", &namespace])?;
+            run(
+                "ip",
+                &["link", "add", &outside, "type", "veth", "peer", "name", "eth0", "netns", &namespace],
+            )?;
+            run("ip", &["link", "set", &outside, "master", bridge, "up"])?;
+            let inside = |args: &[&str]| {
+                let mut all = vec!["-n", namespace.as_str()];
+                all.extend(args);
+                run("ip", &all)
+            };
+            inside(&[
+                "addr",
+                "add",
+                &format!("{}/24", network.node_address(i)),
+                "dev",
+                "eth0",
+            ])?;
+            inside(&["link", "set", "eth0", "up"])?;
+            inside(&["link", "set", "lo", "up"])?;
+        }
+        Ok(())
+    }
+
+    /// Removes the namespaces and the bridge, ending what still runs in them (`epmd`, which
+    /// every node starts and which outlives it).
+    pub(super) fn network_down(&self, state: &BrokerState, network: &NetworkState) {
+        for i in 0..state.nodes.len() {
+            let namespace = network.namespace(i);
+            if let Ok(pids) = run("ip", &["netns", "pids", &namespace]) {
+                for pid in pids.split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            let _ = run("ip", &["netns", "del", &namespace]);
+            // Not always removed with its namespace (seen under gVisor).
+            let _ = run("ip", &["link", "del", &format!("{namespace}h")]);
+        }
+        let _ = self.heal_host_side(state, network);
+        let _ = run("ip", &["link", "del", &network.bridge]);
+    }
+}
+
+/// Runs `program args…`; its output, or an error with what it printed.
+fn run(program: &str, args: &[&str]) -> Result<String, BrokerError> {
+    let output = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| BrokerError::Io {
+            path: program.into(),
+            source,
+        })?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(BrokerError::Network {
+            command: format!("{program} {}", args.join(" ")),
+            output: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
+    }
+}
+
+fn is_root() -> bool {
+    run("id", &["-u"]).is_ok_and(|uid| uid.trim() == "0")
+}
