@@ -5,7 +5,6 @@
 //! the activation still ends; a device that stops reading its input does not stop the failsafe;
 //! a consumer the broker cancels while the connection stays up counts as the bus gone.
 
-use ebadge_bus::device::{Device, DeviceError};
 use ebadge_bus::model::{Activate, Message, Time};
 use ebadge_bus::{ActivationOutcome, Client, ClientConfig, EntityName, Profile};
 use ebadge_heh::agent;
@@ -36,40 +35,10 @@ fn broker_addr(profile: &Profile) -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-/// A device in the test: accepts every activation and shows the test what it was told.
-struct Recorder {
-    answers: mpsc::UnboundedReceiver<Message>,
-    answer: mpsc::UnboundedSender<Message>,
-    told: mpsc::UnboundedSender<Message>,
-}
-
-impl Recorder {
-    fn new() -> (Self, mpsc::UnboundedReceiver<Message>) {
-        let (answer, answers) = mpsc::unbounded_channel();
-        let (told, seen) = mpsc::unbounded_channel();
-        (
-            Self {
-                answers,
-                answer,
-                told,
-            },
-            seen,
-        )
-    }
-}
-
-impl Device for Recorder {
-    async fn next(&mut self) -> Option<Message> {
-        self.answers.recv().await
-    }
-    async fn deliver(&mut self, message: &Message) -> Result<(), DeviceError> {
-        if let Message::Activate(order) = message {
-            let _ = self.answer.send(order.accept().into());
-        }
-        let _ = self.told.send(message.clone());
-        Ok(())
-    }
-}
+mod common;
+use common::{
+    accepted, next_status_report, order_for, start_agent_with, status_report, told,
+};
 
 /// Runs the agent for `heh` with a [`Recorder`] as its device and a 2-s failsafe; returns its
 /// task and what the device is told.
@@ -81,72 +50,11 @@ fn start_agent(
     tokio::task::JoinHandle<Result<(), agent::AgentError>>,
     mpsc::UnboundedReceiver<Message>,
 ) {
-    let (mut device, seen) = Recorder::new();
-    let controller = name(controller);
     let failsafe = FailsafeConfig {
         after: time::Duration::seconds(2),
         behaviour,
     };
-    let running =
-        tokio::spawn(async move { agent::run(&heh, &controller, &mut device, failsafe).await });
-    (running, seen)
-}
-
-/// Waits (at most `patience`) for the device to be told a message of type `kind`.
-async fn told(
-    seen: &mut mpsc::UnboundedReceiver<Message>,
-    kind: &str,
-    patience: Duration,
-) -> Message {
-    let deadline = tokio::time::Instant::now() + patience;
-    loop {
-        match tokio::time::timeout_at(deadline, seen.recv()).await {
-            Ok(Some(m)) if m.type_name() == kind => return m,
-            Ok(Some(_)) => {}
-            _ => panic!("the device was not told {kind} within {patience:?}"),
-        }
-    }
-}
-
-/// An order from a second ago until `seconds` from now.
-fn order_for(seconds: i64) -> Activate {
-    let now = Time::now();
-    Activate::new(
-        now.checked_add(time::Duration::seconds(-1)).unwrap(),
-        now.checked_add(time::Duration::seconds(seconds)).unwrap(),
-        1.0,
-    )
-}
-
-/// Sends `order` to `heh` and waits for the device to accept that very order.
-async fn accepted(vpp: &Client, heh: &EntityName, order: &Activate) {
-    let outcome = vpp
-        .activate(heh, order, Duration::from_secs(20))
-        .await
-        .unwrap();
-    assert!(
-        matches!(outcome, ActivationOutcome::Accepted(ref a) if a.id == order.id),
-        "{outcome:?}"
-    );
-}
-
-/// The next `status_report` in `vpp`'s inbox.
-async fn status_report(vpp: &Client) -> ebadge_bus::model::StatusReport {
-    next_status_report(&mut vpp.inbox().unwrap()).await
-}
-
-/// The next `status_report` in `inbox`, acknowledging what comes before it.
-async fn next_status_report(inbox: &mut ebadge_bus::Inbox) -> ebadge_bus::model::StatusReport {
-    loop {
-        let incoming = tokio::time::timeout(Duration::from_secs(30), inbox.next())
-            .await
-            .expect("a status report within 30 s")
-            .unwrap();
-        incoming.ack();
-        if let Message::StatusReport(report) = &incoming.message {
-            return report.clone();
-        }
-    }
+    start_agent_with(heh, controller, failsafe)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
