@@ -43,7 +43,7 @@ cross: deps
 # the demo, one scraped by a real Prometheus, one the conformance kit restarts and a three-node cluster; all are stopped at the end whether or not the tests pass.
 TEST_DIR ?= target/tmp
 export EBADGE_TEST_DIR := $(abspath $(TEST_DIR))
-TEST_BROKERS := $(addprefix $(TEST_DIR)/,ebadge-test-broker ebadge-restart-broker ebadge-demo-broker ebadge-test-cluster ebadge-monitoring-broker ebadge-conformance-broker)
+TEST_BROKERS := $(addprefix $(TEST_DIR)/,ebadge-test-broker ebadge-restart-broker ebadge-demo-broker ebadge-test-cluster ebadge-monitoring-broker ebadge-conformance-broker ebadge-partition-cluster)
 unit:
 	$(CARGO) test --workspace --all-targets --no-fail-fast; status=$$?; \
 	  for dir in $(TEST_BROKERS); do $(CARGO) run -q -p ebadge -- broker down --dir $$dir; done; \

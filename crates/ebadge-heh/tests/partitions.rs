@@ -1,0 +1,699 @@
+//! Network partitions (issue #30), on a three-node cluster whose nodes each run in a network
+//! namespace of their own (`ebadge broker up --namespaces`), with haproxy and every client in the
+//! host's namespace. Each of the four partitions RabbitMQ's Jepsen suite injects (one node
+//! isolated, a majority/minority split, a bridge, a flapping link) is made while a VPP sends
+//! activations to six HEHs whose inboxes are spread over the nodes, and the HEHs answer and report
+//! at a steady rate; then healed. What arrived is counted by a plain pika client we did not write
+//! (`partitions/audit.py`, a second quorum queue per receiver), and by the applications' own
+//! handlers. Per scenario: messages confirmed to a sender and never delivered (asserted 0),
+//! duplicates handed to an application (asserted 0), messages left in outboxes (asserted 0), the
+//! longest time each side could not send or receive, and how long the cluster took to heal
+//! without an operator (asserted: it does). Then the HEH agent's failsafe with the node of its
+//! inbox isolated, and killed with SIGKILL, during an activation.
+//!
+//! `make partitions` runs this file alone with the table printed; `make test` runs it with the
+//! rest. Needs root (namespaces). docs/benchmarks.md ("Network partitions") keeps the figures.
+
+mod common;
+
+use common::{accepted, next_status_report, order_for, start_agent_with, told};
+use ebadge_admin::broker::{End, LocalBroker};
+use ebadge_admin::mgmt::RawApi;
+use ebadge_admin::registry::Registry;
+use ebadge_bus::model::{Message, Report};
+use ebadge_bus::{Client, ClientConfig, EntityName, Profile, SendError};
+use ebadge_heh::failsafe::{BUS_BACK, Behaviour, FAILSAFE, FailsafeConfig};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::OnceCell;
+
+const VPP: &str = "part-vpp";
+const HEHS: usize = 6;
+/// The failsafe tests' controller and HEH.
+const CONTROLLER: &str = "part-ctl";
+const AGENT: &str = "part-agent";
+/// How long each partition lasts (the flapping link: cut and healed within it).
+const FAULT: Duration = Duration::from_secs(40);
+/// Load before the fault and after the heal.
+const WARM_UP: Duration = Duration::from_secs(10);
+const AFTER_HEAL: Duration = Duration::from_secs(20);
+/// How long the cluster may take to heal on its own before the scenario calls it stuck.
+const HEAL_PATIENCE: Duration = Duration::from_secs(180);
+
+fn heh(i: usize) -> String {
+    format!("part-heh-{}", i + 1)
+}
+
+fn name(s: &str) -> EntityName {
+    EntityName::new(s).unwrap()
+}
+
+fn registry() -> Registry {
+    let registry = ebadge_admin::registry::Builder::new()
+        .entity(VPP, None)
+        .entity(CONTROLLER, None)
+        .heh(AGENT, CONTROLLER);
+    (0..HEHS)
+        .fold(registry, |r, i| r.heh(heh(i), VPP))
+        .build()
+        .unwrap()
+}
+
+static CLUSTER: OnceCell<LocalBroker> = OnceCell::const_new();
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn cluster() -> LocalBroker {
+    CLUSTER
+        .get_or_init(|| async { ebadge_testkit::partition_cluster(&registry()).await })
+        .await
+        .clone()
+}
+
+fn profile(broker: &LocalBroker) -> Profile {
+    Profile::load(&broker.profile_path()).unwrap()
+}
+
+async fn client(broker: &LocalBroker, who: &str) -> Arc<Client> {
+    let mut config = ClientConfig::new(profile(broker), name(who));
+    config.reconnect_max = Duration::from_secs(1);
+    Arc::new(Client::connect(config).await.unwrap())
+}
+
+/// The index of the node that holds `queue` (asked through haproxy's management port).
+async fn node_of(broker: &LocalBroker, queue: &str) -> usize {
+    let state = broker.state().unwrap().unwrap();
+    let api = RawApi::new(&state.management());
+    let info = api.get(&format!("queues/%2F/{queue}")).await.unwrap();
+    let node = info["node"].as_str().unwrap_or_default().to_owned();
+    state
+        .nodes
+        .iter()
+        .position(|n| n.name == node)
+        .unwrap_or_else(|| panic!("{queue} is on {node:?}, not a node of the cluster"))
+}
+
+/// Whether every node answers its own management API within 3 s, sees all three running and
+/// lists no partition.
+async fn healthy(broker: &LocalBroker) -> bool {
+    let state = broker.state().unwrap().unwrap();
+    for node in &state.nodes {
+        let api = RawApi::new(&state.node_management(node));
+        let Ok(Ok(nodes)) = tokio::time::timeout(Duration::from_secs(3), api.get("nodes")).await
+        else {
+            return false;
+        };
+        let nodes = nodes.as_array().cloned().unwrap_or_default();
+        let whole = nodes.len() == state.nodes.len()
+            && nodes.iter().all(|n| {
+                n["running"].as_bool() == Some(true)
+                    && n["partitions"].as_array().is_some_and(|p| p.is_empty())
+            });
+        if !whole {
+            return false;
+        }
+    }
+    true
+}
+
+/// Waits until [`healthy`]; how long that took, or None after `patience`.
+async fn healed_within(broker: &LocalBroker, patience: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < patience {
+        if healthy(broker).await {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    None
+}
+
+/// The pika auditor: what it saw, by message id.
+#[derive(Default)]
+struct Audit {
+    deliveries: HashMap<String, u32>,
+    retries: u64,
+    /// The audit queues it consumed at least once.
+    consuming: std::collections::HashSet<String>,
+}
+
+/// Starts `partitions/audit.py` for the VPP and every HEH; its lines fill the returned record.
+fn start_auditor(broker: &LocalBroker) -> (tokio::process::Child, Arc<Mutex<Audit>>) {
+    let pki = broker.pki();
+    let profile = profile(broker);
+    let (host, port) = profile.host_and_port().unwrap();
+    let clients = broker.dir().join("pki").join("clients");
+    let target = |who: &str, source: String| {
+        format!(
+            "{who}:{}:{}:{source}",
+            clients.join(format!("{who}.pem")).display(),
+            clients.join(format!("{who}.key")).display()
+        )
+    };
+    let mut targets = vec![target(
+        VPP,
+        ebadge_bus::conventions::incoming_exchange(&name(VPP)),
+    )];
+    targets.extend((0..HEHS).map(|i| {
+        target(
+            &heh(i),
+            ebadge_bus::conventions::pair_exchange(&name(VPP), &name(&heh(i))),
+        )
+    }));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/partitions/audit.py");
+    let mut child = tokio::process::Command::new("/usr/bin/python3")
+        .arg(script)
+        .args([host, port.to_string()])
+        .arg(pki.ca_cert())
+        .args(targets)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 with pika (python3-pika) is installed: `make deps`");
+    let audit = Arc::new(Mutex::new(Audit::default()));
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let record = audit.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            let mut audit = record.lock().unwrap();
+            if let Some(id) = value["message_id"].as_str() {
+                *audit.deliveries.entry(id.to_owned()).or_default() += 1;
+            } else if value["event"] == "retry" {
+                audit.retries += 1;
+            } else if value["event"] == "consuming" {
+                let who = value["audit"].as_str().unwrap_or_default().to_owned();
+                audit.consuming.insert(who);
+            }
+        }
+    });
+    (child, audit)
+}
+
+/// Waits until the auditor consumes every audit queue (it declared and bound them first).
+async fn auditing(audit: &Arc<Mutex<Audit>>) {
+    let started = Instant::now();
+    while audit.lock().unwrap().consuming.len() < HEHS + 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the pika auditor did not start consuming within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What one scenario's traffic left behind.
+#[derive(Default)]
+struct Traffic {
+    /// Every message sent: (receiver, message id).
+    sent: Vec<(String, String)>,
+    /// Deliveries to the applications' handlers, by message id.
+    handled: HashMap<String, u32>,
+    /// When each receiver's handler got something.
+    handled_at: HashMap<String, Vec<Instant>>,
+    /// Activations answered (accept_activation handled by the VPP).
+    answers: u64,
+}
+
+/// The figures of one scenario, printed as a row of the table in docs/benchmarks.md.
+#[derive(Debug)]
+struct Figures {
+    scenario: &'static str,
+    sent: usize,
+    answers: u64,
+    lost_audit: usize,
+    lost_application: usize,
+    duplicates_application: usize,
+    duplicates_raw: usize,
+    in_outboxes: u64,
+    undelivered: usize,
+    send_stall_vpp: Duration,
+    send_stall_heh: Duration,
+    receive_gap_vpp: Duration,
+    receive_gap_heh: Duration,
+    healed_after: Option<Duration>,
+    reconnects: u64,
+    republished: u64,
+    dropped_duplicates: u64,
+}
+
+impl Figures {
+    const HEADER: &'static str = "| scenario | sent | answers | lost (pika) | lost (app) | dup. to app | dup. raw (pika) | in outboxes | gave up | longest send stall VPP / HEH | longest receive gap VPP / HEH | healed after heal | reconnects | republished | duplicates dropped |";
+
+    fn row(&self) -> String {
+        let s = |d: Duration| format!("{:.1} s", d.as_secs_f64());
+        format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {} | {} | {} | {} |",
+            self.scenario,
+            self.sent,
+            self.answers,
+            self.lost_audit,
+            self.lost_application,
+            self.duplicates_application,
+            self.duplicates_raw,
+            self.in_outboxes,
+            self.undelivered,
+            s(self.send_stall_vpp),
+            s(self.send_stall_heh),
+            s(self.receive_gap_vpp),
+            s(self.receive_gap_heh),
+            self.healed_after.map_or("not within 180 s".into(), s),
+            self.reconnects,
+            self.republished,
+            self.dropped_duplicates,
+        )
+    }
+}
+
+/// The partitions, each made for [`FAULT`] and then healed.
+#[derive(Debug, Clone, Copy)]
+enum Partition {
+    /// Node `k` cut off from the other nodes and from the host (haproxy, the clients).
+    Isolated,
+    /// Node `k` apart from the other two; the host still sees all three.
+    Split,
+    /// Nodes `k` and `m` apart, both still seeing the third (and the host all).
+    Bridge,
+    /// The split, made and healed every 10 s (6 s cut, 4 s whole).
+    Flapping,
+}
+
+impl Partition {
+    fn label(self) -> &'static str {
+        match self {
+            Partition::Isolated => "one node isolated",
+            Partition::Split => "majority/minority",
+            Partition::Bridge => "bridge",
+            Partition::Flapping => "flapping link",
+        }
+    }
+
+    /// Makes the partition with node `k` on the small side (and `m` apart from it in a bridge),
+    /// holds it for [`FAULT`], and heals every link.
+    async fn inject(self, broker: &LocalBroker, k: usize, m: usize) {
+        let split = |cut: bool| {
+            for other in (0..3).filter(|&o| o != k) {
+                if cut {
+                    broker.cut(End::Node(k), End::Node(other)).unwrap();
+                } else {
+                    broker.heal(End::Node(k), End::Node(other)).unwrap();
+                }
+            }
+        };
+        match self {
+            Partition::Isolated => {
+                broker.isolate(k).unwrap();
+                tokio::time::sleep(FAULT).await;
+            }
+            Partition::Split => {
+                split(true);
+                tokio::time::sleep(FAULT).await;
+            }
+            Partition::Bridge => {
+                broker.cut(End::Node(k), End::Node(m)).unwrap();
+                tokio::time::sleep(FAULT).await;
+            }
+            Partition::Flapping => {
+                let started = Instant::now();
+                while started.elapsed() < FAULT {
+                    split(true);
+                    tokio::time::sleep(Duration::from_secs(6)).await;
+                    split(false);
+                    tokio::time::sleep(Duration::from_secs(4)).await;
+                }
+            }
+        }
+        broker.heal_all().unwrap();
+    }
+}
+
+/// The longest time `client` had messages waiting and got no confirm, sampled every 100 ms
+/// until `stop`.
+fn watch_send_stalls(client: Arc<Client>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Duration> {
+    tokio::spawn(async move {
+        let mut longest = Duration::ZERO;
+        let mut last_confirmed = client.counters().confirmed;
+        let mut since = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let counters = client.counters();
+            if counters.confirmed != last_confirmed || counters.buffered == 0 {
+                last_confirmed = counters.confirmed;
+                since = Instant::now();
+            }
+            longest = longest.max(since.elapsed());
+        }
+        longest
+    })
+}
+
+/// The longest time between two deliveries to a handler while the load ran (`from`–`to`).
+fn longest_gap(times: &[Instant], from: Instant, to: Instant) -> Duration {
+    let mut points: Vec<Instant> = times.iter().copied().filter(|t| *t > from && *t < to).collect();
+    points.push(from);
+    points.push(to);
+    points.sort();
+    points.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default()
+}
+
+/// Runs one scenario: the load, the partition, the heal, the drain; counts everything.
+async fn scenario(
+    broker: &LocalBroker,
+    partition: Partition,
+    audit: &Arc<Mutex<Audit>>,
+) -> Figures {
+    assert!(
+        healed_within(broker, HEAL_PATIENCE).await.is_some(),
+        "the cluster is whole before {partition:?}"
+    );
+    let vpp = client(broker, VPP).await;
+    let mut hehs = Vec::new();
+    for i in 0..HEHS {
+        hehs.push(client(broker, &heh(i)).await);
+    }
+    // The small side is the node with the most HEH inboxes (placed at random when provisioned).
+    let mut inboxes = [0usize; 3];
+    for i in 0..HEHS {
+        inboxes[node_of(broker, &format!("private-{}-inbox", heh(i))).await] += 1;
+    }
+    let k = (0..3).max_by_key(|&n| (inboxes[n], 3 - n)).unwrap();
+    let m = (k + 1) % 3;
+    let traffic = Arc::new(Mutex::new(Traffic::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+
+    // The receivers: the VPP records; each HEH records and answers every activation.
+    let record = |traffic: &Arc<Mutex<Traffic>>, me: &str, id: Option<String>| {
+        let mut t = traffic.lock().unwrap();
+        *t.handled.entry(id.unwrap_or_default()).or_default() += 1;
+        t.handled_at.entry(me.to_owned()).or_default().push(Instant::now());
+    };
+    {
+        let (vpp, traffic) = (vpp.clone(), traffic.clone());
+        let mut inbox = vpp.inbox().unwrap();
+        tasks.push(tokio::spawn(async move {
+            while let Some(incoming) = inbox.next().await {
+                record(&traffic, VPP, incoming.message_id.clone());
+                if matches!(incoming.message, Message::AcceptActivation(_)) {
+                    traffic.lock().unwrap().answers += 1;
+                }
+                incoming.ack();
+            }
+        }));
+    }
+    for (i, heh_client) in hehs.iter().enumerate() {
+        let (me, traffic, client) = (heh(i), traffic.clone(), heh_client.clone());
+        let mut inbox = client.inbox().unwrap();
+        tasks.push(tokio::spawn(async move {
+            while let Some(incoming) = inbox.next().await {
+                record(&traffic, &me, incoming.message_id.clone());
+                if let Message::Activate(order) = &incoming.message {
+                    let id = client.send(&name(VPP), &order.accept().into()).unwrap();
+                    traffic.lock().unwrap().sent.push((VPP.into(), id));
+                }
+                incoming.ack();
+            }
+        }));
+    }
+    // The senders: 10 activations a second over the HEHs; each HEH 2 reports a second.
+    let mut senders = Vec::new();
+    {
+        let (vpp, traffic, stop) = (vpp.clone(), traffic.clone(), stop.clone());
+        senders.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let to = heh(n % HEHS);
+                let id = vpp.send(&name(&to), &order_for(300).into()).unwrap();
+                traffic.lock().unwrap().sent.push((to, id));
+                n += 1;
+            }
+        }));
+    }
+    for heh_client in &hehs {
+        let (client, traffic, stop) = (heh_client.clone(), traffic.clone(), stop.clone());
+        senders.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let id = client.send(&name(VPP), &report().into()).unwrap();
+                traffic.lock().unwrap().sent.push((VPP.into(), id));
+            }
+        }));
+    }
+    let stalls: Vec<_> = std::iter::once(&vpp)
+        .chain(&hehs)
+        .map(|c| watch_send_stalls(c.clone(), stop.clone()))
+        .collect();
+
+    let load_started = Instant::now();
+    tokio::time::sleep(WARM_UP).await;
+    eprintln!(
+        "{}: node {} on the small side (HEH inboxes per node: {inboxes:?})",
+        partition.label(),
+        k + 1
+    );
+    partition.inject(broker, k, m).await;
+    let healing = {
+        let broker = broker.clone();
+        tokio::spawn(async move { healed_within(&broker, HEAL_PATIENCE).await })
+    };
+    tokio::time::sleep(AFTER_HEAL).await;
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let load_stopped = Instant::now();
+
+    // The drain: every outbox empties (or the figure says what stayed), then every confirmed
+    // message reaches the auditor and the handlers (or 60 s pass without progress).
+    let mut undelivered = Vec::new();
+    for c in std::iter::once(&vpp).chain(&hehs) {
+        match tokio::time::timeout(Duration::from_secs(180), c.flush()).await {
+            Ok(Err(SendError::Undelivered(lost))) => undelivered.extend(lost),
+            Ok(_) => {}
+            Err(_) => eprintln!("{}: outbox not empty after 180 s", c.name()),
+        }
+    }
+    let in_outboxes: u64 = std::iter::once(&vpp)
+        .chain(&hehs)
+        .map(|c| c.counters().buffered)
+        .sum();
+    let given_up: std::collections::HashSet<&str> =
+        undelivered.iter().map(|u| u.message_id.as_str()).collect();
+    let confirmed: Vec<(String, String)> = traffic
+        .lock()
+        .unwrap()
+        .sent
+        .iter()
+        .filter(|(_, id)| !given_up.contains(id.as_str()))
+        .cloned()
+        .collect();
+    let missing = |seen: &HashMap<String, u32>| {
+        confirmed
+            .iter()
+            .filter(|(_, id)| !seen.contains_key(id))
+            .count()
+    };
+    let mut last = (usize::MAX, usize::MAX);
+    let mut progress_at = Instant::now();
+    loop {
+        let now = (
+            missing(&audit.lock().unwrap().deliveries),
+            missing(&traffic.lock().unwrap().handled),
+        );
+        if now == (0, 0) || progress_at.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        if now != last {
+            last = now;
+            progress_at = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut send_stall = Vec::new();
+    for s in stalls {
+        send_stall.push(s.await.unwrap());
+    }
+    let counters: Vec<_> = std::iter::once(&vpp)
+        .chain(&hehs)
+        .map(|c| c.counters())
+        .collect();
+    for c in std::iter::once(&vpp).chain(&hehs) {
+        c.close(Duration::from_secs(5)).await;
+    }
+    for task in tasks {
+        task.abort();
+    }
+    let healed_after = healing.await.unwrap();
+    let traffic = traffic.lock().unwrap();
+    let audit = audit.lock().unwrap();
+    let gap = |who: &str| {
+        longest_gap(
+            traffic.handled_at.get(who).map_or(&[][..], |v| v),
+            load_started,
+            load_stopped,
+        )
+    };
+    // Duplicates among this scenario's messages only (the audit queues outlive scenarios).
+    let duplicates = |seen: &HashMap<String, u32>| {
+        confirmed
+            .iter()
+            .filter(|(_, id)| seen.get(id).is_some_and(|&n| n > 1))
+            .count()
+    };
+    Figures {
+        scenario: partition.label(),
+        sent: traffic.sent.len(),
+        answers: traffic.answers,
+        lost_audit: missing(&audit.deliveries).saturating_sub(in_outboxes as usize),
+        lost_application: missing(&traffic.handled).saturating_sub(in_outboxes as usize),
+        duplicates_application: duplicates(&traffic.handled),
+        duplicates_raw: duplicates(&audit.deliveries),
+        in_outboxes,
+        undelivered: undelivered.len(),
+        send_stall_vpp: send_stall[0],
+        send_stall_heh: send_stall[1..].iter().copied().max().unwrap_or_default(),
+        receive_gap_vpp: gap(VPP),
+        receive_gap_heh: (0..HEHS).map(|i| gap(&heh(i))).max().unwrap_or_default(),
+        healed_after,
+        reconnects: counters.iter().map(|c| c.reconnects).sum(),
+        republished: counters.iter().map(|c| c.republished).sum(),
+        dropped_duplicates: counters.iter().map(|c| c.duplicates).sum(),
+    }
+}
+
+/// A meter report of the last minute, one value.
+fn report() -> Report {
+    let from = ebadge_bus::model::Time::now()
+        .checked_add(time::Duration::seconds(-60))
+        .unwrap();
+    let power = ebadge_bus::model::SignalName::new("total.p").unwrap();
+    Report::new(from, 60.0, [(power, vec![1.5])].into()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_partitions_under_load_lose_no_confirmed_message_and_heal_on_their_own() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let broker = cluster().await;
+    let (mut auditor, audit) = start_auditor(&broker);
+    auditing(&audit).await;
+    let mut table = Vec::new();
+    for partition in [
+        Partition::Isolated,
+        Partition::Split,
+        Partition::Bridge,
+        Partition::Flapping,
+    ] {
+        let figures = scenario(&broker, partition, &audit).await;
+        eprintln!("{figures:?}");
+        table.push(figures);
+    }
+    let _ = auditor.kill().await;
+    eprintln!(
+        "\nnetwork partitions, 3 nodes, net_ticktime {} s, pause_minority; {} s each\n{}\n{}",
+        ebadge_testkit::PARTITION_TICKTIME,
+        FAULT.as_secs(),
+        Figures::HEADER,
+        "|---".repeat(15) + "|"
+    );
+    for f in &table {
+        eprintln!("{}", f.row());
+    }
+    eprintln!("pika auditor: {} reconnections", audit.lock().unwrap().retries);
+    for f in &table {
+        assert_eq!(f.lost_audit, 0, "{}: confirmed, never seen by pika", f.scenario);
+        assert_eq!(f.lost_application, 0, "{}: confirmed, never handled", f.scenario);
+        assert_eq!(f.duplicates_application, 0, "{}: handled twice", f.scenario);
+        assert_eq!(f.in_outboxes, 0, "{}: left in outboxes", f.scenario);
+        assert_eq!(f.undelivered, 0, "{}: given up", f.scenario);
+        assert!(f.healed_after.is_some(), "{}: did not heal", f.scenario);
+        assert!(f.answers > 0, "{}: no activation answered", f.scenario);
+    }
+}
+
+/// How the node of the agent's inbox fails.
+#[derive(Debug, Clone, Copy)]
+enum InboxFault {
+    Isolated,
+    Killed,
+}
+
+/// The agent's failsafe with its inbox's node failing during an activation: it applies within
+/// the configured time after the agent loses its inbox, and the controller hears the end when
+/// the node is back.
+async fn failsafe_with_the_inbox_node(fault: InboxFault) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let broker = cluster().await;
+    assert!(healed_within(&broker, HEAL_PATIENCE).await.is_some());
+    let controller = client(&broker, CONTROLLER).await;
+    let agent_client = Arc::into_inner(client(&broker, AGENT).await).unwrap();
+    let after = time::Duration::seconds(5);
+    let (running, mut seen) = start_agent_with(
+        agent_client,
+        CONTROLLER,
+        FailsafeConfig {
+            after,
+            behaviour: Behaviour::End,
+        },
+    );
+    let order = order_for(600);
+    accepted(&controller, &name(AGENT), &order).await;
+    let k = node_of(&broker, &format!("private-{AGENT}-inbox")).await;
+
+    let started = Instant::now();
+    match fault {
+        InboxFault::Isolated => broker.isolate(k).unwrap(),
+        InboxFault::Killed => {
+            broker.kill_node(k).unwrap();
+        }
+    }
+    // The agent learns its inbox is gone by its heartbeat (a link to node k: 2 × 10 s) or by the
+    // cancel its node sends when node k is seen gone (net_ticktime: up to 1.25 × 10 s).
+    let noticed_within = Duration::from_secs(20) + Duration::from_secs(5);
+    let failsafe = told(&mut seen, FAILSAFE, noticed_within + Duration::from_secs(5) * 2).await;
+    let applied_after = started.elapsed();
+    assert!(failsafe.to_json().contains(order.id.as_str()));
+    let restored = Instant::now();
+    match fault {
+        InboxFault::Isolated => broker.heal_all().unwrap(),
+        InboxFault::Killed => {
+            broker.up(&Default::default()).await.unwrap();
+        }
+    }
+    told(&mut seen, BUS_BACK, Duration::from_secs(120)).await;
+    let back_after = restored.elapsed();
+    let report = next_status_report(&mut controller.inbox().unwrap()).await;
+    let kinds: Vec<&str> = report.events.iter().map(|e| e.r#type.as_str()).collect();
+    assert_eq!(kinds, ["network_down", "failsafe_end", "network_up"]);
+    eprintln!(
+        "failsafe, inbox node {} {fault:?}: the device was told to apply it {:.1} s after the \
+         fault (failsafe after 5 s), and that the bus is back {:.1} s after the node was; the \
+         controller heard {kinds:?}",
+        k + 1,
+        applied_after.as_secs_f64(),
+        back_after.as_secs_f64()
+    );
+    running.abort();
+    controller.close(Duration::from_secs(5)).await;
+    assert!(
+        healed_within(&broker, HEAL_PATIENCE).await.is_some(),
+        "the cluster is whole again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failsafe_applies_when_the_node_of_the_agents_inbox_is_isolated_and_the_controller_hears_the_end()
+ {
+    failsafe_with_the_inbox_node(InboxFault::Isolated).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failsafe_applies_when_the_node_of_the_agents_inbox_is_killed_and_the_controller_hears_the_end()
+ {
+    failsafe_with_the_inbox_node(InboxFault::Killed).await;
+}
