@@ -31,7 +31,10 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::OnceCell;
 
 const VPP: &str = "part-vpp";
+/// HEHs of ours (they answer activations and report).
 const HEHS: usize = 6;
+/// HEHs that are plain pika consumers of their inboxes (`partitions/audit.py`).
+const PIKA_HEHS: usize = 3;
 /// The failsafe tests' controller and HEH.
 const CONTROLLER: &str = "part-ctl";
 const AGENT: &str = "part-agent";
@@ -47,6 +50,10 @@ fn heh(i: usize) -> String {
     format!("part-heh-{}", i + 1)
 }
 
+fn pika_heh(i: usize) -> String {
+    format!("part-pika-{}", i + 1)
+}
+
 fn name(s: &str) -> EntityName {
     EntityName::new(s).unwrap()
 }
@@ -57,7 +64,9 @@ fn registry() -> Registry {
         .entity(CONTROLLER, None)
         .heh(AGENT, CONTROLLER);
     (0..HEHS)
-        .fold(registry, |r, i| r.heh(heh(i), VPP))
+        .map(heh)
+        .chain((0..PIKA_HEHS).map(pika_heh))
+        .fold(registry, |r, name| r.heh(name, VPP))
         .build()
         .unwrap()
 }
@@ -108,8 +117,9 @@ async fn healthy(broker: &LocalBroker) -> bool {
         let nodes = nodes.as_array().cloned().unwrap_or_default();
         let whole = nodes.len() == state.nodes.len()
             && nodes.iter().all(|n| {
+                // A node lists its own partitions only.
                 n["running"].as_bool() == Some(true)
-                    && n["partitions"].as_array().is_some_and(|p| p.is_empty())
+                    && n["partitions"].as_array().is_none_or(|p| p.is_empty())
             });
         if !whole {
             return false;
@@ -139,7 +149,8 @@ struct Audit {
     consuming: std::collections::HashSet<String>,
 }
 
-/// Starts `partitions/audit.py` for the VPP and every HEH; its lines fill the returned record.
+/// Starts `partitions/audit.py`: a second copy of the VPP's incoming messages, and the pika
+/// HEHs' inboxes; its lines fill the returned record.
 fn start_auditor(broker: &LocalBroker) -> (tokio::process::Child, Arc<Mutex<Audit>>) {
     let pki = broker.pki();
     let profile = profile(broker);
@@ -156,12 +167,7 @@ fn start_auditor(broker: &LocalBroker) -> (tokio::process::Child, Arc<Mutex<Audi
         VPP,
         ebadge_bus::conventions::incoming_exchange(&name(VPP)),
     )];
-    targets.extend((0..HEHS).map(|i| {
-        target(
-            &heh(i),
-            ebadge_bus::conventions::pair_exchange(&name(VPP), &name(&heh(i))),
-        )
-    }));
+    targets.extend((0..PIKA_HEHS).map(|i| target(&pika_heh(i), "inbox".into())));
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/partitions/audit.py");
     let mut child = tokio::process::Command::new("/usr/bin/python3")
         .arg(script)
@@ -195,7 +201,7 @@ fn start_auditor(broker: &LocalBroker) -> (tokio::process::Child, Arc<Mutex<Audi
 /// Waits until the auditor consumes every audit queue (it declared and bound them first).
 async fn auditing(audit: &Arc<Mutex<Audit>>) {
     let started = Instant::now();
-    while audit.lock().unwrap().consuming.len() < HEHS + 1 {
+    while audit.lock().unwrap().consuming.len() < PIKA_HEHS + 1 {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "the pika auditor did not start consuming within 60 s"
@@ -240,7 +246,7 @@ struct Figures {
 }
 
 impl Figures {
-    const HEADER: &'static str = "| scenario | sent | answers | lost (pika) | lost (app) | dup. to app | dup. raw (pika) | in outboxes | gave up | longest send stall VPP / HEH | longest receive gap VPP / HEH | healed after heal | reconnects | republished | duplicates dropped |";
+    const HEADER: &'static str = "| scenario | sent | answers | lost (pika) | lost (ours) | dup. to ours | dup. to pika | in outboxes | gave up | longest send stall VPP / HEH | longest receive gap VPP / HEH | healed after heal | reconnects | republished | duplicates dropped |";
 
     fn row(&self) -> String {
         let s = |d: Duration| format!("{:.1} s", d.as_secs_f64());
@@ -375,8 +381,8 @@ async fn scenario(
     }
     // The small side is the node with the most HEH inboxes (placed at random when provisioned).
     let mut inboxes = [0usize; 3];
-    for i in 0..HEHS {
-        inboxes[node_of(broker, &format!("private-{}-inbox", heh(i))).await] += 1;
+    for who in (0..HEHS).map(heh).chain((0..PIKA_HEHS).map(pika_heh)) {
+        inboxes[node_of(broker, &format!("private-{who}-inbox")).await] += 1;
     }
     let k = (0..3).max_by_key(|&n| (inboxes[n], 3 - n)).unwrap();
     let m = (k + 1) % 3;
@@ -417,7 +423,7 @@ async fn scenario(
             }
         }));
     }
-    // The senders: 10 activations a second over the HEHs; each HEH 2 reports a second.
+    // The senders: 10 activations a second over all HEHs; each HEH of ours 2 reports a second.
     let mut senders = Vec::new();
     {
         let (vpp, traffic, stop) = (vpp.clone(), traffic.clone(), stop.clone());
@@ -426,7 +432,11 @@ async fn scenario(
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
                 tick.tick().await;
-                let to = heh(n % HEHS);
+                let to = if n % (HEHS + PIKA_HEHS) < HEHS {
+                    heh(n % (HEHS + PIKA_HEHS))
+                } else {
+                    pika_heh(n % (HEHS + PIKA_HEHS) - HEHS)
+                };
                 let id = vpp.send(&name(&to), &order_for(300).into()).unwrap();
                 traffic.lock().unwrap().sent.push((to, id));
                 n += 1;
@@ -492,18 +502,22 @@ async fn scenario(
         .filter(|(_, id)| !given_up.contains(id.as_str()))
         .cloned()
         .collect();
-    let missing = |seen: &HashMap<String, u32>| {
+    // pika counts what reaches the VPP (a second copy) and the pika HEHs (their inboxes); the
+    // handlers of ours count what reaches the VPP and our HEHs.
+    let by_pika = |to: &str| to == VPP || to.starts_with("part-pika-");
+    let by_ours = |to: &str| !to.starts_with("part-pika-");
+    let missing = |seen: &HashMap<String, u32>, counts: &dyn Fn(&str) -> bool| {
         confirmed
             .iter()
-            .filter(|(_, id)| !seen.contains_key(id))
+            .filter(|(to, id)| counts(to) && !seen.contains_key(id))
             .count()
     };
     let mut last = (usize::MAX, usize::MAX);
     let mut progress_at = Instant::now();
     loop {
         let now = (
-            missing(&audit.lock().unwrap().deliveries),
-            missing(&traffic.lock().unwrap().handled),
+            missing(&audit.lock().unwrap().deliveries, &by_pika),
+            missing(&traffic.lock().unwrap().handled, &by_ours),
         );
         if now == (0, 0) || progress_at.elapsed() > Duration::from_secs(60) {
             break;
@@ -539,21 +553,22 @@ async fn scenario(
             load_stopped,
         )
     };
-    // Duplicates among this scenario's messages only (the audit queues outlive scenarios).
-    let duplicates = |seen: &HashMap<String, u32>| {
+    // Duplicates among this scenario's messages only (the audit queue outlives scenarios).
+    let duplicates = |seen: &HashMap<String, u32>, counts: &dyn Fn(&str) -> bool| {
         confirmed
             .iter()
-            .filter(|(_, id)| seen.get(id).is_some_and(|&n| n > 1))
+            .filter(|(to, id)| counts(to) && seen.get(id).is_some_and(|&n| n > 1))
             .count()
     };
     Figures {
         scenario: partition.label(),
         sent: traffic.sent.len(),
         answers: traffic.answers,
-        lost_audit: missing(&audit.deliveries).saturating_sub(in_outboxes as usize),
-        lost_application: missing(&traffic.handled).saturating_sub(in_outboxes as usize),
-        duplicates_application: duplicates(&traffic.handled),
-        duplicates_raw: duplicates(&audit.deliveries),
+        lost_audit: missing(&audit.deliveries, &by_pika).saturating_sub(in_outboxes as usize),
+        lost_application: missing(&traffic.handled, &by_ours)
+            .saturating_sub(in_outboxes as usize),
+        duplicates_application: duplicates(&traffic.handled, &by_ours),
+        duplicates_raw: duplicates(&audit.deliveries, &by_pika),
         in_outboxes,
         undelivered: undelivered.len(),
         send_stall_vpp: send_stall[0],

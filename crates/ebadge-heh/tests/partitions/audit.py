@@ -1,13 +1,18 @@
 #!/usr/bin/python3
-"""The auditor of the partition tests: a plain pika client (nothing of ours imported) that keeps a
-second copy of what each entity receives, and says what arrived.
+"""The auditor of the partition tests: plain pika clients (nothing of ours imported) that say what
+arrived.
 
-    audit.py HOST PORT CA NAME:CERT:KEY:SOURCE_EXCHANGE ...
+    audit.py HOST PORT CA NAME:CERT:KEY:SOURCE ...
 
-For each NAME it declares the quorum queue private-NAME-audit in NAME's own namespace (with
-NAME's certificate, SASL EXTERNAL, as D3.2.3 lets every entity do there), binds it to
-SOURCE_EXCHANGE with '#' (a back-end entity's private-NAME-in, or an HEH's SENDER-to-NAME), and
-consumes it with manual acknowledgements. It prints one JSON line per delivery,
+With NAME's certificate (SASL EXTERNAL), for each NAME it reads either
+- SOURCE `inbox`: NAME's own inbox, private-NAME-inbox: it is that HEH's application; or
+- SOURCE an exchange: a second copy of what NAME receives, in the quorum queue
+  private-NAME-audit that it declares in NAME's namespace (as D3.2.3 lets every entity do there)
+  and binds to SOURCE with '#'. Only for a back-end entity's incoming exchange (private-NAME-in),
+  whose inbox is a quorum queue too: a second queue bound to an HEH's pair exchange would change
+  what the broker does when the HEH's classic inbox is down (the message still routes to the
+  audit queue, so it is confirmed instead of returned to its sender, and the inbox never gets it).
+Deliveries are acknowledged by hand. It prints one JSON line per delivery,
 {"audit": NAME, "message_id", "user_id", "redelivered"}, before acknowledging it, and
 {"audit": NAME, "event": "consuming"} each time it (re)starts consuming. A lost connection or a
 cancelled consumer is retried every half second, forever: the test ends it with SIGTERM.
@@ -48,8 +53,11 @@ def audit(host, port, ca, name, cert, key, source):
         try:
             connection = pika.BlockingConnection(params)
             channel = connection.channel()
-            channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
-            channel.queue_bind(queue, source, routing_key="#")
+            if source == "inbox":
+                queue = f"private-{name}-inbox"
+            else:
+                channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+                channel.queue_bind(queue, source, routing_key="#")
             channel.basic_qos(prefetch_count=200)
 
             def seen(ch, method, props, body):
