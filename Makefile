@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: deps demo test test-rabbitmq4 lint cross unit bench bench-python fuzz build python python-release
+.PHONY: partitions deps demo test test-rabbitmq4 lint cross unit bench bench-python fuzz build python python-release
 
 deps:
 	@scripts/install-deps.sh
@@ -40,7 +40,8 @@ cross: deps
 	$(CARGO) build -p ebadge -p ebadge-heh --target x86_64-pc-windows-gnu --bins --examples
 
 # The tests boot one shared broker (TEST_DIR/ebadge-test-broker), one they restart, one for
-# the demo, one scraped by a real Prometheus, one the conformance kit restarts and a three-node cluster; all are stopped at the end whether or not the tests pass.
+# the demo, one scraped by a real Prometheus, one the conformance kit restarts, a three-node cluster and one whose nodes live in network
+# namespaces (the partition tests); all are stopped at the end whether or not the tests pass.
 TEST_DIR ?= target/tmp
 export EBADGE_TEST_DIR := $(abspath $(TEST_DIR))
 TEST_BROKERS := $(addprefix $(TEST_DIR)/,ebadge-test-broker ebadge-restart-broker ebadge-demo-broker ebadge-test-cluster ebadge-monitoring-broker ebadge-conformance-broker ebadge-partition-cluster)
@@ -49,6 +50,12 @@ unit:
 	  for dir in $(TEST_BROKERS); do $(CARGO) run -q -p ebadge -- broker down --dir $$dir; done; \
 	  exit $$status
 	$(CARGO) test --workspace --doc
+
+## The network partitions of issue #30 alone, with their table printed (also in
+## TEST_DIR/partitions.md; `make test` runs them with the rest). Needs root.
+partitions: deps
+	$(CARGO) test -p ebadge-heh --test partitions -- --nocapture; status=$$?; \
+	  $(CARGO) run -q -p ebadge -- broker down --dir $(TEST_DIR)/ebadge-partition-cluster; exit $$status
 
 ## The broker tests again on Debian 13's RabbitMQ 4.0 (on Debian 12, in a Debian 13 tree that
 ## scripts/rabbitmq4.sh makes once), with broker directories of their own.

@@ -36,9 +36,7 @@ fn broker_addr(profile: &Profile) -> std::net::SocketAddr {
 }
 
 mod common;
-use common::{
-    accepted, next_status_report, order_for, start_agent_with, status_report, told,
-};
+use common::{accepted, next_status_report, order_for, start_agent_with, status_report, told};
 
 /// Runs the agent for `heh` with a [`Recorder`] as its device and a 2-s failsafe; returns its
 /// task and what the device is told.

@@ -145,7 +145,14 @@ impl LocalBroker {
         for i in 0..state.nodes.len() {
             let routes = run(
                 "ip",
-                &["-n", &network.namespace(i), "route", "show", "type", "blackhole"],
+                &[
+                    "-n",
+                    &network.namespace(i),
+                    "route",
+                    "show",
+                    "type",
+                    "blackhole",
+                ],
             )?;
             for peer in (0..state.nodes.len())
                 .map(End::Node)
@@ -164,11 +171,20 @@ impl LocalBroker {
         Ok(cuts)
     }
 
-    fn heal_host_side(&self, state: &BrokerState, network: &NetworkState) -> Result<(), BrokerError> {
+    fn heal_host_side(
+        &self,
+        state: &BrokerState,
+        network: &NetworkState,
+    ) -> Result<(), BrokerError> {
         for i in 0..state.nodes.len() {
             let _ = run(
                 "ip",
-                &["route", "del", "blackhole", &format!("{}/32", network.node_address(i))],
+                &[
+                    "route",
+                    "del",
+                    "blackhole",
+                    &format!("{}/32", network.node_address(i)),
+                ],
             );
         }
         Ok(())
@@ -224,7 +240,13 @@ impl LocalBroker {
             run("ip", &["link", "add", bridge, "type", "bridge"])?;
             run(
                 "ip",
-                &["addr", "add", &format!("{}/24", network.host_address()), "dev", bridge],
+                &[
+                    "addr",
+                    "add",
+                    &format!("{}/24", network.host_address()),
+                    "dev",
+                    bridge,
+                ],
             )?;
             run("ip", &["link", "set", bridge, "up"])?;
         }
@@ -242,7 +264,10 @@ impl LocalBroker {
             run("ip", &["netns", "add", &namespace])?;
             run(
                 "ip",
-                &["link", "add", &outside, "type", "veth", "peer", "name", "eth0", "netns", &namespace],
+                &[
+                    "link", "add", &outside, "type", "veth", "peer", "name", "eth0", "netns",
+                    &namespace,
+                ],
             )?;
             run("ip", &["link", "set", &outside, "master", bridge, "up"])?;
             let inside = |args: &[&str]| {

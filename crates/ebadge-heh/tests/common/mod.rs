@@ -119,4 +119,3 @@ pub async fn next_status_report(inbox: &mut ebadge_bus::Inbox) -> ebadge_bus::mo
         }
     }
 }
-
