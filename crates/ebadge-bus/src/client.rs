@@ -363,6 +363,13 @@ impl Client {
         self.shared.snapshot().0
     }
 
+    /// How long the oldest message in the outbox has waited for the broker's confirm; None when
+    /// nothing waits. The age of what the counters' `buffered` counts: it grows while a
+    /// receiver's queue is down or the broker unreachable.
+    pub fn oldest_unconfirmed(&self) -> Option<Duration> {
+        self.shared.snapshot().1
+    }
+
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }

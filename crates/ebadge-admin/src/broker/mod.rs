@@ -128,10 +128,23 @@ pub enum BrokerError {
     NotNamespaced(PathBuf),
     /// Namespaces were asked for by a user who cannot make them.
     #[error(
-        "--namespaces makes a network namespace per node and a bridge: run it as root (or in a \
-         container with CAP_NET_ADMIN)"
+        "a cluster set up with --namespaces has a network namespace per node and a bridge: \
+         making, cutting and removing them needs root (`sudo ebadge broker …`)"
     )]
     NeedsRoot,
+    /// A setting fixed when the directory was set up was asked with another value.
+    #[error(
+        "{dir} was set up with {what} {has}: it stays so. Use another directory, or stop this \
+         broker (`ebadge broker down --dir {dir}`) and remove the directory"
+    )]
+    Fixed {
+        /// The broker directory.
+        dir: PathBuf,
+        /// The option.
+        what: &'static str,
+        /// What the directory has, in words.
+        has: String,
+    },
     /// An `ip` command that sets up or cuts the nodes' network failed.
     #[error("{command} failed: {output}")]
     Network {
@@ -153,11 +166,35 @@ pub enum BrokerError {
     },
 }
 
+impl LocalBroker {
+    /// Refuses `--namespaces` or `--net-ticktime` for a directory set up otherwise.
+    fn check_fixed(&self, state: &BrokerState, options: &UpOptions) -> Result<(), BrokerError> {
+        let fixed = |what, has: String| BrokerError::Fixed {
+            dir: self.dir.clone(),
+            what,
+            has,
+        };
+        if options.namespaces && state.network.is_none() {
+            return Err(fixed(
+                "namespaces",
+                "none (its nodes share the host's network)".into(),
+            ));
+        }
+        match (options.net_ticktime, state.net_ticktime) {
+            (Some(asked), has) if has != Some(asked) => Err(fixed(
+                "net_ticktime",
+                has.map_or_else(|| "60 s (RabbitMQ's default)".into(), |s| format!("{s} s")),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// `program`, run in `node`'s network namespace if it has one (where its `epmd` listens).
 fn in_namespace(node: &NodeState, program: &Path) -> Command {
     match &node.namespace {
         Some(namespace) => {
-            let mut command = Command::new("ip");
+            let mut command = Command::new(network::IP);
             command.args(["netns", "exec", namespace]).arg(program);
             command
         }
@@ -404,6 +441,7 @@ impl LocalBroker {
                 });
             }
             Some(mut state) => {
+                self.check_fixed(&state, options)?;
                 let status = self.status()?;
                 let any_node_up = status.nodes.iter().any(|n| n.pid.is_some());
                 state.statistics_interval = statistics_interval(
@@ -441,11 +479,12 @@ impl LocalBroker {
         let mut names = vec!["localhost".to_owned(), "127.0.0.1".into(), "::1".into()];
         names.extend(options.hosts.iter().cloned());
         names.extend(state.nodes.iter().filter_map(|n| n.address.clone()));
+        self.pki().init(&names)?;
+        // Before the network: a failed `up` leaves a state that `down` removes it by.
+        self.write_state(&state)?;
         if let Some(network) = &state.network {
             self.network_up(&state, network)?;
         }
-        self.pki().init(&names)?;
-        self.write_state(&state)?;
         let starting: Vec<&NodeState> = state
             .nodes
             .iter()
@@ -535,6 +574,9 @@ impl LocalBroker {
         let Some(state) = self.state()? else {
             return Ok(false);
         };
+        if state.network.is_some() && !network::is_root() {
+            return Err(BrokerError::NeedsRoot);
+        }
         let mut stopped = false;
         if let Some(pid) = self.haproxy_pid() {
             stop_process(pid, || self.haproxy_pid().is_some());
@@ -571,11 +613,12 @@ impl LocalBroker {
                 .map(|h| h.join().expect("a stopping thread does not panic"))
                 .collect()
         });
+        // The network goes whatever a node's stop said: namespaces left behind would hold ports.
+        if let Some(network) = &state.network {
+            self.network_down(state, network)?;
+        }
         for result in results {
             stopped |= result?;
-        }
-        if let Some(network) = &state.network {
-            self.network_down(state, network);
         }
         Ok(stopped)
     }

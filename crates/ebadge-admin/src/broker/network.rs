@@ -26,6 +26,9 @@ use super::{BrokerError, LocalBroker};
 use serde::{Deserialize, Serialize};
 use std::process::{Command, Stdio};
 
+/// iproute2's `ip` (run as root: never looked up on the PATH).
+pub(super) const IP: &str = "/usr/sbin/ip";
+
 /// The namespaces of a local cluster, kept in `broker.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkState {
@@ -40,7 +43,7 @@ impl NetworkState {
     /// A network for the cluster whose haproxy listens on `port`, on a subnet no interface of
     /// the host uses yet.
     pub(super) fn choose(port: u16) -> Result<Self, BrokerError> {
-        let addresses = run("ip", &["-o", "-4", "addr", "show"])?;
+        let addresses = run(IP, &["-o", "-4", "addr", "show"])?;
         let bridge = format!("ebn{port}");
         let start = (port % 200) as u8 + 20;
         (0..200u8)
@@ -77,7 +80,7 @@ impl NetworkState {
 }
 
 /// One end of a link that [`LocalBroker::cut`] cuts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum End {
     /// Node `i` (0-based).
     Node(usize),
@@ -95,13 +98,29 @@ impl std::fmt::Display for End {
 }
 
 impl LocalBroker {
-    /// The namespaced network, or why there is none.
+    /// The namespaced network, or why there is none (never set up, or not there now).
     fn network(&self) -> Result<(BrokerState, NetworkState), BrokerError> {
         let state = self.existing_state()?;
         let network = state
             .network
             .clone()
             .ok_or_else(|| BrokerError::NotNamespaced(self.dir.clone()))?;
+        if !is_root() {
+            return Err(BrokerError::NeedsRoot);
+        }
+        if !std::path::Path::new("/sys/class/net")
+            .join(&network.bridge)
+            .exists()
+        {
+            return Err(BrokerError::Network {
+                command: format!("find the bridge {}", network.bridge),
+                output: format!(
+                    "the cluster's network is not there (stopped, or the machine restarted): \
+                     `ebadge broker up --dir {}` makes it again",
+                    self.dir.display()
+                ),
+            });
+        }
         Ok((state, network))
     }
 
@@ -215,10 +234,11 @@ impl LocalBroker {
                 args.extend(["-n", namespace.as_str()]);
             }
             args.extend(["route", verb, "blackhole", target.as_str()]);
-            match run("ip", &args) {
+            match run(IP, &args) {
                 Ok(_) => {}
-                // Healing a link that is not cut.
-                Err(_) if verb == "del" => {}
+                // Healing a link that is not cut: "RTNETLINK answers: No such process".
+                Err(BrokerError::Network { output, .. })
+                    if verb == "del" && output.contains("No such process") => {}
                 Err(e) => return Err(e),
             }
         }
@@ -236,8 +256,23 @@ impl LocalBroker {
             return Err(BrokerError::NeedsRoot);
         }
         let bridge = &network.bridge;
-        if run("ip", &["link", "show", bridge]).is_err() {
-            run("ip", &["link", "add", bridge, "type", "bridge"])?;
+        if run(IP, &["link", "show", bridge]).is_ok() {
+            // Ours only if it carries our address: another broker's bridge is never taken over
+            // (its `down` would end our nodes' processes).
+            let addresses = run(IP, &["-o", "-4", "addr", "show", "dev", bridge])?;
+            if !addresses.contains(&format!(" {}/24", network.host_address())) {
+                return Err(BrokerError::Network {
+                    command: format!("use the bridge {bridge}"),
+                    output: format!(
+                        "{bridge} exists without {}: it belongs to another broker or program. \
+                         Stop that broker (`ebadge broker down`) or remove the bridge \
+                         (`ip link del {bridge}`), then try again",
+                        network.host_address()
+                    ),
+                });
+            }
+        } else {
+            run(IP, &["link", "add", bridge, "type", "bridge"])?;
             run(
                 "ip",
                 &[
@@ -248,20 +283,29 @@ impl LocalBroker {
                     bridge,
                 ],
             )?;
-            run("ip", &["link", "set", bridge, "up"])?;
+            run(IP, &["link", "set", bridge, "up"])?;
         }
-        let namespaces = run("ip", &["netns", "list"])?;
+        let namespaces = run(IP, &["netns", "list"])?;
         for i in 0..state.nodes.len() {
             let namespace = network.namespace(i);
+            let outside = format!("{namespace}h");
             if namespaces
                 .lines()
                 .any(|l| l.split_whitespace().next() == Some(namespace.as_str()))
             {
-                continue;
+                let complete = run(
+                    IP,
+                    &["-n", &namespace, "-o", "-4", "addr", "show", "dev", "eth0"],
+                )
+                .is_ok_and(|a| a.contains(&format!(" {}/24", network.node_address(i))));
+                if complete {
+                    continue;
+                }
+                // Half made by an `up` that failed: made again.
+                let _ = run(IP, &["netns", "del", &namespace]);
             }
-            let outside = format!("{namespace}h");
-            let _ = run("ip", &["link", "del", &outside]);
-            run("ip", &["netns", "add", &namespace])?;
+            let _ = run(IP, &["link", "del", &outside]);
+            run(IP, &["netns", "add", &namespace])?;
             run(
                 "ip",
                 &[
@@ -269,11 +313,11 @@ impl LocalBroker {
                     &namespace,
                 ],
             )?;
-            run("ip", &["link", "set", &outside, "master", bridge, "up"])?;
+            run(IP, &["link", "set", &outside, "master", bridge, "up"])?;
             let inside = |args: &[&str]| {
                 let mut all = vec!["-n", namespace.as_str()];
                 all.extend(args);
-                run("ip", &all)
+                run(IP, &all)
             };
             inside(&[
                 "addr",
@@ -290,20 +334,36 @@ impl LocalBroker {
 
     /// Removes the namespaces and the bridge, ending what still runs in them (`epmd`, which
     /// every node starts and which outlives it).
-    pub(super) fn network_down(&self, state: &BrokerState, network: &NetworkState) {
+    pub(super) fn network_down(
+        &self,
+        state: &BrokerState,
+        network: &NetworkState,
+    ) -> Result<(), BrokerError> {
+        if !is_root() {
+            return Err(BrokerError::NeedsRoot);
+        }
         for i in 0..state.nodes.len() {
             let namespace = network.namespace(i);
-            if let Ok(pids) = run("ip", &["netns", "pids", &namespace]) {
+            if let Ok(pids) = run(IP, &["netns", "pids", &namespace]) {
                 for pid in pids.split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
+                    let _ = Command::new("/bin/kill").args(["-9", pid]).status();
                 }
             }
-            let _ = run("ip", &["netns", "del", &namespace]);
+            let _ = run(IP, &["netns", "del", &namespace]);
             // Not always removed with its namespace (seen under gVisor).
-            let _ = run("ip", &["link", "del", &format!("{namespace}h")]);
+            let _ = run(IP, &["link", "del", &format!("{namespace}h")]);
         }
-        let _ = self.heal_host_side(state, network);
-        let _ = run("ip", &["link", "del", &network.bridge]);
+        heal_host_side(state, network);
+        let _ = run(IP, &["link", "del", &network.bridge]);
+        Ok(())
+    }
+}
+
+/// Removes the host's half of every cut (a route to a node's address).
+fn heal_host_side(state: &BrokerState, network: &NetworkState) {
+    for i in 0..state.nodes.len() {
+        let node = format!("{}/32", network.node_address(i));
+        let _ = run(IP, &["route", "del", "blackhole", &node]);
     }
 }
 
@@ -327,6 +387,13 @@ fn run(program: &str, args: &[&str]) -> Result<String, BrokerError> {
     }
 }
 
-fn is_root() -> bool {
-    run("id", &["-u"]).is_ok_and(|uid| uid.trim() == "0")
+/// Whether we run as root (the owner of `/proc/self` is the effective user).
+pub(super) fn is_root() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    }
+    #[cfg(not(unix))]
+    false
 }
