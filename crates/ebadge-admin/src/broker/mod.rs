@@ -664,18 +664,6 @@ impl LocalBroker {
         Ok(())
     }
 
-    /// Restarts RabbitMQ on node `index` (0-based) inside its running Erlang VM
-    /// (`rabbitmqctl stop_app`, then `start_app`): the operator's step for a node whose RabbitMQ
-    /// did not come back by itself after a partition paused it (seen with 3.10.8: the restart
-    /// fails in `rabbit_mgmt_external_stats` and leaves the node up but serving nothing; its
-    /// classic queues stay `down`).
-    pub fn restart_app(&self, index: usize) -> Result<(), BrokerError> {
-        let state = self.existing_state()?;
-        let node = &state.nodes[index];
-        self.ctl_node(node, &["stop_app"])?;
-        self.ctl_node(node, &["start_app"]).map(|_| ())
-    }
-
     /// Kills node `index` (0-based) with SIGKILL, as a crash would: no clean shutdown, its
     /// connections die with it. `up` starts it again. Returns the pid killed.
     pub fn kill_node(&self, index: usize) -> Result<Option<u32>, BrokerError> {
