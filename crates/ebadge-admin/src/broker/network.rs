@@ -6,9 +6,10 @@
 //! Each node `i` (0-based) lives in namespace `BRIDGE-(i+1)` with address `10.78.S.(11+i)` on a
 //! veth whose other end joins the bridge `BRIDGE` (address `10.78.S.1`) in the host's
 //! namespace. Nodes name each other by address (`ebadge-PORT@10.78.S.11`, long names), so no
-//! host file is touched. A cut is a `blackhole` route on both ends: packets are dropped
-//! silently, as when a switch fails, and each side learns of it only by its own timeouts
-//! (Erlang's `net_ticktime`, AMQP heartbeats, haproxy's checks).
+//! host file is touched. A cut is a `blackhole` route in each node's namespace (for a link to
+//! the host, in the node's only): packets are dropped silently, as when a switch fails, and each
+//! side learns of it only by its own timeouts (Erlang's `net_ticktime`, AMQP heartbeats,
+//! haproxy's checks).
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), ebadge_admin::broker::BrokerError> {
@@ -150,11 +151,11 @@ impl LocalBroker {
         for i in 0..state.nodes.len() {
             let namespace = network.namespace(i);
             run(
-                "ip",
+                IP,
                 &["-n", &namespace, "route", "flush", "type", "blackhole"],
             )?;
         }
-        self.heal_host_side(&state, &network)
+        Ok(())
     }
 
     /// The links cut now, each once (`a < b`).
@@ -163,7 +164,7 @@ impl LocalBroker {
         let mut cuts = Vec::new();
         for i in 0..state.nodes.len() {
             let routes = run(
-                "ip",
+                IP,
                 &[
                     "-n",
                     &network.namespace(i),
@@ -190,26 +191,9 @@ impl LocalBroker {
         Ok(cuts)
     }
 
-    fn heal_host_side(
-        &self,
-        state: &BrokerState,
-        network: &NetworkState,
-    ) -> Result<(), BrokerError> {
-        for i in 0..state.nodes.len() {
-            let _ = run(
-                "ip",
-                &[
-                    "route",
-                    "del",
-                    "blackhole",
-                    &format!("{}/32", network.node_address(i)),
-                ],
-            );
-        }
-        Ok(())
-    }
-
-    /// `ip route {replace|del} blackhole` on both ends of the link `a`–`b`.
+    /// `ip route {replace|del} blackhole` in the namespace of each node end of the link `a`–`b`.
+    /// Not in the host's: there a local sender (haproxy) could be told at once, where a real cut
+    /// leaves it to its timeouts; a node that drops its replies to the host is enough.
     fn set_link(&self, a: End, b: End, verb: &str) -> Result<(), BrokerError> {
         let (state, network) = self.network()?;
         for end in [a, b] {
@@ -226,15 +210,10 @@ impl LocalBroker {
             return Ok(());
         }
         for (here, there) in [(a, b), (b, a)] {
+            let End::Node(i) = here else { continue };
             let target = format!("{}/32", network.address(there));
-            let mut args = Vec::new();
-            let namespace;
-            if let End::Node(i) = here {
-                namespace = network.namespace(i);
-                args.extend(["-n", namespace.as_str()]);
-            }
-            args.extend(["route", verb, "blackhole", target.as_str()]);
-            match run(IP, &args) {
+            let namespace = network.namespace(i);
+            match run(IP, &["-n", &namespace, "route", verb, "blackhole", &target]) {
                 Ok(_) => {}
                 // Healing a link that is not cut: "RTNETLINK answers: No such process".
                 Err(BrokerError::Network { output, .. })
@@ -274,7 +253,7 @@ impl LocalBroker {
         } else {
             run(IP, &["link", "add", bridge, "type", "bridge"])?;
             run(
-                "ip",
+                IP,
                 &[
                     "addr",
                     "add",
@@ -307,7 +286,7 @@ impl LocalBroker {
             let _ = run(IP, &["link", "del", &outside]);
             run(IP, &["netns", "add", &namespace])?;
             run(
-                "ip",
+                IP,
                 &[
                     "link", "add", &outside, "type", "veth", "peer", "name", "eth0", "netns",
                     &namespace,
@@ -353,17 +332,8 @@ impl LocalBroker {
             // Not always removed with its namespace (seen under gVisor).
             let _ = run(IP, &["link", "del", &format!("{namespace}h")]);
         }
-        heal_host_side(state, network);
         let _ = run(IP, &["link", "del", &network.bridge]);
         Ok(())
-    }
-}
-
-/// Removes the host's half of every cut (a route to a node's address).
-fn heal_host_side(state: &BrokerState, network: &NetworkState) {
-    for i in 0..state.nodes.len() {
-        let node = format!("{}/32", network.node_address(i));
-        let _ = run(IP, &["route", "del", "blackhole", &node]);
     }
 }
 
@@ -396,4 +366,107 @@ pub(super) fn is_root() -> bool {
     }
     #[cfg(not(unix))]
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{LocalBroker, UpOptions};
+    use super::*;
+
+    #[test]
+    fn each_node_has_a_namespace_and_an_address_of_its_own_on_the_hosts_subnet() {
+        let network = NetworkState {
+            bridge: "ebn5671".into(),
+            subnet: 42,
+        };
+        assert_eq!(network.host_address(), "10.78.42.1");
+        assert_eq!(network.node_address(0), "10.78.42.11");
+        assert_eq!(network.node_address(2), "10.78.42.13");
+        assert_eq!(network.namespace(2), "ebn5671-3");
+        assert_eq!(End::Node(0).to_string(), "node 1");
+        assert_eq!(End::Host.to_string(), "host");
+    }
+
+    #[test]
+    fn a_namespaced_node_is_named_by_its_address_and_listens_there_with_the_ticktime_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = LocalBroker::new(dir.path());
+        broker.pki().init(&["localhost".to_owned()]).unwrap();
+        let options = UpOptions {
+            nodes: Some(3),
+            namespaces: true,
+            net_ticktime: Some(10),
+            ..Default::default()
+        };
+        let state = broker.new_state(&options).unwrap();
+        let network = state.network.clone().expect("a network");
+        let node = &state.nodes[1];
+        assert_eq!(
+            node.address.as_deref(),
+            Some(network.node_address(1).as_str())
+        );
+        assert_eq!(
+            node.namespace.as_deref(),
+            Some(network.namespace(1).as_str())
+        );
+        assert!(
+            node.name
+                .ends_with(&format!("@{}", network.node_address(1)))
+        );
+        broker.write_config(&state, node).unwrap();
+        let conf = std::fs::read_to_string(broker.node_dir(node).join("rabbitmq.conf")).unwrap();
+        for line in [
+            format!("management.tcp.ip = {}", network.node_address(1)),
+            format!("prometheus.tcp.ip = {}", network.node_address(1)),
+            "net_ticktime = 10".to_owned(),
+        ] {
+            assert!(conf.lines().any(|l| l == line), "{line} in\n{conf}");
+        }
+        let env = broker.env(node);
+        assert!(
+            env.iter()
+                .any(|(k, v)| *k == "RABBITMQ_USE_LONGNAME" && v.as_os_str() == "true")
+        );
+        // On the host's loopback, nothing of this.
+        let plain = broker
+            .new_state(&UpOptions {
+                nodes: Some(3),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(plain.network.is_none() && plain.nodes[0].name.ends_with("@localhost"));
+        assert!(
+            !broker
+                .env(&plain.nodes[0])
+                .iter()
+                .any(|(k, _)| *k == "RABBITMQ_USE_LONGNAME")
+        );
+    }
+
+    #[test]
+    fn namespaces_and_the_ticktime_stay_what_the_directory_was_set_up_with() {
+        let broker = LocalBroker::new(std::env::temp_dir());
+        let asked = |namespaces, net_ticktime| UpOptions {
+            namespaces,
+            net_ticktime,
+            ..Default::default()
+        };
+        let plain = broker
+            .new_state(&UpOptions {
+                nodes: Some(3),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(broker.check_fixed(&plain, &asked(false, None)).is_ok());
+        let refused = broker.check_fixed(&plain, &asked(true, None)).unwrap_err();
+        assert!(refused.to_string().contains("namespaces"), "{refused}");
+        let refused = broker
+            .check_fixed(&plain, &asked(false, Some(10)))
+            .unwrap_err();
+        assert!(refused.to_string().contains("60 s"), "{refused}");
+        let mut ten = plain.clone();
+        ten.net_ticktime = Some(10);
+        assert!(broker.check_fixed(&ten, &asked(false, Some(10))).is_ok());
+        assert!(broker.check_fixed(&ten, &asked(false, None)).is_ok());
+    }
 }
