@@ -234,6 +234,44 @@ fn a_two_node_cluster_and_a_changed_size_are_refused_with_the_reason() {
 }
 
 #[test]
+fn links_of_a_broker_set_up_without_namespaces_are_not_cut_and_the_error_says_how_to_get_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("b")).unwrap();
+    std::fs::write(
+        dir.path().join("b/broker.toml"),
+        "admin_password = \"x\"\ncookie = \"Y\"\n[[nodes]]\nname = \"ebadge-1@localhost\"\n\
+         dir = \"node\"\namqps_port = 1\nmanagement_port = 2\ndist_port = 3\n",
+    )
+    .unwrap();
+    let out = ebadge(dir.path(), &["broker", "net", "--dir", "b", "isolate", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("was not set up with --namespaces")
+            && stderr(&out).contains("ebadge broker up --dir NEW --nodes 3 --namespaces"),
+        "{}",
+        stderr(&out)
+    );
+    // Asked of the existing directory, namespaces are refused before anything starts.
+    let out = ebadge(
+        dir.path(),
+        &["broker", "up", "--dir", "b", "--nodes", "1", "--namespaces"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("was set up with namespaces none"),
+        "{}",
+        stderr(&out)
+    );
+    // An end is a node number from 1, or `host`.
+    let out = ebadge(
+        dir.path(),
+        &["broker", "net", "--dir", "b", "cut", "0", "host"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("a node number"), "{}", stderr(&out));
+}
+
+#[test]
 fn a_missing_rabbitmq_says_how_to_install_it() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_ebadge"))
