@@ -210,6 +210,17 @@ fn operator_commands_without_a_profile_say_how_to_get_one() {
     );
 }
 
+/// A broker directory `b` set up for one node on the host's network (never started).
+fn one_node_broker_state(b: &std::path::Path) {
+    std::fs::create_dir(b).unwrap();
+    std::fs::write(
+        b.join("broker.toml"),
+        "admin_password = \"x\"\ncookie = \"Y\"\n[[nodes]]\nname = \"ebadge-1@localhost\"\n\
+         dir = \"node\"\namqps_port = 1\nmanagement_port = 2\ndist_port = 3\n",
+    )
+    .unwrap();
+}
+
 #[test]
 fn a_two_node_cluster_and_a_changed_size_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
@@ -217,13 +228,7 @@ fn a_two_node_cluster_and_a_changed_size_are_refused_with_the_reason() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("use 1 or 3"), "{}", stderr(&out));
     // A directory set up for one node is not silently turned into a cluster.
-    std::fs::create_dir(dir.path().join("b")).unwrap();
-    std::fs::write(
-        dir.path().join("b/broker.toml"),
-        "admin_password = \"x\"\ncookie = \"Y\"\n[[nodes]]\nname = \"ebadge-1@localhost\"\n\
-         dir = \"node\"\namqps_port = 1\nmanagement_port = 2\ndist_port = 3\n",
-    )
-    .unwrap();
+    one_node_broker_state(&dir.path().join("b"));
     let out = ebadge(dir.path(), &["broker", "up", "--dir", "b", "--nodes", "3"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -236,13 +241,7 @@ fn a_two_node_cluster_and_a_changed_size_are_refused_with_the_reason() {
 #[test]
 fn links_of_a_broker_set_up_without_namespaces_are_not_cut_and_the_error_says_how_to_get_one() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("b")).unwrap();
-    std::fs::write(
-        dir.path().join("b/broker.toml"),
-        "admin_password = \"x\"\ncookie = \"Y\"\n[[nodes]]\nname = \"ebadge-1@localhost\"\n\
-         dir = \"node\"\namqps_port = 1\nmanagement_port = 2\ndist_port = 3\n",
-    )
-    .unwrap();
+    one_node_broker_state(&dir.path().join("b"));
     let out = ebadge(dir.path(), &["broker", "net", "--dir", "b", "isolate", "1"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
