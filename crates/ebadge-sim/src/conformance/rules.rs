@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 pub(super) async fn login(target: &Target, name: &str) -> Result<String, String> {
     let m = target.management().map_err(|e| e.to_string())?;
     let api = ebadge_admin::mgmt::RawApi::new(&m);
-    // The management API lists a connection a moment after it opened.
-    for _ in 0..20 {
+    // The management API lists a connection once the node has emitted its statistics: up to 15 s,
+    // three of RabbitMQ's default 5-s intervals (5 s was seen too short once, on a busy machine).
+    for _ in 0..60 {
         let list = api
             .get("connections?columns=user,auth_mechanism,ssl,peer_cert_subject,client_properties")
             .await
