@@ -16,6 +16,7 @@ pub mod handler;
 mod inbound;
 mod incoming;
 pub mod metrics;
+mod observed;
 pub mod outbox;
 pub mod profile;
 mod publisher;

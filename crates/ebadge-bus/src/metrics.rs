@@ -49,8 +49,9 @@
 
 use crate::client::Client;
 use crate::counters::CounterSnapshot;
+use crate::observed::{Observed, type_label};
 use crate::shared::Shared;
-use ebadge_model::{Message, MessageType};
+use ebadge_model::Message;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -58,7 +59,6 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -68,86 +68,8 @@ use tokio::net::TcpListener;
 
 pub use crate::inbound::RejectClass;
 
-/// The latency buckets, in seconds: from a confirm on loopback (1 ms) to an outage's backlog
-/// (5 min); 5 s, the activation deadline of D3.2.3 2.1, is a boundary.
-const LATENCY_BUCKETS: [f64; 16] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-];
-
-/// The `type` label of extension messages (their names are not bounded).
-const EXTENSION_TYPE: &str = "ext";
-
 /// The content type of the OpenMetrics text format.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-fn latency_histogram() -> Histogram {
-    Histogram::new(LATENCY_BUCKETS)
-}
-
-/// What a watched group of clients counts on its hot path, beyond the clients' own counters.
-#[derive(Debug)]
-pub(crate) struct Observed {
-    /// By [`type_index`].
-    sent: Vec<AtomicU64>,
-    received: Vec<AtomicU64>,
-    /// By [`RejectClass::index`].
-    quarantined: [AtomicU64; RejectClass::ALL.len()],
-    publish_confirm: Histogram,
-    /// By request type.
-    round_trip: Mutex<BTreeMap<&'static str, Histogram>>,
-}
-
-/// A message's position in the per-type counts: its core type, or the last slot for extensions.
-fn type_index(message: &Message) -> usize {
-    // `MessageType::ALL` lists the variants in declaration order (one macro makes both).
-    message
-        .message_type()
-        .map_or(MessageType::ALL.len(), |t| t as usize)
-}
-
-fn type_label(index: usize) -> &'static str {
-    MessageType::ALL
-        .get(index)
-        .map_or(EXTENSION_TYPE, |t| t.as_str())
-}
-
-impl Observed {
-    fn new() -> Self {
-        let per_type = || {
-            (0..=MessageType::ALL.len())
-                .map(|_| AtomicU64::new(0))
-                .collect()
-        };
-        Self {
-            sent: per_type(),
-            received: per_type(),
-            quarantined: Default::default(),
-            publish_confirm: latency_histogram(),
-            round_trip: Mutex::default(),
-        }
-    }
-
-    pub(crate) fn sent(&self, message: &Message) {
-        self.sent[type_index(message)].fetch_add(1, Relaxed);
-    }
-
-    pub(crate) fn received(&self, message: &Message) {
-        self.received[type_index(message)].fetch_add(1, Relaxed);
-    }
-
-    pub(crate) fn quarantined(&self, class: RejectClass) {
-        self.quarantined[class.index()].fetch_add(1, Relaxed);
-    }
-
-    pub(crate) fn round_trip(&self, request: &Message, took: Duration) {
-        self.round_trip
-            .lock()
-            .unwrap()
-            .entry(type_label(type_index(request)))
-            .or_insert_with(latency_histogram)
-            .observe(took.as_secs_f64());
-    }
-}
 
 /// Clients watched under one `entity` label.
 struct Group {
@@ -564,21 +486,5 @@ impl Collector for Metrics {
             MetricType::Histogram,
             samples,
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_type_has_its_own_count_and_label() {
-        for (i, t) in MessageType::ALL.iter().enumerate() {
-            assert_eq!(*t as usize, i);
-            assert_eq!(type_label(i), t.as_str());
-        }
-        assert_eq!(type_label(MessageType::ALL.len()), EXTENSION_TYPE);
-        let extension = Message::decode(r#"{"msg":"ext_x"}"#).unwrap();
-        assert_eq!(type_index(&extension), MessageType::ALL.len());
     }
 }

@@ -5,7 +5,7 @@ use crate::config::ClientConfig;
 use crate::counters::CounterSnapshot;
 use crate::counters::Counters;
 use crate::incoming::{Incoming, Settle};
-use crate::metrics::Observed;
+use crate::observed::Observed;
 use crate::outbox::Outbox;
 use ebadge_model::Message;
 use std::collections::HashMap;

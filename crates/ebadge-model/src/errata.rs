@@ -4,14 +4,19 @@
 
 use serde_json::{Map, Number, Value};
 
-use crate::message::MessageType;
+/// The types whose signal lists erratum 1 concerns, by their `msg` name (the spec's own words:
+/// this module stays below the message types, which use it).
+const SIGNAL_LISTS: [&str; 2] = ["get_report", "get_periodic_report"];
 
-/// Applies the tolerated errata for messages of type `t`.
-pub(crate) fn apply(t: MessageType, map: &mut Map<String, Value>) {
-    match t {
-        MessageType::GetReport | MessageType::GetPeriodicReport => split_signal_lists(map),
-        MessageType::ModifyActivation => number_from_string(map, "quantity"),
-        _ => {}
+/// The type whose quantity erratum 2 concerns.
+const QUANTITY_AS_STRING: &str = "modify_activation";
+
+/// Applies the tolerated errata for messages of type `msg` (the `msg` name).
+pub(crate) fn apply(msg: &str, map: &mut Map<String, Value>) {
+    if SIGNAL_LISTS.contains(&msg) {
+        split_signal_lists(map);
+    } else if msg == QUANTITY_AS_STRING {
+        number_from_string(map, "quantity");
     }
 }
 
@@ -73,18 +78,27 @@ fn is_plain_decimal(s: &str) -> bool {
 
 /// Widens a type's JSON Schema by exactly the tolerance [`apply`] gives its decoder, so that the
 /// schema accepts what the decoder accepts (the spec's own examples included).
-pub(crate) fn widen_schema(t: MessageType, schema: &mut Value) {
-    match t {
-        MessageType::GetReport | MessageType::GetPeriodicReport => {
-            let name = "[A-Za-z][A-Za-z0-9_]*\\.[A-Za-z][A-Za-z0-9_]*";
-            schema["properties"]["signals"]["items"]["pattern"] =
-                Value::from(format!("^\\s*{name}\\s*(,\\s*{name}\\s*)*$"));
+pub(crate) fn widen_schema(msg: &str, schema: &mut Value) {
+    if SIGNAL_LISTS.contains(&msg) {
+        let name = "[A-Za-z][A-Za-z0-9_]*\\.[A-Za-z][A-Za-z0-9_]*";
+        schema["properties"]["signals"]["items"]["pattern"] =
+            Value::from(format!("^\\s*{name}\\s*(,\\s*{name}\\s*)*$"));
+    } else if msg == QUANTITY_AS_STRING {
+        schema["properties"]["quantity"] = serde_json::json!({
+            "anyOf": [{"type": "number"}, {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$"}]
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::MessageType;
+
+    #[test]
+    fn the_errata_name_types_that_exist() {
+        for msg in SIGNAL_LISTS.into_iter().chain([QUANTITY_AS_STRING]) {
+            assert!(MessageType::from_name(msg).is_some(), "{msg}");
         }
-        MessageType::ModifyActivation => {
-            schema["properties"]["quantity"] = serde_json::json!({
-                "anyOf": [{"type": "number"}, {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$"}]
-            });
-        }
-        _ => {}
     }
 }

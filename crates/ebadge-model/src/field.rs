@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value};
 
-use crate::names::{is_extension_name, is_valid_name};
+use crate::syntax::{is_extension_name, is_valid_name};
 
 /// One step of a path into a JSON document: an object key or an array index.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -38,8 +38,8 @@ json_object! {
 impl Rules for GetReport {
     #[cfg(feature = "proptest")]
     fn repair(&mut self) {
-        crate::arbitrary::order(&mut self.from, &mut self.to);
-        self.resolution = crate::arbitrary::positive(self.resolution);
+        crate::rules::repair::order(&mut self.from, &mut self.to);
+        self.resolution = crate::rules::repair::positive(self.resolution);
     }
 
     fn check_rules(&self) -> Result<(), FieldError> {
@@ -80,12 +80,12 @@ impl GetPeriodicReport {
 impl Rules for GetPeriodicReport {
     #[cfg(feature = "proptest")]
     fn repair(&mut self) {
-        self.resolution = crate::arbitrary::positive(self.resolution);
+        self.resolution = crate::rules::repair::positive(self.resolution);
         if self.interval <= 0.0 {
             self.interval = if self.interval < -1.0 {
                 Self::DISABLE
             } else {
-                crate::arbitrary::positive(self.interval)
+                crate::rules::repair::positive(self.interval)
             };
         }
     }
@@ -125,7 +125,7 @@ impl Rules for Report {
     #[cfg(feature = "proptest")]
     fn repair(&mut self) {
         // Whole milliseconds up to a day, so that `to` lands exactly n resolutions after `from`.
-        self.resolution = (crate::arbitrary::positive(self.resolution) * 1000.0)
+        self.resolution = (crate::rules::repair::positive(self.resolution) * 1000.0)
             .round()
             .clamp(1.0, 86_400_000.0)
             / 1000.0;
@@ -178,7 +178,7 @@ json_object! {
 impl Rules for GetEnergyEvents {
     #[cfg(feature = "proptest")]
     fn repair(&mut self) {
-        crate::arbitrary::order(&mut self.from, &mut self.to);
+        crate::rules::repair::order(&mut self.from, &mut self.to);
     }
 
     fn check_rules(&self) -> Result<(), FieldError> {
@@ -216,7 +216,7 @@ impl Rules for EnergyEvent {
     #[cfg(feature = "proptest")]
     fn repair(&mut self) {
         if let Some(end) = &mut self.end_time {
-            crate::arbitrary::order(&mut self.start_time, end);
+            crate::rules::repair::order(&mut self.start_time, end);
         }
     }
 
@@ -267,7 +267,7 @@ json_object! {
 impl Rules for Activate {
     #[cfg(feature = "proptest")]
     fn repair(&mut self) {
-        crate::arbitrary::order(&mut self.from, &mut self.to);
+        crate::rules::repair::order(&mut self.from, &mut self.to);
     }
 
     fn check_rules(&self) -> Result<(), FieldError> {
@@ -322,7 +322,7 @@ json_object! {
 impl Rules for ModifyActivation {
     #[cfg(feature = "proptest")]
     fn repair(&mut self) {
-        crate::arbitrary::order(&mut self.from, &mut self.to);
+        crate::rules::repair::order(&mut self.from, &mut self.to);
     }
 
     fn check_rules(&self) -> Result<(), FieldError> {
@@ -392,7 +392,7 @@ json_object! {
 impl Rules for ContingencyActivate {
     #[cfg(feature = "proptest")]
     fn repair(&mut self) {
-        crate::arbitrary::order(&mut self.from, &mut self.to);
+        crate::rules::repair::order(&mut self.from, &mut self.to);
     }
 
     fn check_rules(&self) -> Result<(), FieldError> {
@@ -431,7 +431,7 @@ json_object! {
 impl Rules for LoadPrice {
     #[cfg(feature = "proptest")]
     fn repair(&mut self) {
-        crate::arbitrary::order(&mut self.from, &mut self.to);
+        crate::rules::repair::order(&mut self.from, &mut self.to);
     }
 
     fn check_rules(&self) -> Result<(), FieldError> {
@@ -457,7 +457,7 @@ json_object! {
 impl Rules for GenerationPrice {
     #[cfg(feature = "proptest")]
     fn repair(&mut self) {
-        crate::arbitrary::order(&mut self.from, &mut self.to);
+        crate::rules::repair::order(&mut self.from, &mut self.to);
     }
 
     fn check_rules(&self) -> Result<(), FieldError> {
@@ -491,7 +491,7 @@ json_object! {
 impl Rules for GetStatusReport {
     #[cfg(feature = "proptest")]
     fn repair(&mut self) {
-        crate::arbitrary::order(&mut self.from, &mut self.to);
+        crate::rules::repair::order(&mut self.from, &mut self.to);
     }
 
     fn check_rules(&self) -> Result<(), FieldError> {
@@ -596,7 +596,7 @@ json_object! {
 impl Rules for Capabilities {
     #[cfg(feature = "proptest")]
     fn repair(&mut self) {
-        crate::arbitrary::dedupe(&mut self.devices);
+        crate::rules::repair::dedupe(&mut self.devices);
     }
 
     fn check_rules(&self) -> Result<(), FieldError> {
@@ -705,7 +705,7 @@ json_object! {
 impl Rules for DeviceCapabilities {
     #[cfg(feature = "proptest")]
     fn repair(&mut self) {
-        crate::arbitrary::dedupe(&mut self.classes);
+        crate::rules::repair::dedupe(&mut self.classes);
         let mut seen = Vec::new();
         self.signals.retain(|s| {
             if seen.contains(&s.name) {
@@ -721,5 +721,35 @@ impl Rules for DeviceCapabilities {
         no_duplicates(&self.classes, "classes")?;
         let names: Vec<&Name> = self.signals.iter().map(|s| &s.name).collect();
         no_duplicates(&names, "signals")
+    }
+}
+
+#[cfg(feature = "proptest")]
+mod arb {
+    use super::{DeviceClass, Range, SmartMode};
+    use crate::arb::Arb;
+    use proptest::prelude::*;
+
+    impl Arb for SmartMode {
+        fn arb() -> BoxedStrategy<Self> {
+            proptest::sample::select(SmartMode::ALL).boxed()
+        }
+    }
+
+    impl Arb for DeviceClass {
+        fn arb() -> BoxedStrategy<Self> {
+            proptest::sample::select(DeviceClass::ALL).boxed()
+        }
+    }
+
+    impl Arb for Range {
+        fn arb() -> BoxedStrategy<Self> {
+            (f64::arb(), f64::arb())
+                .prop_map(|(a, b)| Range {
+                    min: a.min(b),
+                    max: a.max(b),
+                })
+                .boxed()
+        }
     }
 }

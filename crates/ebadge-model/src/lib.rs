@@ -51,8 +51,11 @@ pub mod python;
 pub mod rules;
 pub mod schema;
 mod strict_json;
+mod syntax;
 mod time;
 
+#[cfg(feature = "proptest")]
+mod arb;
 #[cfg(feature = "proptest")]
 pub mod arbitrary;
 

@@ -101,13 +101,13 @@ macro_rules! is_required {
 #[cfg(feature = "proptest")]
 macro_rules! arb_field {
     (req $t:ty) => {
-        <$t as $crate::arbitrary::Arb>::arb()
+        <$t as $crate::arb::Arb>::arb()
     };
     (null $t:ty) => {
-        proptest::option::of(<$t as $crate::arbitrary::Arb>::arb())
+        proptest::option::of(<$t as $crate::arb::Arb>::arb())
     };
     (opt $t:ty) => {
-        proptest::option::of(<$t as $crate::arbitrary::Arb>::arb())
+        proptest::option::of(<$t as $crate::arb::Arb>::arb())
     };
 }
 
@@ -196,10 +196,10 @@ macro_rules! json_object {
         }
 
         #[cfg(feature = "proptest")]
-        impl $crate::arbitrary::Arb for $name {
+        impl $crate::arb::Arb for $name {
             fn arb() -> proptest::strategy::BoxedStrategy<Self> {
                 use proptest::strategy::Strategy;
-                ( $( arb_field!($kind $ty), )* $crate::arbitrary::extensions(), )
+                ( $( arb_field!($kind $ty), )* $crate::arb::extensions(), )
                     .prop_map(|( $( $field, )* ext, )| {
                         let mut value = Self { $( $field, )* ext };
                         $crate::rules::Rules::repair(&mut value);

@@ -23,7 +23,7 @@ nested_object! {
 impl Rules for Product {
     #[cfg(feature = "proptest")]
     fn repair(&mut self) {
-        crate::arbitrary::order(&mut self.start, &mut self.end);
+        crate::rules::repair::order(&mut self.start, &mut self.end);
         if self.start == self.end {
             self.end = self
                 .start
@@ -213,7 +213,7 @@ impl Rules for ActivateBid {
     #[cfg(feature = "proptest")]
     fn repair(&mut self) {
         self.quantity = self.quantity.abs();
-        crate::arbitrary::order_opt(&mut self.from, &mut self.to);
+        crate::rules::repair::order_opt(&mut self.from, &mut self.to);
     }
 
     fn check_rules(&self) -> Result<(), FieldError> {
@@ -240,7 +240,7 @@ json_object! {
 impl Rules for RequestBalancing {
     #[cfg(feature = "proptest")]
     fn repair(&mut self) {
-        crate::arbitrary::order_opt(&mut self.from, &mut self.to);
+        crate::rules::repair::order_opt(&mut self.from, &mut self.to);
     }
 
     fn check_rules(&self) -> Result<(), FieldError> {
@@ -269,7 +269,7 @@ json_object! {
 impl Rules for BalancingActivated {
     #[cfg(feature = "proptest")]
     fn repair(&mut self) {
-        crate::arbitrary::order(&mut self.from, &mut self.to);
+        crate::rules::repair::order(&mut self.from, &mut self.to);
     }
 
     fn check_rules(&self) -> Result<(), FieldError> {

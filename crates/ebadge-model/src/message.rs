@@ -223,14 +223,6 @@ macro_rules! messages {
             }
         }
 
-        #[cfg(feature = "proptest")]
-        pub(crate) fn arb_message_of(t: MessageType) -> proptest::strategy::BoxedStrategy<Message> {
-            use proptest::strategy::Strategy;
-            match t {
-                $( MessageType::$variant => <$variant as $crate::arbitrary::Arb>::arb().prop_map(Message::$variant).boxed(), )+
-            }
-        }
-
         $(
             impl From<$variant> for Message {
                 fn from(value: $variant) -> Self {
@@ -296,7 +288,7 @@ impl Message {
             }
         };
         if let Some(t) = MessageType::from_name(&msg) {
-            crate::errata::apply(t, &mut map);
+            crate::errata::apply(&msg, &mut map);
             return Self::read_body(t, ObjectReader::from_map(map))
                 .map_err(|e| InvalidMessage::new(Some(&msg), e));
         }

@@ -105,3 +105,42 @@ pub fn no_duplicates<T: PartialEq + std::fmt::Debug>(
     }
     Ok(())
 }
+
+/// Helpers of [`Rules::repair`]: bending arbitrary values into ones that keep a rule. Here, with
+/// the rules, not with the generators (`arbitrary`), which depend on every message type: the
+/// types' repairs use these, and a type module must not reach back to the generators.
+#[cfg(feature = "proptest")]
+pub mod repair {
+    use crate::time::Time;
+
+    /// Moves `to` so that it is not before `from` (swapping keeps both arbitrary).
+    pub fn order(from: &mut Time, to: &mut Time) {
+        if to < from {
+            std::mem::swap(from, to);
+        }
+    }
+
+    /// Like [`order`] for two times that may be null.
+    pub fn order_opt(from: &mut Option<Time>, to: &mut Option<Time>) {
+        if let (Some(f), Some(t)) = (from, to) {
+            order(f, t);
+        }
+    }
+
+    /// A value greater than zero made from any finite number.
+    pub fn positive(value: f64) -> f64 {
+        let abs = value.abs();
+        if abs > 0.0 { abs } else { 1.0 }
+    }
+
+    /// Drops later repeats, keeping the order.
+    pub fn dedupe<T: PartialEq + Clone>(items: &mut Vec<T>) {
+        let mut kept: Vec<T> = Vec::with_capacity(items.len());
+        for item in items.drain(..) {
+            if !kept.contains(&item) {
+                kept.push(item);
+            }
+        }
+        *items = kept;
+    }
+}

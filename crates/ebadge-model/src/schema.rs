@@ -55,7 +55,7 @@ pub fn object_schema(
 
 fn type_schema(t: MessageType) -> Value {
     let mut schema = object_schema(Some(t.as_str()), t.schema_parts());
-    crate::errata::widen_schema(t, &mut schema);
+    crate::errata::widen_schema(t.as_str(), &mut schema);
     schema["title"] = Value::from(t.as_str());
     schema
 }
