@@ -12,8 +12,9 @@ use crate::connect::{ConnectError, connect};
 use crate::conventions::{EntityName, NameError, new_message_id, pair_exchange, routing_key};
 use crate::counters::{CounterSnapshot, Counters};
 use crate::outbox::{Outbox, OutboxError, Outgoing, Undelivered};
+use crate::reception::PendingKey;
 use crate::session::Supervisor;
-use crate::shared::{PendingKey, Shared};
+use crate::shared::Shared;
 use amqprs::connection::Connection;
 use ebadge_model::{
     AcceptActivation, Activate, InvalidMessage, Message, ModifyActivation, RejectActivation,

@@ -20,6 +20,7 @@ mod observed;
 pub mod outbox;
 pub mod profile;
 mod publisher;
+mod reception;
 mod session;
 mod settlement;
 mod shared;

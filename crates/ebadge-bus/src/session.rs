@@ -1,29 +1,27 @@
 //! One connection's life, owned by the supervisor task of a [`Client`](crate::Client): connect
 //! with backoff and jitter, set up the publishing (confirm mode) and consuming ([`crate::consumer`]) channels, then
 //! publish from the outbox, settle what the broker answers ([`Publisher`]), forward the
-//! application's acknowledgements and check every delivery (quarantine, dedupe, answers to
-//! waiting requests; decisions in [`crate::inbound`]) until the connection is lost or closed.
+//! application's acknowledgements and check every delivery until the connection is lost or
+//! closed. This module does the I/O; the decisions are the pure cores' ([`crate::settlement`]
+//! for what is published, [`crate::reception`] for what is received).
 
 use crate::backoff::Backoff;
 use crate::connect::{connect, connect_labelled};
 use crate::consumer::Consumer;
-use crate::conventions::{
-    EntityName, QUARANTINE_FROM_HEADER, QUARANTINE_REASON_HEADER, quarantine_queue,
-};
+use crate::conventions::{EntityName, quarantine_queue};
 use crate::counters::Counters;
-use crate::dedupe::DedupeWindow;
 use crate::events::{CONSUMER, Callbacks, Event};
-use crate::inbound::{Held, RejectClass, verdict};
-use crate::incoming::{AckHandle, Incoming, Rejected, Settle};
+use crate::inbound::RejectClass;
+use crate::incoming::{AckHandle, Incoming, Settle};
 use crate::publisher::Publisher;
-use crate::settlement::{Lane, QuarantineCopy, Settled, Settlement};
-use crate::shared::{PendingKey, Shared};
+use crate::reception::{Delivery, Received, Reception};
+use crate::settlement::{Lane, Reopen, Settled, Settlement};
+use crate::shared::Shared;
 use amqprs::channel::{
     BasicAckArguments, BasicNackArguments, Channel, ConfirmSelectArguments,
     ExchangeDeclareArguments, QueueBindArguments, QueueDeclareArguments,
 };
 use amqprs::connection::Connection;
-use ebadge_model::Message;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -65,23 +63,11 @@ async fn ensure_quarantine(conn: &Connection, me: &EntityName) -> Result<(), amq
 /// to (a queue migration moves messages by dead-lettering them).
 const FIRST_DEATH_EXCHANGE: &str = "x-first-death-exchange";
 
-/// Longest wait between two reopenings of a publishing channel that gets only nacks.
-const REOPEN_MAX: Duration = Duration::from_secs(30);
-
 /// A session that lasted this long was a good one: the next reconnect starts from the shortest
 /// delay again. A session that fails sooner (the broker refuses something at every start, or a
 /// link that drops right after the handshake) keeps backing off, so a deterministic failure
 /// does not cost the broker a TLS handshake ten times a second.
 const SESSION_STABLE: Duration = Duration::from_secs(10);
-
-/// Most invalid deliveries whose originals stay unacknowledged until their quarantine copy is
-/// confirmed: each holds a place of the prefetch window, so a peer flooding invalid messages
-/// while the quarantine is slow cannot take the window from everyone else. Past it, an
-/// original is acknowledged at once and its copy, ours alone then, goes to the quarantine as
-/// usual (only a crash of this process before the copy's confirm loses it).
-fn quarantine_hold_max(prefetch: u16) -> usize {
-    (usize::from(prefetch) / 4).clamp(1, 100)
-}
 
 /// Owns the connection's life: sessions one after another, with backoff between them.
 pub(crate) struct Supervisor {
@@ -89,8 +75,8 @@ pub(crate) struct Supervisor {
     /// What the application did with the messages it was given (by handle id).
     ack_rx: mpsc::UnboundedReceiver<Settle>,
     inbox_tx: mpsc::Sender<Incoming>,
-    dedupe: DedupeWindow,
-    held: Held,
+    /// The receiving side's decisions and state: outlives channels and connections.
+    reception: Reception,
     /// What is in flight and what waits for a retry, one per publishing lane (the first also
     /// carries the quarantine copies): outlives channels and connections.
     settlements: Vec<Settlement>,
@@ -103,9 +89,6 @@ pub(crate) struct Supervisor {
     /// Whether this session made sure the quarantine exists (again after it could not route a
     /// copy).
     quarantine_ready: bool,
-    /// Delivery tags the application gave back, nacked at the next retry tick (kept pinned until
-    /// then): a message that fails at once every time comes back once a second, not in a loop.
-    giving_back: Vec<u64>,
     /// The delay before the next connection attempt.
     reconnect: Backoff,
 }
@@ -121,23 +104,6 @@ struct LaneLink<'c> {
     reopen: Reopen,
 }
 
-/// When a publishing channel that gets only nacks may be replaced next.
-struct Reopen {
-    at: Option<Instant>,
-    backoff: Backoff,
-    nacked_ticks: u32,
-}
-
-impl Default for Reopen {
-    fn default() -> Self {
-        Self {
-            at: None,
-            backoff: Backoff::new(Duration::from_secs(1), REOPEN_MAX),
-            nacked_ticks: 0,
-        }
-    }
-}
-
 impl Supervisor {
     /// A supervisor for `shared`'s connection, before its first session.
     pub(crate) fn new(
@@ -145,7 +111,13 @@ impl Supervisor {
         ack_rx: mpsc::UnboundedReceiver<Settle>,
         inbox_tx: mpsc::Sender<Incoming>,
     ) -> Self {
-        let dedupe = DedupeWindow::new(shared.config.dedupe_window);
+        let config = &shared.config;
+        let reception = Reception::new(
+            config.name.clone(),
+            config.groups.clone(),
+            config.prefetch,
+            config.dedupe_window,
+        );
         let reconnect = Backoff::new(shared.config.reconnect_min, shared.config.reconnect_max);
         // Messages left by an earlier process were published before, maybe: count them as such.
         let published_before = shared.outbox.lock().unwrap().newest_seq().unwrap_or(0);
@@ -157,14 +129,12 @@ impl Supervisor {
             shared,
             ack_rx,
             inbox_tx,
-            dedupe,
-            held: Held::default(),
+            reception,
             settlements,
             generation: 0,
             sessions: 0,
             waiting: None,
             quarantine_ready: false,
-            giving_back: Vec::new(),
             reconnect,
         }
     }
@@ -204,8 +174,7 @@ impl Supervisor {
             };
             self.sessions += 1;
             // Tags are per channel: held messages wait for their redelivery.
-            self.held.new_connection();
-            self.giving_back.clear();
+            self.reception.new_connection();
             let began = Instant::now();
             let ended = self.session(conn).await;
             self.shared.connected.send_replace(false);
@@ -345,10 +314,7 @@ impl Supervisor {
         };
         let mut lanes = setup.await.map_err(|e| e.to_string())?;
         let mut consumer = Consumer::default();
-        consumer
-            .open(conn, &events_tx, &me, self.shared.config.prefetch)
-            .await;
-        self.shared.consuming.send_replace(consumer.is_open());
+        self.consume(&mut consumer, conn, &events_tx).await;
         // Refused messages that were being retried on the lost connection go out again now;
         // quarantine copies of its deliveries are void (their originals come again).
         let now = Instant::now();
@@ -406,12 +372,9 @@ impl Supervisor {
             }
             // A lane that had nacks is ticked once more after they stop, so that its count of
             // nacked ticks and its reopening backoff start from zero at the next incident.
-            let needs_tick = !self.giving_back.is_empty()
-                || consumer.retry_at.is_some()
+            let needs_tick = self.reception.needs_tick()
                 || self.settlements.iter().any(Settlement::needs_tick)
-                || lanes
-                    .iter()
-                    .any(|l| l.reopen.nacked_ticks > 0 || l.reopen.backoff.attempts() > 0);
+                || lanes.iter().any(|l| l.reopen.needs_tick());
             if needs_tick && !retry_armed {
                 retry_timer.reset();
             }
@@ -421,14 +384,8 @@ impl Supervisor {
                 _ = closed(&mut shutdown) => {
                     // Acknowledgements the application gave before closing must reach the
                     // broker, or those messages come back to the next run.
-                    let tags: Vec<u64> = std::iter::from_fn(|| self.ack_rx.try_recv().ok())
-                        .filter_map(|settle| match settle {
-                            Settle::Ack(id) => self.held.release(id).1,
-                            // The connection's close gives it back anyway (a rejected one too:
-                            // the next run meets it again).
-                            Settle::Release(_) | Settle::Reject(..) => None,
-                        })
-                        .collect();
+                    let settles = std::iter::from_fn(|| self.ack_rx.try_recv().ok()).collect();
+                    let tags = self.reception.closing(settles);
                     let _ = self.acknowledge(&consumer, tags).await;
                     // Quarantine copies on their way get a moment to be confirmed: those holding
                     // their originals are acknowledged rather than quarantined again by the next
@@ -469,9 +426,8 @@ impl Supervisor {
                         self.settlements[index].tick(now);
                         self.after_tick(index, lane, &events_tx).await?;
                     }
-                    if consumer.due() {
-                        consumer.open(conn, &events_tx, &me, self.shared.config.prefetch).await;
-                        self.shared.consuming.send_replace(consumer.is_open());
+                    if self.reception.consume_due(now) {
+                        self.consume(&mut consumer, conn, &events_tx).await;
                     }
                 }
                 settle = self.ack_rx.recv() => {
@@ -496,9 +452,8 @@ impl Supervisor {
         }
     }
 
-    /// A publishing channel that gets nothing but nacks for two ticks is replaced, with
-    /// backoff: after a quorum queue's leader moved, a channel can stay refused while a new one
-    /// is confirmed at once (seen on RabbitMQ 3.10, a node killed under load).
+    /// Replaces lane `index`'s publishing channel when it gets only nacks
+    /// ([`Reopen::after_tick`]).
     async fn after_tick(
         &mut self,
         index: usize,
@@ -506,23 +461,12 @@ impl Supervisor {
         events: &mpsc::UnboundedSender<Event>,
     ) -> Result<(), String> {
         let nacks = self.settlements[index].nacks_since_ack();
-        let reopen = &mut lane.reopen;
-        if nacks == 0 {
-            reopen.nacked_ticks = 0;
-            reopen.backoff.reset();
-            return Ok(());
-        }
-        reopen.nacked_ticks += 1;
-        let now = Instant::now();
-        if reopen.nacked_ticks >= 2 && reopen.at.is_none_or(|at| now >= at) {
+        if lane.reopen.after_tick(nacks, Instant::now()) {
             tracing::warn!(
                 nacks,
                 "only nacks on a publishing channel: opening a new one"
             );
             self.reopen(index, lane, events).await?;
-            let reopen = &mut lane.reopen;
-            reopen.at = Some(now + reopen.backoff.next_wait());
-            reopen.nacked_ticks = 0;
         }
         Ok(())
     }
@@ -617,18 +561,37 @@ impl Supervisor {
         if settled.originals.is_empty() {
             return Ok(());
         }
-        let tags = settled
-            .originals
-            .into_iter()
-            .map(|t| self.held.unpin(t))
-            .collect();
+        let tags = self.reception.copies_settled(settled.originals);
         self.acknowledge(consumer, tags).await
     }
 
+    /// Consumes the inbox on a new channel of `conn`, or schedules the next attempt.
+    async fn consume(
+        &mut self,
+        consumer: &mut Consumer,
+        conn: &Connection,
+        events: &mpsc::UnboundedSender<Event>,
+    ) {
+        let config = &self.shared.config;
+        match consumer
+            .open(conn, events, &config.name, config.prefetch)
+            .await
+        {
+            Ok(()) => self.reception.consumer_opened(),
+            Err(e) => {
+                let wait = self.reception.consume_failed(Instant::now());
+                tracing::warn!(error = %e, retry_in = ?wait, "cannot consume the inbox (its node down, or being migrated?); publishing goes on");
+            }
+        }
+        self.shared
+            .consuming
+            .send_replace(self.reception.is_consuming());
+    }
+
     /// The consumer's channel is gone: what it delivered and the application still holds comes
-    /// again on the next one (tags are per channel), which is tried again after a backoff.
+    /// again on the next one, and the quarantine copies holding its originals are void.
     fn consumer_lost(&mut self, consumer: &mut Consumer, reason: &str) {
-        if !consumer.is_open() {
+        if !self.reception.consumer_lost(Instant::now()) {
             return;
         }
         tracing::warn!(%reason, "lost the inbox consumer; consuming again shortly");
@@ -639,100 +602,54 @@ impl Supervisor {
             });
         }
         consumer.deliveries = None;
-        consumer.backoff.reset();
-        self.giving_back.clear();
-        consumer.retry_at = Some(Instant::now() + Duration::from_millis(500));
-        self.held.new_connection();
         self.settlements[QUARANTINE_LANE].forget_quarantine();
     }
 
-    /// Acknowledges what the application acknowledged, and prepares to give back to the broker
-    /// what it dropped without an ack: its dedupe key is forgotten (its redelivery must count as
-    /// the first) and its tag stays pinned, out of coalesced acks, until [`Self::give_back`].
+    /// Carries out what the application did with its messages: acknowledgements, rejected
+    /// messages' quarantine copies (their originals acknowledged when the copies are confirmed),
+    /// messages given back at the next tick.
     async fn settle_by_application(
         &mut self,
         consumer: &Consumer,
         settles: Vec<Settle>,
     ) -> Result<(), String> {
-        let mut acks = Vec::new();
-        for settle in settles {
-            match settle {
-                Settle::Ack(id) => acks.extend(self.held.release(id).1),
-                Settle::Reject(id, rejected) => {
-                    let (key, tag) = self.held.release(id);
-                    Counters::add(&self.shared.counters.rejected, 1);
-                    if let Some(observed) = self.shared.observed.get() {
-                        observed.quarantined(RejectClass::Rejected);
-                    }
-                    tracing::warn!(headers = ?rejected.headers, "quarantining a message the application rejected");
-                    let quarantine = &mut self.settlements[QUARANTINE_LANE];
-                    let room = quarantine.quarantine_has_room();
-                    let hold = tag.is_some()
-                        && room
-                        && quarantine.holding() < quarantine_hold_max(self.shared.config.prefetch);
-                    if tag.is_none() || hold {
-                        // The original stays the broker's until its copy is confirmed: if the
-                        // link drops first (the copy is then forgotten), or the original died
-                        // with a channel already, its redelivery must reach the application (and
-                        // be rejected) again, not be dropped as a duplicate.
-                        if let Some((sender, message_id)) = &key {
-                            self.dedupe.forget(sender, message_id);
-                        }
-                    }
-                    let Some(tag) = tag else {
-                        continue;
-                    };
-                    if !room {
-                        tracing::error!(headers = ?rejected.headers, "too many quarantine copies wait to be published: a rejected message is dropped");
-                        Counters::add(&self.shared.counters.quarantine_dropped, 1);
-                        acks.push(tag);
-                        continue;
-                    }
-                    let Rejected {
-                        routing_key,
-                        body,
-                        headers,
-                    } = *rejected;
-                    quarantine.quarantine(QuarantineCopy::new(
-                        hold.then_some(tag),
-                        routing_key,
-                        body,
-                        headers,
-                    ));
-                    if hold {
-                        self.held.pin(tag);
-                    } else {
-                        acks.push(tag);
-                    }
-                }
-                Settle::Release(id) => {
-                    let (key, tag) = self.held.release(id);
-                    if let Some((sender, message_id)) = key {
-                        self.dedupe.forget(&sender, &message_id);
-                    }
-                    // Without a tag it died with a channel: the broker offers it again anyway.
-                    if let Some(tag) = tag {
-                        self.held.pin(tag);
-                        // Nobody would take it while the inbox is closed: it stays
-                        // unacknowledged rather than come back again and again.
-                        if !self.inbox_tx.is_closed() {
-                            self.giving_back.push(tag);
-                        }
-                    }
-                }
+        let inbox_open = !self.inbox_tx.is_closed();
+        let outcome = self.reception.by_application(
+            settles,
+            &mut self.settlements[QUARANTINE_LANE],
+            inbox_open,
+        );
+        let counters = &self.shared.counters;
+        Counters::add(&counters.rejected, outcome.rejected);
+        Counters::add(&counters.quarantine_dropped, outcome.dropped);
+        if let Some(observed) = self.shared.observed.get() {
+            for _ in 0..outcome.rejected {
+                observed.quarantined(RejectClass::Rejected);
             }
         }
-        self.acknowledge(consumer, acks).await
+        if outcome.rejected > 0 {
+            tracing::warn!(
+                rejected = outcome.rejected,
+                "quarantining messages the application rejected"
+            );
+        }
+        if outcome.dropped > 0 {
+            tracing::error!(
+                dropped = outcome.dropped,
+                "too many quarantine copies wait to be published: rejected messages are dropped"
+            );
+        }
+        self.acknowledge(consumer, outcome.ack).await
     }
 
     /// Gives back the messages the application dropped (`basic.nack` with requeue): the broker
     /// offers them again, marked redelivered.
     async fn give_back(&mut self, consumer: &Consumer) -> Result<(), String> {
+        let tags = self.reception.give_back();
         let Some(consume) = consumer.channel.as_ref() else {
             return Ok(());
         };
-        for tag in std::mem::take(&mut self.giving_back) {
-            self.held.unpin(tag);
+        for tag in tags {
             consume
                 .basic_nack(BasicNackArguments::new(tag, false, true))
                 .await
@@ -746,7 +663,7 @@ impl Supervisor {
         let Some(consume) = consumer.channel.as_ref().filter(|_| !tags.is_empty()) else {
             return Ok(());
         };
-        let plan = self.held.plan(tags);
+        let plan = self.reception.ack_plan(tags);
         let fail = |e: amqprs::error::Error| format!("ack failed: {e}");
         if let Some(upto) = plan.multiple_upto {
             consume
@@ -777,8 +694,6 @@ impl Supervisor {
         ) else {
             return Ok(None);
         };
-        let tag = deliver.delivery_tag();
-        let message_id = props.message_id().cloned();
         let first_death_exchange = props
             .headers()
             .and_then(|h| h.get(&FIRST_DEATH_EXCHANGE.try_into().ok()?).cloned())
@@ -787,123 +702,86 @@ impl Supervisor {
                 amqprs::FieldValue::x(bytes) => String::from_utf8(bytes.into()).ok(),
                 _ => None,
             });
-        let (from, message) = match verdict(
-            &self.shared.config.name,
-            &self.shared.config.groups,
-            deliver.exchange(),
-            props.user_id().map(String::as_str),
-            first_death_exchange.as_deref(),
-            &body,
-        ) {
-            Ok(v) => v,
-            Err((from, class, reason)) => {
+        let delivery = Delivery {
+            tag: deliver.delivery_tag(),
+            exchange: deliver.exchange().clone(),
+            routing_key: deliver.routing_key().clone(),
+            user_id: props.user_id().cloned(),
+            first_death_exchange,
+            message_id: props.message_id().cloned(),
+            body,
+        };
+        let counters = &self.shared.counters;
+        let fresh = match self
+            .reception
+            .delivered(delivery, &mut self.settlements[QUARANTINE_LANE])
+        {
+            Received::Quarantined {
+                from,
+                class,
+                reason,
+                ack,
+                dropped,
+            } => {
                 if let Some(observed) = self.shared.observed.get() {
                     observed.quarantined(class);
                 }
-                tracing::warn!(from = from.as_deref().unwrap_or("unknown"), %reason, "quarantining an invalid message");
-                let mut headers = vec![
-                    (QUARANTINE_REASON_HEADER.into(), reason),
-                    (
-                        QUARANTINE_FROM_HEADER.into(),
-                        from.unwrap_or_else(|| "unknown".into()),
-                    ),
-                    ("x-ebadge-exchange".into(), deliver.exchange().clone()),
-                ];
-                if let Some(id) = message_id {
-                    headers.push(("x-ebadge-message-id".into(), id));
-                }
-                // The original stays unacknowledged until its copy is confirmed, unless many
-                // already do.
-                let quarantine = &mut self.settlements[QUARANTINE_LANE];
-                if !quarantine.quarantine_has_room() {
+                let from = from.as_deref().unwrap_or("unknown");
+                tracing::warn!(from, %reason, "quarantining an invalid message");
+                if dropped {
                     tracing::error!(
-                        ?headers,
+                        from,
+                        %reason,
                         "too many quarantine copies wait to be published: an invalid message is dropped"
                     );
-                    Counters::add(&self.shared.counters.quarantine_dropped, 1);
-                    self.acknowledge(consumer, vec![tag]).await?;
-                    return Ok(None);
+                    Counters::add(&counters.quarantine_dropped, 1);
                 }
-                let hold = quarantine.holding() < quarantine_hold_max(self.shared.config.prefetch);
-                quarantine.quarantine(QuarantineCopy::new(
-                    hold.then_some(tag),
-                    deliver.routing_key().clone(),
-                    body,
-                    headers,
-                ));
-                if hold {
-                    self.held.pin(tag);
-                } else {
-                    self.acknowledge(consumer, vec![tag]).await?;
-                }
+                self.acknowledge(consumer, ack.into_iter().collect())
+                    .await?;
                 return Ok(None);
             }
-        };
-        let key = match message_id {
-            Some(id) => {
-                let key = (from.as_str().to_owned(), id);
-                if !self.dedupe.first_time(&key.0, &key.1) {
-                    Counters::add(&self.shared.counters.duplicates, 1);
-                    if !self.held.redelivered(&key, tag) {
-                        self.acknowledge(consumer, vec![tag]).await?;
-                    }
-                    return Ok(None);
-                }
-                Some(key)
+            Received::Duplicate { ack } => {
+                Counters::add(&counters.duplicates, 1);
+                self.acknowledge(consumer, ack.into_iter().collect())
+                    .await?;
+                return Ok(None);
             }
-            None => {
-                Counters::add(&self.shared.counters.without_message_id, 1);
-                None
-            }
+            Received::Fresh(fresh) => *fresh,
         };
-        Counters::add(&self.shared.counters.received, 1);
-        if let Some(observed) = self.shared.observed.get() {
-            observed.received(&message);
+        if fresh.key.is_none() {
+            Counters::add(&counters.without_message_id, 1);
         }
-        // An awaited answer goes to its requester, not to the application's handlers: when it
-        // comes from the peer the request went to.
-        let peer = from.as_str().to_owned();
-        let pending = match &message {
-            Message::AcceptActivation(_)
-            | Message::RejectActivation(_)
-            | Message::ModifyActivation(_) => {
-                message
-                    .activation_key()
-                    .map(|(id, count)| PendingKey::Activation {
-                        peer,
-                        id: id.as_str().to_owned(),
-                        count,
-                    })
-            }
-            Message::Response(r) => Some(PendingKey::Market {
-                peer,
-                msg_id: r.msg_id.as_str().to_owned(),
-            }),
-            _ => None,
-        };
-        let waiter = pending.and_then(|key| self.shared.pending.lock().unwrap().remove(&key));
+        Counters::add(&counters.received, 1);
+        if let Some(observed) = self.shared.observed.get() {
+            observed.received(&fresh.message);
+        }
+        // An awaited answer goes to its requester, not to the application's handlers.
+        let waiter = fresh
+            .answers
+            .as_ref()
+            .and_then(|key| self.shared.pending.lock().unwrap().remove(key));
         let message = match waiter {
-            Some(waiter) => match waiter.send(message) {
+            Some(waiter) => match waiter.send(fresh.message) {
                 Ok(()) => {
-                    self.acknowledge(consumer, vec![tag]).await?;
+                    self.acknowledge(consumer, vec![fresh.tag]).await?;
                     return Ok(None);
                 }
                 // Its requester stopped waiting just now: the application gets it, as any
                 // late answer.
                 Err(message) => message,
             },
-            None => message,
+            None => fresh.message,
         };
-        let message_id = key.as_ref().map(|(_, id)| id.clone());
+        let message_id = fresh.key.as_ref().map(|(_, id)| id.clone());
         Ok(Some(Incoming {
-            from,
+            from: fresh.from,
             routing_key: deliver.routing_key().clone(),
             exchange: deliver.exchange().clone(),
             message_id,
             message,
             redelivered: deliver.redelivered(),
             ack: AckHandle {
-                id: self.held.hold(key, tag),
+                id: self.reception.hand_over(fresh.key, fresh.tag),
                 tx: self.shared.ack_tx.clone(),
                 acked: false.into(),
             },

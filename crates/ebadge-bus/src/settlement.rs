@@ -825,6 +825,56 @@ fn refused_exchange(text: &str) -> Option<&str> {
     Some(&text[start..start + len])
 }
 
+/// Longest wait between two reopenings of a publishing channel that gets only nacks.
+const REOPEN_MAX: Duration = Duration::from_secs(30);
+
+/// When a publishing channel that gets only nacks is replaced: after two retry ticks with
+/// nothing but nacks, then again no sooner than a backoff later. After a quorum queue's leader
+/// moved, a channel can stay refused while a new one is confirmed at once (seen on RabbitMQ
+/// 3.10, a node killed under load); the backoff keeps a queue that refuses everything from
+/// costing a channel a second.
+#[derive(Debug)]
+pub(crate) struct Reopen {
+    at: Option<Instant>,
+    backoff: Backoff,
+    nacked_ticks: u32,
+}
+
+impl Default for Reopen {
+    fn default() -> Self {
+        Self {
+            at: None,
+            backoff: Backoff::new(Duration::from_secs(1), REOPEN_MAX),
+            nacked_ticks: 0,
+        }
+    }
+}
+
+impl Reopen {
+    /// The retry tick, with the lane's nacks since its last confirm: whether to replace its
+    /// channel now. A tick without nacks starts the count and the backoff from zero.
+    pub(crate) fn after_tick(&mut self, nacks_since_ack: u64, now: Instant) -> bool {
+        if nacks_since_ack == 0 {
+            self.nacked_ticks = 0;
+            self.backoff.reset();
+            return false;
+        }
+        self.nacked_ticks += 1;
+        if self.nacked_ticks < 2 || self.at.is_some_and(|at| now < at) {
+            return false;
+        }
+        self.at = Some(now + self.backoff.next_wait());
+        self.nacked_ticks = 0;
+        true
+    }
+
+    /// Whether it needs the retry tick: a lane that had nacks is ticked once more after they
+    /// stop, so that its count and its backoff start from zero at the next incident.
+    pub(crate) fn needs_tick(&self) -> bool {
+        self.nacked_ticks > 0 || self.backoff.attempts() > 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1469,5 +1519,31 @@ mod tests {
         assert_eq!(retries.take_due(t0 + RETRY_MIN), [3]);
         retries.channel_lost(t0 + RETRY_MIN);
         assert_eq!(retries.take_due(t0 + RETRY_MIN), [3]);
+    }
+
+    #[test]
+    fn a_channel_with_only_nacks_is_replaced_after_two_ticks_then_with_backoff() {
+        let mut r = Reopen::default();
+        let t0 = Instant::now();
+        let sec = Duration::from_secs(1);
+        assert!(!r.after_tick(0, t0));
+        assert!(!r.needs_tick());
+        assert!(!r.after_tick(3, t0), "one nacked tick is not enough");
+        assert!(r.after_tick(3, t0 + sec), "the second replaces it");
+        // Nacks go on: the next replacement waits out its backoff (1 s, then 2 s).
+        assert!(!r.after_tick(3, t0 + sec * 2));
+        assert!(r.after_tick(3, t0 + sec * 3));
+        assert!(!r.after_tick(3, t0 + sec * 4));
+        assert!(!r.after_tick(3, t0 + sec * 4));
+        assert!(r.after_tick(3, t0 + sec * 5));
+        assert!(r.needs_tick());
+        // A tick without nacks: the count and the backoff start again (after the wait set
+        // last, 4 s from the third replacement).
+        assert!(!r.after_tick(0, t0 + sec * 6));
+        assert!(!r.needs_tick());
+        assert!(!r.after_tick(1, t0 + sec * 9));
+        assert!(r.after_tick(1, t0 + sec * 10));
+        assert!(!r.after_tick(1, t0 + sec * 11));
+        assert!(r.after_tick(1, t0 + sec * 12), "1 s after a reset backoff");
     }
 }

@@ -7,26 +7,12 @@ use crate::counters::Counters;
 use crate::incoming::{Incoming, Settle};
 use crate::observed::Observed;
 use crate::outbox::Outbox;
+use crate::reception::PendingKey;
 use ebadge_model::Message;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
-
-/// What an awaited answer is matched by: the peer it was sent to (only it answers), and the
-/// activation's id and modification count or the market request's `msg_id`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum PendingKey {
-    Activation {
-        peer: String,
-        id: String,
-        count: u32,
-    },
-    Market {
-        peer: String,
-        msg_id: String,
-    },
-}
 
 /// The state behind a [`crate::Client`] and its clones.
 pub(crate) struct Shared {
