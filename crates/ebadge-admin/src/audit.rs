@@ -4,8 +4,7 @@
 use crate::mgmt::RawApi;
 use crate::mgmt::{AdminClient, ApiError};
 use crate::profile::Management;
-use crate::provision::live_state;
-use crate::state::{Item, Release};
+use crate::state::{Item, Release, live_state};
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::{
     HEH_TAG, MESSAGE_TTL_MS, QUARANTINE_MAX_LENGTH, QUARANTINE_TTL_MS, QUORUM_POLICY, inbox_queue,
