@@ -1,6 +1,8 @@
 //! Audit: checks a live broker against the conventions of D3.2.3 5.3 and 6.1 and lists every
 //! violation. Derives group membership from the live bindings, so it needs no registry.
 
+pub mod handles;
+
 use crate::mgmt::RawApi;
 use crate::mgmt::{AdminClient, ApiError};
 use crate::profile::Management;
@@ -11,6 +13,7 @@ use ebadge_bus::conventions::{
     incoming_exchange, is_relay_binding, is_valid_entity_name, parse_pair_exchange, permissions,
     receiver_of_binding,
 };
+use handles::{QUEUE_COLUMNS, file_handle_reservations};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -506,127 +509,6 @@ fn lopsided(per_node: &BTreeMap<String, usize>) -> Option<String> {
     })
 }
 
-/// Nodes whose file-handle reservations and sockets come near their limit ([`node_handles`]):
-/// reported from 80 % of it.
-fn file_handle_reservations(nodes: &Value, queues: &Value) -> Vec<String> {
-    node_handles(nodes, queues)
-        .into_iter()
-        .filter(|n| n.limit > 0 && n.used() * 5 > n.limit * 4)
-        .map(|n| {
-            let NodeHandles {
-                node,
-                limit,
-                quorum,
-                classic,
-                sockets,
-            } = n;
-            format!(
-                "node {node}: quorum queues reserve {quorum} file handles, classic queues {classic} \
-                 (2 each once they have taken a message) and {sockets} sockets are open, of its limit of {limit}; \
-                 past the limit it stops answering new connections: raise its open-file limit (LimitNOFILE), \
-                 spread queue leaders (`rabbitmq-queues rebalance all`) or keep HEH inboxes classic (registry queue_type \"auto\")"
-            )
-        })
-        .collect()
-}
-
-/// One node's file handles as its queues reserve them and its sockets use them (see
-/// [`node_handles`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeHandles {
-    /// Erlang node name.
-    pub node: String,
-    /// The node's limit (`fd_total`).
-    pub limit: u64,
-    /// Reserved by quorum queue replicas on it.
-    pub quorum: u64,
-    /// Reserved by its classic queues, counted as if each had taken a message.
-    pub classic: u64,
-    /// Sockets open.
-    pub sockets: u64,
-}
-
-impl NodeHandles {
-    /// Reserved and open together.
-    pub fn used(&self) -> u64 {
-        self.quorum + self.classic + self.sockets
-    }
-
-    /// What is left for new connections.
-    pub fn free(&self) -> u64 {
-        self.limit.saturating_sub(self.used())
-    }
-}
-
-/// The columns of `/api/queues` that [`node_handles`] reads.
-pub const QUEUE_COLUMNS: &str = "queues?columns=name,vhost,arguments,durable,type,node,members";
-
-/// Each node's file handles, from `/api/nodes` and `/api/queues` (columns [`QUEUE_COLUMNS`]).
-/// RabbitMQ 3.10 reserves file handles for every quorum queue replica (2 + cluster size where
-/// it leads, 2 where it follows) and for every classic queue (version 2) that has taken a
-/// message (2, kept after its consumer is gone: 2,013 reserved on a node of 1,000 HEH inboxes
-/// after one activation each), and counts sockets against the same limit; once reservations
-/// pass it, the node queues every new connection after the TLS handshake and never answers it
-/// (seen with 5,000 quorum HEH inboxes led by one node: 25,005 reserved of 19,903; and on a
-/// local cluster of 20,000 HEHs after one burst, where reconnecting HEHs hung). The management
-/// API shows only the process's descriptors, not the reservations, so they are counted from
-/// the queues, every classic queue as if it had taken a message (one activation to the fleet
-/// does that). Nodes without a limit in `/api/nodes` (stopped ones) are left out.
-pub fn node_handles(nodes: &Value, queues: &Value) -> Vec<NodeHandles> {
-    // Per node: (reserved by quorum replicas, reserved by classic queues).
-    let mut reserved: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    for q in queues.as_array().into_iter().flatten() {
-        if q["type"] == "classic" {
-            if let Some(node) = q["node"].as_str() {
-                reserved.entry(node).or_default().1 += 2;
-            }
-            continue;
-        }
-        if q["type"] != "quorum" {
-            continue;
-        }
-        let members: Vec<&str> = q["members"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        let leader = q["node"].as_str().unwrap_or("");
-        for member in &members {
-            let handles = if *member == leader {
-                2 + members.len() as u64
-            } else {
-                2
-            };
-            reserved.entry(member).or_default().0 += handles;
-        }
-    }
-    nodes
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|node| {
-            let name = node["name"].as_str().unwrap_or("?");
-            let limit = node["fd_total"].as_u64()?;
-            let (quorum, classic) = reserved.get(name).copied().unwrap_or_default();
-            Some(NodeHandles {
-                node: name.to_owned(),
-                limit,
-                quorum,
-                classic,
-                sockets: node["sockets_used"].as_u64().unwrap_or(0),
-            })
-        })
-        .collect()
-}
-
-/// [`node_handles`] of a live broker.
-pub async fn read_node_handles(http: &RawApi) -> Result<Vec<NodeHandles>, ApiError> {
-    let nodes = http.get("nodes").await?;
-    let queues = http.get(QUEUE_COLUMNS).await?;
-    Ok(node_handles(&nodes, &queues))
-}
-
 fn is_quarantine(queue: &str) -> bool {
     queue.starts_with("private-") && queue.ends_with("-quarantine")
 }
@@ -700,7 +582,7 @@ mod tests {
     #[test]
     fn every_kind_the_audit_reports_is_named_in_the_metrics() {
         // The kinds are the first argument of `v(...)` in this file's non-test part.
-        let source = include_str!("audit.rs");
+        let source = include_str!("mod.rs");
         let code = &source[..source.find("mod tests {").unwrap()];
         let used: std::collections::BTreeSet<&str> = code
             .split("v(")
@@ -759,51 +641,6 @@ mod tests {
             "{found:?}"
         );
         assert!(found[1].1.contains("so vpp made it"), "{found:?}");
-    }
-
-    #[test]
-    fn queues_reserve_file_handles_by_role_and_type() {
-        let nodes = serde_json::json!([
-            {"name": "a", "fd_total": 1000, "sockets_used": 10},
-            {"name": "b", "fd_total": 1000, "sockets_used": 10},
-        ]);
-        let queues = |n: usize, leader: &str, classic_on_b: usize| {
-            let q = serde_json::json!({"type": "quorum", "node": leader, "members": ["a", "b"]});
-            let classic = serde_json::json!({"type": "classic", "node": "b"});
-            Value::Array(
-                std::iter::repeat_n(q, n)
-                    .chain(std::iter::repeat_n(classic, classic_on_b))
-                    .collect(),
-            )
-        };
-        // 190 led on a: 4 each = 760, + 10 sockets = 770 of 1000 — under 80 %; b follows
-        // (380) and holds 100 classic queues (200): 590.
-        assert_eq!(
-            file_handle_reservations(&nodes, &queues(190, "a", 100)),
-            Vec::<String>::new()
-        );
-        let found = file_handle_reservations(&nodes, &queues(200, "a", 100));
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert!(
-            found[0].starts_with(
-                "node a: quorum queues reserve 800 file handles, classic queues 0 (2 each once they have taken a message) and 10 sockets"
-            ),
-            "{found:?}"
-        );
-        // What is left for new connections: a has 1000 - 800 - 10; b is past its limit.
-        let free: Vec<(String, u64)> = node_handles(&nodes, &queues(200, "a", 320))
-            .into_iter()
-            .map(|n| (n.node.clone(), n.free()))
-            .collect();
-        assert_eq!(free, [("a".to_owned(), 190), ("b".to_owned(), 0)]);
-        // 220 classic queues more on b: 380 + 640 + 10 = 1030.
-        let found = file_handle_reservations(&nodes, &queues(190, "a", 320));
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert!(
-            found[0]
-                .starts_with("node b: quorum queues reserve 380 file handles, classic queues 640"),
-            "{found:?}"
-        );
     }
 
     #[test]
