@@ -752,7 +752,128 @@ fn queue_delivery_limit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::Registry;
+    use crate::state::desired_for;
+    use ebadge_bus::conventions::{QUARANTINE_POLICY, QUEUE_POLICY};
+    use serde_json::json;
     use std::collections::BTreeSet;
+
+    const ADMIN: &str = "ebadge-admin";
+
+    /// Operator `ts`, VPP `vpp` linked to it, and `ts`'s HEH `heh-a`, also in the group `hehs`.
+    const REGISTRY: &str = r#"
+        [[entity]]
+        name = "ts"
+        [[entity]]
+        name = "vpp"
+        [[heh]]
+        name = "heh-a"
+        operator = "ts"
+        [[link]]
+        between = ["vpp", "ts"]
+        [[group]]
+        name = "hehs"
+        sender = "ts"
+        members = ["heh-a"]
+    "#;
+
+    fn node_name(i: usize) -> String {
+        format!("rabbit@n{}", i + 1)
+    }
+
+    /// A row of `/api/queues` as [`super::super::handles::QUEUE_COLUMNS`] asks for it.
+    fn queue_row(name: &str, kind: &str, leader: &str, nodes: usize) -> Value {
+        let mut row = json!({
+            "name": name, "vhost": "/", "durable": true, "type": kind, "node": leader,
+            "arguments": {"x-queue-type": kind},
+        });
+        if kind == "quorum" {
+            row["members"] = (0..nodes).map(node_name).collect();
+        }
+        row
+    }
+
+    /// A broker of `nodes` nodes running `release`, as provisioning leaves it for [`REGISTRY`],
+    /// with the administrator and heh-a's quarantine (its client makes it): what the audit
+    /// passes. Queue leaders take turns on the nodes.
+    fn broker(nodes: usize, release: Release) -> Snapshot {
+        let registry = Registry::parse(REGISTRY).unwrap();
+        let mut live = desired_for(&registry, nodes, release);
+        for item in [
+            Item::User {
+                name: ADMIN.into(),
+                has_password: true,
+                tags: "administrator".into(),
+            },
+            Item::Permission {
+                user: ADMIN.into(),
+                configure: ".*".into(),
+                write: ".*".into(),
+                read: ".*".into(),
+            },
+            Item::Queue {
+                name: "private-heh-a-quarantine".into(),
+                durable: true,
+                queue_type: "classic".into(),
+            },
+        ] {
+            live.insert(item.key(), item);
+        }
+        let queues = live
+            .values()
+            .filter_map(|i| match i {
+                Item::Queue {
+                    name, queue_type, ..
+                } => Some((name, queue_type)),
+                _ => None,
+            })
+            .enumerate()
+            .map(|(i, (name, kind))| queue_row(name, kind, &node_name(i % nodes), nodes))
+            .collect();
+        let listeners: Vec<Value> = (0..nodes)
+            .flat_map(|i| {
+                let node = node_name(i);
+                [
+                    json!({"node": node, "protocol": "amqp/ssl", "port": 5671, "socket_opts":
+                        {"verify": "verify_peer", "fail_if_no_peer_cert": true, "crl_check": "peer"}}),
+                    json!({"node": node, "protocol": "http", "port": 15672, "socket_opts": {}}),
+                    json!({"node": node, "protocol": "clustering", "port": 25672, "socket_opts": {}}),
+                ]
+            })
+            .collect();
+        let version = match release {
+            Release::V3 => "3.10.8",
+            Release::V4 => "4.0.5",
+        };
+        Snapshot {
+            admin: ADMIN.into(),
+            live,
+            overview: json!({"rabbitmq_version": version, "listeners": listeners}),
+            nodes: (0..nodes)
+                .map(|i| {
+                    json!({
+                        "name": node_name(i), "running": true, "fd_total": 65536, "sockets_used": 20,
+                        "auth_mechanisms": [
+                            {"name": "EXTERNAL", "enabled": true},
+                            {"name": "PLAIN", "enabled": false},
+                            {"name": "AMQPLAIN", "enabled": false},
+                        ],
+                    })
+                })
+                .collect(),
+            queues,
+        }
+    }
+
+    /// The fixture every other starts from: a three-node RabbitMQ 4 cluster, so that the
+    /// cluster-only rules (replication, placement) and 4's delivery limit are in play.
+    fn clean() -> Snapshot {
+        broker(3, Release::V4)
+    }
+
+    fn put(s: &mut Snapshot, item: Item) {
+        s.live.insert(item.key(), item);
+    }
 
     fn user(name: &str, has_password: bool, tags: &str) -> Item {
         Item::User {
@@ -768,6 +889,300 @@ mod tests {
             destination: destination.into(),
             destination_type: destination_type.into(),
             routing_key: "#".into(),
+        }
+    }
+
+    fn exchange(name: &str, kind: &str) -> Item {
+        Item::Exchange {
+            name: name.into(),
+            kind: kind.into(),
+            durable: true,
+        }
+    }
+
+    /// Changes one permission of `user` (which has some).
+    fn edit_permission(s: &mut Snapshot, user: &str, edit: impl FnOnce(&mut String, &mut String)) {
+        let Some(Item::Permission { write, read, .. }) = s.live.get_mut(&(2, user.to_owned()))
+        else {
+            panic!("{user} has no permissions");
+        };
+        edit(write, read);
+    }
+
+    /// Changes the definition of the policy `name`.
+    fn edit_policy(s: &mut Snapshot, name: &str, edit: impl FnOnce(&mut Value)) {
+        let Some(Item::Policy { definition, .. }) = s.live.get_mut(&(0, name.to_owned())) else {
+            panic!("no policy {name}");
+        };
+        let mut parsed: Value = serde_json::from_str(definition).unwrap();
+        edit(&mut parsed);
+        *definition = parsed.to_string();
+    }
+
+    fn queue<'a>(s: &'a mut Snapshot, name: &str) -> &'a mut Value {
+        s.queues
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|q| q["name"] == name)
+            .unwrap_or_else(|| panic!("no queue {name}"))
+    }
+
+    fn add_queue(s: &mut Snapshot, name: &str, kind: &str, leader: &str) {
+        let row = queue_row(name, kind, leader, 3);
+        s.queues.as_array_mut().unwrap().push(row);
+    }
+
+    fn node<'a>(s: &'a mut Snapshot, name: &str) -> &'a mut Value {
+        s.nodes
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|n| n["name"] == name)
+            .unwrap()
+    }
+
+    /// The smallest change to [`clean`] that breaks one rule.
+    struct Fixture {
+        /// What changed.
+        what: &'static str,
+        /// The kinds `check` must report, no more, no fewer: one, but for a change that two
+        /// rules see (and none, for a change that must stay clean).
+        kinds: &'static [&'static str],
+        /// Said by one of the violations: the rule reports what was changed, not something else.
+        mentions: &'static str,
+        change: fn(&mut Snapshot),
+    }
+
+    fn fixtures() -> Vec<Fixture> {
+        vec![
+            Fixture {
+                what: "the guest user exists",
+                kinds: &["guest"],
+                mentions: "user guest exists",
+                change: |s| put(s, user("guest", true, "")),
+            },
+            Fixture {
+                what: "an entity has a password",
+                kinds: &["password-user"],
+                mentions: "user ts has a password",
+                change: |s| put(s, user("ts", true, "")),
+            },
+            Fixture {
+                what: "an entity is an administrator",
+                kinds: &["password-user"],
+                mentions: "user vpp is an administrator: only ebadge-admin may be",
+                change: |s| put(s, user("vpp", false, "administrator")),
+            },
+            Fixture {
+                what: "a plain AMQP listener",
+                kinds: &["plain-listener"],
+                mentions: "plain amqp listener on port 5672 of rabbit@n2",
+                change: |s| {
+                    let listener = json!({"node": "rabbit@n2", "protocol": "amqp", "port": 5672});
+                    s.overview["listeners"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(listener);
+                },
+            },
+            Fixture {
+                what: "an AMQPS listener that does not check the CRL",
+                kinds: &["tls"],
+                mentions: "the AMQPS listener of rabbit@n1 has crl_check = \"none\"",
+                change: |s| s.overview["listeners"][0]["socket_opts"]["crl_check"] = json!("none"),
+            },
+            Fixture {
+                what: "a node offers PLAIN logins",
+                kinds: &["auth-mechanism"],
+                mentions: "node rabbit@n3 offers the PLAIN login",
+                change: |s| node(s, "rabbit@n3")["auth_mechanisms"][1]["enabled"] = json!(true),
+            },
+            Fixture {
+                what: "an entity may read more than the convention's",
+                kinds: &["permissions"],
+                mentions: "user vpp has configure",
+                change: |s| edit_permission(s, "vpp", |_, read| *read = "^.*$".into()),
+            },
+            Fixture {
+                what: "an entity may write the default exchange (and so more than the convention's)",
+                kinds: &["default-exchange", "permissions"],
+                mentions: "user vpp may publish to the default exchange",
+                change: |s| edit_permission(s, "vpp", |write, _| *write = ".*".into()),
+            },
+            Fixture {
+                what: "an inbox bound from the default exchange",
+                kinds: &["default-exchange"],
+                mentions: "private-ts-inbox is bound from the default exchange",
+                change: |s| put(s, binding("", "private-ts-inbox", "queue")),
+            },
+            Fixture {
+                what: "a fanout exchange outside private namespaces",
+                kinds: &["exchange-type"],
+                mentions: "exchange ts-events is fanout",
+                change: |s| put(s, exchange("ts-events", "fanout")),
+            },
+            Fixture {
+                what: "vpp relays what ts sends it back to ts",
+                kinds: &["relay-binding"],
+                mentions: "ts-to-vpp is bound to the pair exchange vpp-to-ts [#]: what is published to ts-to-vpp reaches ts",
+                change: |s| put(s, binding("ts-to-vpp", "vpp-to-ts", "exchange")),
+            },
+            Fixture {
+                what: "heh-a's inbox bound to what ts sends vpp",
+                kinds: &["binding"],
+                mentions: "ts-to-vpp is bound to private-heh-a-inbox: heh-a may not read ts-to-vpp",
+                change: |s| put(s, binding("ts-to-vpp", "private-heh-a-inbox", "queue")),
+            },
+            Fixture {
+                what: "an HEH keeps the incoming exchange of two hops",
+                kinds: &["layout"],
+                mentions: "private-heh-a-in exists",
+                change: |s| put(s, exchange("private-heh-a-in", "topic")),
+            },
+            Fixture {
+                what: "a user whose name is not an entity name",
+                kinds: &["user-name"],
+                mentions: "user Legacy_App is not a valid entity name",
+                change: |s| put(s, user("Legacy_App", false, "")),
+            },
+            Fixture {
+                what: "a node's sockets near its file-handle limit",
+                kinds: &["file-handles"],
+                mentions: "node rabbit@n2: quorum queues reserve",
+                change: |s| node(s, "rabbit@n2")["sockets_used"] = json!(60_000),
+            },
+            Fixture {
+                what: "30 more queues, all led by one node",
+                kinds: &["queue-placement"],
+                mentions: "node rabbit@n1 leads",
+                change: |s| {
+                    for i in 0..30 {
+                        add_queue(s, &format!("private-ts-tap-{i}"), "quorum", "rabbit@n1");
+                    }
+                },
+            },
+            Fixture {
+                what: "a classic queue of an entity's own on a cluster",
+                kinds: &["queue-replication"],
+                mentions: "queue private-ts-archive is a classic queue on a cluster of 3 nodes",
+                change: |s| add_queue(s, "private-ts-archive", "classic", "rabbit@n2"),
+            },
+            Fixture {
+                what: "a stream",
+                kinds: &["queue-type"],
+                mentions: "queue private-ts-log is a stream",
+                change: |s| add_queue(s, "private-ts-log", "stream", "rabbit@n2"),
+            },
+            Fixture {
+                what: "the queue policy's TTL is an hour",
+                kinds: &["queue-ttl"],
+                mentions: "queue private-heh-a-inbox has message TTL 3600000 ms",
+                change: |s| edit_policy(s, QUEUE_POLICY, |d| d["message-ttl"] = json!(3_600_000)),
+            },
+            Fixture {
+                what: "the quarantine policy's TTL is past its own bound",
+                kinds: &["queue-ttl"],
+                mentions: "queue private-heh-a-quarantine has message TTL",
+                change: |s| {
+                    let ttl = QUARANTINE_TTL_MS + 1;
+                    edit_policy(s, QUARANTINE_POLICY, |d| d["message-ttl"] = json!(ttl));
+                },
+            },
+            Fixture {
+                what: "the queue policy has no TTL, but the queue an argument within the bound",
+                kinds: &[],
+                mentions: "",
+                change: |s| {
+                    edit_policy(s, QUEUE_POLICY, |d| {
+                        d.as_object_mut().unwrap().remove("message-ttl");
+                    });
+                    queue(s, "private-heh-a-inbox")["arguments"]["x-message-ttl"] = json!(60_000);
+                },
+            },
+            Fixture {
+                what: "the queue policy has no length bound",
+                kinds: &["queue-length"],
+                mentions: "queue private-heh-a-inbox has no length bound",
+                change: |s| {
+                    edit_policy(s, QUEUE_POLICY, |d| {
+                        d.as_object_mut().unwrap().remove("max-length");
+                    })
+                },
+            },
+            Fixture {
+                what: "a queue argument drops the oldest message past the bound",
+                kinds: &["queue-overflow"],
+                mentions: "queue private-ts-inbox overflows with drop-head",
+                change: |s| {
+                    queue(s, "private-ts-inbox")["arguments"]["x-overflow"] = json!("drop-head");
+                },
+            },
+            Fixture {
+                what: "a quorum queue with a delivery limit argument",
+                kinds: &["queue-delivery-limit"],
+                mentions: "quorum queue private-ts-inbox drops a message that came back unacknowledged 5 times",
+                change: |s| {
+                    queue(s, "private-ts-inbox")["arguments"]["x-delivery-limit"] = json!(5);
+                },
+            },
+            Fixture {
+                what: "RabbitMQ 4 without the quorum policy",
+                kinds: &["queue-delivery-limit"],
+                mentions: "quorum queue private-ts-inbox has no delivery-limit",
+                change: |s| {
+                    s.live.remove(&(0, QUORUM_POLICY.to_owned()));
+                },
+            },
+            Fixture {
+                what: "RabbitMQ 3 without the quorum policy",
+                kinds: &[],
+                mentions: "",
+                change: |s| {
+                    s.live.remove(&(0, QUORUM_POLICY.to_owned()));
+                    s.overview["rabbitmq_version"] = json!("3.10.8");
+                },
+            },
+        ]
+    }
+
+    #[test]
+    fn a_provisioned_broker_conforms() {
+        assert_eq!(check(&clean()), []);
+        // One node: classic queues are all it has, and none is lost with a node.
+        assert_eq!(check(&broker(1, Release::V3)), []);
+    }
+
+    #[test]
+    fn each_fixture_breaks_exactly_its_rule() {
+        // Every fixture is tried before failing, so that one run names every broken rule.
+        let mut failures = Vec::new();
+        for fixture in fixtures() {
+            let mut snapshot = clean();
+            (fixture.change)(&mut snapshot);
+            let found = check(&snapshot);
+            let kinds: BTreeSet<&str> = found.iter().map(|v| v.kind).collect();
+            let want: BTreeSet<&str> = fixture.kinds.iter().copied().collect();
+            let said = fixture.kinds.is_empty()
+                || found.iter().any(|v| v.detail.contains(fixture.mentions));
+            if kinds != want || !said {
+                failures.push(format!(
+                    "{}: want {want:?} saying {:?}, found {found:#?}",
+                    fixture.what, fixture.mentions
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn every_kind_has_a_fixture_of_its_own() {
+        let fixtures = fixtures();
+        for kind in KINDS {
+            assert!(
+                fixtures.iter().any(|f| f.kinds == [kind]),
+                "no fixture breaks {kind} alone"
+            );
         }
     }
 
