@@ -121,13 +121,6 @@ impl RawApi {
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    /// The RabbitMQ release the broker runs (from its overview).
-    pub async fn release(&self) -> Result<crate::state::Release, ApiError> {
-        Ok(crate::state::Release::of_overview(
-            &self.get("overview").await?,
-        ))
-    }
-
     /// The cluster's members, running or not.
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>, ApiError> {
         let nodes = self.get("nodes").await?;

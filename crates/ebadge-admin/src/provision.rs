@@ -4,7 +4,7 @@
 use crate::mgmt::{AdminClient, ApiError, RawApi, admin_client};
 use crate::profile::Management;
 use crate::registry::Registry;
-use crate::state::{Item, State, desired, desired_for, from_definitions, to_definitions};
+use crate::state::{Item, Release, State, desired, desired_for, live_state, to_definitions};
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::{is_relay_binding, possible_owners};
 use rabbitmq_http_client::commons::BindingDestinationType;
@@ -304,17 +304,6 @@ fn in_namespace_of(name: &str, names: &HashSet<&str>) -> bool {
     possible_owners(name).any(|owner| names.contains(owner))
 }
 
-/// Reads the live state of vhost `/`.
-pub async fn live_state(client: &AdminClient) -> Result<State, ApiError> {
-    let text = client
-        .export_cluster_wide_definitions_as_string()
-        .await
-        .map_err(|e| ApiError::new("reading definitions", e))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| ApiError::new("reading definitions", e))?;
-    Ok(from_definitions(&value))
-}
-
 /// Computes the plan for `registry` against the live broker that `management` administers (the
 /// number of its cluster nodes decides the queue type when the registry says `auto`).
 pub async fn plan(
@@ -324,7 +313,7 @@ pub async fn plan(
 ) -> Result<Plan, ApiError> {
     let api = RawApi::new(management);
     let nodes = api.nodes().await?.len();
-    let release = api.release().await?;
+    let release = Release::of_broker(&api).await?;
     Ok(Plan::compute(
         &desired_for(registry, nodes, release),
         &live_state(client).await?,

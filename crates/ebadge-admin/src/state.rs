@@ -1,6 +1,7 @@
 //! Broker state as a set of items (users, permissions, exchanges, queues, bindings, policies):
 //! computed from a registry, or read from a live broker's definitions, so the two can be diffed.
 
+use crate::mgmt::{AdminClient, ApiError, RawApi};
 use crate::registry::{QueueType, Registry};
 use ebadge_bus::EntityName;
 use ebadge_bus::conventions::{
@@ -328,6 +329,12 @@ impl Release {
     pub fn of_overview(overview: &Value) -> Release {
         Release::of(overview["rabbitmq_version"].as_str().unwrap_or(""))
     }
+
+    /// The release the broker behind `api` runs. Here rather than on [`RawApi`] so that the
+    /// state model depends on the management API and not the other way round.
+    pub async fn of_broker(api: &RawApi) -> Result<Release, ApiError> {
+        Ok(Release::of_overview(&api.get("overview").await?))
+    }
 }
 
 /// What the registry implies, by the conventions, for a RabbitMQ 3.x broker of `cluster_nodes`
@@ -511,6 +518,18 @@ pub fn from_definitions(defs: &Value) -> State {
         });
     }
     items.into_iter().map(|i| (i.key(), i)).collect()
+}
+
+/// Reads the live state of vhost `/`: the broker's definitions, so that it compares item for
+/// item with what [`desired`] makes.
+pub async fn live_state(client: &AdminClient) -> Result<State, ApiError> {
+    let text = client
+        .export_cluster_wide_definitions_as_string()
+        .await
+        .map_err(|e| ApiError::new("reading definitions", e))?;
+    let value: Value =
+        serde_json::from_str(&text).map_err(|e| ApiError::new("reading definitions", e))?;
+    Ok(from_definitions(&value))
 }
 
 /// A definitions document holding `items` (and vhost `/`), for import or export.

@@ -630,7 +630,7 @@ async fn on_a_cluster_audit_passes_and_reports_a_queue_that_is_not_replicated() 
         "a provisioned cluster conforms"
     );
     // HEH inboxes are classic (tagged users tell the audit so), the others replicated.
-    let live = ebadge_admin::provision::live_state(&client).await.unwrap();
+    let live = ebadge_admin::state::live_state(&client).await.unwrap();
     let kind = |queue: &str| {
         live.values()
             .find_map(|i| match i {

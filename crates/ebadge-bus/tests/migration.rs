@@ -33,7 +33,7 @@ fn pair(sender: &str, receiver: &str, queue_type: &str) -> Registry {
 
 /// The type of `queue` on the live broker.
 async fn queue_type(client: &ebadge_admin::mgmt::AdminClient, queue: &str) -> String {
-    provision::live_state(client)
+    ebadge_admin::state::live_state(client)
         .await
         .unwrap()
         .values()
@@ -257,7 +257,7 @@ async fn moving_an_heh_to_one_routing_hop_on_a_live_broker_loses_no_message() {
     let plan_for = |state: State| {
         let (admin, m, registry) = (&admin, &m, &registry);
         async move {
-            let live = provision::live_state(admin).await.unwrap();
+            let live = ebadge_admin::state::live_state(admin).await.unwrap();
             Plan::compute(&state, &live, &m.user).keeping_others(registry)
         }
     };

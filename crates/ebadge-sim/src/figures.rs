@@ -197,7 +197,7 @@ pub async fn activations(
 async fn check_room_for_ceiling(ready: &Prepared, hehs: usize) -> Result<(), BenchError> {
     let per_node = hehs.div_ceil(ready.node_urls.len().max(1)) as u64;
     let api = ebadge_admin::mgmt::RawApi::new(&ready.management);
-    let short: Vec<String> = ebadge_admin::audit::read_node_handles(&api)
+    let short: Vec<String> = ebadge_admin::audit::handles::read_node_handles(&api)
         .await?
         .into_iter()
         .filter(|n| n.free() < per_node)
