@@ -46,6 +46,7 @@ TEST_DIR ?= target/tmp
 export EBADGE_TEST_DIR := $(abspath $(TEST_DIR))
 TEST_BROKERS := $(addprefix $(TEST_DIR)/,ebadge-test-broker ebadge-restart-broker ebadge-demo-broker ebadge-test-cluster ebadge-monitoring-broker ebadge-conformance-broker ebadge-partition-cluster)
 unit:
+	$(CARGO) build -p ebadge-bus --examples
 	$(CARGO) test --workspace --all-targets --no-fail-fast; status=$$?; \
 	  for dir in $(TEST_BROKERS); do $(CARGO) run -q -p ebadge -- broker down --dir $$dir; done; \
 	  exit $$status

@@ -10,7 +10,8 @@ use ebadge_bus::model::rules::report_length;
 use ebadge_bus::model::{Activate, GetReport, Message, Report};
 use ebadge_bus::{Client, ClientConfig, EntityName, Handled, Handler, Incoming, Profile};
 
-struct Hub;
+/// The HEH: its answers (the tests drive this very handler: `crates/ebadge-bus/tests/examples.rs`).
+pub struct Hub;
 
 impl Handler for Hub {
     async fn on_get_report(

@@ -196,6 +196,11 @@ operator = "lanes-vpp"
 name = "lanes-heh-4"
 operator = "lanes-vpp"
 [[entity]]
+name = "example-vpp"
+[[heh]]
+name = "example-heh"
+operator = "example-vpp"
+[[entity]]
 name = "act-vpp"
 [[heh]]
 name = "act-heh"

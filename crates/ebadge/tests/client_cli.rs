@@ -7,6 +7,7 @@ use common::{ebadge, ebadge_with};
 use ebadge_bus::{Client, ClientConfig, EntityName, Profile};
 use ebadge_testkit::proxy::Proxy;
 use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -291,6 +292,95 @@ async fn the_durable_outbox_survives_a_killed_sender_and_delivers_after_the_outa
     assert_eq!(numbers, (0..50).collect::<Vec<u64>>());
 }
 
+/// An example program of `ebadge-bus` (built by `make test` before the tests, as
+/// `cargo build -p ebadge-bus --examples`), with the demo's profile.
+fn example(dir: &Path, name: &str) -> Command {
+    let program = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/debug/examples")
+        .join(name);
+    assert!(
+        program.exists(),
+        "{} is missing: run `cargo build -p ebadge-bus --examples` (make test does)",
+        program.display()
+    );
+    let mut command = Command::new(program);
+    command
+        .env("EBADGE_PROFILE", dir.join("profile.toml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Runs `command` to its end, within a minute: its standard output, when it succeeded.
+fn output_of(mut command: Command) -> String {
+    let mut child = command.spawn().unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("{command:?} ran for more than a minute");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{command:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The six examples of `crates/ebadge-bus/examples`, each checked by what it prints on success
+/// (each prints another line when what it waits for does not come).
+fn run_the_examples(dir: &Path) {
+    let heh_name = "heh-020000000000";
+    let mut heh = example(dir, "heh").arg(heh_name).spawn().unwrap();
+    let mut lines = BufReader::new(heh.stdout.take().unwrap()).lines();
+    let listening = lines.next().unwrap().unwrap();
+    assert_eq!(
+        listening,
+        format!("{heh_name} is listening; Ctrl-C stops it")
+    );
+    let mut vpp = example(dir, "vpp");
+    vpp.arg(heh_name);
+    let said = output_of(vpp);
+    let _ = heh.kill();
+    let _ = heh.wait();
+    assert!(
+        said.contains(&format!("{heh_name} sent {{\"msg\":\"report\"")),
+        "{said}"
+    );
+    assert!(
+        said.contains("the HEH offers 3 kW instead; agreeing"),
+        "{said}"
+    );
+    assert!(said.contains("Accepted("), "{said}");
+
+    let said = output_of(example(dir, "market"));
+    assert!(
+        said.contains("north-tso got balancing_reserve_bid from bsp-a"),
+        "{said}"
+    );
+    assert!(said.contains("bsp-a: the TSO answered 200"), "{said}");
+    let said = output_of(example(dir, "group"));
+    for member in ["bsp-a", "bsp-b"] {
+        assert!(
+            said.contains(&format!(
+                "{member} got market_cleared from north-tso through north-tso-to-bsps"
+            )),
+            "{said}"
+        );
+    }
+    let said = output_of(example(dir, "tap"));
+    assert!(said.contains("heh-020000000000 sent report"), "{said}");
+    let said = output_of(example(dir, "durable_outbox"));
+    // Three sent, and whatever an earlier run on this machine left in its outbox file.
+    assert!(said.contains(" confirmed, 0 still in the outbox"), "{said}");
+}
+
 /// The JSON output and the standard error of a run that must succeed.
 fn json_of(out: std::process::Output) -> (serde_json::Value, String) {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -331,6 +421,10 @@ fn the_demo_runs_and_its_summary_adds_up_and_a_fleet_spreads_over_processes() {
     assert_eq!(summary["market"]["unanswered"], 0, "{summary}");
     assert_eq!(summary["market"]["cleared_seen"], 3, "{summary}");
     assert!(stderr.contains("20 HEHs connected"), "{stderr}");
+
+    // Every example program of the client library, against the broker the demo provisioned,
+    // as its doc comment tells a reader to run it.
+    run_the_examples(Path::new(dir));
 
     // The activation benchmark with its fleet in three processes, and the raw ceiling's fleet
     // in three more, on the same broker (one test: two `broker up` on one directory at once
