@@ -8,13 +8,13 @@ pub use crate::config::ClientConfig;
 pub use crate::conventions::{QUARANTINE_FROM_HEADER, QUARANTINE_REASON_HEADER};
 pub use crate::incoming::{Inbox, Incoming};
 
+use crate::client_state::ClientState;
 use crate::connect::{ConnectError, connect};
 use crate::conventions::{EntityName, NameError, new_message_id, pair_exchange, routing_key};
 use crate::counters::{CounterSnapshot, Counters};
 use crate::outbox::{Outbox, OutboxError, Outgoing, Undelivered};
 use crate::reception::PendingKey;
 use crate::session::Supervisor;
-use crate::shared::Shared;
 use amqprs::connection::Connection;
 use ebadge_model::{
     AcceptActivation, Activate, InvalidMessage, Message, ModifyActivation, RejectActivation,
@@ -85,7 +85,7 @@ pub enum ActivationOutcome {
 /// A connected entity. Cheap to clone; all clones share one connection and one outbox.
 #[derive(Clone)]
 pub struct Client {
-    shared: Arc<Shared>,
+    shared: Arc<ClientState>,
 }
 
 impl std::fmt::Debug for Client {
@@ -141,7 +141,7 @@ impl Client {
         };
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let (inbox_tx, inbox_rx) = mpsc::channel(config.inbox_capacity.max(1));
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(ClientState {
             outbox: Mutex::new(outbox),
             wake: Notify::new(),
             progress: Notify::new(),
@@ -371,7 +371,7 @@ impl Client {
         self.shared.snapshot().1
     }
 
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
+    pub(crate) fn shared(&self) -> &Arc<ClientState> {
         &self.shared
     }
 

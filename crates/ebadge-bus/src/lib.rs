@@ -4,6 +4,7 @@
 
 mod backoff;
 pub mod client;
+mod client_state;
 mod config;
 pub mod connect;
 mod consumer;
@@ -13,7 +14,7 @@ pub mod dedupe;
 pub mod device;
 mod events;
 pub mod handler;
-mod inbound;
+mod held;
 mod incoming;
 pub mod metrics;
 mod observed;
@@ -23,8 +24,8 @@ mod publisher;
 mod reception;
 mod session;
 mod settlement;
-mod shared;
 pub mod tap;
+mod verdict;
 
 pub use client::{
     ActivationOutcome, Client, ClientConfig, Closed, Inbox, Incoming, RequestError, SendError,

@@ -48,9 +48,9 @@
 //! [`RejectClass`]: both bounded.
 
 use crate::client::Client;
+use crate::client_state::ClientState;
 use crate::counters::CounterSnapshot;
 use crate::observed::{Observed, type_label};
-use crate::shared::Shared;
 use ebadge_model::Message;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -66,7 +66,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-pub use crate::inbound::RejectClass;
+pub use crate::verdict::RejectClass;
 
 /// The content type of the OpenMetrics text format.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -75,7 +75,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 struct Group {
     entity: String,
     /// Held: a closed client's counters stay (frozen), so the group's counters never go down.
-    clients: Vec<Arc<Shared>>,
+    clients: Vec<Arc<ClientState>>,
     observed: Arc<Observed>,
 }
 

@@ -3,7 +3,7 @@
 //! reads and serves them: the client's supervisor writes here without depending on the metrics
 //! server (nor the server, through it, on the client's internals).
 
-use crate::inbound::RejectClass;
+use crate::verdict::RejectClass;
 use ebadge_model::{Message, MessageType};
 use prometheus_client::metrics::histogram::Histogram;
 use std::collections::BTreeMap;

@@ -2,10 +2,10 @@
 //! `mandatory` and persistent, with the properties every message of ours carries. What the
 //! broker answers is settled in [`crate::settlement`], which does no I/O.
 
+use crate::client_state::ClientState;
 use crate::conventions::{bounded_header_value, quarantine_queue};
 use crate::counters::Counters;
 use crate::settlement::{Publish, Settlement};
-use crate::shared::Shared;
 use amqprs::channel::{BasicPublishArguments, Channel};
 use amqprs::{BasicProperties, FieldName, FieldTable, FieldValue, LongStr};
 use std::time::Instant;
@@ -34,7 +34,7 @@ impl Publisher {
     /// Publishes what waits, as `settlement` orders it; a full batch wakes the session again.
     pub(crate) async fn publish_pending(
         &self,
-        shared: &Shared,
+        shared: &ClientState,
         settlement: &mut Settlement,
     ) -> Result<(), amqprs::error::Error> {
         let (due, full) = {

@@ -12,9 +12,10 @@
 use crate::backoff::Backoff;
 use crate::conventions::{EntityName, QUARANTINE_FROM_HEADER, QUARANTINE_REASON_HEADER};
 use crate::dedupe::DedupeWindow;
-use crate::inbound::{AckPlan, DedupeKey, Held, RejectClass, verdict};
+use crate::held::{AckPlan, DedupeKey, Held};
 use crate::incoming::{Rejected, Settle};
 use crate::settlement::{QuarantineCopy, Settlement};
+use crate::verdict::{RejectClass, verdict};
 use ebadge_model::Message;
 use std::time::{Duration, Instant};
 

@@ -6,17 +6,17 @@
 //! for what is published, [`crate::reception`] for what is received).
 
 use crate::backoff::Backoff;
+use crate::client_state::ClientState;
 use crate::connect::{connect, connect_labelled};
 use crate::consumer::Consumer;
 use crate::conventions::{EntityName, quarantine_queue};
 use crate::counters::Counters;
 use crate::events::{CONSUMER, Callbacks, Event};
-use crate::inbound::RejectClass;
 use crate::incoming::{AckHandle, Incoming, Settle};
 use crate::publisher::Publisher;
 use crate::reception::{Delivery, Received, Reception};
 use crate::settlement::{Lane, Reopen, Settled, Settlement};
-use crate::shared::Shared;
+use crate::verdict::RejectClass;
 use amqprs::channel::{
     BasicAckArguments, BasicNackArguments, Channel, ConfirmSelectArguments,
     ExchangeDeclareArguments, QueueBindArguments, QueueDeclareArguments,
@@ -71,7 +71,7 @@ const SESSION_STABLE: Duration = Duration::from_secs(10);
 
 /// Owns the connection's life: sessions one after another, with backoff between them.
 pub(crate) struct Supervisor {
-    shared: Arc<Shared>,
+    shared: Arc<ClientState>,
     /// What the application did with the messages it was given (by handle id).
     ack_rx: mpsc::UnboundedReceiver<Settle>,
     inbox_tx: mpsc::Sender<Incoming>,
@@ -107,7 +107,7 @@ struct LaneLink<'c> {
 impl Supervisor {
     /// A supervisor for `shared`'s connection, before its first session.
     pub(crate) fn new(
-        shared: Arc<Shared>,
+        shared: Arc<ClientState>,
         ack_rx: mpsc::UnboundedReceiver<Settle>,
         inbox_tx: mpsc::Sender<Incoming>,
     ) -> Self {

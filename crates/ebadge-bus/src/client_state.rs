@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 /// The state behind a [`crate::Client`] and its clones.
-pub(crate) struct Shared {
+pub(crate) struct ClientState {
     pub(crate) config: ClientConfig,
     pub(crate) outbox: Mutex<Outbox>,
     pub(crate) wake: Notify,
@@ -34,7 +34,7 @@ pub(crate) struct Shared {
     pub(crate) supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-impl Shared {
+impl ClientState {
     /// The counters now, and the age of the oldest message in the outbox.
     pub(crate) fn snapshot(&self) -> (CounterSnapshot, Option<Duration>) {
         let outbox = self.outbox.lock().unwrap();
