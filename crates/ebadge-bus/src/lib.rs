@@ -11,7 +11,6 @@ mod consumer;
 pub mod conventions;
 pub mod counters;
 pub mod dedupe;
-pub mod device;
 mod events;
 pub mod handler;
 mod held;

@@ -14,9 +14,9 @@
 //! delays only what goes to it: the failsafe still ends activations at their `to` and applies
 //! when the bus goes away, and the controller still hears of it.
 
+use crate::device::Device;
 use crate::failsafe::{Failsafe, FailsafeConfig, Notices, Remembered};
 use crate::store::Store;
-use ebadge_bus::device::Device;
 use ebadge_bus::model::{Message, Time};
 use ebadge_bus::{Client, EntityName, Inbox, Incoming};
 use std::collections::VecDeque;

@@ -19,7 +19,7 @@
 //! done
 //! ```
 
-use ebadge_bus::device::{Device, DeviceError};
+use crate::device::{Device, DeviceError};
 use ebadge_bus::model::Message;
 use std::process::Stdio;
 use std::time::Duration;

@@ -2,8 +2,8 @@
 //! library and nothing of the operator's or the simulators' side.
 //!
 //! - [`config`]: the one TOML file (bus profile, names, outbox, device, failsafe);
-//! - [`agent`]: passes messages between the bus and a [`Device`](ebadge_bus::device::Device),
-//!   and keeps activations failsafe;
+//! - [`device`]: the [`Device`](device::Device) trait, what the agent drives;
+//! - [`agent`]: passes messages between the bus and a device, and keeps activations failsafe;
 //! - [`failsafe`]: the failsafe's rules, without I/O;
 //! - [`command`]: the device as an external program speaking JSON lines;
 //! - [`store`]: what the failsafe remembers across restarts, beside the outbox.
@@ -11,5 +11,6 @@
 pub mod agent;
 pub mod command;
 pub mod config;
+pub mod device;
 pub mod failsafe;
 pub mod store;

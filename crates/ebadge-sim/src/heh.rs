@@ -337,7 +337,7 @@ impl Drop for SimHeh {
 }
 
 /// The simulated HEH as the device of an HEH agent (`ebadge-heh`'s
-/// [`Device`](ebadge_bus::device::Device) interface): it announces itself, answers what the
+/// [`Device`](ebadge_heh::device::Device) interface): it announces itself, answers what the
 /// controller asks and keeps what the agent tells it (failsafe notices) in
 /// [`notices`](Self::notices). For tests of the agent without a device program.
 pub struct SimDevice {
@@ -374,12 +374,12 @@ impl SimDevice {
     }
 }
 
-impl ebadge_bus::device::Device for SimDevice {
+impl ebadge_heh::device::Device for SimDevice {
     async fn next(&mut self) -> Option<Message> {
         self.queued.recv().await
     }
 
-    async fn deliver(&mut self, message: &Message) -> Result<(), ebadge_bus::device::DeviceError> {
+    async fn deliver(&mut self, message: &Message) -> Result<(), ebadge_heh::device::DeviceError> {
         if !self.heh.handle(message, &self.outlet) {
             self.notices.push(message.clone());
         }

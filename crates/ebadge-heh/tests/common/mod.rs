@@ -3,10 +3,10 @@
 
 #![allow(dead_code)] // each test binary uses a part
 
-use ebadge_bus::device::{Device, DeviceError};
 use ebadge_bus::model::{Activate, Message, Time};
 use ebadge_bus::{ActivationOutcome, Client, EntityName};
 use ebadge_heh::agent;
+use ebadge_heh::device::{Device, DeviceError};
 use ebadge_heh::failsafe::FailsafeConfig;
 use std::time::Duration;
 use tokio::sync::mpsc;

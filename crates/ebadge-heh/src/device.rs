@@ -1,10 +1,10 @@
-//! The device side of an HEH: what an agent (`ebadge-heh`) drives. A device tells its controller
+//! The device side of an HEH: what the agent ([`crate::agent`]) drives. A device tells its controller
 //! what it measures and answers (as eBADGE messages: `report`, `accept_activation`,
 //! `status_report`, …) and hears what the controller sends (`activate`, `load_price`,
 //! `get_report`, …), plus the agent's own notices (failsafe applied, bus back), which are
 //! extension messages (`ext_ebadge_…`) so that one format goes both ways.
 
-use ebadge_model::Message;
+use ebadge_bus::model::Message;
 use std::future::Future;
 
 /// Why a device could not take a message.
@@ -15,7 +15,7 @@ pub struct DeviceError(pub String);
 /// A device an HEH agent drives.
 ///
 /// ```
-/// use ebadge_bus::device::{Device, DeviceError};
+/// use ebadge_heh::device::{Device, DeviceError};
 /// use ebadge_bus::model::Message;
 ///
 /// /// A device that accepts every activation and says nothing else.
