@@ -1,5 +1,5 @@
 //! The hidden `bench` subcommands: the benchmarks' other processes (the child side of the line
-//! protocol in `ebadge_sim::children`).
+//! protocol in `ebadge_sim::bench::children`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 use ebadge_bus::Profile;
-use ebadge_sim::{bench, children};
+use ebadge_sim::bench::{burst, children, footprint};
 
 /// The roles a benchmark starts in processes of their own.
 #[derive(Subcommand)]
@@ -79,8 +79,8 @@ pub enum ChildRole {
 pub async fn run(role: ChildRole) -> Result<()> {
     match role {
         ChildRole::HehChild { .. } => unreachable!("run on its own small runtime by main"),
-        ChildRole::Device { rate, count } => ebadge_sim::footprint::device(rate, count).await,
-        ChildRole::VppChild => println!("{}", bench::vpp_child().await?),
+        ChildRole::Device { rate, count } => footprint::device(rate, count).await,
+        ChildRole::VppChild => println!("{}", burst::vpp_child().await?),
         ChildRole::Consume {
             count,
             raw,
@@ -106,7 +106,7 @@ pub fn heh_child(seconds: u64, rate: u64, profile: &std::path::Path) -> Result<E
         .enable_all()
         .build()?;
     let profile = Profile::load(profile)?;
-    let report = runtime.block_on(bench::heh(&profile, seconds, rate))?;
+    let report = runtime.block_on(footprint::library(&profile, seconds, rate))?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(ExitCode::SUCCESS)
 }
