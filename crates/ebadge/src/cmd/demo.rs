@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use ebadge_admin::broker::LocalBroker;
 use ebadge_sim::demo::{self, Progress};
@@ -39,40 +39,28 @@ pub struct DemoArgs {
 /// of its target, a market request unanswered).
 pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     super::raise_open_file_limit();
-    let broker = LocalBroker::new(&args.dir);
     eprintln!(
         "== broker: RabbitMQ in {} (TLS only, client certificates only)",
-        broker.dir().display()
+        LocalBroker::new(&args.dir).dir().display()
     );
-    let (status, already) = broker.up(&Default::default()).await?;
+    let demo::DemoBus { bus, registry_file } =
+        demo::prepare(&args.dir, args.hehs, super::provisioning_progress()).await?;
     eprintln!(
         "   {} at {}",
-        if already {
+        if bus.was_running {
             "already running"
         } else {
             "started"
         },
-        status.amqps_url
+        bus.status.amqps_url
     );
-
-    let builder = demo::registry(args.hehs);
-    let registry_path = broker.dir().join("demo-registry.toml");
-    std::fs::write(&registry_path, builder.to_toml())
-        .with_context(|| format!("writing {}", registry_path.display()))?;
-    let registry = builder.build()?;
-    let ebadge_admin::local::Provisioned {
-        profile,
-        plan,
-        issued,
-        ..
-    } = super::provision_local(&args.dir, &registry).await?;
     eprintln!(
         "== provisioned {}: {} added, {} changed",
-        registry_path.display(),
-        plan.add.len(),
-        plan.change.len()
+        registry_file.display(),
+        bus.plan.add.len(),
+        bus.plan.change.len()
     );
-    eprintln!("   {issued} client certificates issued");
+    eprintln!("   {} client certificates issued", bus.issued);
 
     eprintln!(
         "== {} HEHs, a VPP and {} market actors",
@@ -81,7 +69,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     );
     let metrics = args.metrics.serve().await?;
     if metrics.is_some() {
-        for node in &status.nodes {
+        for node in &bus.status.nodes {
             if let Some(url) = &node.prometheus_url {
                 eprintln!("metrics: {url} (RabbitMQ {})", node.name);
             }
@@ -90,7 +78,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let live = std::io::stderr().is_terminal();
     let watch = metrics.as_ref().map(|(m, _)| m);
     let summary = demo::run(
-        &profile,
+        &bus.profile,
         args.hehs,
         args.seconds,
         watch,

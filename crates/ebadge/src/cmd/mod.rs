@@ -25,22 +25,6 @@ use ebadge_admin::mgmt::{AdminClient, admin_client};
 use ebadge_admin::profile::OperatorProfile;
 use ebadge_bus::profile::Profile;
 
-/// Brings the local broker in `dir` up and adds `registry` to it, with progress on stderr.
-pub async fn provision_local(
-    dir: &Path,
-    registry: &ebadge_admin::registry::Registry,
-) -> Result<ebadge_admin::local::Provisioned> {
-    let broker = ebadge_admin::broker::LocalBroker::new(dir);
-    Ok(ebadge_admin::local::provision(
-        &broker,
-        &Default::default(),
-        registry,
-        ebadge_admin::local::Others::Keep,
-        provisioning_progress(),
-    )
-    .await?)
-}
-
 /// Prints provisioning progress to stderr every 5 s: tens of thousands of items take minutes on
 /// a cluster.
 pub fn provisioning_progress() -> impl FnMut(usize, usize) {
