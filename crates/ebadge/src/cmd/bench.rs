@@ -2,7 +2,6 @@
 //! on the local broker (started if needed), with `--json` for machines.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -12,6 +11,8 @@ use ebadge_sim::bench::burst::{self, VppPlayer};
 use ebadge_sim::bench::children::Program;
 use ebadge_sim::bench::figures::{self, HehSubject};
 use ebadge_sim::local_bus::LocalBus;
+
+use crate::output::{self, Status};
 
 /// The `bench` subcommands.
 #[derive(Subcommand)]
@@ -163,7 +164,7 @@ pub struct Common {
 }
 
 /// Runs a `bench` subcommand.
-pub async fn run(command: BenchCommand) -> Result<ExitCode> {
+pub async fn run(command: BenchCommand) -> Result<Status> {
     super::raise_open_file_limit();
     match command {
         BenchCommand::Child(role) => super::bench_child::run(role).await?,
@@ -237,7 +238,7 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
             )?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Status::Ok)
 }
 
 /// Starts the broker and adds the benchmark registry, with progress on stderr.
@@ -271,7 +272,7 @@ fn emit(common: &Common, name: &str, figures: &impl serde::Serialize) -> Result<
         if let serde_json::Value::Object(fields) = serde_json::to_value(figures)? {
             object.extend(fields);
         }
-        println!("{}", serde_json::Value::Object(object));
+        output::json(&object)?;
     }
     Ok(())
 }

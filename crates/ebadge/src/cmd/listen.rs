@@ -1,14 +1,12 @@
 //! `ebadge listen --as NAME [--group GROUP]… [--json] [--count N]`: print the messages arriving in
 //! NAME's inbox.
 
-use std::io::Write;
-use std::process::ExitCode;
-
 use anyhow::Result;
 use clap::Args;
 use ebadge_bus::{Client, ClientConfig, EntityName};
 
 use super::{MetricsArg, ProfileArg};
+use crate::output::{self, Body, Format, Lines, Status};
 
 /// Arguments of `listen`.
 #[derive(Args)]
@@ -35,7 +33,7 @@ pub struct ListenArgs {
 
 /// Runs `listen`. Each message is acknowledged once printed; invalid ones never reach here (the
 /// client quarantines them).
-pub async fn run(args: ListenArgs) -> Result<ExitCode> {
+pub async fn run(args: ListenArgs) -> Result<Status> {
     let profile = args.profile.load()?;
     let mut config = ClientConfig::new(profile, EntityName::new(&args.name)?);
     config.groups = super::group_names(&args.groups)?;
@@ -45,29 +43,23 @@ pub async fn run(args: ListenArgs) -> Result<ExitCode> {
         metrics.watch(&args.name, std::slice::from_ref(&client));
     }
     let mut inbox = client.inbox().expect("a new client has its inbox");
+    let format = Format::json_if(args.json);
+    let mut out = Lines::live();
     let mut seen = 0;
-    let stdout = std::io::stdout();
     while args.count.is_none_or(|n| seen < n) {
         let Some(incoming) = inbox.next().await else {
             break;
         };
-        let body = incoming.message.to_json();
-        let line = if args.json {
-            super::json_line(
-                incoming.from.as_str(),
-                &incoming.routing_key,
-                "message",
-                &body,
-            )
-        } else {
-            format!("{} {} {}", incoming.from, incoming.routing_key, body)
-        };
-        let mut out = stdout.lock();
-        writeln!(out, "{line}")?;
-        out.flush()?;
+        out.line(output::message_line(
+            format,
+            incoming.from.as_str(),
+            None,
+            &incoming.routing_key,
+            &Body::Message(incoming.message.to_json()),
+        ))?;
         incoming.ack();
         seen += 1;
     }
     client.close(std::time::Duration::from_secs(2)).await;
-    Ok(ExitCode::SUCCESS)
+    Ok(Status::Ok)
 }

@@ -67,18 +67,6 @@ pub fn open_input(file: Option<&Path>) -> Result<Box<dyn BufRead>> {
     }
 }
 
-/// One `--json` output line of `listen` and `tap`, keys in the documented order:
-/// `{"from":..,"routing_key":..,"message":{..}}`; `body` is JSON text already.
-pub fn json_line(from: &str, routing_key: &str, key: &str, body: &str) -> String {
-    let quote = |s: &str| serde_json::Value::from(s).to_string();
-    format!(
-        "{{\"from\":{},\"routing_key\":{},{}:{body}}}",
-        quote(from),
-        quote(routing_key),
-        quote(key)
-    )
-}
-
 /// `--profile FILE` (default: $EBADGE_PROFILE, else .ebadge/profile.toml).
 #[derive(Args)]
 pub struct ProfileArg {

@@ -1,7 +1,6 @@
 //! `ebadge sim heh|vpp|market`: simulated actors on a provisioned broker (the demo's registry
 //! names them: `ebadge demo` once, then run them separately, e.g. HEH fleets in several processes).
 
-use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -12,6 +11,7 @@ use ebadge_sim::fleet::Fleet;
 use ebadge_sim::heh::Policy;
 
 use super::{MetricsArg, ProfileArg};
+use crate::output::{self, Status};
 
 /// The `sim` subcommands.
 #[derive(Subcommand)]
@@ -68,7 +68,7 @@ pub enum SimCommand {
 }
 
 /// Runs a `sim` subcommand.
-pub async fn run(command: SimCommand) -> Result<ExitCode> {
+pub async fn run(command: SimCommand) -> Result<Status> {
     super::raise_open_file_limit();
     match command {
         SimCommand::Heh {
@@ -125,7 +125,7 @@ pub async fn run(command: SimCommand) -> Result<ExitCode> {
             let summary =
                 ebadge_sim::vpp::standalone(profile, name, seconds, campaign, watch).await?;
             // Through a JSON value, whose keys are sorted, as this object always printed.
-            println!("{}", serde_json::to_value(&summary)?);
+            output::json(&serde_json::to_value(&summary)?)?;
         }
         SimCommand::Market { profile, metrics } => {
             let profile = profile.load()?;
@@ -135,8 +135,8 @@ pub async fn run(command: SimCommand) -> Result<ExitCode> {
                 market.watch(metrics);
             }
             let summary = market.run_day().await;
-            println!("{}", serde_json::to_string(&summary)?);
+            output::json(&summary)?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Status::Ok)
 }

@@ -1,14 +1,13 @@
 //! `ebadge tap --as NAME [--from SENDER]... [PATTERN]`: a live copy of NAME's incoming stream
 //! through a non-durable private queue, leaving the inbox untouched.
 
-use std::process::ExitCode;
-
 use anyhow::Result;
 use clap::Args;
 use ebadge_bus::EntityName;
 use ebadge_bus::tap::Tap;
 
 use super::{MetricsArg, ProfileArg};
+use crate::output::{self, Body, Format, Lines, Status};
 
 /// Arguments of `tap`.
 #[derive(Args)]
@@ -39,7 +38,7 @@ pub struct TapArgs {
 }
 
 /// Runs `tap`.
-pub async fn run(args: TapArgs) -> Result<ExitCode> {
+pub async fn run(args: TapArgs) -> Result<Status> {
     ebadge_bus::tap::check_pattern(&args.pattern)?;
     let profile = args.profile.load()?;
     let me = EntityName::new(&args.name)?;
@@ -58,6 +57,8 @@ pub async fn run(args: TapArgs) -> Result<ExitCode> {
     let tally = metrics
         .as_ref()
         .map(|(m, _)| m.tally(&format!("tap-{}", args.name)));
+    let format = Format::json_if(args.json);
+    let mut out = Lines::live();
     let mut seen = 0;
     while args.count.is_none_or(|n| seen < n) {
         let Some(t) = tap.next().await else {
@@ -66,42 +67,22 @@ pub async fn run(args: TapArgs) -> Result<ExitCode> {
         if let (Some(tally), Ok(message)) = (&tally, &t.message) {
             tally.received(message);
         }
-        if args.json {
-            let mut line = match &t.message {
-                Ok(m) => super::json_line(&t.from, &t.routing_key, "message", &m.to_json()),
-                Err(e) => super::json_line(
-                    &t.from,
-                    &t.routing_key,
-                    "invalid",
-                    &serde_json::to_string(&e.to_string())?,
-                ),
-            };
-            if let Some(to) = &t.to {
-                // One more key at the end: the line's other keys keep their order.
-                line.pop();
-                line.push_str(&format!(
-                    ",\"to\":{}}}",
-                    serde_json::Value::from(to.as_str())
-                ));
-            }
-            println!("{line}");
-        } else {
-            // A group's message, or one relayed from an exchange addressed to another entity.
-            let from = match &t.to {
-                Some(to) => format!("{} (to {to})", t.from),
-                None => t.from.clone(),
-            };
-            match &t.message {
-                Ok(m) => println!("{from} {} {}", t.routing_key, m.to_json()),
-                Err(e) => println!(
-                    "{from} {} INVALID ({e}) {}",
-                    t.routing_key,
-                    String::from_utf8_lossy(&t.body)
-                ),
-            }
-        }
+        let body = match &t.message {
+            Ok(m) => Body::Message(m.to_json()),
+            Err(e) => Body::Invalid {
+                reason: e.to_string(),
+                raw: &t.body,
+            },
+        };
+        out.line(output::message_line(
+            format,
+            &t.from,
+            t.to.as_deref(),
+            &t.routing_key,
+            &body,
+        ))?;
         seen += 1;
     }
     tap.close().await;
-    Ok(ExitCode::SUCCESS)
+    Ok(Status::Ok)
 }
