@@ -263,6 +263,46 @@ pub fn message_line(
     }
 }
 
+/// The messages `listen` or `tap` prints as they come ([`message_line`], each reaching the
+/// reader at once), up to a count if one was asked for.
+pub struct Messages {
+    format: Format,
+    lines: Lines,
+    left: Option<u64>,
+}
+
+impl Messages {
+    /// Prints in `format`; stops wanting more after `count` messages, if given.
+    pub fn new(format: Format, count: Option<u64>) -> Messages {
+        Messages {
+            format,
+            lines: Lines::live(),
+            left: count,
+        }
+    }
+
+    /// Whether the count still wants another message.
+    pub fn wants_more(&self) -> bool {
+        self.left != Some(0)
+    }
+
+    /// Prints one message (see [`message_line`]).
+    pub fn print(
+        &mut self,
+        from: &str,
+        to: Option<&str>,
+        routing_key: &str,
+        body: &Body<'_>,
+    ) -> io::Result<()> {
+        self.lines
+            .line(message_line(self.format, from, to, routing_key, body))?;
+        if let Some(left) = &mut self.left {
+            *left -= 1;
+        }
+        Ok(())
+    }
+}
+
 /// Prints an error on standard error as `ebadge: …`, with its causes.
 pub fn error(error: &anyhow::Error) {
     eprintln!("ebadge: {error:#}");

@@ -67,6 +67,38 @@ pub fn open_input(file: Option<&Path>) -> Result<Box<dyn BufRead>> {
     }
 }
 
+/// What `listen` and `tap` share: whose messages they read, how they print them, when they stop,
+/// the profile and the metrics. Each command words `--as` (and `tap` its longer `--json`) for
+/// itself.
+#[derive(Args)]
+pub struct ReadArgs {
+    /// Whose messages (certificate CN).
+    #[arg(long = "as", value_name = "NAME")]
+    pub name: String,
+    /// One line per message: {"from":..,"routing_key":..,"message":{..}}.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after N messages.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    #[command(flatten)]
+    pub metrics: MetricsArg,
+}
+
+impl ReadArgs {
+    /// The entity, checked.
+    pub fn entity(&self) -> Result<ebadge_bus::EntityName> {
+        Ok(ebadge_bus::EntityName::new(&self.name)?)
+    }
+
+    /// Where the messages are printed, as `--json` and `--count` ask.
+    pub fn printer(&self) -> crate::output::Messages {
+        crate::output::Messages::new(crate::output::Format::json_if(self.json), self.count)
+    }
+}
+
 /// `--profile FILE` (default: $EBADGE_PROFILE, else .ebadge/profile.toml).
 #[derive(Args)]
 pub struct ProfileArg {

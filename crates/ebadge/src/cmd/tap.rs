@@ -3,18 +3,22 @@
 
 use anyhow::Result;
 use clap::Args;
-use ebadge_bus::EntityName;
 use ebadge_bus::tap::Tap;
 
-use super::{MetricsArg, ProfileArg};
-use crate::output::{self, Body, Format, Lines, Status};
+use super::ReadArgs;
+use crate::output::{Body, Status};
 
 /// Arguments of `tap`.
 #[derive(Args)]
+#[command(mut_arg("name", |arg| arg.help("Whose stream (certificate CN)")))]
+#[command(mut_arg("json", |arg| arg.help(
+    "One line per message: {\"from\":..,\"routing_key\":..,\"message\":{..}} (\"invalid\" instead of \
+     \"message\" for bodies that are not valid eBADGE messages; \"to\" last for a group's \
+     message or a relayed one)"
+)))]
 pub struct TapArgs {
-    /// Whose stream (certificate CN).
-    #[arg(long = "as", value_name = "NAME")]
-    pub name: String,
+    #[command(flatten)]
+    pub read: ReadArgs,
     /// Binding pattern over routing keys `type[.heh_id]`, e.g. `report.#` or `*.heh-42`.
     #[arg(default_value = "#")]
     pub pattern: String,
@@ -24,24 +28,13 @@ pub struct TapArgs {
     /// everything NAME receives.
     #[arg(long = "from", value_name = "SENDER")]
     pub from: Vec<String>,
-    /// One line per message: {"from":..,"routing_key":..,"message":{..}} ("invalid" instead of
-    /// "message" for bodies that are not valid eBADGE messages).
-    #[arg(long)]
-    pub json: bool,
-    /// Stop after N messages.
-    #[arg(long, value_name = "N")]
-    pub count: Option<u64>,
-    #[command(flatten)]
-    pub profile: ProfileArg,
-    #[command(flatten)]
-    pub metrics: MetricsArg,
 }
 
 /// Runs `tap`.
 pub async fn run(args: TapArgs) -> Result<Status> {
     ebadge_bus::tap::check_pattern(&args.pattern)?;
-    let profile = args.profile.load()?;
-    let me = EntityName::new(&args.name)?;
+    let profile = args.read.profile.load()?;
+    let me = args.read.entity()?;
     let mut tap = if args.from.is_empty() {
         Tap::open(&profile, &me, &args.pattern).await?
     } else {
@@ -53,14 +46,12 @@ pub async fn run(args: TapArgs) -> Result<Status> {
         tap.exchanges().join(", "),
         args.pattern
     );
-    let metrics = args.metrics.serve().await?;
+    let metrics = args.read.metrics.serve().await?;
     let tally = metrics
         .as_ref()
-        .map(|(m, _)| m.tally(&format!("tap-{}", args.name)));
-    let format = Format::json_if(args.json);
-    let mut out = Lines::live();
-    let mut seen = 0;
-    while args.count.is_none_or(|n| seen < n) {
+        .map(|(m, _)| m.tally(&format!("tap-{}", args.read.name)));
+    let mut out = args.read.printer();
+    while out.wants_more() {
         let Some(t) = tap.next().await else {
             break;
         };
@@ -74,14 +65,7 @@ pub async fn run(args: TapArgs) -> Result<Status> {
                 raw: &t.body,
             },
         };
-        out.line(output::message_line(
-            format,
-            &t.from,
-            t.to.as_deref(),
-            &t.routing_key,
-            &body,
-        ))?;
-        seen += 1;
+        out.print(&t.from, t.to.as_deref(), &t.routing_key, &body)?;
     }
     tap.close().await;
     Ok(Status::Ok)
