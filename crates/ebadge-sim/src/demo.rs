@@ -1,13 +1,16 @@
 //! The demo: a local broker, an operator's registry, a VPP with a fleet of HEHs and the market
-//! actors, a minute of traffic with a live progress line, and a summary.
+//! actors, a minute of traffic with a live progress line, and a summary. [`prepare`] makes the
+//! broker ready, [`run`] plays the demo on it; `ebadge demo` prints what they report.
 
 use crate::fleet::Fleet;
 use crate::heh::{HehSpec, Policy};
+use crate::local_bus::LocalBus;
 use crate::market::{Market, MarketSummary};
 use crate::vpp::{Campaign, SimVpp};
 use ebadge_admin::registry::Builder;
 use ebadge_bus::{Client, ClientConfig, EntityName, Profile};
 use serde::Serialize;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The market actors of the demo.
@@ -76,6 +79,73 @@ pub fn registry(hehs: usize) -> Builder {
         registry = registry.link(a, b);
     }
     registry.group("bsps", "north-tso", ["bsp-a", "bsp-b", "bsp-c"])
+}
+
+/// The demo's bus, made ready by [`prepare`].
+#[derive(Debug)]
+pub struct DemoBus {
+    /// The local broker with the demo's registry provisioned.
+    pub bus: LocalBus,
+    /// Where the registry was written (`demo-registry.toml` in the broker's directory), for
+    /// `ebadge provision` and for the curious.
+    pub registry_file: PathBuf,
+}
+
+/// Why the demo's bus could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The demo's registry is invalid (a bug).
+    #[error(transparent)]
+    Registry(#[from] ebadge_admin::registry::RegistryError),
+    /// The local broker could not be brought up or provisioned.
+    #[error(transparent)]
+    Local(#[from] ebadge_admin::local::LocalError),
+    /// The registry file could not be written.
+    #[error("writing {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Brings the local broker in `dir` up and provisions the demo's registry for `hehs` HEHs
+/// ([`crate::local_bus::prepare`], as the benchmarks do), then writes the registry beside the
+/// broker; `progress` gets (done, total) broker items while provisioning runs.
+pub async fn prepare(
+    dir: &Path,
+    hehs: usize,
+    progress: impl FnMut(usize, usize),
+) -> Result<DemoBus, PrepareError> {
+    let builder = registry(hehs);
+    let bus = crate::local_bus::prepare(dir, &builder.build()?, progress).await?;
+    // Once provisioned: the broker's directory exists then, and the file says what it holds.
+    let registry_file = bus.status.dir.join("demo-registry.toml");
+    std::fs::write(&registry_file, builder.to_toml()).map_err(|source| PrepareError::Write {
+        path: registry_file.clone(),
+        source,
+    })?;
+    Ok(DemoBus { bus, registry_file })
+}
+
+/// The specifications of the demo's HEHs `first..first + count` (its names, see [`heh_name`])
+/// under `controller`, each of `capacity_kw`, all with `policy`: what `ebadge sim heh` runs.
+pub fn heh_specs(
+    first: usize,
+    count: usize,
+    controller: &EntityName,
+    capacity_kw: f64,
+    policy: Policy,
+) -> Vec<HehSpec> {
+    (first..first + count)
+        .map(|i| HehSpec {
+            name: EntityName::new(&heh_name(i)).expect("demo names follow the rule"),
+            controller: controller.clone(),
+            capacity_kw,
+            policy,
+        })
+        .collect()
 }
 
 /// The name of demo HEH `i`: a MAC in the locally administered range 02:00:00:xx:xx:xx.

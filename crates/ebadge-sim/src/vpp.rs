@@ -2,7 +2,7 @@
 //! arrives, and runs activation campaigns that re-dispatch rejected or reduced capacity to other
 //! HEHs until the target is met or the deadline passes (the reason for D3.2.3 2.1's 5-s figure).
 
-use ebadge_bus::{ActivationOutcome, Client, EntityName};
+use ebadge_bus::{ActivationOutcome, Client, ClientConfig, EntityName, Profile};
 use ebadge_model::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -217,6 +217,62 @@ impl SimVpp {
         result.seconds = started.elapsed().as_secs_f64();
         result
     }
+}
+
+/// What [`standalone`] saw: `ebadge sim vpp` prints it as one JSON object.
+#[derive(Debug, Clone, Serialize)]
+pub struct StandaloneSummary {
+    /// The campaign, if one was asked for.
+    pub campaign: Option<Campaign>,
+    /// HEHs online at the end.
+    pub online: usize,
+    /// Reports received.
+    pub reports: u64,
+}
+
+/// Why [`standalone`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StandaloneError {
+    /// The VPP could not connect.
+    #[error(transparent)]
+    Connect(#[from] ebadge_bus::ConnectError),
+    /// The client refused a request for periodic reports.
+    #[error(transparent)]
+    Send(#[from] ebadge_bus::SendError),
+}
+
+/// A VPP on its own (`ebadge sim vpp`), against HEHs run elsewhere: connects as `name` (watched
+/// by `metrics` if given), asks every HEH online for periodic reports, listens `seconds`, then
+/// runs a campaign for `campaign_kw` (none if 0), stops the reports and leaves.
+pub async fn standalone(
+    profile: Profile,
+    name: EntityName,
+    seconds: u64,
+    campaign_kw: f64,
+    metrics: Option<&ebadge_bus::metrics::Metrics>,
+) -> Result<StandaloneSummary, StandaloneError> {
+    let client = Client::connect(ClientConfig::new(profile, name.clone())).await?;
+    if let Some(metrics) = metrics {
+        metrics.watch(name.as_str(), std::slice::from_ref(&client));
+    }
+    let vpp = SimVpp::start(client);
+    // HEHs announce themselves when they start; announcements made earlier wait in our inbox.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    vpp.request_periodic_reports(5.0, 1.0)?;
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let campaign = if campaign_kw > 0.0 {
+        Some(vpp.campaign(campaign_kw, Duration::from_secs(5), 3.0).await)
+    } else {
+        None
+    };
+    let _ = vpp.stop_periodic_reports();
+    let summary = StandaloneSummary {
+        campaign,
+        online: vpp.online().len(),
+        reports: vpp.reports(),
+    };
+    vpp.client.close(Duration::from_secs(5)).await;
+    Ok(summary)
 }
 
 /// An activation window starting in a minute, 15 minutes long.

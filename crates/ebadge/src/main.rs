@@ -1,11 +1,12 @@
 //! `ebadge`: the command line of the eBADGE bus. A thin clap layer; each subcommand lives in its
-//! own module under `cmd/`.
+//! own module under `cmd/`, and what they print and how they exit is `output`'s.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod output;
 
 /// The eBADGE message bus: messages, the local broker, certificates, provisioning.
 ///
@@ -13,6 +14,7 @@ mod cmd;
 /// standard input ("-").
 #[derive(Parser)]
 #[command(name = "ebadge", version, about, long_about = None, propagate_version = true)]
+#[command(after_help = output::exit_help())]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -71,34 +73,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Ends the process quietly with status 0 when standard output is a closed pipe (`ebadge … |
-/// head`): Rust ignores SIGPIPE, so `println!` panics on EPIPE instead, and `head` expects the
-/// writer to stop without a word.
-fn quiet_on_broken_pipe() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let text = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or("");
-        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
-            std::process::exit(0);
-        }
-        default(info);
-    }));
-}
-
-/// Whether a command stopped because its reader closed the pipe (written with `write!`).
-fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
-}
-
 /// Colour in logs only on a terminal, and never with `NO_COLOR` set (<https://no-color.org>).
 fn colour_logs() -> bool {
     use std::io::IsTerminal;
@@ -106,7 +80,7 @@ fn colour_logs() -> bool {
 }
 
 fn main() -> ExitCode {
-    quiet_on_broken_pipe();
+    output::quiet_on_broken_pipe();
     // Logs go to stderr, filtered by EBADGE_LOG (e.g. EBADGE_LOG=ebadge_bus=debug); warnings by default.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -141,12 +115,5 @@ fn main() -> ExitCode {
         )) => cmd::bench_child::heh_child(seconds, rate, &profile),
         Command::Bench(command) => runtime().and_then(|rt| rt.block_on(cmd::bench::run(command))),
     };
-    match result {
-        Ok(code) => code,
-        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("ebadge: {error:#}");
-            ExitCode::from(2)
-        }
-    }
+    output::exit(result)
 }

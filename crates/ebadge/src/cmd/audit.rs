@@ -1,11 +1,10 @@
 //! `ebadge audit`: check a live broker against the conventions.
 
-use std::process::ExitCode;
-
 use anyhow::{Context, Result};
 use clap::Args;
 
 use super::ProfileArg;
+use crate::output::{self, Format, Status};
 
 /// Arguments of `audit`.
 #[derive(Args)]
@@ -28,7 +27,7 @@ pub struct AuditArgs {
 }
 
 /// Runs `audit`: exit 0 when the broker conforms, 1 on any violation.
-pub async fn run(args: AuditArgs) -> Result<ExitCode> {
+pub async fn run(args: AuditArgs) -> Result<Status> {
     let (profile, client) = args.profile.admin()?;
     let management = profile.management;
     let violations = ebadge_admin::audit::audit(&client, &management).await?;
@@ -46,24 +45,21 @@ pub async fn run(args: AuditArgs) -> Result<ExitCode> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        print!(
-            "{}",
-            ebadge_admin::audit::metrics_text(&violations, &certificates, now)
-        );
-        return Ok(ExitCode::SUCCESS);
+        output::text(ebadge_admin::audit::metrics_text(
+            &violations,
+            &certificates,
+            now,
+        ));
+        return Ok(Status::Ok);
     }
+    let format = Format::json_if(args.json);
     for v in &violations {
-        if args.json {
-            println!("{}", serde_json::to_string(v)?);
-        } else {
-            println!("VIOLATION {}: {}", v.kind, v.detail);
-        }
+        format.print(v, || format!("VIOLATION {}: {}", v.kind, v.detail))?;
     }
     if violations.is_empty() {
         eprintln!("audit: the broker follows the conventions");
-        Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("audit: {} violations", violations.len());
-        Ok(ExitCode::from(1))
     }
+    Ok(Status::held(violations.is_empty()))
 }

@@ -2,15 +2,17 @@
 //! on the local broker (started if needed), with `--json` for machines.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use ebadge_admin::registry::QueueType;
-use ebadge_sim::bench;
-use ebadge_sim::children::Program;
-use ebadge_sim::figures::{self, HehSubject};
+use ebadge_sim::bench::burst::{self, VppPlayer};
+use ebadge_sim::bench::children::Program;
+use ebadge_sim::bench::figures::{self, HehSubject};
+use ebadge_sim::local_bus::LocalBus;
+
+use crate::output::{self, Status};
 
 /// The `bench` subcommands.
 #[derive(Subcommand)]
@@ -78,13 +80,13 @@ pub enum BenchCommand {
         /// Seconds the VPP waits for the answers, from its first activate. A burst that does
         /// not finish in time still reports how many were answered and when the last came
         /// (`answered`, `last_answer_seconds`)
-        #[arg(long, value_name = "SECONDS", default_value_t = bench::DEFAULT_WAIT.as_secs_f64(), value_parser = positive_seconds)]
+        #[arg(long, value_name = "SECONDS", default_value_t = burst::DEFAULT_WAIT.as_secs_f64(), value_parser = positive_seconds)]
         wait: f64,
         /// The longest the burst waits, once the fleet is connected and announced, for a quiet
         /// broker: its nodes below 75 % of the machine in two 2-s windows in a row (0: start at
         /// once). Both the burst through our client and the raw ceiling wait; the report says
         /// how long, and whether the broker settled (`quiet`)
-        #[arg(long, value_name = "SECONDS", default_value_t = bench::QUIET_AT_MOST.as_secs_f64(), value_parser = seconds_or_zero)]
+        #[arg(long, value_name = "SECONDS", default_value_t = burst::QUIET_AT_MOST.as_secs_f64(), value_parser = seconds_or_zero)]
         quiet_wait: f64,
         #[command(flatten)]
         common: Common,
@@ -162,7 +164,7 @@ pub struct Common {
 }
 
 /// Runs a `bench` subcommand.
-pub async fn run(command: BenchCommand) -> Result<ExitCode> {
+pub async fn run(command: BenchCommand) -> Result<Status> {
     super::raise_open_file_limit();
     match command {
         BenchCommand::Child(role) => super::bench_child::run(role).await?,
@@ -199,7 +201,7 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
                 publish_connections,
                 ours: !ceiling_only,
                 ceiling: ceiling || ceiling_only,
-                vpp: vpp_command.map_or(bench::VppPlayer::Ours, bench::VppPlayer::Command),
+                vpp: vpp_command.map_or(VppPlayer::Ours, VppPlayer::Command),
                 wait: Duration::from_secs_f64(wait),
                 quiet_wait: Duration::from_secs_f64(quiet_wait),
             };
@@ -236,22 +238,22 @@ pub async fn run(command: BenchCommand) -> Result<ExitCode> {
             )?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Status::Ok)
 }
 
 /// Starts the broker and adds the benchmark registry, with progress on stderr.
-async fn prepare(common: &Common, hehs: usize) -> Result<bench::Prepared> {
-    let ready = bench::prepare(
+async fn prepare(common: &Common, hehs: usize) -> Result<LocalBus> {
+    let ready = ebadge_sim::bench::prepare(
         &common.dir,
         hehs,
         common.queue_type,
         super::provisioning_progress(),
     )
     .await?;
-    if ready.provisioned > 0 {
+    if ready.provisioned() > 0 {
         note(&format!(
             "provisioned the benchmark registry: {} items",
-            ready.provisioned
+            ready.provisioned()
         ));
     }
     Ok(ready)
@@ -270,7 +272,7 @@ fn emit(common: &Common, name: &str, figures: &impl serde::Serialize) -> Result<
         if let serde_json::Value::Object(fields) = serde_json::to_value(figures)? {
             object.extend(fields);
         }
-        println!("{}", serde_json::Value::Object(object));
+        output::json(&object)?;
     }
     Ok(())
 }

@@ -1,13 +1,14 @@
 //! The hidden `bench` subcommands: the benchmarks' other processes (the child side of the line
-//! protocol in `ebadge_sim::children`).
+//! protocol in `ebadge_sim::bench::children`).
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Subcommand;
 use ebadge_bus::Profile;
-use ebadge_sim::{bench, children};
+use ebadge_sim::bench::{burst, children, footprint};
+
+use crate::output::{self, Status};
 
 /// The roles a benchmark starts in processes of their own.
 #[derive(Subcommand)]
@@ -79,15 +80,15 @@ pub enum ChildRole {
 pub async fn run(role: ChildRole) -> Result<()> {
     match role {
         ChildRole::HehChild { .. } => unreachable!("run on its own small runtime by main"),
-        ChildRole::Device { rate, count } => ebadge_sim::footprint::device(rate, count).await,
-        ChildRole::VppChild => println!("{}", bench::vpp_child().await?),
+        ChildRole::Device { rate, count } => footprint::device(rate, count).await,
+        ChildRole::VppChild => output::json(&burst::vpp_child().await?)?,
         ChildRole::Consume {
             count,
             raw,
             profile,
         } => {
             let report = children::consumer_child(&Profile::load(&profile)?, count, raw).await?;
-            println!("{}", serde_json::to_string(&report)?);
+            output::json(&report)?;
         }
         ChildRole::FleetChild {
             first,
@@ -101,12 +102,12 @@ pub async fn run(role: ChildRole) -> Result<()> {
 }
 
 /// The HEH side of `bench heh`, on a current-thread runtime as small firmware would run it.
-pub fn heh_child(seconds: u64, rate: u64, profile: &std::path::Path) -> Result<ExitCode> {
+pub fn heh_child(seconds: u64, rate: u64, profile: &std::path::Path) -> Result<Status> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let profile = Profile::load(profile)?;
-    let report = runtime.block_on(bench::heh(&profile, seconds, rate))?;
-    println!("{}", serde_json::to_string(&report)?);
-    Ok(ExitCode::SUCCESS)
+    let report = runtime.block_on(footprint::library(&profile, seconds, rate))?;
+    output::json(&report)?;
+    Ok(Status::Ok)
 }

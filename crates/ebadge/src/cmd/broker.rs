@@ -1,11 +1,12 @@
 //! `ebadge broker up/down/status`: the local TLS broker.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Subcommand;
-use ebadge_admin::broker::{BrokerStatus, End, LocalBroker, UpOptions};
+use ebadge_admin::broker::{BrokerError, BrokerStatus, End, LocalBroker, UpOptions};
+
+use crate::output::{self, Format, Status};
 
 /// Default broker directory (relative to the working directory).
 pub const DEFAULT_DIR: &str = ".ebadge";
@@ -153,7 +154,7 @@ fn parse_node(text: &str) -> Result<End, String> {
 }
 
 /// Runs a `broker` subcommand.
-pub async fn run(command: BrokerCommand) -> Result<ExitCode> {
+pub async fn run(command: BrokerCommand) -> Result<Status> {
     match command {
         BrokerCommand::Up {
             dir,
@@ -201,8 +202,8 @@ pub async fn run(command: BrokerCommand) -> Result<ExitCode> {
                     );
                 }
             }
-            print_status(&status, json);
-            Ok(ExitCode::SUCCESS)
+            print_status(&status, json)?;
+            Ok(Status::Ok)
         }
         BrokerCommand::Down { dir, node, kill } => {
             let broker = LocalBroker::new(&dir);
@@ -226,14 +227,14 @@ pub async fn run(command: BrokerCommand) -> Result<ExitCode> {
                         (true, false) => "stopped",
                     }
                 );
-                return Ok(ExitCode::SUCCESS);
+                return Ok(Status::Ok);
             }
             if broker.down_with_progress(|line| eprintln!("{line}"))? {
                 eprintln!("the broker in {} is stopped", broker.dir().display());
             } else {
                 eprintln!("no broker was running in {}", broker.dir().display());
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(Status::Ok)
         }
         BrokerCommand::Net { dir, action } => {
             let broker = LocalBroker::new(&dir);
@@ -265,42 +266,45 @@ pub async fn run(command: BrokerCommand) -> Result<ExitCode> {
                             .iter()
                             .map(|(a, b)| [a.to_string(), b.to_string()])
                             .collect();
-                        println!("{}", serde_json::json!(pairs));
+                        output::json(&pairs)?;
                     } else if cuts.is_empty() {
-                        println!("no link is cut");
+                        output::line("no link is cut");
                     } else {
                         for (a, b) in cuts {
-                            println!("cut  {a} – {b}");
+                            output::line(format_args!("cut  {a} – {b}"));
                         }
                     }
                 }
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(Status::Ok)
         }
-        BrokerCommand::ReloadTls { dir } => {
-            let nodes = LocalBroker::new(&dir).reload_tls().await?;
-            eprintln!("{nodes} node(s) present the current certificate to new connections");
-            Ok(ExitCode::SUCCESS)
-        }
+        BrokerCommand::ReloadTls { dir } => match LocalBroker::new(&dir).reload_tls().await {
+            Ok(nodes) => {
+                eprintln!("{nodes} node(s) present the current certificate to new connections");
+                Ok(Status::Ok)
+            }
+            // A node that does not take the new certificate is what this command checks for:
+            // a finding (1), as its help says, not a failure to run (2).
+            Err(error @ BrokerError::Tls { .. }) => {
+                output::error(&error.into());
+                Ok(Status::Failed)
+            }
+            Err(error) => Err(error.into()),
+        },
         BrokerCommand::Status { dir, json } => {
             let status = LocalBroker::new(&dir).status()?;
-            print_status(&status, json);
-            Ok(if status.running {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            print_status(&status, json)?;
+            Ok(Status::held(status.running))
         }
     }
 }
 
-fn print_status(status: &BrokerStatus, json: bool) {
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string(status).expect("status serializes")
-        );
-    } else {
-        print!("{status}");
+fn print_status(status: &BrokerStatus, json: bool) -> Result<()> {
+    match Format::json_if(json) {
+        Format::Json => output::json(status),
+        Format::Text => {
+            output::text(status);
+            Ok(())
+        }
     }
 }

@@ -5,8 +5,9 @@ use clap::{Args, Subcommand};
 use ebadge_bus::EntityName;
 use ebadge_sim::conformance::{self, KitOptions, Target};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
+
+use crate::output::{self, Format, Status};
 
 /// The `conformance` subcommands: one per role a client can play.
 #[derive(Subcommand)]
@@ -108,7 +109,7 @@ fn entity(name: &str, what: &str) -> Result<EntityName> {
 }
 
 /// Runs a `conformance` subcommand.
-pub async fn run(command: ConformanceCommand) -> Result<ExitCode> {
+pub async fn run(command: ConformanceCommand) -> Result<Status> {
     let (kit, options, vpp) = match command {
         ConformanceCommand::Heh(args) => {
             let options = KitOptions {
@@ -158,29 +159,24 @@ pub async fn run(command: ConformanceCommand) -> Result<ExitCode> {
     let report = tokio::select! {
         report = run => report,
         _ = tokio::signal::ctrl_c() => {
-            eprintln!("ebadge conformance: interrupted; the client's processes are stopped");
-            return Ok(ExitCode::from(130));
+            output::stopped("conformance", "interrupted; the client's processes are stopped");
+            return Ok(Status::Interrupted);
         }
     };
     let report = match report {
         Ok(report) => report,
         Err(e) => {
-            eprintln!("ebadge conformance: {e}");
-            return Ok(ExitCode::from(2));
+            output::stopped("conformance", e);
+            return Ok(Status::Error);
         }
     };
     if let Some(file) = &kit.junit {
         std::fs::write(file, report.to_junit())
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", file.display()))?;
     }
-    if kit.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.to_text());
+    match Format::json_if(kit.json) {
+        Format::Json => output::json(&report)?,
+        Format::Text => output::text(report.to_text()),
     }
-    Ok(if report.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(Status::held(report.passed()))
 }

@@ -3,14 +3,14 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use ebadge_admin::broker::LocalBroker;
 use ebadge_sim::demo::{self, Progress};
 
 use super::MetricsArg;
+use crate::output::{Format, Status};
 
 /// Arguments of `demo`.
 #[derive(Args)]
@@ -37,42 +37,30 @@ pub struct DemoArgs {
 
 /// Runs the demo; exits 1 if any of its checks failed (HEHs missing, no reports, campaign short
 /// of its target, a market request unanswered).
-pub async fn run(args: DemoArgs) -> Result<ExitCode> {
+pub async fn run(args: DemoArgs) -> Result<Status> {
     super::raise_open_file_limit();
-    let broker = LocalBroker::new(&args.dir);
     eprintln!(
         "== broker: RabbitMQ in {} (TLS only, client certificates only)",
-        broker.dir().display()
+        LocalBroker::new(&args.dir).dir().display()
     );
-    let (status, already) = broker.up(&Default::default()).await?;
+    let demo::DemoBus { bus, registry_file } =
+        demo::prepare(&args.dir, args.hehs, super::provisioning_progress()).await?;
     eprintln!(
         "   {} at {}",
-        if already {
+        if bus.was_running {
             "already running"
         } else {
             "started"
         },
-        status.amqps_url
+        bus.status.amqps_url
     );
-
-    let builder = demo::registry(args.hehs);
-    let registry_path = broker.dir().join("demo-registry.toml");
-    std::fs::write(&registry_path, builder.to_toml())
-        .with_context(|| format!("writing {}", registry_path.display()))?;
-    let registry = builder.build()?;
-    let ebadge_admin::local::Provisioned {
-        profile,
-        plan,
-        issued,
-        ..
-    } = super::provision_local(&args.dir, &registry).await?;
     eprintln!(
         "== provisioned {}: {} added, {} changed",
-        registry_path.display(),
-        plan.add.len(),
-        plan.change.len()
+        registry_file.display(),
+        bus.plan.add.len(),
+        bus.plan.change.len()
     );
-    eprintln!("   {issued} client certificates issued");
+    eprintln!("   {} client certificates issued", bus.issued);
 
     eprintln!(
         "== {} HEHs, a VPP and {} market actors",
@@ -81,7 +69,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     );
     let metrics = args.metrics.serve().await?;
     if metrics.is_some() {
-        for node in &status.nodes {
+        for node in &bus.status.nodes {
             if let Some(url) = &node.prometheus_url {
                 eprintln!("metrics: {url} (RabbitMQ {})", node.name);
             }
@@ -90,7 +78,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let live = std::io::stderr().is_terminal();
     let watch = metrics.as_ref().map(|(m, _)| m);
     let summary = demo::run(
-        &profile,
+        &bus.profile,
         args.hehs,
         args.seconds,
         watch,
@@ -110,54 +98,52 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     .await
     .map_err(|e| anyhow::anyhow!(e))?;
     let ok = summary.ok();
-    if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
-    } else {
-        println!("== summary");
-        println!(
-            "HEHs online          {}/{}",
-            summary.hehs_online, summary.hehs
-        );
-        println!(
-            "reports received     {} in {:.0} s",
-            summary.reports_received, summary.seconds
-        );
-        println!(
-            "campaign             {:.0} of {:.0} kW in {:.3} s ({} orders, {} rounds)",
-            summary.campaign.achieved_kw,
-            summary.campaign.target_kw,
-            summary.campaign.seconds,
-            summary.campaign.orders,
-            summary.campaign.rounds
-        );
-        println!(
-            "market               {} bids, {} accepted, {} activated, {} unanswered",
-            summary.market.bids,
-            summary.market.bids_accepted,
-            summary.market.bids_activated,
-            summary.market.unanswered
-        );
-        println!(
-            "HEH messages         {} confirmed by the broker",
-            summary.heh_messages_confirmed
-        );
-        println!("quarantined          {}", summary.quarantined);
-        println!(
-            "{}",
-            if ok {
-                "demo OK"
-            } else {
-                "demo FAILED: see above"
-            }
-        );
-    }
+    Format::json_if(args.json).print(&summary, || summary_text(&summary))?;
     if metrics.is_some() && args.hold > 0 {
         eprintln!("metrics: served {} s more for a last scrape", args.hold);
         tokio::time::sleep(std::time::Duration::from_secs(args.hold)).await;
     }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(Status::held(ok))
+}
+
+/// The summary as the demo prints it for people: one figure a line, then the verdict.
+fn summary_text(summary: &demo::Summary) -> String {
+    let demo::Summary {
+        campaign, market, ..
+    } = summary;
+    [
+        "== summary".to_owned(),
+        format!(
+            "HEHs online          {}/{}",
+            summary.hehs_online, summary.hehs
+        ),
+        format!(
+            "reports received     {} in {:.0} s",
+            summary.reports_received, summary.seconds
+        ),
+        format!(
+            "campaign             {:.0} of {:.0} kW in {:.3} s ({} orders, {} rounds)",
+            campaign.achieved_kw,
+            campaign.target_kw,
+            campaign.seconds,
+            campaign.orders,
+            campaign.rounds
+        ),
+        format!(
+            "market               {} bids, {} accepted, {} activated, {} unanswered",
+            market.bids, market.bids_accepted, market.bids_activated, market.unanswered
+        ),
+        format!(
+            "HEH messages         {} confirmed by the broker",
+            summary.heh_messages_confirmed
+        ),
+        format!("quarantined          {}", summary.quarantined),
+        if summary.ok() {
+            "demo OK"
+        } else {
+            "demo FAILED: see above"
+        }
+        .to_owned(),
+    ]
+    .join("\n")
 }

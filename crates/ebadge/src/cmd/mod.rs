@@ -25,22 +25,6 @@ use ebadge_admin::mgmt::{AdminClient, admin_client};
 use ebadge_admin::profile::OperatorProfile;
 use ebadge_bus::profile::Profile;
 
-/// Brings the local broker in `dir` up and adds `registry` to it, with progress on stderr.
-pub async fn provision_local(
-    dir: &Path,
-    registry: &ebadge_admin::registry::Registry,
-) -> Result<ebadge_admin::local::Provisioned> {
-    let broker = ebadge_admin::broker::LocalBroker::new(dir);
-    Ok(ebadge_admin::local::provision(
-        &broker,
-        &Default::default(),
-        registry,
-        ebadge_admin::local::Others::Keep,
-        provisioning_progress(),
-    )
-    .await?)
-}
-
 /// Prints provisioning progress to stderr every 5 s: tens of thousands of items take minutes on
 /// a cluster.
 pub fn provisioning_progress() -> impl FnMut(usize, usize) {
@@ -83,16 +67,36 @@ pub fn open_input(file: Option<&Path>) -> Result<Box<dyn BufRead>> {
     }
 }
 
-/// One `--json` output line of `listen` and `tap`, keys in the documented order:
-/// `{"from":..,"routing_key":..,"message":{..}}`; `body` is JSON text already.
-pub fn json_line(from: &str, routing_key: &str, key: &str, body: &str) -> String {
-    let quote = |s: &str| serde_json::Value::from(s).to_string();
-    format!(
-        "{{\"from\":{},\"routing_key\":{},{}:{body}}}",
-        quote(from),
-        quote(routing_key),
-        quote(key)
-    )
+/// What `listen` and `tap` share: whose messages they read, how they print them, when they stop,
+/// the profile and the metrics. Each command words `--as` (and `tap` its longer `--json`) for
+/// itself.
+#[derive(Args)]
+pub struct ReadArgs {
+    /// Whose messages (certificate CN).
+    #[arg(long = "as", value_name = "NAME")]
+    pub name: String,
+    /// One line per message: {"from":..,"routing_key":..,"message":{..}}.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after N messages.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    #[command(flatten)]
+    pub metrics: MetricsArg,
+}
+
+impl ReadArgs {
+    /// The entity, checked.
+    pub fn entity(&self) -> Result<ebadge_bus::EntityName> {
+        Ok(ebadge_bus::EntityName::new(&self.name)?)
+    }
+
+    /// Where the messages are printed, as `--json` and `--count` ask.
+    pub fn printer(&self) -> crate::output::Messages {
+        crate::output::Messages::new(crate::output::Format::json_if(self.json), self.count)
+    }
 }
 
 /// `--profile FILE` (default: $EBADGE_PROFILE, else .ebadge/profile.toml).

@@ -1,13 +1,14 @@
 //! `ebadge msg check` and `ebadge msg schema`.
 
-use std::io::{self, BufRead, BufWriter, Write};
+use std::io::BufRead;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use ebadge_model::{Message, MessageType, schema};
 use serde_json::json;
+
+use crate::output::{self, Format, Lines, Status};
 
 /// The `msg` subcommands.
 #[derive(Subcommand)]
@@ -41,17 +42,17 @@ pub enum MsgCommand {
 }
 
 /// Runs a `msg` subcommand.
-pub fn run(command: MsgCommand) -> Result<ExitCode> {
+pub fn run(command: MsgCommand) -> Result<Status> {
     match command {
         MsgCommand::Check { file, json, quiet } => check(file, json, quiet),
         MsgCommand::Schema { r#type, list } => print_schema(r#type.as_deref(), list),
     }
 }
 
-fn check(file: Option<PathBuf>, as_json: bool, quiet: bool) -> Result<ExitCode> {
+fn check(file: Option<PathBuf>, as_json: bool, quiet: bool) -> Result<Status> {
     let mut input = super::open_input(file.as_deref())?;
-    let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
+    let mut out = Lines::buffered();
+    let format = Format::json_if(as_json);
     let (mut valid, mut invalid) = (0u64, 0u64);
     let mut line = Vec::new();
     let mut number = 0u64;
@@ -76,54 +77,42 @@ fn check(file: Option<PathBuf>, as_json: bool, quiet: bool) -> Result<ExitCode> 
             Ok(_) => valid += 1,
             Err(_) => invalid += 1,
         }
-        write_result(&mut out, number, &result, as_json)?;
+        write_result(&mut out, number, &result, format)?;
     }
-    out.flush()?;
+    out.finish()?;
     if !quiet {
         eprintln!("{number} lines: {valid} valid, {invalid} invalid");
     }
-    Ok(if invalid == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(Status::held(invalid == 0))
 }
 
 type CheckResult = std::result::Result<Message, Option<ebadge_model::InvalidMessage>>;
 
-fn write_result(
-    out: &mut impl Write,
-    number: u64,
-    result: &CheckResult,
-    as_json: bool,
-) -> Result<()> {
-    match (result, as_json) {
-        (Ok(message), false) => writeln!(out, "ok {}", message.type_name())?,
-        (Err(Some(error)), false) => writeln!(out, "invalid {number}: {error}")?,
-        (Err(None), false) => writeln!(out, "invalid {number}: empty line")?,
-        (Ok(message), true) => writeln!(
-            out,
-            "{}",
-            json!({"line": number, "ok": true, "type": message.type_name()})
-        )?,
-        (Err(error), true) => {
+fn write_result(out: &mut Lines, number: u64, result: &CheckResult, format: Format) -> Result<()> {
+    match (result, format) {
+        (Ok(message), Format::Text) => out.line(format_args!("ok {}", message.type_name()))?,
+        (Err(Some(error)), Format::Text) => out.line(format_args!("invalid {number}: {error}"))?,
+        (Err(None), Format::Text) => out.line(format_args!("invalid {number}: empty line"))?,
+        (Ok(message), Format::Json) => {
+            out.json(&json!({"line": number, "ok": true, "type": message.type_name()}))?
+        }
+        (Err(error), Format::Json) => {
             let (msg_type, field, reason) = match error {
                 Some(e) => (e.msg_type.clone(), e.field(), e.to_string()),
                 None => (None, None, "empty line".to_owned()),
             };
-            let record = json!({"line": number, "ok": false, "type": msg_type, "field": field, "reason": reason});
-            writeln!(out, "{record}")?;
+            out.json(&json!({"line": number, "ok": false, "type": msg_type, "field": field, "reason": reason}))?;
         }
     }
     Ok(())
 }
 
-fn print_schema(name: Option<&str>, list: bool) -> Result<ExitCode> {
+fn print_schema(name: Option<&str>, list: bool) -> Result<Status> {
     if list {
         for t in MessageType::ALL {
-            println!("{t}\t{:?}", t.level());
+            output::line(format_args!("{t}\t{:?}", t.level()));
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Status::Ok);
     }
     let document = match name {
         None => schema::all_messages_schema(),
@@ -139,6 +128,6 @@ fn print_schema(name: Option<&str>, list: bool) -> Result<ExitCode> {
             ),
         },
     };
-    println!("{}", serde_json::to_string_pretty(&document)?);
-    Ok(ExitCode::SUCCESS)
+    output::json_pretty(&document)?;
+    Ok(Status::Ok)
 }

@@ -2,11 +2,12 @@
 //! name) and their revocation list.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Subcommand;
 use ebadge_admin::pki::{DEFAULT_DAYS, Pki};
+
+use crate::output::{self, Format, Status};
 
 /// The `pki` subcommands. The PKI directory defaults to the local broker's (`.ebadge/pki`).
 #[derive(Subcommand)]
@@ -77,23 +78,23 @@ pub enum PkiCommand {
 }
 
 /// Runs a `pki` subcommand.
-pub fn run(command: PkiCommand) -> Result<ExitCode> {
+pub fn run(command: PkiCommand) -> Result<Status> {
     match command {
         PkiCommand::Init { dir, server_names } => {
             let pki = Pki::new(&dir);
             if pki.init(&server_names)? {
-                println!(
+                output::line(format_args!(
                     "created CA {} and the server certificate",
                     pki.ca_cert().display()
-                );
+                ));
             } else {
                 // A PKI made before revocation existed gets its (empty) CRL.
                 pki.ensure_crl()?;
-                println!(
+                output::line(format_args!(
                     "the CA exists already: {} (CRL {})",
                     pki.ca_cert().display(),
                     pki.crl_file().display()
-                );
+                ));
             }
         }
         PkiCommand::Server {
@@ -102,53 +103,52 @@ pub fn run(command: PkiCommand) -> Result<ExitCode> {
             days,
         } => {
             let (cert, key) = Pki::new(&dir).issue_server(&server_names, days)?;
-            println!("{}\n{}", cert.display(), key.display());
+            output::line(cert.display());
+            output::line(key.display());
         }
         PkiCommand::Issue { name, dir, days } => {
             let (cert, key) = Pki::new(&dir).issue(&name, days)?;
-            println!("{}\n{}", cert.display(), key.display());
+            output::line(cert.display());
+            output::line(key.display());
         }
         PkiCommand::Revoke { name, dir } => {
             let pki = Pki::new(&dir);
             match pki.revoke(&name)? {
-                Some(revoked) => println!(
+                Some(revoked) => output::line(format_args!(
                     "revoked the certificate of {name} (serial {}); CRL: {} (broker directory {})",
                     revoked.serial,
                     pki.crl_file().display(),
                     pki.crl_dir().display()
-                ),
+                )),
                 None => {
                     eprintln!(
                         "pki: {name} has no certificate in {}",
                         pki.clients().display()
                     );
-                    return Ok(ExitCode::from(1));
+                    return Ok(Status::Failed);
                 }
             }
         }
         PkiCommand::List { dir, json } => {
             let pki = Pki::new(&dir);
+            let format = Format::json_if(json);
             for cert in pki.list()? {
-                if json {
-                    println!("{}", serde_json::to_string(&cert)?);
-                } else {
-                    println!(
+                format.print(&cert, || {
+                    format!(
                         "{:<24} CN={:<24} expires {} ({} days)",
                         cert.name, cert.common_name, cert.not_after, cert.days_left
-                    );
-                }
+                    )
+                })?;
             }
             for revoked in pki.revoked()?.revoked {
-                if json {
-                    println!("{}", serde_json::to_string(&revoked)?);
-                } else {
-                    println!(
+                format.print(&revoked, || {
+                    format!(
                         "{:<24} serial {} {} {}",
                         revoked.name, revoked.serial, revoked.reason, revoked.revoked_at
-                    );
-                }
+                    )
+                })?;
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Status::Ok)
 }

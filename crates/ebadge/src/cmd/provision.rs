@@ -1,7 +1,6 @@
 //! `ebadge provision REGISTRY [--dry-run]`: make the broker match the registry.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -11,6 +10,7 @@ use ebadge_admin::provision::{self, export_definitions};
 use ebadge_admin::registry::Registry;
 
 use super::ProfileArg;
+use crate::output::{self, Status};
 
 /// Arguments of `provision`.
 #[derive(Args)]
@@ -36,7 +36,7 @@ pub struct ProvisionArgs {
 }
 
 /// Runs `provision`.
-pub async fn run(args: ProvisionArgs) -> Result<ExitCode> {
+pub async fn run(args: ProvisionArgs) -> Result<Status> {
     let registry = Registry::load(&args.registry)?;
     if let Some(file) = &args.export_definitions {
         let defs = export_definitions(&registry, args.cluster_nodes);
@@ -47,7 +47,7 @@ pub async fn run(args: ProvisionArgs) -> Result<ExitCode> {
             registry.entities().count(),
             file.display()
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Status::Ok);
     }
     let (profile, client) = args.profile.admin()?;
     let management = &profile.management;
@@ -56,10 +56,10 @@ pub async fn run(args: ProvisionArgs) -> Result<ExitCode> {
     if args.json {
         let mut value = serde_json::to_value(&plan)?;
         value["applied"] = (!args.dry_run && !plan.is_empty()).into();
-        println!("{value}");
+        output::json(&value)?;
     } else {
         for line in plan.lines() {
-            println!("{line}");
+            output::line(line);
         }
     }
     if !args.json {
@@ -71,7 +71,7 @@ pub async fn run(args: ProvisionArgs) -> Result<ExitCode> {
         );
     }
     if args.dry_run {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Status::Ok);
     }
     if !plan.is_empty() {
         let mut last = Instant::now();
@@ -107,5 +107,5 @@ pub async fn run(args: ProvisionArgs) -> Result<ExitCode> {
             started.elapsed().as_secs_f64()
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Status::Ok)
 }

@@ -1,11 +1,10 @@
 //! `ebadge revoke NAME`: take an entity's rights away now, open connections included.
 
-use std::process::ExitCode;
-
 use anyhow::Result;
 use clap::Args;
 
 use super::ProfileArg;
+use crate::output::{self, Status};
 
 /// Arguments of `revoke`.
 #[derive(Args)]
@@ -20,7 +19,7 @@ pub struct RevokeArgs {
 }
 
 /// Runs `revoke`.
-pub async fn run(args: RevokeArgs) -> Result<ExitCode> {
+pub async fn run(args: RevokeArgs) -> Result<Status> {
     let (profile, client) = args.profile.admin()?;
     let pki = profile
         .ca_key
@@ -29,9 +28,9 @@ pub async fn run(args: RevokeArgs) -> Result<ExitCode> {
         .map(ebadge_admin::pki::Pki::new);
     let revoked = ebadge_admin::revoke::revoke(&client, pki.as_ref(), &args.name).await?;
     if args.json {
-        println!("{}", serde_json::to_string(&revoked)?);
+        output::json(&revoked)?;
     } else {
-        println!(
+        output::line(format_args!(
             "revoked {}: user {}, {} connections closed. Remove it from the registry too, or the next provision restores it.",
             args.name,
             if revoked.user_deleted {
@@ -40,19 +39,19 @@ pub async fn run(args: RevokeArgs) -> Result<ExitCode> {
                 "was already gone"
             },
             revoked.connections_closed
-        );
+        ));
         for relay in &revoked.relay_bindings_removed {
-            println!("relay binding {relay} removed: it made it, and it relayed to another entity");
+            output::line(format_args!(
+                "relay binding {relay} removed: it made it, and it relayed to another entity"
+            ));
         }
-        match &revoked.certificate_revoked {
+        output::line(match &revoked.certificate_revoked {
             Some(serial) => {
-                println!("certificate {serial} is on the CRL: the old key is refused from now on")
+                format!("certificate {serial} is on the CRL: the old key is refused from now on")
             }
-            None if pki.is_some() => println!("no certificate of {} in the local PKI", args.name),
-            None => println!(
-                "the certificate is still valid: this profile has no CA key. Revoke it at your CA and install its CRL on every node (docs/operator-guide.md)"
-            ),
-        }
+            None if pki.is_some() => format!("no certificate of {} in the local PKI", args.name),
+            None => "the certificate is still valid: this profile has no CA key. Revoke it at your CA and install its CRL on every node (docs/operator-guide.md)".to_owned(),
+        });
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Status::Ok)
 }

@@ -2,7 +2,6 @@
 
 use std::io::BufRead;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -11,6 +10,7 @@ use ebadge_bus::{Client, ClientConfig, EntityName};
 use ebadge_model::Message;
 
 use super::{ProfileArg, open_input};
+use crate::output::{Format, Status};
 
 /// Arguments of `send`.
 #[derive(Args)]
@@ -43,7 +43,7 @@ pub struct SendArgs {
 
 /// Runs `send`: exit 0 when every line was valid and is confirmed, 1 if a line was invalid,
 /// 3 if confirms did not arrive in time, 4 if the broker refused messages for good.
-pub async fn run(args: SendArgs) -> Result<ExitCode> {
+pub async fn run(args: SendArgs) -> Result<Status> {
     let profile = args.profile.load()?;
     let me = EntityName::new(&args.name)?;
     let to = EntityName::new(&args.to)?;
@@ -60,6 +60,7 @@ pub async fn run(args: SendArgs) -> Result<ExitCode> {
     if left > 0 {
         eprintln!("send: {left} messages left in the outbox by an earlier run go first");
     }
+    let format = Format::json_if(args.json);
     let mut invalid = 0usize;
     for (index, line) in open_input(args.file.as_deref())?.lines().enumerate() {
         let line = line.context("reading the input")?;
@@ -71,21 +72,16 @@ pub async fn run(args: SendArgs) -> Result<ExitCode> {
             .map_err(anyhow::Error::from)
             .and_then(|m| Ok((client.send(&to, &m)?, m)));
         match result {
-            Ok((id, m)) if args.json => println!(
-                "{}",
-                serde_json::json!({"line": n, "sent": true, "type": m.type_name(), "message_id": id})
-            ),
-            Ok((id, m)) => println!("sent {} {id}", m.type_name()),
+            Ok((id, m)) => format.print(
+                &serde_json::json!({"line": n, "sent": true, "type": m.type_name(), "message_id": id}),
+                || format!("sent {} {id}", m.type_name()),
+            )?,
             Err(e) => {
                 invalid += 1;
-                if args.json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"line": n, "sent": false, "reason": e.to_string()})
-                    );
-                } else {
-                    println!("invalid {n}: {e}");
-                }
+                format.print(
+                    &serde_json::json!({"line": n, "sent": false, "reason": e.to_string()}),
+                    || format!("invalid {n}: {e}"),
+                )?;
             }
         }
     }
@@ -118,14 +114,12 @@ pub async fn run(args: SendArgs) -> Result<ExitCode> {
                 counters.buffered, args.timeout
             ),
         }
-        return Ok(ExitCode::from(3));
+        return Ok(Status::Unconfirmed);
     }
     client.close(Duration::from_secs(1)).await;
     Ok(if !undelivered.is_empty() {
-        ExitCode::from(4)
-    } else if invalid > 0 {
-        ExitCode::from(1)
+        Status::Refused
     } else {
-        ExitCode::SUCCESS
+        Status::held(invalid == 0)
     })
 }

@@ -1,18 +1,17 @@
 //! `ebadge sim heh|vpp|market`: simulated actors on a provisioned broker (the demo's registry
 //! names them: `ebadge demo` once, then run them separately, e.g. HEH fleets in several processes).
 
-use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::Subcommand;
-use ebadge_bus::{Client, ClientConfig, EntityName};
-use ebadge_sim::demo::{VPP, heh_name};
+use ebadge_bus::EntityName;
+use ebadge_sim::demo::{self, VPP};
 use ebadge_sim::fleet::Fleet;
-use ebadge_sim::heh::{HehSpec, Policy};
-use ebadge_sim::vpp::SimVpp;
+use ebadge_sim::heh::Policy;
 
 use super::{MetricsArg, ProfileArg};
+use crate::output::{self, Status};
 
 /// The `sim` subcommands.
 #[derive(Subcommand)]
@@ -69,7 +68,7 @@ pub enum SimCommand {
 }
 
 /// Runs a `sim` subcommand.
-pub async fn run(command: SimCommand) -> Result<ExitCode> {
+pub async fn run(command: SimCommand) -> Result<Status> {
     super::raise_open_file_limit();
     match command {
         SimCommand::Heh {
@@ -83,20 +82,12 @@ pub async fn run(command: SimCommand) -> Result<ExitCode> {
         } => {
             let profile = profile.load()?;
             let controller = EntityName::new(&controller)?;
-            let specs = (first..first + count)
-                .map(|i| {
-                    Ok(HehSpec {
-                        name: EntityName::new(&heh_name(i))?,
-                        controller: controller.clone(),
-                        capacity_kw: capacity,
-                        policy: if modify {
-                            Policy::Modify
-                        } else {
-                            Policy::Reject
-                        },
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let policy = if modify {
+                Policy::Modify
+            } else {
+                Policy::Reject
+            };
+            let specs = demo::heh_specs(first, count, &controller, capacity, policy);
             let fleet = Fleet::start(std::slice::from_ref(&profile), specs, 64, |n| {
                 if n % 500 == 0 {
                     eprintln!("{n} connected");
@@ -128,39 +119,24 @@ pub async fn run(command: SimCommand) -> Result<ExitCode> {
             metrics,
         } => {
             let profile = profile.load()?;
-            let client =
-                Client::connect(ClientConfig::new(profile, EntityName::new(&name)?)).await?;
+            let name = EntityName::new(&name)?;
             let metrics = metrics.serve().await?;
-            if let Some((metrics, _)) = &metrics {
-                metrics.watch(&name, std::slice::from_ref(&client));
-            }
-            let vpp = SimVpp::start(client);
-            // HEHs announce themselves when they start; announcements made earlier wait in our inbox.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            vpp.request_periodic_reports(5.0, 1.0)?;
-            tokio::time::sleep(Duration::from_secs(seconds)).await;
-            let result = if campaign > 0.0 {
-                Some(vpp.campaign(campaign, Duration::from_secs(5), 3.0).await)
-            } else {
-                None
-            };
-            let _ = vpp.stop_periodic_reports();
-            println!(
-                "{}",
-                serde_json::json!({"online": vpp.online().len(), "reports": vpp.reports(), "campaign": result})
-            );
-            vpp.client.close(Duration::from_secs(5)).await;
+            let watch = metrics.as_ref().map(|(m, _)| m);
+            let summary =
+                ebadge_sim::vpp::standalone(profile, name, seconds, campaign, watch).await?;
+            // Through a JSON value, whose keys are sorted, as this object always printed.
+            output::json(&serde_json::to_value(&summary)?)?;
         }
         SimCommand::Market { profile, metrics } => {
             let profile = profile.load()?;
-            let market = ebadge_sim::demo::market(&profile).await?;
+            let market = demo::market(&profile).await?;
             let metrics = metrics.serve().await?;
             if let Some((metrics, _)) = &metrics {
                 market.watch(metrics);
             }
             let summary = market.run_day().await;
-            println!("{}", serde_json::to_string(&summary)?);
+            output::json(&summary)?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Status::Ok)
 }

@@ -1,21 +1,24 @@
 //! `ebadge tap --as NAME [--from SENDER]... [PATTERN]`: a live copy of NAME's incoming stream
 //! through a non-durable private queue, leaving the inbox untouched.
 
-use std::process::ExitCode;
-
 use anyhow::Result;
 use clap::Args;
-use ebadge_bus::EntityName;
 use ebadge_bus::tap::Tap;
 
-use super::{MetricsArg, ProfileArg};
+use super::ReadArgs;
+use crate::output::{Body, Status};
 
 /// Arguments of `tap`.
 #[derive(Args)]
+#[command(mut_arg("name", |arg| arg.help("Whose stream (certificate CN)")))]
+#[command(mut_arg("json", |arg| arg.help(
+    "One line per message: {\"from\":..,\"routing_key\":..,\"message\":{..}} (\"invalid\" instead of \
+     \"message\" for bodies that are not valid eBADGE messages; \"to\" last for a group's \
+     message or a relayed one)"
+)))]
 pub struct TapArgs {
-    /// Whose stream (certificate CN).
-    #[arg(long = "as", value_name = "NAME")]
-    pub name: String,
+    #[command(flatten)]
+    pub read: ReadArgs,
     /// Binding pattern over routing keys `type[.heh_id]`, e.g. `report.#` or `*.heh-42`.
     #[arg(default_value = "#")]
     pub pattern: String,
@@ -25,24 +28,13 @@ pub struct TapArgs {
     /// everything NAME receives.
     #[arg(long = "from", value_name = "SENDER")]
     pub from: Vec<String>,
-    /// One line per message: {"from":..,"routing_key":..,"message":{..}} ("invalid" instead of
-    /// "message" for bodies that are not valid eBADGE messages).
-    #[arg(long)]
-    pub json: bool,
-    /// Stop after N messages.
-    #[arg(long, value_name = "N")]
-    pub count: Option<u64>,
-    #[command(flatten)]
-    pub profile: ProfileArg,
-    #[command(flatten)]
-    pub metrics: MetricsArg,
 }
 
 /// Runs `tap`.
-pub async fn run(args: TapArgs) -> Result<ExitCode> {
+pub async fn run(args: TapArgs) -> Result<Status> {
     ebadge_bus::tap::check_pattern(&args.pattern)?;
-    let profile = args.profile.load()?;
-    let me = EntityName::new(&args.name)?;
+    let profile = args.read.profile.load()?;
+    let me = args.read.entity()?;
     let mut tap = if args.from.is_empty() {
         Tap::open(&profile, &me, &args.pattern).await?
     } else {
@@ -54,54 +46,27 @@ pub async fn run(args: TapArgs) -> Result<ExitCode> {
         tap.exchanges().join(", "),
         args.pattern
     );
-    let metrics = args.metrics.serve().await?;
+    let metrics = args.read.metrics.serve().await?;
     let tally = metrics
         .as_ref()
-        .map(|(m, _)| m.tally(&format!("tap-{}", args.name)));
-    let mut seen = 0;
-    while args.count.is_none_or(|n| seen < n) {
+        .map(|(m, _)| m.tally(&format!("tap-{}", args.read.name)));
+    let mut out = args.read.printer();
+    while out.wants_more() {
         let Some(t) = tap.next().await else {
             break;
         };
         if let (Some(tally), Ok(message)) = (&tally, &t.message) {
             tally.received(message);
         }
-        if args.json {
-            let mut line = match &t.message {
-                Ok(m) => super::json_line(&t.from, &t.routing_key, "message", &m.to_json()),
-                Err(e) => super::json_line(
-                    &t.from,
-                    &t.routing_key,
-                    "invalid",
-                    &serde_json::to_string(&e.to_string())?,
-                ),
-            };
-            if let Some(to) = &t.to {
-                // One more key at the end: the line's other keys keep their order.
-                line.pop();
-                line.push_str(&format!(
-                    ",\"to\":{}}}",
-                    serde_json::Value::from(to.as_str())
-                ));
-            }
-            println!("{line}");
-        } else {
-            // A group's message, or one relayed from an exchange addressed to another entity.
-            let from = match &t.to {
-                Some(to) => format!("{} (to {to})", t.from),
-                None => t.from.clone(),
-            };
-            match &t.message {
-                Ok(m) => println!("{from} {} {}", t.routing_key, m.to_json()),
-                Err(e) => println!(
-                    "{from} {} INVALID ({e}) {}",
-                    t.routing_key,
-                    String::from_utf8_lossy(&t.body)
-                ),
-            }
-        }
-        seen += 1;
+        let body = match &t.message {
+            Ok(m) => Body::Message(m.to_json()),
+            Err(e) => Body::Invalid {
+                reason: e.to_string(),
+                raw: &t.body,
+            },
+        };
+        out.print(&t.from, t.to.as_deref(), &t.routing_key, &body)?;
     }
     tap.close().await;
-    Ok(ExitCode::SUCCESS)
+    Ok(Status::Ok)
 }

@@ -1,14 +1,22 @@
 //! The three performance figures of D3.2.3 2.1, one call each, on a broker made ready by
-//! [`bench::prepare`]: what `ebadge bench ingest|activations|heh` runs. Each says what it does
+//! [`super::prepare`]: what `ebadge bench ingest|activations|heh` runs. Each says what it does
 //! through `note` (one line at a time) and returns its figures, which serialize to the
 //! documented `--json` objects and print as one summary line each.
 
-use crate::bench::{self, ActivationReport, BenchError, ConsumerReport, HehReport, Prepared};
-use crate::children::Program;
-use crate::measure::Roles;
+use super::burst::{self, ActivationReport, BurstWatch, FleetPlacement, VppPlayer};
+use super::children::Program;
+use super::footprint::{self, HehReport};
+use super::ingest::{self, ConsumerReport};
+use super::measure::Roles;
+use super::{BenchError, bench_vpp};
+use crate::fleet::FleetError;
+use crate::local_bus::LocalBus;
+use ebadge_admin::mgmt::{ApiError, admin_client};
+use ebadge_admin::profile::Management;
+use ebadge_bus::conventions::inbox_queue;
 use serde::Serialize;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One pass of `ingest`.
 #[derive(Debug, Clone, Serialize)]
@@ -39,7 +47,7 @@ pub struct IngestFigures {
 /// through raw amqprs.
 pub async fn ingest(
     program: &Program,
-    ready: &Prepared,
+    ready: &LocalBus,
     hehs: usize,
     messages: u64,
     rate: Option<f64>,
@@ -49,7 +57,7 @@ pub async fn ingest(
     let total = per_heh * hehs as u64;
     let mut runs = Vec::new();
     for raw in [false, true] {
-        bench::purge_vpp_inbox(&ready.management).await?;
+        purge_vpp_inbox(&ready.management).await?;
         let mode = if raw {
             "raw amqprs (ceiling)"
         } else {
@@ -59,7 +67,7 @@ pub async fn ingest(
             "ingest through {mode}: {hehs} publishers × {per_heh} reports"
         ));
         let consumer = program.consumer(&ready.profile_path, total, raw).await?;
-        let publish_seconds = bench::publish(&ready.profile, hehs, per_heh, raw, rate).await?;
+        let publish_seconds = ingest::publish(&ready.profile, hehs, per_heh, raw, rate).await?;
         let run = IngestRun {
             consumer: consumer.report().await?,
             publish_seconds,
@@ -112,11 +120,11 @@ pub struct ActivationOptions {
     pub ceiling: bool,
     /// Who sends the activations of "ours": our Rust VPP, or an external command (a VPP in
     /// another language or library) against the same fleet.
-    pub vpp: bench::VppPlayer,
+    pub vpp: VppPlayer,
     /// How long the VPP waits for answers, from the first activate.
     pub wait: Duration,
     /// The longest wait for a quiet broker before the burst
-    /// ([`crate::measure::wait_until_quiet`]; zero: none).
+    /// ([`super::measure::wait_until_quiet`]; zero: none).
     pub quiet_wait: Duration,
 }
 
@@ -124,7 +132,7 @@ pub struct ActivationOptions {
 /// answer; then, with `ceiling`, the same through raw amqprs.
 pub async fn activations(
     program: &Program,
-    ready: &Prepared,
+    ready: &LocalBus,
     options: ActivationOptions,
     note: impl Fn(&str),
 ) -> Result<ActivationFigures, BenchError> {
@@ -137,7 +145,7 @@ pub async fn activations(
     } = options.clone();
     // A local cluster lists its nodes; one node lists none.
     let publish_connections = publish_connections.unwrap_or_else(|| {
-        ebadge_bus::ClientConfig::burst_publish_connections(ready.node_urls.len())
+        ebadge_bus::ClientConfig::burst_publish_connections(ready.node_urls().len())
     });
     let mut figures = ActivationFigures {
         publish_connections,
@@ -162,8 +170,7 @@ pub async fn activations(
         if ours {
             note("waiting for the broker to close our fleet's connections …");
             let left =
-                bench::wait_until_no_connections(&ready.management, Duration::from_secs(120))
-                    .await?;
+                wait_until_no_connections(&ready.management, Duration::from_secs(120)).await?;
             if left > 0 {
                 note(&format!(
                     "{left} connections still open after 120 s; going on"
@@ -194,8 +201,8 @@ pub async fn activations(
 /// Refuses the ceiling when a node has no room left for its share of the raw fleet: after our
 /// burst every classic inbox keeps two file handles reserved, and a node past its limit never
 /// answers a new connection (the fleet would wait out its patience, then fail).
-async fn check_room_for_ceiling(ready: &Prepared, hehs: usize) -> Result<(), BenchError> {
-    let per_node = hehs.div_ceil(ready.node_urls.len().max(1)) as u64;
+async fn check_room_for_ceiling(ready: &LocalBus, hehs: usize) -> Result<(), BenchError> {
+    let per_node = hehs.div_ceil(ready.node_urls().len().max(1)) as u64;
     let api = ebadge_admin::mgmt::RawApi::new(&ready.management);
     let short: Vec<String> = ebadge_admin::audit::handles::read_node_handles(&api)
         .await?
@@ -215,7 +222,7 @@ async fn check_room_for_ceiling(ready: &Prepared, hehs: usize) -> Result<(), Ben
     if short.is_empty() {
         return Ok(());
     }
-    Err(crate::fleet::FleetError::Process(format!(
+    Err(FleetError::Process(format!(
         "no room for the ceiling's {per_node} connections per node after our burst: {}. \
          Measure the ceiling alone on a fresh broker: `ebadge broker up --dir NEW --nodes N` \
          and `ebadge bench activations --dir NEW … --ceiling-only`",
@@ -229,14 +236,14 @@ async fn check_room_for_ceiling(ready: &Prepared, hehs: usize) -> Result<(), Ben
 enum Subject {
     /// Ours: the VPP and the HEHs on `ebadge_bus`.
     Ours,
-    /// Raw amqprs: the ceiling ([`crate::ceiling`]).
+    /// Raw amqprs: the ceiling ([`super::ceiling`]).
     Raw,
 }
 
 /// One burst through `subject`, its fleet here or in `options.processes` fleet processes.
 async fn fleet_burst(
     program: &Program,
-    ready: &Prepared,
+    ready: &LocalBus,
     options: &ActivationOptions,
     publish_connections: usize,
     subject: Subject,
@@ -245,7 +252,7 @@ async fn fleet_burst(
     let &ActivationOptions {
         hehs, processes, ..
     } = options;
-    bench::purge_vpp_inbox(&ready.management).await?;
+    purge_vpp_inbox(&ready.management).await?;
     note(&match subject {
         Subject::Ours => format!(
             "connecting {hehs} HEHs, each with its own TLS connection, in {processes} process(es) …"
@@ -254,18 +261,18 @@ async fn fleet_burst(
             format!("the same through raw amqprs (ceiling): connecting {hehs} raw HEHs …")
         }
     });
-    let mut watch = bench::BurstWatch {
+    let mut watch = BurstWatch {
         wait: options.wait,
         quiet_wait: options.quiet_wait,
         roles: Roles {
-            broker: ready.node_pids.clone(),
+            broker: ready.node_pids(),
             fleet: Vec::new(),
             vpp: vec![std::process::id()],
         },
     };
     if processes <= 1 {
-        let placement = bench::FleetPlacement::<std::future::Ready<_>>::InProcess(progress());
-        return Ok(burst(
+        let placement = FleetPlacement::<std::future::Ready<_>>::InProcess(progress());
+        return Ok(run_burst(
             ready,
             hehs,
             publish_connections,
@@ -276,10 +283,16 @@ async fn fleet_burst(
         .await?);
     }
     let raw = subject == Subject::Raw;
-    let mut fleets = program.fleets(&ready.profile_path, hehs, processes, &ready.node_urls, raw)?;
+    let mut fleets = program.fleets(
+        &ready.profile_path,
+        hehs,
+        processes,
+        &ready.node_urls(),
+        raw,
+    )?;
     watch.roles.fleet = fleets.pids();
-    let placement = bench::FleetPlacement::External(fleets.ready());
-    let report = burst(
+    let placement = FleetPlacement::External(fleets.ready());
+    let report = run_burst(
         ready,
         hehs,
         publish_connections,
@@ -293,27 +306,27 @@ async fn fleet_burst(
 }
 
 /// The burst itself, once the fleet is placed.
-async fn burst<F>(
-    ready: &Prepared,
+async fn run_burst<F>(
+    ready: &LocalBus,
     hehs: usize,
     publish_connections: usize,
-    placement: bench::FleetPlacement<F>,
-    (subject, vpp, watch): (Subject, &bench::VppPlayer, &bench::BurstWatch),
+    placement: FleetPlacement<F>,
+    (subject, vpp, watch): (Subject, &VppPlayer, &BurstWatch),
     note: &impl Fn(&str),
-) -> Result<ActivationReport, crate::fleet::FleetError>
+) -> Result<ActivationReport, FleetError>
 where
-    F: std::future::Future<Output = Result<f64, crate::fleet::FleetError>>,
+    F: std::future::Future<Output = Result<f64, FleetError>>,
 {
     match subject {
         Subject::Ours => {
-            let at = bench::BurstProfile {
+            let at = burst::BurstProfile {
                 profile: &ready.profile,
                 path: &ready.profile_path,
             };
-            bench::activations(at, hehs, publish_connections, placement, (vpp, watch), note).await
+            burst::burst(at, hehs, publish_connections, placement, (vpp, watch), note).await
         }
         Subject::Raw => {
-            crate::ceiling::raw_activations(
+            super::ceiling::burst(
                 &ready.profile,
                 hehs,
                 publish_connections,
@@ -339,21 +352,18 @@ fn progress() -> Box<dyn Fn(usize) + Send + Sync> {
 /// a proxy that counts the bytes on the wire.
 pub async fn heh(
     program: &Program,
-    ready: &Prepared,
+    ready: &LocalBus,
     seconds: u64,
     rate: u64,
     subject: &HehSubject,
     note: impl Fn(&str),
 ) -> Result<HehReport, BenchError> {
-    bench::purge_vpp_inbox(&ready.management).await?;
+    purge_vpp_inbox(&ready.management).await?;
     note(&format!(
         "one HEH ({subject}, its own process), {rate} reports/s for {seconds} s, through a byte-counting proxy …"
     ));
-    let io = |e: std::io::Error| crate::fleet::FleetError::Process(format!("the proxy: {e}"));
-    let (_, port) = ready
-        .profile
-        .host_and_port()
-        .map_err(crate::fleet::FleetError::Process)?;
+    let io = |e: std::io::Error| FleetError::Process(format!("the proxy: {e}"));
+    let (_, port) = ready.profile.host_and_port().map_err(FleetError::Process)?;
     let proxy = crate::proxy::Proxy::start(([127, 0, 0, 1], port).into())
         .await
         .map_err(io)?;
@@ -365,17 +375,17 @@ pub async fn heh(
     let mut report = match subject {
         HehSubject::Library => program.heh(&via_path, seconds, rate).await?,
         HehSubject::Agent(agent) => {
-            crate::footprint::agent(agent, &program.0, &via, seconds, rate).await?
+            footprint::agent(agent, &program.0, &via, seconds, rate).await?
         }
-        HehSubject::Pika(script) => crate::footprint::pika(script, &via, seconds, rate).await?,
+        HehSubject::Pika(script) => footprint::pika(script, &via, seconds, rate).await?,
         HehSubject::Command(command) => {
-            crate::footprint::command(command, &via_path, seconds, rate).await?
+            footprint::command(command, &via_path, seconds, rate).await?
         }
     };
     let n = report.messages.max(1) as f64;
     report.wire_up_bytes_per_msg = proxy.bytes_up() as f64 / n;
     report.wire_down_bytes_per_msg = proxy.bytes_down() as f64 / n;
-    bench::purge_vpp_inbox(&ready.management).await?;
+    purge_vpp_inbox(&ready.management).await?;
     note(&report.to_string());
     Ok(report)
 }
@@ -398,35 +408,6 @@ impl fmt::Display for IngestRun {
     }
 }
 
-impl fmt::Display for ActivationReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} activations: {} answered within {:.0} s",
-            self.sent, self.answered, self.wait_seconds,
-        )?;
-        match self.last_answer_seconds {
-            Some(last) => write!(f, ", first sent → last answer {last:.3} s")?,
-            None => write!(f, ", none answered")?,
-        }
-        if let Some(confirmed) = self.confirmed_seconds {
-            write!(f, " (all taken in by the broker at {confirmed:.3} s)")?;
-        }
-        write!(
-            f,
-            "; round trip p50 {:.1} ms p99 {:.1} ms; {:.0} KiB per HEH connection",
-            self.round_trip_ms[0], self.round_trip_ms[2], self.kib_per_heh
-        )?;
-        if let Some(cpu) = &self.cpu {
-            write!(f, "; {cpu}")?;
-        }
-        if let Some(quiet) = &self.quiet {
-            write!(f, "; {quiet}")?;
-        }
-        Ok(())
-    }
-}
-
 /// What plays the HEH in [`heh`].
 #[derive(Debug, Clone)]
 pub enum HehSubject {
@@ -436,7 +417,7 @@ pub enum HehSubject {
     Agent(std::path::PathBuf),
     /// pika, through this script (`scripts/heh-pika.py`).
     Pika(std::path::PathBuf),
-    /// This command line, run by `sh -c` ([`crate::footprint::command`]).
+    /// This command line, run by `sh -c` ([`footprint::command`]).
     Command(String),
 }
 
@@ -451,19 +432,33 @@ impl fmt::Display for HehSubject {
     }
 }
 
-impl fmt::Display for HehReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} reports: CPU {:.3} s ({:.3} % of a core, {:.0} µs/msg), RSS {:.1} MiB, body {} B, wire up {:.0} B/msg, down {:.0} B/msg",
-            self.messages,
-            self.cpu_seconds,
-            self.cpu_percent,
-            self.cpu_us_per_msg,
-            self.rss_kib as f64 / 1024.0,
-            self.body_bytes,
-            self.wire_up_bytes_per_msg,
-            self.wire_down_bytes_per_msg
-        )
+/// Empties the benchmark VPP's inbox (left over from an earlier run or the previous figure).
+async fn purge_vpp_inbox(management: &Management) -> Result<(), BenchError> {
+    admin_client(management)
+        .purge_queue("/", &inbox_queue(&bench_vpp()))
+        .await
+        .map_err(|e| ApiError::new("purging the benchmark inbox", e))?;
+    Ok(())
+}
+
+/// Waits, up to `patience`, until the broker (every node of it) holds no client connection,
+/// and returns how many it still held. The ceiling runs after ours and must not connect while
+/// the nodes still tear our fleet down (whose sockets also count against their file limits).
+async fn wait_until_no_connections(
+    management: &Management,
+    patience: Duration,
+) -> Result<u64, BenchError> {
+    let client = admin_client(management);
+    let deadline = Instant::now() + patience;
+    loop {
+        let overview = client
+            .overview()
+            .await
+            .map_err(|e| ApiError::new("reading the broker's overview", e))?;
+        let left = overview.object_totals.connections;
+        if left == 0 || Instant::now() >= deadline {
+            return Ok(left);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

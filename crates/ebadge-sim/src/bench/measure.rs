@@ -1,4 +1,9 @@
-//! Process measurements for the benchmarks: CPU time and resident memory from /proc.
+//! What the benchmarks measure with: CPU time and resident memory of processes (from /proc),
+//! the latencies of a stream of stamped messages, a wait for a quiet broker, and a measured
+//! client's metrics when their cost is the question ([`METRICS_ENV`]).
+
+use ebadge_bus::Client;
+use std::time::{Duration, Instant};
 
 /// Clock ticks per second of /proc's CPU times (USER_HZ, 100 on Linux).
 pub const USER_HZ: f64 = 100.0;
@@ -86,6 +91,93 @@ pub fn unix_nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The arrivals of a stream of stamped messages at a consumer: each one's latency (its stamp to
+/// its arrival) and when the first and the last came.
+#[derive(Debug)]
+pub struct Arrivals {
+    /// Latencies (ns) of the messages that carried a stamp.
+    pub latencies: Vec<u64>,
+    /// When the first arrived.
+    pub first: Option<Instant>,
+    /// When the last arrived.
+    pub last: Instant,
+}
+
+impl Arrivals {
+    /// None yet, room for `n`.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            latencies: Vec::with_capacity(n),
+            first: None,
+            last: Instant::now(),
+        }
+    }
+
+    /// A message arrived at `now_ns` (ns since the epoch); `sent_ns` is its stamp, if it had one.
+    pub fn arrived(&mut self, now_ns: u64, sent_ns: Option<u64>) {
+        self.first.get_or_insert_with(Instant::now);
+        self.last = Instant::now();
+        if let Some(sent) = sent_ns {
+            self.latencies.push(now_ns.saturating_sub(sent));
+        }
+    }
+
+    /// Stamped messages arrived so far.
+    pub fn count(&self) -> u64 {
+        self.latencies.len() as u64
+    }
+
+    /// From the first arrival to the last, seconds (0 before any).
+    pub fn seconds(&self) -> f64 {
+        self.first
+            .map_or(0.0, |f| self.last.duration_since(f).as_secs_f64())
+    }
+}
+
+/// Set (to anything) in the environment of `ebadge bench ingest|heh` to run the measured client
+/// (the consuming VPP, the HEH) with metrics on: watched, served on a free port and scraped every
+/// second (15 times as often as deploy/prometheus does), for measuring what metrics cost.
+pub const METRICS_ENV: &str = "EBADGE_BENCH_METRICS";
+
+/// A measured client's metrics and their scraper, while the benchmark runs.
+pub(super) struct ScrapedMetrics {
+    _server: ebadge_bus::metrics::MetricsServer,
+    scraper: tokio::task::JoinHandle<()>,
+}
+
+impl ScrapedMetrics {
+    /// With [`METRICS_ENV`] set: watches `client`, serves its metrics and scrapes them every
+    /// second.
+    pub(super) async fn if_asked(entity: &str, client: &Client) -> Option<ScrapedMetrics> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        std::env::var_os(METRICS_ENV)?;
+        let metrics = ebadge_bus::metrics::Metrics::new();
+        metrics.watch(entity, std::slice::from_ref(client));
+        let server = metrics.serve(([127, 0, 0, 1], 0).into()).await.ok()?;
+        let address = server.address();
+        let scraper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Ok(mut stream) = tokio::net::TcpStream::connect(address).await {
+                    let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await;
+                    let _ = stream.read_to_end(&mut Vec::new()).await;
+                }
+            }
+        });
+        Some(ScrapedMetrics {
+            _server: server,
+            scraper,
+        })
+    }
+}
+
+impl Drop for ScrapedMetrics {
+    fn drop(&mut self) {
+        self.scraper.abort();
+    }
 }
 
 /// Busy CPU seconds of the whole machine so far (every core; user, system, interrupts, steal:

@@ -1,19 +1,112 @@
-//! One HEH's footprint with the agent (`ebadge-heh`) or a pika client as the HEH, for
-//! `ebadge bench heh --agent PATH|--heh-command CMD [--pika]`: the agent runs its device program
-//! (this program's hidden `bench device`, which prints stamped reports at the rate), pika runs
-//! `scripts/heh-pika.py`, a command is any other HEH (the Python package's,
-//! `python/bench/heh_ebadge.py`). Each is measured from outside, in its own process: CPU (the
-//! scheduler's run time of its threads), peak resident memory, and bytes on the wire through the
-//! caller's counting proxy.
+//! The footprint of one HEH: its CPU, memory and bytes on the wire per report, for
+//! `ebadge bench heh`. The HEH is our client library in a process of this program
+//! (`bench heh-child`, [`library`]), or measured from outside in its own process: the agent
+//! (`ebadge-heh`, [`agent`]) with this program's hidden `bench device` as its device ([`device`],
+//! which prints stamped reports at the rate), pika through `scripts/heh-pika.py` ([`pika`]), or
+//! any other HEH as a command ([`command`]: the Python package's, `python/bench/heh_ebadge.py`).
+//! From outside: CPU is the scheduler's run time of its threads, memory the peak resident set;
+//! the bytes on the wire are counted by the caller's proxy.
 
-use crate::bench::{BENCH_VPP, BenchError, HehReport, bench_heh, stamped_report};
+use super::measure::{
+    ScrapedMetrics, cpu_seconds, cpu_seconds_of, peak_rss_kib_of, rss_kib, unix_nanos,
+};
+use super::{BENCH_VPP, BenchError, bench_heh, bench_vpp, connect_error, stamped_report};
 use crate::fleet::FleetError;
-use crate::measure::{cpu_seconds_of, peak_rss_kib_of, unix_nanos};
-use ebadge_bus::Profile;
+use ebadge_bus::{Client, ClientConfig, Profile};
+use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::process::Command;
+
+/// The cost of one HEH.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HehReport {
+    /// Reports sent (and confirmed).
+    pub messages: u64,
+    /// Seconds of sending.
+    pub seconds: f64,
+    /// CPU seconds of the process while sending (for `--agent` and `--pika`: from the end of the
+    /// warm-up, see [`WARM_UP_SECONDS`]).
+    pub cpu_seconds: f64,
+    /// CPU as a share of one core, percent.
+    pub cpu_percent: f64,
+    /// CPU per message, µs.
+    pub cpu_us_per_msg: f64,
+    /// Resident memory of the process at the end, KiB.
+    pub rss_kib: u64,
+    /// JSON body size of one report, bytes.
+    pub body_bytes: u64,
+    /// Bytes the HEH sent on the wire (TLS included) per message, heartbeats and login included.
+    pub wire_up_bytes_per_msg: f64,
+    /// Bytes the broker sent back (confirms, heartbeats) per message.
+    pub wire_down_bytes_per_msg: f64,
+    /// Whether its client ran with metrics on ([`super::measure::METRICS_ENV`]).
+    #[serde(default)]
+    pub metrics: bool,
+}
+
+/// Our client library as the benchmark HEH, sending `rate` reports a second for `seconds` (run in
+/// its own process, `bench heh-child`, so CPU and memory are the HEH's alone). The wire figures
+/// are filled in by the caller's proxy.
+pub async fn library(profile: &Profile, seconds: u64, rate: u64) -> Result<HehReport, BenchError> {
+    let name = bench_heh(0);
+    let mut config = ClientConfig::new(profile.clone(), name.clone());
+    config.outbox_cap = 10_000;
+    config.prefetch = 10;
+    config.inbox_capacity = 10;
+    config.dedupe_window = 1_000;
+    let client = Client::connect(config)
+        .await
+        .map_err(connect_error(name.as_str()))?;
+    let observed = ScrapedMetrics::if_asked(name.as_str(), &client).await;
+    let vpp = bench_vpp();
+    let body_bytes = stamped_report(unix_nanos()).to_json().len() as u64;
+    let cpu0 = cpu_seconds();
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+    let n = seconds * rate;
+    for _ in 0..n {
+        tick.tick().await;
+        client.send(&vpp, &stamped_report(unix_nanos()))?;
+    }
+    if let Err(e) = client.flush().await {
+        tracing::error!(error = %e, "the bench HEH lost messages");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    let rss = rss_kib();
+    client.close(Duration::from_secs(2)).await;
+    Ok(HehReport {
+        messages: n,
+        seconds: elapsed,
+        cpu_seconds: cpu,
+        cpu_percent: cpu / elapsed * 100.0,
+        cpu_us_per_msg: cpu * 1e6 / n.max(1) as f64,
+        rss_kib: rss,
+        body_bytes,
+        metrics: observed.is_some(),
+        ..HehReport::default()
+    })
+}
+
+impl fmt::Display for HehReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} reports: CPU {:.3} s ({:.3} % of a core, {:.0} µs/msg), RSS {:.1} MiB, body {} B, wire up {:.0} B/msg, down {:.0} B/msg",
+            self.messages,
+            self.cpu_seconds,
+            self.cpu_percent,
+            self.cpu_us_per_msg,
+            self.rss_kib as f64 / 1024.0,
+            self.body_bytes,
+            self.wire_up_bytes_per_msg,
+            self.wire_down_bytes_per_msg
+        )
+    }
+}
 
 /// The device of the benchmark: prints `count` stamped reports, `rate` a second, on standard
 /// output, then waits to be stopped. It ends when its standard input closes: the agent that
@@ -135,7 +228,7 @@ pub async fn pika(
         .arg(key)
         .args([
             "--exchange",
-            &ebadge_bus::conventions::pair_exchange(&bench_heh(0), &crate::bench::bench_vpp()),
+            &ebadge_bus::conventions::pair_exchange(&bench_heh(0), &bench_vpp()),
         ])
         .args(["--rate", &rate.to_string(), "--count", &count.to_string()]);
     measure(command, "the pika HEH", rate, count).await

@@ -1,26 +1,181 @@
-//! The ceiling of the activation benchmark: the same topology and traffic as
-//! [`crate::bench::activations`] through raw amqprs, without our layer (no validation, no outbox,
-//! no dedupe, no matching of answers to requests). Each HEH is its own TLS connection with its
-//! own certificate, consumes its inbox with manual acknowledgements and answers every activation
-//! with a persistent message on its pair exchange; the VPP publishes persistent activations in
-//! confirm mode, dealt over as many connections as ours publishes on, and consumes the answers
-//! on another. What is left is the broker's work: the figure ours is compared with.
+//! The ceilings: the benchmarks' traffic through raw amqprs, without our layer (no validation, no
+//! outbox, no dedupe, no matching of answers to requests). What is left is the broker's work: the
+//! figure ours is compared with.
+//!
+//! - ingest: publishers in confirm mode with nothing but `user_id` and `message_id` as properties
+//!   ([`publish`]), and a VPP that only acknowledges ([`consume`]);
+//! - activations: the same topology and traffic as [`super::burst::burst`]. Each HEH is its own TLS
+//!   connection with its own certificate, consumes its inbox with manual acknowledgements and
+//!   answers every activation with a persistent message on its pair exchange ([`fleet`]); the VPP
+//!   publishes persistent activations in confirm mode, dealt over as many connections as ours
+//!   publishes on, and consumes the answers on another ([`burst`]).
 
-use crate::bench::{
-    ActivationReport, Answers, BENCH_VPP, BurstWatch, FleetPlacement, bench_heh, bench_vpp,
-};
+use super::burst::{ActivationReport, Answers, BurstWatch, FleetPlacement};
+use super::measure::{Arrivals, CpuWatch, unix_nanos, wait_until_quiet};
+use super::{BENCH_VPP, BenchError, bench_heh, bench_vpp, broker, connect_error, stamped_report};
 use crate::fleet::FleetError;
-use crate::measure::{CpuWatch, wait_until_quiet};
 use amqprs::BasicProperties;
 use amqprs::channel::{
     BasicAckArguments, BasicConsumeArguments, BasicPublishArguments, BasicQosArguments,
     ConfirmSelectArguments,
 };
 use amqprs::connection::Connection;
-use ebadge_bus::Profile;
 use ebadge_bus::conventions::{inbox_queue, pair_exchange};
+use ebadge_bus::{EntityName, Profile};
 use ebadge_model::{Activate, Message};
 use std::time::{Duration, Instant};
+
+/// The raw VPP of `ingest`: consumes `count` messages from its inbox and acknowledges each,
+/// nothing more; calls `ready` once it consumes. The latency comes from the publisher's
+/// `message_id`, its send time.
+pub async fn consume(
+    profile: &Profile,
+    count: u64,
+    ready: impl FnOnce(),
+) -> Result<Arrivals, BenchError> {
+    let mut arrivals = Arrivals::with_capacity(count as usize);
+    let conn = ebadge_bus::connect(profile, BENCH_VPP)
+        .await
+        .map_err(connect_error(BENCH_VPP))?;
+    let channel = conn
+        .open_channel(None)
+        .await
+        .map_err(broker("opening a channel"))?;
+    channel
+        .basic_qos(BasicQosArguments::new(0, 1000, false))
+        .await
+        .map_err(broker("setting the prefetch"))?;
+    let (_, mut rx) = channel
+        .basic_consume_rx(BasicConsumeArguments::new(
+            &inbox_queue(&bench_vpp()),
+            "raw",
+        ))
+        .await
+        .map_err(broker("consuming the inbox"))?;
+    ready();
+    while arrivals.count() < count {
+        let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await else {
+            break;
+        };
+        let now = unix_nanos();
+        let Some((deliver, props)) = d.deliver.zip(d.basic_properties) else {
+            arrivals.arrived(now, None);
+            continue;
+        };
+        let sent = props.message_id().and_then(|m| m.parse::<u64>().ok());
+        arrivals.arrived(now, sent);
+        let _ = channel
+            .basic_ack(BasicAckArguments::new(deliver.delivery_tag(), false))
+            .await;
+    }
+    Ok(arrivals)
+}
+
+/// One raw publisher of `ingest` as HEH `name`: connects, waits at `gate` with the others
+/// (connected or not, so that a failure cannot leave them waiting), publishes `per_heh` stamped
+/// reports at the pace `pace` makes, then waits up to two minutes for their confirms.
+pub async fn publish(
+    profile: &Profile,
+    name: &EntityName,
+    per_heh: u64,
+    gate: &tokio::sync::Barrier,
+    pace: impl FnOnce() -> tokio::time::Interval,
+) -> Result<(), BenchError> {
+    let setup = publisher(profile, name).await;
+    gate.wait().await;
+    let (conn, channel, mut acked) = setup?;
+    let exchange = pair_exchange(name, &bench_vpp());
+    let mut pace = pace();
+    for _ in 0..per_heh {
+        pace.tick().await;
+        let sent = unix_nanos();
+        let body = stamped_report(sent).to_json().into_bytes();
+        let mut props = BasicProperties::default();
+        props
+            .with_persistence(true)
+            .with_message_id(&sent.to_string())
+            .with_user_id(name.as_str());
+        channel
+            .basic_publish(props, body, BasicPublishArguments::new(&exchange, "report"))
+            .await
+            .map_err(broker("publishing"))?;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(120), acked.wait_for(|n| *n >= per_heh)).await;
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// A raw amqprs publisher in confirm mode, and the highest delivery tag confirmed so far.
+async fn publisher(
+    profile: &Profile,
+    name: &EntityName,
+) -> Result<
+    (
+        amqprs::connection::Connection,
+        amqprs::channel::Channel,
+        tokio::sync::watch::Receiver<u64>,
+    ),
+    BenchError,
+> {
+    let conn = ebadge_bus::connect(profile, name.as_str())
+        .await
+        .map_err(connect_error(name.as_str()))?;
+    let channel = conn
+        .open_channel(None)
+        .await
+        .map_err(broker("opening a channel"))?;
+    // Same guarantee as our layer: publisher confirms, waited for before closing.
+    let (acked_tx, acked) = tokio::sync::watch::channel(0u64);
+    channel
+        .register_callback(ConfirmCounter(acked_tx))
+        .await
+        .map_err(broker("registering the confirm callback"))?;
+    channel
+        .confirm_select(amqprs::channel::ConfirmSelectArguments::default())
+        .await
+        .map_err(broker("selecting confirm mode"))?;
+    Ok((conn, channel, acked))
+}
+
+/// Counts the highest confirmed delivery tag of a raw publisher.
+struct ConfirmCounter(tokio::sync::watch::Sender<u64>);
+
+#[async_trait::async_trait]
+impl amqprs::callbacks::ChannelCallback for ConfirmCounter {
+    async fn close(
+        &mut self,
+        _: &amqprs::channel::Channel,
+        _: amqprs::CloseChannel,
+    ) -> Result<(), amqprs::error::Error> {
+        Ok(())
+    }
+    async fn cancel(
+        &mut self,
+        _: &amqprs::channel::Channel,
+        _: amqprs::Cancel,
+    ) -> Result<(), amqprs::error::Error> {
+        Ok(())
+    }
+    async fn flow(
+        &mut self,
+        _: &amqprs::channel::Channel,
+        active: bool,
+    ) -> Result<bool, amqprs::error::Error> {
+        Ok(active)
+    }
+    async fn publish_ack(&mut self, _: &amqprs::channel::Channel, ack: amqprs::Ack) {
+        self.0.send_modify(|n| *n = (*n).max(ack.delivery_tag()));
+    }
+    async fn publish_nack(&mut self, _: &amqprs::channel::Channel, _: amqprs::Nack) {}
+    async fn publish_return(
+        &mut self,
+        _: &amqprs::channel::Channel,
+        _: amqprs::Return,
+        _: amqprs::BasicProperties,
+        _: Vec<u8>,
+    ) {
+    }
+}
 
 /// Connects `name` over TLS with its certificate, with the fleet's patience (a node busy with a
 /// connection storm answers late).
@@ -90,7 +245,7 @@ async fn raw_heh(profile: Profile, index: usize) -> Result<Connection, FleetErro
 /// the `i`th with `profiles[i % profiles.len()]`, at most
 /// [`crate::fleet::HANDSHAKES_PER_NODE`] handshakes at once with each), reporting
 /// each one connected to `progress`: a raw fleet, here or in a fleet process of its own.
-pub async fn raw_fleet(
+pub async fn fleet(
     profiles: &[Profile],
     first: usize,
     count: usize,
@@ -117,7 +272,7 @@ pub async fn raw_fleet(
 /// activation at once from a raw VPP, dealt round robin over `publish_connections` connections
 /// (at least one), and waits (up to `watch.wait`) for every answer. The caller empties the VPP's
 /// inbox first.
-pub async fn raw_activations<F>(
+pub async fn burst<F>(
     profile: &Profile,
     hehs: usize,
     publish_connections: usize,
@@ -131,7 +286,7 @@ where
     let started = Instant::now();
     let fleet = match placement {
         FleetPlacement::InProcess(progress) => {
-            raw_fleet(std::slice::from_ref(profile), 0, hehs, progress).await?
+            fleet(std::slice::from_ref(profile), 0, hehs, progress).await?
         }
         FleetPlacement::External(ready) => {
             ready.await?;

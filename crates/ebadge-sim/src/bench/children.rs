@@ -10,7 +10,10 @@
 //!   until its standard input closes;
 //! - an HEH prints its JSON report when done.
 
-use crate::bench::{self, BenchError, ConsumerReport, HehReport};
+use super::BenchError;
+use super::footprint::HehReport;
+use super::ingest::ConsumerReport;
+use super::measure::rss_kib;
 use crate::fleet::FleetError;
 use ebadge_bus::Profile;
 use std::path::{Path, PathBuf};
@@ -197,7 +200,7 @@ fn stopped(what: &str, waiting_for: &str, got: std::io::Result<Option<String>>) 
 }
 
 /// The child side of a fleet process: connects HEHs `first..first + count` (`raw`: the raw
-/// ceiling's, see [`crate::ceiling`]; to `urls` round robin instead of the profile's address,
+/// ceiling's, see [`super::ceiling`]; to `urls` round robin instead of the profile's address,
 /// when given), says ready with the KiB each connection costs, and stays until its standard
 /// input closes.
 pub async fn fleet_child(
@@ -217,20 +220,20 @@ pub async fn fleet_child(
             })
             .collect()
     };
-    let rss0 = crate::measure::rss_kib();
+    let rss0 = rss_kib();
     let progress = move |n: usize| {
         if n.is_multiple_of(1000) {
             eprintln!("  HEHs {first}..: {n} connected");
         }
     };
     let (fleet, raw_fleet) = if raw {
-        let connections = crate::ceiling::raw_fleet(&profiles, first, count, progress).await?;
+        let connections = super::ceiling::fleet(&profiles, first, count, progress).await?;
         (None, connections)
     } else {
-        let fleet = bench::activation_fleet(&profiles, first, count, progress).await?;
+        let fleet = super::burst::activation_fleet(&profiles, first, count, progress).await?;
         (Some(fleet), Vec::new())
     };
-    let kib = crate::measure::rss_kib().saturating_sub(rss0) as f64 / count.max(1) as f64;
+    let kib = rss_kib().saturating_sub(rss0) as f64 / count.max(1) as f64;
     println!("{READY} {kib}");
     let _ = tokio::task::spawn_blocking(|| {
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())
@@ -252,5 +255,5 @@ pub async fn consumer_child(
     count: u64,
     raw: bool,
 ) -> Result<ConsumerReport, BenchError> {
-    bench::consume(profile, count, raw, || println!("{READY}")).await
+    super::ingest::consume(profile, count, raw, || println!("{READY}")).await
 }
