@@ -8,7 +8,7 @@ use crate::pki::PkiError;
 use crate::profile::Management;
 use crate::provision::{self, Plan};
 use crate::registry::Registry;
-use ebadge_bus::profile::{Profile, ProfileError};
+use ebadge_bus::{Profile, ProfileError};
 
 /// Why a local bus could not be made ready.
 #[derive(Debug, thiserror::Error)]

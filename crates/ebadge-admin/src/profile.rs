@@ -23,7 +23,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use ebadge_bus::profile::{Profile, ProfileError};
+use ebadge_bus::{Profile, ProfileError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

@@ -148,7 +148,7 @@ async fn logins_other_than_a_certificate_of_our_ca_are_refused() {
     let (cert, key) = profile.certificate("heh-a");
 
     // PLAIN guest/guest over TLS (with a valid certificate, so only the mechanism is wrong).
-    let config = ebadge_bus::connect::tls_config(&profile.ca, &cert, &key).unwrap();
+    let config = ebadge_bus::amqp::tls_config(&profile.ca, &cert, &key).unwrap();
     let err = open_refused(&host, port, config, false).await;
     // The broker offers EXTERNAL only.
     assert!(
@@ -184,7 +184,7 @@ async fn logins_other_than_a_certificate_of_our_ca_are_refused() {
 
     // A certificate of our CA whose CN is no user.
     let (scert, skey) = LocalBrokerPki::issue("stranger");
-    let err = ebadge_bus::connect::connect_with(&profile, "stranger", &scert, &skey)
+    let err = ebadge_bus::amqp::connect_with(&profile, "stranger", &scert, &skey)
         .await
         .err()
         .expect("refused")
@@ -337,7 +337,7 @@ async fn revoke_closes_the_open_connection_within_a_second_and_login_fails_after
     assert!(!gone.is_open());
     eprintln!("revoke closed the consuming connection {elapsed:?} after the call");
 
-    let err = ebadge_bus::connect(&profile().await, "gone")
+    let err = ebadge_bus::amqp::connect(&profile().await, "gone")
         .await
         .err()
         .expect("refused")
@@ -697,7 +697,7 @@ async fn on_a_cluster_audit_passes_and_reports_a_queue_that_is_not_replicated() 
 
 /// The error of a login that must fail.
 async fn refused_login(profile: &ebadge_bus::Profile, name: &str) -> String {
-    match ebadge_bus::connect(profile, name).await {
+    match ebadge_bus::amqp::connect(profile, name).await {
         Ok(_) => panic!("{name} logged in with a certificate that must be refused"),
         Err(e) => e.to_string(),
     }
@@ -728,7 +728,7 @@ async fn a_revoked_certificate_stays_out_after_reprovisioning_and_a_reissued_one
     provision_registry().await;
     let dir = tempfile::tempdir().unwrap();
     let first = keep_certificate(&profile, "crl-a", &dir.path().join("first"));
-    ebadge_bus::connect(&first, "crl-a")
+    ebadge_bus::amqp::connect(&first, "crl-a")
         .await
         .expect("the first certificate works");
 
@@ -742,7 +742,7 @@ async fn a_revoked_certificate_stays_out_after_reprovisioning_and_a_reissued_one
     assert!(error.contains("CertificateRevoked"), "{error}");
     assert!(error.contains("was revoked"), "the hint says why: {error}");
     let second = keep_certificate(&profile, "crl-a", &dir.path().join("second"));
-    ebadge_bus::connect(&second, "crl-a")
+    ebadge_bus::amqp::connect(&second, "crl-a")
         .await
         .expect("the new certificate works");
 
@@ -750,7 +750,7 @@ async fn a_revoked_certificate_stays_out_after_reprovisioning_and_a_reissued_one
     pki.issue("crl-a", 30).unwrap();
     let error = refused_login(&second, "crl-a").await;
     assert!(error.contains("CertificateRevoked"), "{error}");
-    ebadge_bus::connect(&profile, "crl-a")
+    ebadge_bus::amqp::connect(&profile, "crl-a")
         .await
         .expect("the newest certificate works");
     let reasons: Vec<String> = pki

@@ -1,5 +1,5 @@
 //! The durable outbox: sends survive a broker outage and a restart of the program. The HEH starts
-//! without waiting for the broker (`Client::start`), sends three reports, and waits up to 5 s for
+//! without waiting for the broker (`FirstConnection::Background`), sends three reports, and waits up to 5 s for
 //! the broker's confirms. With the broker down they stay in the SQLite file; the next run, with
 //! the broker up, sends them first.
 //!
@@ -12,7 +12,7 @@
 //! ```
 
 use ebadge_bus::model::Message;
-use ebadge_bus::{Client, ClientConfig, EntityName, Profile};
+use ebadge_bus::{Client, ClientConfig, EntityName, FirstConnection, Profile};
 use std::time::Duration;
 
 #[tokio::main]
@@ -20,7 +20,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let profile = Profile::load(&Profile::locate(None))?;
     let mut config = ClientConfig::new(profile, EntityName::new("heh-020000000000")?);
     config.durable_outbox = Some(std::env::temp_dir().join("ebadge-example-outbox.sqlite"));
-    let heh = Client::start(config)?;
+    config.first_connection = FirstConnection::Background;
+    let heh = Client::connect(config).await?;
     let report = Message::decode(
         r#"{"msg":"report","from":"2013-07-21T10:00:00Z","to":"2013-07-21T10:01:00Z","resolution":60,"values":{"total.p":[1.73]},"heh_id":null}"#,
     )?;

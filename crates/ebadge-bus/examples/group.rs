@@ -1,6 +1,6 @@
 //! Sending to a group: one message, one exchange (`<sender>-to-<group>`), every member receives a
-//! copy in its own inbox. The TSO announces `market_cleared` to the group `bsps`; two of its
-//! members print what they got. Uses the demo's registry:
+//! copy in its own inbox. The TSO announces `market_cleared` to the group `bsps`; each of its
+//! three members prints what it got. Uses the demo's registry:
 //!
 //! ```sh
 //! ebadge demo --seconds 5                        # provisions the group bsps (bsp-a, bsp-b, bsp-c)
@@ -23,7 +23,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Client::connect(config)
     };
     let tso = connect("north-tso").await?;
-    let members = [connect("bsp-a").await?, connect("bsp-b").await?];
+    let members = [
+        connect("bsp-a").await?,
+        connect("bsp-b").await?,
+        connect("bsp-c").await?,
+    ];
 
     let now = Time::now().datetime();
     let cleared = MarketCleared {

@@ -4,14 +4,12 @@
 //! refused (nack, no route) with backoff and reports what it refuses for good; drops redelivered
 //! duplicates; moves invalid incoming messages to `private-<me>-quarantine` with the reason.
 
-pub use crate::config::ClientConfig;
-pub use crate::conventions::{QUARANTINE_FROM_HEADER, QUARANTINE_REASON_HEADER};
-pub use crate::incoming::{Inbox, Incoming};
-
+use crate::amqp::{self, ConnectError};
 use crate::client_state::ClientState;
-use crate::connect::{ConnectError, connect};
+use crate::config::{ClientConfig, FirstConnection};
 use crate::conventions::{EntityName, NameError, new_message_id, pair_exchange, routing_key};
 use crate::counters::{CounterSnapshot, Counters};
+use crate::incoming::{Inbox, Incoming};
 use crate::outbox::{Outbox, OutboxError, Outgoing, Undelivered};
 use crate::reception::PendingKey;
 use crate::session::Supervisor;
@@ -97,36 +95,36 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Connects as `config.name`. The first connection must succeed (so a wrong certificate or
-    /// address is reported at once); later losses are repaired in the background.
+    /// Connects as `config.name`, and keeps connected: later losses are repaired in the
+    /// background. Whether the first connection must succeed now, may be waited for, or is
+    /// made in the background is `config.first_connection` ([`FirstConnection`]).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use ebadge_bus::{Client, ClientConfig, EntityName, FirstConnection, Profile};
+    /// use std::time::Duration;
+    /// let profile = Profile::load(&Profile::locate(None))?;
+    /// let mut config = ClientConfig::new(profile, EntityName::new("vpp")?);
+    /// config.first_connection = FirstConnection::WaitUpTo(Duration::from_secs(60));
+    /// let vpp = Client::connect(config).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(config: ClientConfig) -> Result<Client, ConnectError> {
-        let first = connect(&config.profile, config.name.as_str()).await?;
-        Self::launch(config, Some(first))
-    }
-
-    /// Connects like [`connect`](Self::connect), but a broker that does not answer or refuses
-    /// for now is tried again, with the reconnect backoff and jitter, until `patience` has passed:
-    /// what a fleet booting at once needs (a connection storm overflows a busy broker's accept
-    /// queue), and an HEH after a broker restart. Errors that trying again cannot fix (a missing
-    /// certificate file, a bad address) return at once.
-    pub async fn connect_patiently(
-        config: ClientConfig,
-        patience: Duration,
-    ) -> Result<Client, ConnectError> {
-        let first = crate::connect::connect_patiently(
-            &config.profile,
-            config.name.as_str(),
-            patience,
-            (config.reconnect_min, config.reconnect_max),
-        )
-        .await?;
-        Self::launch(config, Some(first))
-    }
-
-    /// Starts without waiting for the broker: sends go to the outbox and leave when a connection
-    /// comes up (an HEH booting while its uplink is down). Fails only if the outbox cannot open.
-    pub fn start(config: ClientConfig) -> Result<Client, ConnectError> {
-        Self::launch(config, None)
+        let (profile, name) = (&config.profile, config.name.as_str());
+        let first = match config.first_connection {
+            FirstConnection::Required => Some(amqp::connect(profile, name).await?),
+            FirstConnection::WaitUpTo(patience) => Some(
+                amqp::connect_patiently(
+                    profile,
+                    name,
+                    patience,
+                    (config.reconnect_min, config.reconnect_max),
+                )
+                .await?,
+            ),
+            FirstConnection::Background => None,
+        };
+        Self::launch(config, first)
     }
 
     fn launch(config: ClientConfig, first: Option<Connection>) -> Result<Client, ConnectError> {

@@ -6,13 +6,45 @@ use crate::profile::Profile;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// What [`Client::connect`](crate::Client::connect) does about the first connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FirstConnection {
+    /// It must succeed at once, so that a wrong certificate or address, or a broker that is
+    /// down, is reported to whoever started the program (the default).
+    #[default]
+    Required,
+    /// A broker that does not answer or refuses for now is tried again, with the reconnect
+    /// backoff and jitter, for up to this long: what a fleet booting at once needs (a
+    /// connection storm overflows a busy broker's accept queue), and an HEH after a broker
+    /// restart. Errors that trying again cannot fix (a missing certificate file, a bad
+    /// address) return at once.
+    WaitUpTo(Duration),
+    /// Not waited for: `connect` returns at once, sends go to the outbox and leave when a
+    /// connection comes up (an HEH booting while its uplink is down). Fails only if the outbox
+    /// cannot open.
+    Background,
+}
+
 /// How a client behaves; [`ClientConfig::new`] gives the defaults.
+///
+/// ```
+/// use ebadge_bus::{ClientConfig, EntityName, FirstConnection, Profile};
+/// # let profile = Profile { amqps_url: "amqps://localhost:5671".into(), ca: "ca.pem".into(),
+/// #     certs: "certs".into(), heartbeat_seconds: None, max_message_bytes: None };
+/// let mut config = ClientConfig::new(profile, EntityName::new("heh-b827ebea02c1")?);
+/// config.first_connection = FirstConnection::Background; // the uplink may be down at boot
+/// config.durable_outbox = Some("/var/lib/ebadge/outbox.sqlite".into());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Where the broker is and where the certificates are.
     pub profile: Profile,
     /// Who we are (the certificate CN).
     pub name: EntityName,
+    /// Whether [`Client::connect`](crate::Client::connect) waits for the broker, and how long.
+    /// Default: [`FirstConnection::Required`].
+    pub first_connection: FirstConnection,
     /// The groups we are a member of (the registry's `[[group]]`s that list us): messages
     /// through a group exchange `<sender>-to-<group>` are heard only for these. A message through
     /// an exchange addressed to anyone else is quarantined (`not_addressed`): another entity
@@ -73,6 +105,7 @@ impl ClientConfig {
     pub fn new(profile: Profile, name: EntityName) -> Self {
         Self {
             name,
+            first_connection: FirstConnection::default(),
             groups: Vec::new(),
             outbox_cap: 100_000,
             durable_outbox: None,

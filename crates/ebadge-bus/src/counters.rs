@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Live counters (shared by the client's tasks).
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     pub(crate) sent: AtomicU64,
     pub(crate) confirmed: AtomicU64,
     pub(crate) republished: AtomicU64,

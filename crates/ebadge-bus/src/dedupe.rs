@@ -5,7 +5,7 @@ use std::collections::{HashSet, VecDeque};
 
 /// The last `capacity` message keys seen.
 #[derive(Debug)]
-pub struct DedupeWindow {
+pub(crate) struct DedupeWindow {
     seen: HashSet<(String, String)>,
     order: VecDeque<(String, String)>,
     capacity: usize,
@@ -13,7 +13,7 @@ pub struct DedupeWindow {
 
 impl DedupeWindow {
     /// A window remembering `capacity` messages.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         // Grows as messages arrive: a fleet of 5,000 HEH clients must not reserve a full window each.
         Self {
             seen: HashSet::new(),
@@ -23,16 +23,7 @@ impl DedupeWindow {
     }
 
     /// Records the message; false if it was seen already (a duplicate).
-    ///
-    /// ```
-    /// let mut window = ebadge_bus::dedupe::DedupeWindow::new(2);
-    /// assert!(window.first_time("heh-1", "a"));
-    /// assert!(!window.first_time("heh-1", "a"));
-    /// assert!(window.first_time("heh-2", "a"));
-    /// assert!(window.first_time("heh-1", "b")); // pushes ("heh-1", "a") out
-    /// assert!(window.first_time("heh-1", "a"));
-    /// ```
-    pub fn first_time(&mut self, sender: &str, message_id: &str) -> bool {
+    pub(crate) fn first_time(&mut self, sender: &str, message_id: &str) -> bool {
         let key = (sender.to_owned(), message_id.to_owned());
         if self.seen.contains(&key) {
             return false;
@@ -49,15 +40,7 @@ impl DedupeWindow {
 
     /// Forgets a message, so that its next delivery counts as the first: the application gave
     /// it back without handling it.
-    ///
-    /// ```
-    /// let mut window = ebadge_bus::dedupe::DedupeWindow::new(10);
-    /// assert!(window.first_time("heh-1", "a"));
-    /// window.forget("heh-1", "a");
-    /// assert!(window.first_time("heh-1", "a"));
-    /// assert!(!window.first_time("heh-1", "a"));
-    /// ```
-    pub fn forget(&mut self, sender: &str, message_id: &str) {
+    pub(crate) fn forget(&mut self, sender: &str, message_id: &str) {
         let key = (sender.to_owned(), message_id.to_owned());
         if self.seen.remove(&key)
             && let Some(at) = self.order.iter().rposition(|k| *k == key)
@@ -65,5 +48,29 @@ impl DedupeWindow {
             // Recent messages are at the back: the scan is short for the usual case.
             self.order.remove(at);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_new_once_per_sender_until_the_window_forgets_it() {
+        let mut window = DedupeWindow::new(2);
+        assert!(window.first_time("heh-1", "a"));
+        assert!(!window.first_time("heh-1", "a"));
+        assert!(window.first_time("heh-2", "a"));
+        assert!(window.first_time("heh-1", "b")); // pushes ("heh-1", "a") out
+        assert!(window.first_time("heh-1", "a"));
+    }
+
+    #[test]
+    fn a_forgotten_key_is_new_again() {
+        let mut window = DedupeWindow::new(10);
+        assert!(window.first_time("heh-1", "a"));
+        window.forget("heh-1", "a");
+        assert!(window.first_time("heh-1", "a"));
+        assert!(!window.first_time("heh-1", "a"));
     }
 }

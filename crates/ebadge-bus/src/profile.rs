@@ -7,7 +7,7 @@
 //! needs no other flag.
 //!
 //! ```
-//! use ebadge_bus::profile::Profile;
+//! use ebadge_bus::Profile;
 //! let profile: Profile = toml::from_str(r#"
 //!     amqps_url = "amqps://localhost:5671"
 //!     ca = "/etc/ebadge/ca.pem"
@@ -22,10 +22,10 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Environment variable naming the profile file when `--profile` is not given.
-pub const PROFILE_ENV: &str = "EBADGE_PROFILE";
+pub(crate) const PROFILE_ENV: &str = "EBADGE_PROFILE";
 
 /// Where the profile is when neither `--profile` nor `EBADGE_PROFILE` says: the local broker's.
-pub const DEFAULT_PROFILE: &str = ".ebadge/profile.toml";
+pub(crate) const DEFAULT_PROFILE: &str = ".ebadge/profile.toml";
 
 /// A connection profile (TOML).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,7 +37,7 @@ pub struct Profile {
     /// Directory of client certificates: `<NAME>.pem` and `<NAME>.key`.
     pub certs: PathBuf,
     /// AMQP heartbeat asked of the broker, in seconds (default
-    /// [`HEARTBEAT_SECONDS`](crate::connect::HEARTBEAT_SECONDS)): a dead link is noticed within
+    /// [`HEARTBEAT_SECONDS`](crate::amqp::HEARTBEAT_SECONDS)): a dead link is noticed within
     /// two. A fleet of tens of thousands of HEHs may want 30–60 s (fewer frames for the broker),
     /// with haproxy's `timeout client`/`server` above twice that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,7 +74,7 @@ pub enum ProfileError {
 }
 
 impl Profile {
-    /// The profile file to use: `explicit`, else `$EBADGE_PROFILE`, else [`DEFAULT_PROFILE`].
+    /// The profile file to use: `explicit`, else `$EBADGE_PROFILE`, else `.ebadge/profile.toml`.
     pub fn locate(explicit: Option<&Path>) -> PathBuf {
         explicit
             .map(Path::to_path_buf)

@@ -5,9 +5,9 @@
 //! closed. This module does the I/O; the decisions are the pure cores' ([`crate::settlement`]
 //! for what is published, [`crate::reception`] for what is received).
 
+use crate::amqp::{connect, connect_labelled};
 use crate::backoff::Backoff;
 use crate::client_state::ClientState;
-use crate::connect::{connect, connect_labelled};
 use crate::consumer::Consumer;
 use crate::conventions::{EntityName, quarantine_queue};
 use crate::counters::Counters;

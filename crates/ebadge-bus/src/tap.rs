@@ -14,7 +14,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::connect::{ConnectError, connect};
+use crate::amqp::{ConnectError, connect};
 use crate::conventions::{EntityName, incoming_exchange, pair_exchange, tap_queue};
 use crate::profile::Profile;
 use amqprs::channel::{

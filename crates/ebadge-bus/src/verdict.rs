@@ -106,7 +106,7 @@ pub enum RejectClass {
     /// Its body is not a valid eBADGE message (JSON, type, fields, D3.1.3's rules).
     InvalidMessage,
     /// It came through a pair exchange addressed to another entity or a group we are not in:
-    /// relayed by a binding into a pair exchange (see [`verdict`]).
+    /// relayed by a binding into a pair exchange (`ebadge audit` finds such bindings).
     NotAddressed,
     /// Valid, but the application refused it ([`crate::Incoming::reject`]): a handler failed.
     Rejected,

@@ -9,7 +9,9 @@
 mod common;
 
 use common::*;
-use ebadge_bus::{ActivationOutcome, Client, ClientConfig, Inbox, SendError, Undelivered};
+use ebadge_bus::{
+    ActivationOutcome, Client, ClientConfig, FirstConnection, Inbox, SendError, Undelivered,
+};
 use ebadge_model::{Activate, Message, Time};
 use std::time::{Duration, Instant};
 
@@ -527,7 +529,8 @@ async fn close_says_how_many_messages_it_left_and_whether_they_are_lost() {
         if durable {
             config.durable_outbox = Some(dir.path().join("outbox.sqlite"));
         }
-        let sender = Client::start(config).unwrap();
+        config.first_connection = FirstConnection::Background;
+        let sender = Client::connect(config).await.unwrap();
         for n in 0..3 {
             sender
                 .send(&name("rel-receiver"), &numbered_report(n))
@@ -550,7 +553,8 @@ async fn a_flush_waiting_for_a_message_the_cap_drops_returns_with_it() {
     drop(unused);
     let mut config = ClientConfig::new(profile, name("rel-sender"));
     config.outbox_cap = 2;
-    let sender = Client::start(config).unwrap();
+    config.first_connection = FirstConnection::Background;
+    let sender = Client::connect(config).await.unwrap();
     sender
         .send(&name("rel-receiver"), &numbered_report(0))
         .unwrap();

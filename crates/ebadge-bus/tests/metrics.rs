@@ -77,7 +77,9 @@ async fn the_scrape_counts_what_happened_by_type_reason_and_latency() {
     assert_each_once_any_order(&numbers, 5, "reports");
 
     // A malformed body from the HEH: quarantined as an invalid message.
-    let connection = ebadge_bus::connect(&profile, "heh-metrics").await.unwrap();
+    let connection = ebadge_bus::amqp::connect(&profile, "heh-metrics")
+        .await
+        .unwrap();
     let channel = connection.open_channel(None).await.unwrap();
     channel
         .basic_publish(

@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use ebadge_bus::FirstConnection;
 use ebadge_testkit::proxy::Proxy;
 use std::time::{Duration, Instant};
 
@@ -144,7 +145,9 @@ async fn connect_patiently_waits_out_a_broker_that_does_not_answer_yet() {
         proxy.restore();
         proxy
     });
-    let client = ebadge_bus::Client::connect_patiently(config.clone(), Duration::from_secs(60))
+    let mut patient = config.clone();
+    patient.first_connection = FirstConnection::WaitUpTo(Duration::from_secs(60));
+    let client = ebadge_bus::Client::connect(patient)
         .await
         .expect("connected once the broker answers");
     assert!(started.elapsed() >= Duration::from_secs(3));
@@ -156,7 +159,9 @@ async fn connect_patiently_waits_out_a_broker_that_does_not_answer_yet() {
 
     // Out of patience: the last error, with its hint.
     proxy.cut();
-    let error = ebadge_bus::Client::connect_patiently(config, Duration::from_secs(2))
+    let mut patient = config;
+    patient.first_connection = FirstConnection::WaitUpTo(Duration::from_secs(2));
+    let error = ebadge_bus::Client::connect(patient)
         .await
         .expect_err("the broker never answered")
         .to_string();
@@ -377,7 +382,9 @@ async fn a_quorum_queue_message_lost_unacknowledged_25_times_is_still_delivered_
     let proxy = Proxy::start(broker_addr(&profile)).await.unwrap();
     let through_proxy = via(&profile, proxy.addr);
     for round in 1..=26 {
-        let connection = ebadge_bus::connect(&through_proxy, owner).await.unwrap();
+        let connection = ebadge_bus::amqp::connect(&through_proxy, owner)
+            .await
+            .unwrap();
         let (channel, _) = ebadge_testkit::channel(&connection).await;
         let body = get(channel.clone(), queue.clone()).await;
         assert_eq!(

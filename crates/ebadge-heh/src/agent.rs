@@ -67,7 +67,8 @@ pub async fn run(
 /// once), and every change is stored before it has consequences (an acceptance is stored before
 /// it goes to the controller).
 ///
-/// The client may be started without the broker ([`Client::start`]): the device runs, the
+/// The client may be started without the broker
+/// ([`FirstConnection::Background`](ebadge_bus::FirstConnection::Background)): the device runs, the
 /// failsafe counts the outage from the start, and messages for the controller wait in the
 /// outbox. A `deliver` of `device` that takes longer than [`DELIVER_TIMEOUT`] is dropped, so it
 /// must be cancel-safe (the agent's [`CommandDevice`](crate::command::CommandDevice) is).

@@ -100,13 +100,15 @@ fn usable_certificate(config: &AgentConfig) -> Result<(), ebadge_bus::ConnectErr
         .host_and_port()
         .map_err(ebadge_bus::ConnectError::Address)?;
     let (cert, key) = config.bus.certificate(config.name.as_str());
-    ebadge_bus::connect::tls_config(&config.bus.ca, &cert, &key).map(drop)
+    ebadge_bus::amqp::tls_config(&config.bus.ca, &cert, &key).map(drop)
 }
 
 async fn run(config: &AgentConfig) -> Result<(), Box<dyn std::error::Error>> {
     // Without waiting for the broker: the device and the failsafe must run while the bus is
     // away, also when it is away as the agent starts (systemd restarting it, an outage at boot).
-    let client = ebadge_bus::Client::start(config.client())?;
+    let mut client_config = config.client();
+    client_config.first_connection = ebadge_bus::FirstConnection::Background;
+    let client = ebadge_bus::Client::connect(client_config).await?;
     let store = match config.outbox_path() {
         Some(path) => Some(Store::open(path)?),
         None => {

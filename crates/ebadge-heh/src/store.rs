@@ -97,12 +97,28 @@ mod tests {
     use crate::failsafe::{Behaviour, Failsafe, FailsafeConfig};
     use ebadge_bus::model::{Activate, Message, Time};
 
-    #[test]
-    fn what_is_saved_beside_a_live_outbox_is_what_the_next_agent_loads() {
+    /// A client with its durable outbox in `path`, its broker away (it connects in the
+    /// background, to a port nobody listens on).
+    async fn client_with_outbox(path: &std::path::Path) -> ebadge_bus::Client {
+        let profile = ebadge_bus::Profile {
+            amqps_url: "amqps://localhost:9".into(),
+            ca: "ca.pem".into(),
+            certs: "certs".into(),
+            heartbeat_seconds: None,
+            max_message_bytes: None,
+        };
+        let name = ebadge_bus::EntityName::new("heh-store").unwrap();
+        let mut config = ebadge_bus::ClientConfig::new(profile, name);
+        config.durable_outbox = Some(path.into());
+        config.first_connection = ebadge_bus::FirstConnection::Background;
+        ebadge_bus::Client::connect(config).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn what_is_saved_beside_a_live_outbox_is_what_the_next_agent_loads() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("outbox.sqlite");
-        let mut outbox =
-            ebadge_bus::outbox::Outbox::durable(&path, 10, ebadge_bus::OutboxSync::Full).unwrap();
+        let client = client_with_outbox(&path).await;
         let store = Store::open(&path).unwrap();
         assert_eq!(
             store.load().unwrap(),
@@ -121,24 +137,26 @@ mod tests {
         failsafe.from_device(&Message::AcceptActivation(order.accept()));
         store.save(&failsafe.remembered()).unwrap();
         // The outbox goes on writing the same file.
-        outbox
-            .push(ebadge_bus::outbox::Outgoing {
-                seq: 0,
-                exchange: "heh-to-ts".into(),
-                routing_key: "report".into(),
-                message_id: "m".into(),
-                msg_type: "report".into(),
-                body: b"{}".to_vec(),
-                headers: Vec::new(),
-            })
+        let ts = ebadge_bus::EntityName::new("ts").unwrap();
+        client
+            .send(
+                &ts,
+                &Message::decode(r#"{"msg":"get_capabilities"}"#).unwrap(),
+            )
             .unwrap();
         store.save(&failsafe.remembered()).unwrap();
-        drop((store, outbox));
+        let closed = client.close(std::time::Duration::ZERO).await;
+        assert_eq!((closed.unconfirmed, closed.discarded), (1, false));
+        drop(store);
 
         let loaded = Store::open(&path).unwrap().load().unwrap();
         assert_eq!(loaded.running(), [order.id.as_str()]);
-        let outbox =
-            ebadge_bus::outbox::Outbox::durable(&path, 10, ebadge_bus::OutboxSync::Full).unwrap();
-        assert_eq!(outbox.len(), 1, "the outbox's rows are its own");
+        let client = client_with_outbox(&path).await;
+        assert_eq!(
+            client.counters().buffered,
+            1,
+            "the outbox's rows are its own"
+        );
+        client.close(std::time::Duration::ZERO).await;
     }
 }

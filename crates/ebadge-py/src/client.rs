@@ -7,7 +7,7 @@ use crate::errors::{ConnectFailed, connect_failed, invalid, send_error, undelive
 use crate::{seconds, wait};
 use ebadge_bus::metrics::{Metrics, MetricsServer};
 use ebadge_bus::{
-    ActivationOutcome, Client as BusClient, ClientConfig, EntityName, Inbox,
+    ActivationOutcome, Client as BusClient, ClientConfig, EntityName, FirstConnection, Inbox,
     Incoming as BusIncoming, OutboxSync, Profile,
 };
 use ebadge_model::Message;
@@ -53,11 +53,11 @@ impl Options {
             })?),
             None => None,
         };
-        let inner = match self.patience {
-            Some(patience) => BusClient::connect_patiently(self.config, patience).await,
-            None => BusClient::connect(self.config).await,
+        let mut config = self.config;
+        if let Some(patience) = self.patience {
+            config.first_connection = FirstConnection::WaitUpTo(patience);
         }
-        .map_err(connect_failed)?;
+        let inner = BusClient::connect(config).await.map_err(connect_failed)?;
         if server.is_some() {
             metrics.watch(&name, std::slice::from_ref(&inner));
         }

@@ -1,7 +1,7 @@
 //! A fleet of simulated HEHs in one process: each with its own TLS connection and certificate.
 
 use crate::heh::{HehSpec, SimHeh};
-use ebadge_bus::{Client, ClientConfig, ConnectError, Profile};
+use ebadge_bus::{Client, ClientConfig, ConnectError, FirstConnection, Profile};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
@@ -144,12 +144,14 @@ impl Fleet {
                 config.prefetch = 50;
                 config.inbox_capacity = 100;
                 // A fleet connecting at once meets a busy broker: retry like real HEHs do.
-                let client = Client::connect_patiently(config, CONNECT_PATIENCE)
-                    .await
-                    .map_err(|source| FleetError::Connect {
-                        name: spec.name.to_string(),
-                        source,
-                    })?;
+                config.first_connection = FirstConnection::WaitUpTo(CONNECT_PATIENCE);
+                let client =
+                    Client::connect(config)
+                        .await
+                        .map_err(|source| FleetError::Connect {
+                            name: spec.name.to_string(),
+                            source,
+                        })?;
                 let heh = SimHeh::new(spec);
                 let _ = heh.announce(&client);
                 let serving = client.clone();

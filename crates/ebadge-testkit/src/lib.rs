@@ -559,7 +559,7 @@ pub async fn admin() -> AdminClient {
 /// Connects as `name` with its certificate.
 pub async fn connect(name: &str) -> Connection {
     let profile = profile().await;
-    ebadge_bus::connect(&profile, name)
+    ebadge_bus::amqp::connect(&profile, name)
         .await
         .unwrap_or_else(|e| panic!("{name} connects: {e}"))
 }
@@ -771,7 +771,7 @@ pub async fn bound_queue(
 /// so on first use) reads as empty.
 pub async fn quarantined(name: &str, at_least: usize) -> Vec<(String, String)> {
     use amqprs::channel::{BasicAckArguments, BasicGetArguments};
-    use ebadge_bus::client::{QUARANTINE_FROM_HEADER, QUARANTINE_REASON_HEADER};
+    use ebadge_bus::conventions::{QUARANTINE_FROM_HEADER, QUARANTINE_REASON_HEADER};
     let connection = connect(name).await;
     let channel = connection.open_channel(None).await.unwrap();
     let queue =

@@ -366,7 +366,7 @@ fn run_the_examples(dir: &Path) {
     );
     assert!(said.contains("bsp-a: the TSO answered 200"), "{said}");
     let said = output_of(example(dir, "group"));
-    for member in ["bsp-a", "bsp-b"] {
+    for member in ["bsp-a", "bsp-b", "bsp-c"] {
         assert!(
             said.contains(&format!(
                 "{member} got market_cleared from north-tso through north-tso-to-bsps"

@@ -3,7 +3,7 @@
 
 use super::{ADMIN_USER, BrokerError, LocalBroker, UpOptions};
 use crate::profile::{Management, OperatorProfile};
-use ebadge_bus::profile::Profile;
+use ebadge_bus::Profile;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

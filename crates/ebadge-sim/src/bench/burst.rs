@@ -10,7 +10,7 @@ use super::measure::{
 use super::{BENCH_VPP, BenchError, bench_heh, bench_vpp, connect_error};
 use crate::fleet::{Fleet, FleetError};
 use crate::heh::{HehSpec, Policy};
-use ebadge_bus::{ActivationOutcome, Client, ClientConfig, EntityName, Profile};
+use ebadge_bus::{ActivationOutcome, Client, ClientConfig, EntityName, FirstConnection, Profile};
 use ebadge_model::Activate;
 use serde::Serialize;
 use std::fmt;
@@ -207,7 +207,8 @@ where
     let profile = at.profile;
     let mut config = ClientConfig::new(profile.clone(), bench_vpp());
     config.publish_connections = publish_connections;
-    let vpp = Client::connect_patiently(config, crate::fleet::CONNECT_PATIENCE)
+    config.first_connection = FirstConnection::WaitUpTo(crate::fleet::CONNECT_PATIENCE);
+    let vpp = Client::connect(config)
         .await
         .map_err(|source| FleetError::Connect {
             name: BENCH_VPP.into(),

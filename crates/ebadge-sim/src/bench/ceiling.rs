@@ -34,7 +34,7 @@ pub async fn consume(
     ready: impl FnOnce(),
 ) -> Result<Arrivals, BenchError> {
     let mut arrivals = Arrivals::with_capacity(count as usize);
-    let conn = ebadge_bus::connect(profile, BENCH_VPP)
+    let conn = ebadge_bus::amqp::connect(profile, BENCH_VPP)
         .await
         .map_err(connect_error(BENCH_VPP))?;
     let channel = conn
@@ -117,7 +117,7 @@ async fn publisher(
     ),
     BenchError,
 > {
-    let conn = ebadge_bus::connect(profile, name.as_str())
+    let conn = ebadge_bus::amqp::connect(profile, name.as_str())
         .await
         .map_err(connect_error(name.as_str()))?;
     let channel = conn
@@ -180,7 +180,7 @@ impl amqprs::callbacks::ChannelCallback for ConfirmCounter {
 /// Connects `name` over TLS with its certificate, with the fleet's patience (a node busy with a
 /// connection storm answers late).
 async fn connect(profile: &Profile, name: &str) -> Result<Connection, FleetError> {
-    ebadge_bus::connect::connect_patiently(
+    ebadge_bus::amqp::connect_patiently(
         profile,
         name,
         crate::fleet::CONNECT_PATIENCE,

@@ -12,7 +12,7 @@ use amqprs::channel::{
 use amqprs::connection::Connection;
 use amqprs::{Ack, BasicProperties, Cancel, CloseChannel, Nack, Return};
 use ebadge_bus::conventions::{inbox_queue, new_message_id, pair_exchange, routing_key};
-use ebadge_bus::{EntityName, Profile, connect::connect};
+use ebadge_bus::{EntityName, Profile, amqp::connect};
 use ebadge_model::{Message, Time};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -46,8 +46,8 @@ pub enum KitError {
     Bus(String),
 }
 
-impl From<ebadge_bus::connect::ConnectError> for KitError {
-    fn from(e: ebadge_bus::connect::ConnectError) -> Self {
+impl From<ebadge_bus::ConnectError> for KitError {
+    fn from(e: ebadge_bus::ConnectError) -> Self {
         KitError::Bus(e.to_string())
     }
 }

@@ -23,7 +23,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use ebadge_admin::mgmt::{AdminClient, admin_client};
 use ebadge_admin::profile::OperatorProfile;
-use ebadge_bus::profile::Profile;
+use ebadge_bus::Profile;
 
 /// Prints provisioning progress to stderr every 5 s: tens of thousands of items take minutes on
 /// a cluster.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use ebadge_bus::{Client, ClientConfig, EntityName};
+use ebadge_bus::{Client, ClientConfig, EntityName, FirstConnection};
 use ebadge_model::Message;
 
 use super::{ProfileArg, open_input};
@@ -51,11 +51,10 @@ pub async fn run(args: SendArgs) -> Result<Status> {
     config.groups = super::group_names(&args.groups)?;
     config.durable_outbox = args.outbox.clone();
     // With a durable outbox the broker may be away: messages wait on disk until it is back.
-    let client = if args.outbox.is_some() {
-        Client::start(config)?
-    } else {
-        Client::connect(config).await?
-    };
+    if args.outbox.is_some() {
+        config.first_connection = FirstConnection::Background;
+    }
+    let client = Client::connect(config).await?;
     let left = client.counters().buffered;
     if left > 0 {
         eprintln!("send: {left} messages left in the outbox by an earlier run go first");

@@ -1,5 +1,17 @@
-//! Opening an AMQPS connection as an entity: TLS with the entity's client certificate, SASL
-//! EXTERNAL (the broker takes the username from the certificate's CN), heartbeats.
+//! The raw AMQP side: an amqprs [`Connection`] opened as an entity, with TLS and the entity's
+//! client certificate, SASL EXTERNAL (the broker takes the username from the certificate's CN)
+//! and heartbeats. [`crate::Client`] connects through it; a program that wants plain AMQP (its
+//! own channels, no reliability layer: D3.2.3 6.4 asks the library to stay transparent) opens
+//! one with [`connect`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use ebadge_bus::{Profile, amqp};
+//! let profile = Profile::load(&Profile::locate(None))?;
+//! let connection = amqp::connect(&profile, "vpp").await?;
+//! let channel = connection.open_channel(None).await?;
+//! # Ok(()) }
+//! ```
 
 use crate::profile::Profile;
 use amqprs::connection::{Connection, OpenConnectionArguments};

@@ -1,7 +1,11 @@
-//! No module of any crate reaches, through its `crate::`/`super::` paths, back to itself
-//! (docs/architecture.md, "Inside the client"): each layer can be read, and tested, without the
-//! ones above it. The paths are read from the sources, so a new import that closes a cycle fails
-//! here, with the cycle named, in milliseconds and without a broker.
+//! docs/architecture.md kept true to the code, in milliseconds and without a broker:
+//!
+//! - no module of any crate reaches, through its `crate::`, `super::` or `$crate::` paths, back to
+//!   itself ("Inside the client"): each layer can be read, and tested, without the ones above it.
+//!   The paths are read from the sources, so a new import that closes a cycle fails here, with
+//!   the cycle named;
+//! - the public API of ebadge-bus listed there is what `lib.rs` makes public (what `cargo doc`'s
+//!   front page shows).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -312,4 +316,69 @@ fn a_cycle_is_found_and_named() {
     edges.insert("d".to_owned(), BTreeSet::from(["a".to_owned()]));
     assert_eq!(cycle_through("a", &edges).unwrap(), ["a", "b", "c", "a"]);
     assert_eq!(cycle_through("d", &edges), None);
+}
+
+/// What ebadge-bus's `lib.rs` makes public at its root: its public modules (not the hidden
+/// ones) and the names of what it re-exports (an alias's, for `pub use x as y`).
+fn public_root_of_the_bus() -> std::collections::BTreeSet<String> {
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ebadge-bus/src/lib.rs");
+    let code = code_of(&std::fs::read_to_string(lib).unwrap());
+    let mut names = std::collections::BTreeSet::new();
+    for statement in code.split(';') {
+        if statement.contains("#[doc(hidden)]") {
+            continue;
+        }
+        let item = statement
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with("#[") && !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if let Some(module) = item.strip_prefix("pub mod ") {
+            names.insert(module.trim().to_owned());
+        } else if let Some(used) = item.strip_prefix("pub use ") {
+            if let Some((_, alias)) = used.split_once(" as ") {
+                names.insert(alias.trim().to_owned());
+                continue;
+            }
+            let mut paths = Vec::new();
+            expand(used.trim(), Vec::new(), &mut paths);
+            names.extend(paths.into_iter().filter_map(|p| p.last().cloned()));
+        }
+    }
+    names
+}
+
+/// The first column of the table under "## The public API of ebadge-bus" in the architecture
+/// page.
+fn public_api_in_the_docs() -> std::collections::BTreeSet<String> {
+    let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/architecture.md");
+    let page = std::fs::read_to_string(page).unwrap();
+    let section = page
+        .split("## The public API of ebadge-bus")
+        .nth(1)
+        .expect("the section is there")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_public_api_of_the_bus_in_the_docs_is_what_lib_rs_makes_public() {
+    let code = public_root_of_the_bus();
+    let docs = public_api_in_the_docs();
+    assert!(code.contains("Client") && code.len() > 10, "{code:?}");
+    assert_eq!(
+        code,
+        docs,
+        "public in lib.rs but not in docs/architecture.md: {:?}; in the docs only: {:?}",
+        code.difference(&docs).collect::<Vec<_>>(),
+        docs.difference(&code).collect::<Vec<_>>()
+    );
 }
