@@ -84,15 +84,16 @@ pub(crate) struct Delivery {
 /// What a delivery became.
 #[derive(Debug)]
 pub(crate) enum Received {
-    /// Invalid: a copy is queued on the quarantine lane with the reason (unless `dropped`: too
-    /// many copies wait already). `ack` is the original's tag when it is acknowledged now
-    /// rather than when its copy is confirmed.
+    /// Invalid: a copy is queued on the quarantine lane with the reason, unless too many copies
+    /// wait already: then `dropped` holds the copy's headers, for the log line that is its only
+    /// record. `ack` is the original's tag when it is acknowledged now rather than when its copy
+    /// is confirmed.
     Quarantined {
         from: Option<String>,
         class: RejectClass,
         reason: String,
         ack: Option<u64>,
-        dropped: bool,
+        dropped: Option<Headers>,
     },
     /// Seen before: acknowledge `ack` now, if any (none while the application still holds the
     /// message: the new tag is acknowledged with it).
@@ -114,15 +115,19 @@ pub(crate) struct Fresh {
     pub(crate) answers: Option<PendingKey>,
 }
 
+/// A quarantine copy's headers: the reason, the sender, the exchange, the message id.
+pub(crate) type Headers = Vec<(String, String)>;
+
 /// What the application's settlements (acks, releases, rejections) come to.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct ByApplication {
     /// Tags to acknowledge now.
     pub(crate) ack: Vec<u64>,
-    /// Messages the application rejected (each quarantined, or dropped when counted below).
-    pub(crate) rejected: u64,
-    /// Rejected messages dropped: too many quarantine copies wait already.
-    pub(crate) dropped: u64,
+    /// The headers of each message the application rejected (each quarantined, or dropped when
+    /// in `dropped` too), for the log.
+    pub(crate) rejected: Vec<Headers>,
+    /// The headers of the rejected messages dropped: too many quarantine copies wait already.
+    pub(crate) dropped: Vec<Headers>,
 }
 
 /// The receiving side's state: the dedupe window, the messages the application holds, the
@@ -174,12 +179,15 @@ impl Reception {
         }
     }
 
-    /// A new connection: its tags start again; held messages wait for their redelivery.
+    /// A new connection: its tags start again; held messages wait for their redelivery; a
+    /// failing consume starts again from the shortest wait (the new connection may be to
+    /// another node, or the queue's node back).
     pub(crate) fn new_connection(&mut self) {
         self.held.new_connection();
         self.giving_back.clear();
         self.consuming = false;
         self.consume_at = None;
+        self.consume_backoff.reset();
     }
 
     /// Checks one delivery. A quarantine copy goes on `quarantine` (the lane that publishes
@@ -251,17 +259,18 @@ impl Reception {
     }
 
     /// Queues a quarantine copy of delivery `tag`, holding the original if there is a place:
-    /// the tag to acknowledge now (if not held), and whether the copy was dropped instead.
+    /// the tag to acknowledge now (if not held), and the copy's headers if it was dropped
+    /// instead.
     fn quarantine(
         &mut self,
         quarantine: &mut Settlement,
         tag: u64,
         routing_key: String,
         body: Vec<u8>,
-        headers: Vec<(String, String)>,
-    ) -> (Option<u64>, bool) {
+        headers: Headers,
+    ) -> (Option<u64>, Option<Headers>) {
         if !quarantine.quarantine_has_room() {
-            return (Some(tag), true);
+            return (Some(tag), Some(headers));
         }
         let hold = quarantine.holding() < self.hold_max;
         quarantine.quarantine(QuarantineCopy::new(
@@ -272,9 +281,9 @@ impl Reception {
         ));
         if hold {
             self.held.pin(tag);
-            (None, false)
+            (None, None)
         } else {
-            (Some(tag), false)
+            (Some(tag), None)
         }
     }
 
@@ -298,7 +307,7 @@ impl Reception {
             match settle {
                 Settle::Ack(id) => outcome.ack.extend(self.held.release(id).1),
                 Settle::Reject(id, rejected) => {
-                    outcome.rejected += 1;
+                    outcome.rejected.push(rejected.headers.clone());
                     let (key, tag) = self.held.release(id);
                     let room = quarantine.quarantine_has_room();
                     let hold = tag.is_some() && room && quarantine.holding() < self.hold_max;
@@ -322,7 +331,7 @@ impl Reception {
                     let (ack, dropped) =
                         self.quarantine(quarantine, tag, routing_key, body, headers);
                     outcome.ack.extend(ack);
-                    outcome.dropped += u64::from(dropped);
+                    outcome.dropped.extend(dropped);
                 }
                 Settle::Release(id) => {
                     let (key, tag) = self.held.release(id);
@@ -484,7 +493,7 @@ mod tests {
                     from,
                     ..
                 } => {
-                    assert!(!dropped);
+                    assert!(dropped.is_none());
                     assert_eq!(class, RejectClass::InvalidMessage);
                     assert_eq!(from.as_deref(), Some("heh-1"));
                     // Two are held (8 / 4), the third is acknowledged at once.
@@ -531,7 +540,9 @@ mod tests {
         }
         match r.delivered(delivery(7, None, "{not json"), &mut q) {
             Received::Quarantined { ack, dropped, .. } => {
-                assert!(dropped);
+                // The headers, for the log line that is the only record of it.
+                let dropped = dropped.expect("dropped");
+                assert!(dropped.iter().any(|(k, _)| k == QUARANTINE_REASON_HEADER));
                 assert_eq!(ack, Some(7));
             }
             other => panic!("not quarantined: {other:?}"),
@@ -612,8 +623,8 @@ mod tests {
             settled,
             ByApplication {
                 ack: vec![],
-                rejected: 1,
-                dropped: 0
+                rejected: vec![rejected().headers],
+                dropped: vec![]
             }
         );
         assert_eq!(q.holding(), 1);
@@ -641,7 +652,7 @@ mod tests {
         let settled = r.by_application(settles, &mut q, true);
         // A prefetch of 4 holds one original; the second is acknowledged, its copy queued.
         assert_eq!(settled.ack, vec![2]);
-        assert_eq!((settled.rejected, settled.dropped), (2, 0));
+        assert_eq!((settled.rejected.len(), settled.dropped.len()), (2, 0));
         assert!(q.quarantine_pending());
         // Its redelivery (it was acknowledged: none should come) would be a duplicate.
         assert!(matches!(
@@ -664,8 +675,8 @@ mod tests {
             settled,
             ByApplication {
                 ack: vec![1],
-                rejected: 1,
-                dropped: 1
+                rejected: vec![rejected().headers],
+                dropped: vec![rejected().headers]
             }
         );
     }
@@ -758,6 +769,21 @@ mod tests {
         assert!(r.consume_due(now + Duration::from_secs(45)));
         r.consumer_opened();
         assert!(!r.needs_tick());
+        assert!(r.consume_failed(now) <= Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn a_new_connection_consumes_again_from_the_shortest_wait() {
+        let mut r = reception();
+        let now = Instant::now();
+        for _ in 0..8 {
+            r.consume_failed(now);
+        }
+        r.new_connection();
+        assert!(
+            !r.needs_tick(),
+            "nothing due before the session's first attempt"
+        );
         assert!(r.consume_failed(now) <= Duration::from_millis(1500));
     }
 }

@@ -620,23 +620,18 @@ impl Supervisor {
             inbox_open,
         );
         let counters = &self.shared.counters;
-        Counters::add(&counters.rejected, outcome.rejected);
-        Counters::add(&counters.quarantine_dropped, outcome.dropped);
-        if let Some(observed) = self.shared.observed.get() {
-            for _ in 0..outcome.rejected {
+        Counters::add(&counters.rejected, outcome.rejected.len() as u64);
+        Counters::add(&counters.quarantine_dropped, outcome.dropped.len() as u64);
+        for headers in &outcome.rejected {
+            if let Some(observed) = self.shared.observed.get() {
                 observed.quarantined(RejectClass::Rejected);
             }
+            tracing::warn!(?headers, "quarantining a message the application rejected");
         }
-        if outcome.rejected > 0 {
-            tracing::warn!(
-                rejected = outcome.rejected,
-                "quarantining messages the application rejected"
-            );
-        }
-        if outcome.dropped > 0 {
+        for headers in &outcome.dropped {
             tracing::error!(
-                dropped = outcome.dropped,
-                "too many quarantine copies wait to be published: rejected messages are dropped"
+                ?headers,
+                "too many quarantine copies wait to be published: a rejected message is dropped"
             );
         }
         self.acknowledge(consumer, outcome.ack).await
@@ -728,10 +723,9 @@ impl Supervisor {
                 }
                 let from = from.as_deref().unwrap_or("unknown");
                 tracing::warn!(from, %reason, "quarantining an invalid message");
-                if dropped {
+                if let Some(headers) = dropped {
                     tracing::error!(
-                        from,
-                        %reason,
+                        ?headers,
                         "too many quarantine copies wait to be published: an invalid message is dropped"
                     );
                     Counters::add(&counters.quarantine_dropped, 1);
