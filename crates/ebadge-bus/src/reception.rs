@@ -109,6 +109,10 @@ pub(crate) struct Fresh {
     pub(crate) from: EntityName,
     pub(crate) message: Message,
     pub(crate) tag: u64,
+    /// The exchange and routing key it came with (given back, not copied again, for the
+    /// application's [`crate::Incoming`]).
+    pub(crate) exchange: String,
+    pub(crate) routing_key: String,
     /// Its dedupe key; `None` when the sender set no message_id.
     pub(crate) key: Option<DedupeKey>,
     /// The waiting request it answers, if it is an answer.
@@ -253,6 +257,8 @@ impl Reception {
             from,
             message,
             tag,
+            exchange,
+            routing_key,
             key,
             answers,
         }))

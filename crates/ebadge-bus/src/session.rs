@@ -769,8 +769,8 @@ impl Supervisor {
         let message_id = fresh.key.as_ref().map(|(_, id)| id.clone());
         Ok(Some(Incoming {
             from: fresh.from,
-            routing_key: deliver.routing_key().clone(),
-            exchange: deliver.exchange().clone(),
+            routing_key: fresh.routing_key,
+            exchange: fresh.exchange,
             message_id,
             message,
             redelivered: deliver.redelivered(),
